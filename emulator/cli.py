@@ -1,0 +1,153 @@
+"""The `emulator` command: start, stop, inspect and reset the two emulated workspaces."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from emulator import launcher, settings, status
+from emulator.state import StateDir
+
+ROLE = click.Choice(settings.ROLES)
+
+
+def _state_option(fn):
+    return click.option(
+        "--state-dir",
+        envvar=settings.STATE_DIR_ENV,
+        default=settings.DEFAULT_STATE_DIR,
+        show_default=True,
+        help="Where both workspaces keep their stores, artifacts and logs.",
+    )(fn)
+
+
+def _fail(message: str, code: int = 1):
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+@click.group()
+def main():
+    """Local stand-ins for an Azure Databricks and an Azure ML workspace (MLflow tracking)."""
+
+
+@main.command()
+@_state_option
+@click.option("--host", default=settings.DEFAULT_HOST, show_default=True)
+@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for /health.")
+def up(state_dir, host, timeout):
+    """Start both workspaces (local processes) and wait until they answer /health."""
+    state = StateDir(state_dir)
+    started = []
+    try:
+        for role in settings.ROLES:
+            started.append(launcher.start(state, role, host=host))
+        status.record_deployment(state, "local")
+        launcher.wait_healthy(state, started, timeout=timeout)
+    except (launcher.LaunchError, ValueError) as exc:
+        _fail(str(exc))
+    info = status.collect(state)
+    for role in settings.ROLES:
+        click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
+
+
+@main.command()
+@_state_option
+def down(state_dir):
+    """Stop both workspaces; their state stays for the next `up`."""
+    state = StateDir(state_dir)
+    for role in settings.ROLES:
+        if launcher.stop(state, role):
+            click.echo(f"stopped {role}")
+
+
+@main.command()
+@_state_option
+@click.argument("role", type=ROLE)
+def stop(state_dir, role):
+    """Stop one workspace (to simulate that backend being down)."""
+    if not launcher.stop(StateDir(state_dir), role):
+        click.echo(f"{role} was not running")
+
+
+@main.command()
+@_state_option
+@click.argument("role", type=ROLE)
+@click.option("--host", default=settings.DEFAULT_HOST, show_default=True)
+@click.option("--timeout", default=90.0, show_default=True)
+def start(state_dir, role, host, timeout):
+    """Start one workspace again."""
+    state = StateDir(state_dir)
+    try:
+        proc = launcher.start(state, role, host=host)
+        launcher.wait_healthy(state, [proc], timeout=timeout)
+    except (launcher.LaunchError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(f"{role}: {proc.url}")
+
+
+@main.command("status")
+@_state_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_cmd(state_dir, as_json):
+    """Where the workspaces are, their tokens, and whether they are healthy."""
+    info = status.collect(StateDir(state_dir))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(f"mode: {info['mode']}   linked: {info['linked']}   state: {info['state_dir']}")
+        for role in settings.ROLES:
+            ws = info[role]
+            health = click.style("healthy", fg="green") if ws["healthy"] else click.style("down", fg="red")
+            click.echo(f"{role:>10}: {ws['url']}  {health}  token={ws['token']}")
+        click.echo(f"AML tracking URI: {info['azureml']['tracking_uri']}")
+    healthy = all(info[r]["healthy"] for r in settings.ROLES)
+    sys.exit(0 if healthy else 3)
+
+
+@main.command()
+@_state_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reset(state_dir, yes):
+    """Stop everything and delete all state (runs, models, artifacts, tokens)."""
+    state = StateDir(state_dir)
+    if not yes:
+        click.confirm(f"Delete everything under {state.root}?", abort=True)
+    for role in settings.ROLES:
+        launcher.stop(state, role)
+    state.wipe()
+    click.echo(f"deleted {state.root}")
+
+
+@main.command()
+@_state_option
+@click.argument("role", type=ROLE)
+@click.option("-n", "--lines", default=50, show_default=True)
+def logs(state_dir, role, lines):
+    """Print the last lines of a workspace's server log."""
+    click.echo(launcher.tail(launcher.log_path(StateDir(state_dir), role), lines))
+
+
+@main.command()
+@_state_option
+@click.option("--role", type=ROLE, required=True)
+@click.option("--host", default=settings.DEFAULT_HOST, show_default=True)
+@click.option("--port", type=int, default=None, help="Defaults to the role's port.")
+@click.option("--public-url", default=None, help="How clients reach this server, if not host:port.")
+@click.option("--threads", default=8, show_default=True)
+def serve(state_dir, role, host, port, public_url, threads):
+    """Run one workspace in the foreground (used by `up` and by the Docker image)."""
+    from emulator.server import serve as run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = StateDir(state_dir)
+    state.ensure()
+    port = settings.port_for(role) if port is None else port
+    run(launcher.server_config(state, role, host, port, public_url), threads=threads)
+
+
+if __name__ == "__main__":
+    main()

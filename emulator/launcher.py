@@ -1,0 +1,187 @@
+"""Local mode: each workspace runs as a child process of its own, tracked by a PID file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from emulator import settings
+from emulator.state import StateDir
+
+
+class LaunchError(RuntimeError):
+    """A workspace could not be started or stopped; the message says why and where to look."""
+
+
+@dataclass
+class Running:
+    role: str
+    pid: int
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None):
+    cfg = state.config()
+    return settings.ServerConfig(
+        role=role,
+        host=host,
+        port=port,
+        state_dir=str(state.role_dir(role)),
+        token=cfg[f"{role}_token"],
+        public_url=public_url or f"http://{host}:{port}",
+        user=cfg["databricks_user"],
+        subscription_id=cfg["subscription_id"],
+        resource_group=cfg["resource_group"],
+        workspace_name=cfg["workspace_name"],
+        location=cfg["location"],
+    )
+
+
+def _runfile(state: StateDir, role: str) -> Path:
+    return state.role_dir(role) / "server.json"
+
+
+def log_path(state: StateDir, role: str) -> Path:
+    return state.role_dir(role) / "server.log"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def running(state: StateDir, role: str) -> Running | None:
+    try:
+        info = json.loads(_runfile(state, role).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not _alive(info["pid"]):
+        return None
+    return Running(role, info["pid"], info["host"], info["port"])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = settings.DEFAULT_HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None) -> Running:
+    """Start one workspace unless it already runs; returns once it is listening."""
+    current = running(state, role)
+    if current:
+        return current
+    state.ensure()
+    port = settings.port_for(role) if port is None else port
+    if port == 0:
+        port = free_port(host)
+    if port_in_use(host, port):
+        raise LaunchError(
+            f"cannot start the {role} workspace: {host}:{port} is already in use. "
+            f"Stop what holds it, or pick another port with {settings.PORT_ENV[role]}=<port>."
+        )
+    log = log_path(state, role)
+    with open(log, "ab") as out:
+        os.chmod(log, 0o600)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator.cli", "serve", "--role", role,
+             "--state-dir", str(state.root), "--host", host, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
+        )
+    runfile = _runfile(state, role)
+    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port}))
+    runfile.chmod(0o600)
+    return Running(role, proc.pid, host, port)
+
+
+def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(procs)
+    while pending:
+        for proc in list(pending):
+            if healthy(proc.url):
+                pending.remove(proc)
+            elif not _alive(proc.pid):
+                raise LaunchError(
+                    f"the {proc.role} workspace exited during start-up; last lines of "
+                    f"{log_path(state, proc.role)}:\n{tail(log_path(state, proc.role))}"
+                )
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(p.role for p in pending)
+            raise LaunchError(f"timed out after {timeout:.0f}s waiting for {names} to answer /health")
+        if pending:
+            time.sleep(0.2)
+
+
+def stop(state: StateDir, role: str, timeout: float = 15.0) -> bool:
+    """Stop one workspace; True if it was running."""
+    current = running(state, role)
+    _runfile(state, role).unlink(missing_ok=True)
+    if not current:
+        return False
+    os.kill(current.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(current.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(current.pid):
+        os.kill(current.pid, signal.SIGKILL)
+    _reap(current.pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log yet)"

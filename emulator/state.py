@@ -1,0 +1,95 @@
+"""The state directory: one private folder per workspace plus the shared config (tokens, ports).
+
+Layout::
+
+    <state>/config.json          tokens and identities (mode 0600)
+    <state>/<role>/mlflow.db     the MLflow backend store (SQLite)
+    <state>/<role>/artifacts/    the artifact root
+    <state>/<role>/server.pid    the running server's PID (local mode)
+    <state>/<role>/server.log    its output
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path
+
+from emulator import settings
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) readable by the owner only; tighten it if it exists."""
+    path.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+class StateDir:
+    def __init__(self, root: str | os.PathLike | None = None):
+        root = root or os.environ.get(settings.STATE_DIR_ENV) or settings.DEFAULT_STATE_DIR
+        self.root = Path(root).resolve()
+
+    def role_dir(self, role: str) -> Path:
+        if role not in settings.ROLES:
+            raise ValueError(f"unknown workspace {role!r}; expected one of {settings.ROLES}")
+        return self.root / role
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    def ensure(self) -> None:
+        make_private_dir(self.root)
+        for role in settings.ROLES:
+            make_private_dir(self.role_dir(role))
+
+    def load_config(self) -> dict:
+        try:
+            return json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def save_config(self, config: dict) -> None:
+        self.ensure()
+        tmp = self.config_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(config, fh, indent=2, sort_keys=True)
+        os.replace(tmp, self.config_path)
+
+    def config(self) -> dict:
+        """Tokens and identities, created once per state dir; environment variables win."""
+        config = self.load_config()
+        changed = False
+        for role in settings.ROLES:
+            env_token = os.environ.get(settings.TOKEN_ENV[role])
+            key = f"{role}_token"
+            if env_token and config.get(key) != env_token:
+                config[key] = env_token
+                changed = True
+            elif not config.get(key):
+                prefix = "dapi" if role == "databricks" else "aml"
+                config[key] = f"{prefix}{secrets.token_hex(16)}"
+                changed = True
+        wanted = {"databricks_user": os.environ.get(settings.DATABRICKS_USER_ENV)}
+        wanted.update({k: os.environ.get(env) for k, env in settings.AZUREML_ENV.items()})
+        defaults = {"databricks_user": settings.DEFAULT_DATABRICKS_USER, **settings.AZUREML_DEFAULTS}
+        for key, value in wanted.items():
+            value = value or config.get(key) or defaults[key]
+            if config.get(key) != value:
+                config[key] = value
+                changed = True
+        if changed:
+            self.save_config(config)
+        return config
+
+    def wipe(self) -> None:
+        """Delete everything, like deleting the resource group in the seed's clean-up."""
+        if self.root.exists():
+            shutil.rmtree(self.root)

@@ -1,0 +1,44 @@
+"""MLflow store plugins (``mlflow.tracking_store`` / ``mlflow.model_registry_store`` entry points).
+
+The Databricks workspace keeps MLflow's SQL store but lays artifacts out as Databricks does:
+experiments under ``dbfs:/databricks/mlflow-tracking/<id>`` and MLflow 3 logged models under
+``<experiment>/logged_models/<id>/artifacts`` (the client reads ``models/<id>`` as a run id).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from functools import cache
+
+DATABRICKS_SCHEME = "emulator-databricks"
+
+
+def store_uri(role: str, db_path: Path) -> str:
+    sqlite = f"sqlite:///{Path(db_path).resolve()}"
+    return sqlite if role != "databricks" else f"{DATABRICKS_SCHEME}:{sqlite}"
+
+
+def _sqlite_uri(store_uri: str) -> str:
+    return store_uri.split(":", 1)[1] if store_uri.startswith(DATABRICKS_SCHEME + ":") else store_uri
+
+
+# MLflow's stores are imported lazily: MLflow loads these entry points while importing them.
+@cache
+def _databricks_tracking_store_class():
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    class DatabricksTrackingStore(SqlAlchemyStore):
+        MODELS_FOLDER_NAME = "logged_models"
+
+    return DatabricksTrackingStore
+
+
+def databricks_tracking_store(store_uri: str, artifact_uri: str | None = None):
+    return _databricks_tracking_store_class()(_sqlite_uri(store_uri), artifact_uri)
+
+
+def databricks_registry_store(store_uri: str):
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    return SqlAlchemyStore(_sqlite_uri(store_uri))

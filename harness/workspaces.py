@@ -1,0 +1,81 @@
+"""Handles on the two emulated workspaces: start them, find them, and the env vars clients need."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from emulator import launcher, settings, status
+from emulator.state import StateDir
+
+
+@dataclass(frozen=True)
+class DatabricksWorkspace:
+    url: str
+    token: str
+    user: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a notebook's MLflow client reads for tracking URI ``databricks``."""
+        return {"DATABRICKS_HOST": self.url, "DATABRICKS_TOKEN": self.token}
+
+
+@dataclass(frozen=True)
+class AzureMLWorkspace:
+    url: str
+    token: str
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    tracking_uri: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The vanilla MLflow client sends MLFLOW_TRACKING_TOKEN as its bearer token."""
+        return {"MLFLOW_TRACKING_TOKEN": self.token}
+
+
+class Emulator:
+    """Both workspaces in local mode under one state dir."""
+
+    def __init__(self, state_dir: str | os.PathLike, ports: dict[str, int] | None = None):
+        self.state = StateDir(Path(state_dir))
+        # Fixed free ports, so a workspace restarted by stop()/start() keeps its address.
+        self.ports = ports or {role: launcher.free_port() for role in settings.ROLES}
+
+    def up(self, timeout: float = 90.0) -> Emulator:
+        procs = [self.start_process(role) for role in settings.ROLES]
+        status.record_deployment(self.state, "local")
+        launcher.wait_healthy(self.state, procs, timeout=timeout)
+        return self
+
+    def start_process(self, role: str):
+        return launcher.start(self.state, role, port=self.ports.get(role))
+
+    def start(self, role: str, timeout: float = 90.0) -> None:
+        launcher.wait_healthy(self.state, [self.start_process(role)], timeout=timeout)
+
+    def stop(self, role: str) -> None:
+        launcher.stop(self.state, role)
+
+    def down(self) -> None:
+        for role in settings.ROLES:
+            launcher.stop(self.state, role)
+
+    def status(self) -> dict:
+        return status.collect(self.state)
+
+    @property
+    def databricks(self) -> DatabricksWorkspace:
+        info = self.status()["databricks"]
+        return DatabricksWorkspace(info["url"], info["token"], info["user"])
+
+    @property
+    def azureml(self) -> AzureMLWorkspace:
+        info = self.status()["azureml"]
+        return AzureMLWorkspace(
+            info["url"], info["token"], info["subscription_id"], info["resource_group"],
+            info["workspace_name"], info["tracking_uri"],
+        )

@@ -1,0 +1,143 @@
+"""The launcher and CLI: real server processes, real HTTP, state on disk."""
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from emulator import launcher
+from harness.workspaces import Emulator
+
+EMULATOR = [sys.executable, "-m", "emulator.cli"]
+
+
+def run_cli(*args, env=None, check=True):
+    proc = subprocess.run([*EMULATOR, *args], capture_output=True, text=True, env=env, timeout=180)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"emulator {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def cli_env(**ports):
+    env = dict(os.environ)
+    for role, port in ports.items():
+        env[f"EMULATOR_{role.upper()}_PORT"] = str(port)
+    return env
+
+
+def test_up_status_down_via_cli(tmp_path):
+    state = tmp_path / "state"
+    env = cli_env(databricks=launcher.free_port(), azureml=launcher.free_port())
+    run_cli("up", "--state-dir", str(state), env=env)
+    try:
+        info = json.loads(run_cli("status", "--json", "--state-dir", str(state), env=env).stdout)
+        assert info["mode"] == "local"
+        assert info["linked"] is False
+        assert info["databricks"]["healthy"] and info["azureml"]["healthy"]
+        assert info["databricks"]["url"] == f"http://127.0.0.1:{env['EMULATOR_DATABRICKS_PORT']}"
+        for key in ("subscription_id", "resource_group", "workspace_name", "tracking_uri", "token"):
+            assert info["azureml"][key]
+        assert info["azureml"]["tracking_uri"].endswith(
+            f"/workspaces/{info['azureml']['workspace_name']}"
+        )
+        # A second `up` is a no-op, not a second server fighting for the port.
+        run_cli("up", "--state-dir", str(state), env=env)
+    finally:
+        run_cli("down", "--state-dir", str(state), env=env)
+    proc = run_cli("status", "--json", "--state-dir", str(state), env=env, check=False)
+    assert proc.returncode == 3  # not healthy: scripts can tell
+    assert json.loads(proc.stdout)["databricks"]["healthy"] is False
+
+
+def test_port_already_taken_is_a_clear_error(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        env = cli_env(databricks=taken, azureml=launcher.free_port())
+        proc = run_cli("up", "--state-dir", str(tmp_path / "s"), "--timeout", "20", env=env, check=False)
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{taken} is already in use" in proc.stderr
+    assert "EMULATOR_DATABRICKS_PORT" in proc.stderr
+    run_cli("down", "--state-dir", str(tmp_path / "s"), env=env)
+
+
+def test_state_dir_is_private(emulator):
+    root = emulator.state.root
+    for path in [root, root / "databricks", root / "azureml", root / "config.json"]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_health_is_public_but_api_needs_the_token(emulator):
+    for ws in (emulator.databricks, emulator.azureml):
+        assert requests.get(f"{ws.url}/health", timeout=5).text == "OK"
+        resp = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=5)
+        assert resp.status_code == 401
+        assert resp.json()["error_code"] == "UNAUTHENTICATED"
+        ok = requests.get(
+            f"{ws.url}/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
+            headers={"Authorization": f"Bearer {ws.token}"},
+            timeout=5,
+        )
+        assert ok.status_code == 200, ok.text
+
+
+def test_state_survives_down_and_up(tmp_path, monkeypatch):
+    emu = Emulator(tmp_path / "state").up()
+    try:
+        aml = emu.azureml
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+        client = MlflowClient(tracking_uri=aml.url)
+        exp = client.create_experiment("survivor")
+        run = client.create_run(exp)
+        for step in range(3):
+            client.log_metric(run.info.run_id, "loss", 1.0 / (step + 1), step=step)
+        (tmp_path / "a.txt").write_text("kept")
+        client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
+        emu.down()
+        emu.up()
+        client = MlflowClient(tracking_uri=emu.azureml.url)
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == [1.0, 0.5, 1.0 / 3]
+        dst = client.download_artifacts(run.info.run_id, "a.txt", str(tmp_path / "dl"))
+        assert open(dst).read() == "kept"
+    finally:
+        emu.down()
+
+
+def test_stop_and_start_one_workspace(emulator):
+    aml_url = emulator.azureml.url
+    emulator.stop("azureml")
+    assert not launcher.healthy(aml_url)
+    assert launcher.healthy(emulator.databricks.url)
+    emulator.start("azureml")
+    assert launcher.healthy(aml_url)
+
+
+def test_unexpected_paths_answer_json_not_tracebacks(emulator):
+    ws = emulator.azureml
+    resp = requests.get(f"{ws.url}/no/such/thing", headers={"Authorization": f"Bearer {ws.token}"}, timeout=5)
+    assert resp.status_code == 404
+    assert resp.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_reset_wipes_everything(tmp_path):
+    state = tmp_path / "state"
+    env = cli_env(databricks=launcher.free_port(), azureml=launcher.free_port())
+    run_cli("up", "--state-dir", str(state), env=env)
+    run_cli("reset", "--yes", "--state-dir", str(state), env=env)
+    assert not state.exists()
+    assert run_cli("status", "--json", "--state-dir", str(state), env=env, check=False).returncode == 3
+
+
+def test_logs_show_the_server_output(emulator):
+    out = run_cli("logs", "databricks", "--state-dir", str(emulator.state.root)).stdout
+    assert "Serving on" in out
