@@ -1,0 +1,1 @@
+"""Benchmarks: what the emulator costs, measured side by side with a stock MLflow server."""
