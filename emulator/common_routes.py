@@ -29,7 +29,14 @@ def install(app: Flask, config: ServerConfig) -> None:
         presented = auth.presented_token(request)
         if presented is None:
             return _unauthenticated(app, "No access token was provided (Authorization: Bearer ...).")
-        if not auth.token_matches(presented, config.token):
+        # A role may accept more than its static token (Azure ML: MSI-issued tokens); its check
+        # returns why a token is refused, or None.
+        role_check = app.config.get("EMULATOR_TOKEN_CHECK")
+        if role_check is not None:
+            problem = role_check(presented)
+            if problem:
+                return _unauthenticated(app, problem)
+        elif not auth.token_matches(presented, config.token):
             return _unauthenticated(app, "Invalid access token.")
         g.emulator_user = config.user
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from emulator import launcher, settings
+from emulator.azureml.tokens import identity_header
 from emulator.state import StateDir
 
 
@@ -62,5 +63,8 @@ def collect(state: StateDir) -> dict:
             "tracking_uri": f"{aml_url}/mlflow/v2.0/{scope}",
             "healthy": launcher.healthy(aml_url),
             "ui": f"{aml_url}/?token={cfg['azureml_token']}",
+            # Managed identity (IDENTITY_ENDPOINT / IDENTITY_HEADER) for MSI-style clients.
+            "identity_endpoint": f"{aml_url}/msi/token",
+            "identity_header": identity_header(cfg["azureml_token"]),
         },
     }

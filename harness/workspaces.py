@@ -33,8 +33,9 @@ class AzureMLWorkspace:
 
     @property
     def env(self) -> dict[str, str]:
-        """The vanilla MLflow client sends MLFLOW_TRACKING_TOKEN as its bearer token."""
-        return {"MLFLOW_TRACKING_TOKEN": self.token}
+        """The vanilla MLflow client sends MLFLOW_TRACKING_TOKEN as its bearer token;
+        harness.azureml.Workspace.get() finds ARM at AZUREML_EMULATOR_URL."""
+        return {"MLFLOW_TRACKING_TOKEN": self.token, "AZUREML_EMULATOR_URL": self.url}
 
 
 class Emulator:

@@ -1,0 +1,101 @@
+"""Bad-input checks in front of MLflow's handlers, for what they would answer with a 500.
+
+MLflow's server already rejects most bad requests with 400 INVALID_PARAMETER_VALUE; these cover
+what it does not: bodies that are not JSON objects, list items that are not objects, integers
+that do not fit the store's 64-bit columns (silently stored wrong, or a 500), deeply nested
+or oversized bodies. Values over MLflow's length limits (param value 6000, tag value 8000)
+are rejected instead of silently truncated (MLFLOW_TRUNCATE_LONG_VALUES=false in install()).
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+
+from emulator.errors import EmulatorError
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_JSON_BODY = 16 * 1024**2  # far above MLflow's 1 MB batch limit; below anything that hurts
+MAX_DEPTH = 64
+# Top-level repeated fields whose items are messages (objects) in MLflow's protos.
+MESSAGE_LISTS = ("metrics", "params", "tags", "datasets", "models")
+ID_FIELDS = ("experiment_id", "experiment_ids")
+_API_PREFIXES = ("/api/", "/ajax-api/")
+_RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact")
+
+
+def _bad(message: str) -> EmulatorError:
+    return EmulatorError("INVALID_PARAMETER_VALUE", message, 400)
+
+
+def _check_ids(name: str, value) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and item.strip().lstrip("-").isdigit():
+            if not INT64_MIN <= int(item) <= INT64_MAX:
+                raise _bad(f"Invalid value {item!r} for parameter '{name}': out of range.")
+
+
+def _walk(body) -> None:
+    """Iteratively (deep bodies must not blow the stack): integer ranges and nesting depth."""
+    stack = [(body, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _bad(f"The request body is nested more than {MAX_DEPTH} levels deep.")
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise _bad(f"Invalid value {value} for parameter '{path or 'body'}': it does not fit "
+                       "in a 64-bit integer.")
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+
+
+def parse_body() -> dict | None:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return None
+    if len(raw) > MAX_JSON_BODY:  # chunked uploads carry no Content-Length
+        raise _bad(f"The request body exceeds the {MAX_JSON_BODY // 1024**2} MiB limit for MLflow API calls.")
+    try:
+        body = json.loads(raw)
+        if isinstance(body, str):  # MLflow accepts double-encoded JSON from old clients
+            body = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        message = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise _bad(f"Malformed JSON request body: {message}") from None
+    if not isinstance(body, dict):
+        raise _bad(f"The request body must be a JSON object, got {type(body).__name__}.")
+    return body
+
+
+def check_request() -> None:
+    """before_request hook (after the token check)."""
+    path = request.path
+    if not path.startswith(_API_PREFIXES) or path.startswith(_RAW_BODY_PREFIXES):
+        return
+    for name in ID_FIELDS:
+        if name in request.args:
+            _check_ids(name, request.args.getlist(name))
+    if request.method not in ("POST", "PATCH", "PUT", "DELETE") or not request.is_json:
+        return
+    if (request.content_length or 0) > MAX_JSON_BODY:
+        raise _bad(f"The request body ({request.content_length} bytes) exceeds the "
+                   f"{MAX_JSON_BODY // 1024**2} MiB limit for MLflow API calls.")
+    body = parse_body()
+    if body is None:
+        return
+    _walk(body)
+    for name in ID_FIELDS:
+        if name in body:
+            _check_ids(name, body[name])
+    for name in MESSAGE_LISTS:
+        items = body.get(name)
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise _bad(f"Invalid value {json.dumps(item)} for parameter '{name}[{i}]': "
+                               "expected an object.")
