@@ -1,0 +1,172 @@
+"""The seed document's notebook flow as code, run with unmodified MLflow calls.
+
+Databricks flow (tracking URI "databricks", host and token from DATABRICKS_HOST/DATABRICKS_TOKEN):
+make the experiment folder with the databricks-sdk, set the experiment under /Users/<user>/...,
+train a small scikit-learn model logging `epoch_loss` per epoch, log the model with
+`registered_model_name` (workspace registry, `mlflow.set_registry_uri("databricks")`), then batch
+score it with `mlflow.pyfunc.spark_udf` through `withColumn`.
+
+Azure ML-only flow: `Workspace.get(...)` then `mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+FEATURES = ["Input_column1", "Input_column2", "Input_column3"]
+TRUE_COEF = np.array([1.5, -2.0, 0.5])
+
+
+def training_data(rows: int = 500, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(rows, len(FEATURES))), columns=FEATURES)
+    y = pd.Series(X.to_numpy() @ TRUE_COEF + 0.3 + rng.normal(scale=0.1, size=rows), name="target")
+    return X, y
+
+
+@dataclass
+class SeedRun:
+    experiment_name: str
+    experiment_id: str
+    run_id: str
+    model_name: str
+    model_version: int | None
+    model_uri: str  # runs:/<run_id>/model, as the seed builds it
+    logged_model_uri: str  # models:/<model_id>
+    model_id: str | None
+    registered_source: str | None  # what model-versions/create was given
+    scored_rows: int = 0
+    score_sample: list = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _train_and_log(epochs: int, model_name: str, notes: str):
+    """The training cell: the same unmodified MLflow calls on either backend."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import SGDRegressor
+    from sklearn.metrics import mean_squared_error
+
+    X, y = training_data()
+    learning_rate = 0.01
+    model = SGDRegressor(learning_rate="constant", eta0=learning_rate, random_state=0)
+    with mlflow.start_run() as run:
+        mlflow.log_param("epochs", epochs)
+        mlflow.log_param("learning_rate", learning_rate)
+        mlflow.set_tag("scenario", "seed")
+        for epoch in range(epochs):
+            model.partial_fit(X, y)
+            loss = mean_squared_error(y, model.predict(X))
+            mlflow.log_metric("epoch_loss", loss, step=epoch)
+        mlflow.log_text(notes, "notes.txt")
+        mlflow.log_dict({"features": FEATURES, "rows": len(X)}, "data/features.json")
+        # A named Series output keeps the UDF's result a plain double column (a tensor output
+        # would make spark_udf return array<double>).
+        signature = infer_signature(X, pd.Series(model.predict(X), name="prediction"))
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=model_name,
+                                        signature=signature)
+    return run, info
+
+
+def run_databricks_scenario(
+    url: str,
+    token: str,
+    user: str,
+    folder: str = "harness",
+    experiment: str = "seed-experiment",
+    model_name: str = "seed-model",
+    epochs: int = 5,
+    spark=None,
+    score_rows: int = 1000,
+) -> SeedRun:
+    """The seed notebook against the Databricks workspace at `url` (sets DATABRICKS_HOST/TOKEN)."""
+    import mlflow
+    from databricks.sdk import WorkspaceClient
+
+    os.environ["DATABRICKS_HOST"] = url
+    os.environ["DATABRICKS_TOKEN"] = token
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    mlflow.set_tracking_uri("databricks")
+    mlflow.set_registry_uri("databricks")  # the workspace registry, not Unity Catalog
+    folder_path = f"/Users/{user}/{folder}"
+    WorkspaceClient().workspace.mkdirs(folder_path)
+    experimentName = f"{folder_path}/{experiment}"
+    exp = mlflow.set_experiment(experimentName)
+    timings["set_experiment"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    run, info = _train_and_log(epochs, model_name, notes=f"seed scenario, {epochs} epochs\n")
+    timings["train_and_log"] = time.perf_counter() - t
+    last_run_id = run.info.run_id
+    model_uri = "runs:/" + last_run_id + "/model"
+    version = getattr(info, "registered_model_version", None)
+    source = None
+    if version is not None:
+        source = mlflow.MlflowClient().get_model_version(model_name, str(version)).source
+    result = SeedRun(
+        experiment_name=exp.name, experiment_id=exp.experiment_id, run_id=last_run_id,
+        model_name=model_name, model_version=None if version is None else int(version),
+        model_uri=model_uri, logged_model_uri=info.model_uri, model_id=getattr(info, "model_id", None),
+        registered_source=source, timings=timings,
+    )
+    if spark is not None:
+        t = time.perf_counter()
+        result.scored_rows, result.score_sample = batch_score(spark, model_uri, score_rows)
+        timings["batch_score"] = time.perf_counter() - t
+    return result
+
+
+def batch_score(spark, model_uri: str, rows: int = 1000) -> tuple[int, list]:
+    """The seed's batch-scoring cell; columns go in as a struct so they keep their names."""
+    import mlflow
+    from pyspark.sql import functions as F
+
+    pyfunc_udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local")
+    X, _ = training_data(rows, seed=1)
+    scoreDf = spark.createDataFrame(X)
+    preds = scoreDf.withColumn("prediction", pyfunc_udf(F.struct(*FEATURES)))
+    sample = [row.asDict() for row in preds.limit(3).collect()]
+    return preds.count(), sample
+
+
+def run_azureml_scenario(
+    subscription_id: str,
+    resource_group: str,
+    workspace_name: str,
+    experiment: str = "seed-experiment-azureml",
+    model_name: str = "seed-model",
+    epochs: int = 3,
+) -> SeedRun:
+    """The seed's "track only in Azure ML" variant: tracking (and so registry) URI from the workspace."""
+    import mlflow
+
+    from harness.azureml import Workspace
+
+    ws = Workspace.get(name=workspace_name, subscription_id=subscription_id, resource_group=resource_group)
+    uri = ws.get_mlflow_tracking_uri()
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        exp = mlflow.set_experiment(experiment)
+        t = time.perf_counter()
+        run, info = _train_and_log(epochs, model_name, notes="seed scenario, Azure ML only\n")
+        version = getattr(info, "registered_model_version", None)
+        source = mlflow.MlflowClient().get_model_version(model_name, str(version)).source if version else None
+        return SeedRun(
+            experiment_name=exp.name, experiment_id=exp.experiment_id, run_id=run.info.run_id,
+            model_name=model_name, model_version=None if version is None else int(version),
+            model_uri=f"runs:/{run.info.run_id}/model", logged_model_uri=info.model_uri,
+            model_id=getattr(info, "model_id", None), registered_source=source,
+            timings={"train_and_log": time.perf_counter() - t},
+        )
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
