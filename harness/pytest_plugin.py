@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
+from harness import links
+
+if TYPE_CHECKING:  # the checks import MLflow: loaded only when a helper runs, not at pytest start-up
+    from harness.checks.result import CheckResult
 from harness.workspaces import Emulator
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("mlflow-azure-emulator")
+    group.addoption(
+        "--emulator-docker", action="store_true", default=False,
+        help="Use the workspaces from Docker Compose (pytest-docker; a `docker_workspaces` fixture "
+             "such as tests/docker/conftest.py's) instead of local processes.",
+    )
+
+
 @pytest.fixture(scope="session")
-def emulated_workspaces(tmp_path_factory):
-    """Both workspaces as local server processes on free loopback ports, for the session."""
+def emulated_workspaces(request, tmp_path_factory):
+    """Both workspaces for the session: local server processes on free loopback ports, or with
+    --emulator-docker the Compose deployment (anything with .databricks and .azureml handles)."""
+    if request.config.getoption("emulator_docker"):
+        try:
+            yield request.getfixturevalue("docker_workspaces")
+        except pytest.FixtureLookupError:
+            pytest.fail("--emulator-docker needs a `docker_workspaces` fixture (see tests/docker/conftest.py)")
+        return
     emu = Emulator(tmp_path_factory.mktemp("emulator-state")).up()
     yield emu
     emu.down()
@@ -31,3 +53,119 @@ def azureml_workspace(emulated_workspaces, monkeypatch):
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
     return ws
+
+
+@pytest.fixture
+def linked_workspaces(emulated_workspaces, databricks_workspace, azureml_workspace):
+    """Both workspaces, linked (Databricks runs are mirrored to Azure ML) for the test, unlinked after.
+
+    The returned object has .databricks, .azureml, MLflow clients for each (.databricks_client with
+    tracking and registry URI "databricks", .azureml_client with the Azure ML tracking URI) and the
+    assertion helpers as methods."""
+    links.link(databricks_workspace, azureml_workspace)
+    yield LinkedWorkspaces(databricks_workspace, azureml_workspace)
+    links.unlink(databricks_workspace)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the session (local[*], or $SPARK_MASTER)."""
+    from harness.spark import get_spark
+
+    session = get_spark()
+    yield session
+    session.stop()
+
+
+class LinkedWorkspaces:
+    def __init__(self, databricks, azureml):
+        self.databricks = databricks
+        self.azureml = azureml
+
+    @property
+    def databricks_client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient("databricks", "databricks")
+
+    @property
+    def azureml_client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.azureml.tracking_uri, self.azureml.tracking_uri)
+
+    def assert_dual_logged(self, run_id=None, experiment_name=None, timeout: float = 30.0) -> CheckResult:
+        return assert_dual_logged(run_id, experiment_name=experiment_name, databricks=self.databricks_client,
+                                  azureml=self.azureml_client, timeout=timeout)
+
+    def assert_versions_increment(self, name: str, registry: str = "databricks", **kwargs) -> CheckResult:
+        client = self.databricks_client if registry == "databricks" else self.azureml_client
+        return assert_versions_increment(name, client=client, **kwargs)
+
+
+def _fail_with(result: CheckResult) -> None:
+    __tracebackhide__ = True
+    if not result.passed:
+        pytest.fail(result.summary(), pytrace=False)
+
+
+def _default_client(kind: str):
+    import os
+
+    from mlflow import MlflowClient
+
+    if kind == "databricks":
+        return MlflowClient("databricks", "databricks")
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise RuntimeError("give azureml=MlflowClient(<Azure ML tracking URI>) (or use linked_workspaces)")
+    return MlflowClient(uri, uri)
+
+
+def assert_dual_logged(run_id=None, *, experiment_name=None, databricks=None, azureml=None,
+                       timeout: float = 30.0) -> CheckResult:
+    """Fail the test, listing every difference, unless the Databricks run's Azure ML mirror matches.
+    Waits up to `timeout` seconds for the mirror to catch up."""
+    __tracebackhide__ = True
+    import time
+
+    from harness.checks import check_dual_logging
+
+    databricks = databricks or _default_client("databricks")
+    azureml = azureml or _default_client("azureml")
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check_dual_logging(databricks, azureml, run_id=run_id, experiment_name=experiment_name)
+        if result.passed or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    _fail_with(result)
+    return result
+
+
+def assert_versions_increment(name: str, *, client=None, source: str | None = None, run_id=None, model_id=None,
+                              registrations: int = 3, concurrency: int = 1) -> CheckResult:
+    """With `source`: register it `registrations` times and fail unless the versions go 1, 2, 3...
+    (`concurrency` > 1 registers at once). Without: fail unless `name`'s versions are 1..N, each
+    once, READY, with no retried duplicates."""
+    __tracebackhide__ = True
+    from harness.checks import check_registry_increments, verify_registry_versions
+
+    client = client or _default_client("databricks")
+    if source is None:
+        result = verify_registry_versions(client, name)
+    else:
+        result = check_registry_increments(client, name, source, run_id=run_id, model_id=model_id,
+                                           registrations=registrations, concurrency=concurrency)
+    _fail_with(result)
+    return result
+
+
+def assert_udf_matches_predict(spark, model_uri: str, data, **kwargs) -> CheckResult:
+    """Fail unless spark_udf scoring of `data` matches pyfunc predict (see check_udf_scoring)."""
+    __tracebackhide__ = True
+    from harness.checks import check_udf_scoring
+
+    result = check_udf_scoring(spark, model_uri, data, **kwargs)
+    _fail_with(result)
+    return result

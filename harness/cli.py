@@ -1,0 +1,256 @@
+"""`harness check`: run the seed scenario and every check against the emulator, report, set the exit code.
+
+Exit codes: 0 every check passed; 1 a check failed (the report names each difference);
+2 the emulator is not reachable (start it with `emulator up`, or pass --start)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from emulator import launcher, settings, status
+from emulator.state import StateDir
+from harness import report
+from harness.checks.result import CheckResult
+
+EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
+
+
+class Progress:
+    """One line per step on stderr; on a terminal the line shows the elapsed time while it runs."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.n = total, 0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    @contextlib.contextmanager
+    def step(self, label: str, log: io.StringIO):
+        self.n += 1
+        prefix = f"[{self.n}/{self.total}] {label}"
+        start = time.perf_counter()
+        stop = threading.Event()
+        outcome: dict = {}
+
+        def tick():
+            while not stop.wait(1.0):
+                self.stream.write(f"\r{prefix} ... {time.perf_counter() - start:.0f}s")
+                self.stream.flush()
+
+        self.stream.write(f"{prefix} ...")
+        self.stream.flush()
+        ticker = threading.Thread(target=tick, daemon=True) if self.tty else None
+        if ticker:
+            ticker.start()
+        try:
+            # The client's own chatter ("Successfully registered model", run links) goes to the log.
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield outcome
+        finally:
+            stop.set()
+            if ticker:
+                ticker.join()
+            done = f"{outcome.get('verdict', 'done')} ({time.perf_counter() - start:.1f}s)"
+            # On a terminal rewrite the ticking line; in a log just finish it.
+            self.stream.write(f"\r{prefix} ... {done}\033[K\n" if self.tty else f" {done}\n")
+            self.stream.flush()
+
+
+def _verdict(result: CheckResult) -> str:
+    if result.passed:
+        return "PASS"
+    return "ERROR" if result.error else f"FAIL ({len(result.differences)} differences)"
+
+
+def _ensure_running(state: StateDir, start: bool) -> list[str]:
+    """Roles this command started (to stop them again); exits 2 if the emulator is down and not --start."""
+    info = status.collect(state)
+    down = [r for r in settings.ROLES if not info[r]["healthy"]]
+    if not down:
+        return []
+    if not start:
+        click.secho(
+            f"error: the emulator is not running ({', '.join(down)} down) in {state.root}: "
+            "run `emulator up` or pass --start", fg="red", err=True)
+        sys.exit(EXIT_NO_EMULATOR)
+    started, procs = [], []
+    for role in down:
+        procs.append(launcher.start(state, role))
+        started.append(role)
+    status.record_deployment(state, "local")
+    launcher.wait_healthy(state, procs, timeout=90)
+    return started
+
+
+def _skipped(name: str, why: str) -> CheckResult:
+    return CheckResult(name, error=f"not run: {why}")
+
+
+@click.group()
+def main():
+    """Checks for MLflow dual tracking, registry versions and Spark UDF scoring against the emulator."""
+
+
+@main.command()
+@click.option("--state-dir", envvar=settings.STATE_DIR_ENV, default=settings.DEFAULT_STATE_DIR,
+              show_default=True, help="The emulator's state dir (where `emulator up` put it).")
+@click.option("--start", is_flag=True, help="Start the emulator if it is not running (stopped again at the end).")
+@click.option("--keep-running", is_flag=True, help="With --start: leave the emulator running.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write a JSON report here.")
+@click.option("--junit-xml", "junit_path", type=click.Path(dir_okay=False), help="Write a JUnit XML report here.")
+@click.option("--spark/--no-spark", default=True, show_default=True, help="Run the Spark batch-scoring steps.")
+@click.option("--spark-master", default=None, help="Spark master (default: $SPARK_MASTER or local[*]).")
+@click.option("--registrations", default=3, show_default=True, help="Registrations per registry check.")
+@click.option("--concurrency", default=4, show_default=True, help="Registrations at once in the concurrent check.")
+@click.option("--rows", default=1000, show_default=True, help="Rows scored in the UDF check.")
+@click.option("--mirror-timeout", default=30.0, show_default=True,
+              help="Seconds to wait for the Azure ML mirror to catch up (when linked).")
+@click.option("--model-name", default="seed-model", show_default=True)
+def check(state_dir, start, keep_running, json_path, junit_path, spark, spark_master, registrations,
+          concurrency, rows, mirror_timeout, model_name):
+    """Run the seed scenario and all checks; print a table; exit 0 only if every check passed."""
+    state = StateDir(state_dir)
+    started = _ensure_running(state, start)
+    log = io.StringIO()
+    try:
+        results, info = _run_all(state, log, spark, spark_master, registrations, concurrency, rows,
+                                 mirror_timeout, model_name)
+    finally:
+        if started and not keep_running:
+            for role in started:
+                launcher.stop(state, role)
+        log_path = state.root / "harness.log"
+        with contextlib.suppress(OSError):
+            log_path.write_text(log.getvalue())
+    click.echo("")
+    click.echo(report.table(results))
+    extra = {"linked": info["linked"], "state_dir": info["state_dir"],
+             "workspaces": {r: {"url": info[r]["url"], "ui": info[r]["url"] + "/"} for r in settings.ROLES}}
+    if json_path:
+        report.write_json(json_path, results, extra)
+        click.echo(f"JSON report: {json_path}")
+    if junit_path:
+        report.write_junit_xml(junit_path, results)
+        click.echo(f"JUnit XML report: {junit_path}")
+    click.echo(f"client output: {state.root / 'harness.log'}")
+    sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_FAILED)
+
+
+def _run_all(state, log, use_spark, spark_master, registrations, concurrency, rows, mirror_timeout, model_name):
+    from mlflow import MlflowClient
+
+    from harness import scenarios
+    from harness.checks import check_dual_logging, check_registry_increments, check_udf_scoring
+    from harness.checks.registry import verify_registry_versions
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    info = status.collect(state)
+    db, aml = info["databricks"], info["azureml"]
+    # Both sets of credentials at once: "databricks" reads DATABRICKS_*, the Azure ML URI MLFLOW_TRACKING_TOKEN.
+    os.environ.update({"DATABRICKS_HOST": db["url"], "DATABRICKS_TOKEN": db["token"],
+                       "MLFLOW_TRACKING_TOKEN": aml["token"], "AZUREML_EMULATOR_URL": aml["url"]})
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    progress = Progress(8 if use_spark else 6)
+    results: list[CheckResult] = []
+    session = None
+
+    if use_spark:
+        with progress.step("start Spark", log) as out:
+            try:
+                from harness.spark import get_spark
+
+                session = get_spark(spark_master)
+                out["verdict"] = session.sparkContext.master
+            except Exception as exc:
+                out["verdict"] = f"failed: {exc}"
+                results.append(CheckResult("spark_session", error=f"{type(exc).__name__}: {exc}"))
+
+    seed_result = CheckResult("seed_scenario", subject=f"seed notebook flow on databricks ({db['url']})")
+    seed = None
+    with progress.step("seed scenario (databricks)", log) as out:
+        t = time.perf_counter()
+        try:
+            seed = scenarios.run_databricks_scenario(db["url"], db["token"], db["user"], model_name=model_name,
+                                                     spark=session, score_rows=rows)
+            seed_result.compared.update(epochs=5, scored_rows=seed.scored_rows)
+            seed_result.details.update(run_id=seed.run_id, experiment=seed.experiment_name,
+                                       model=f"{seed.model_name} v{seed.model_version}", model_uri=seed.model_uri)
+            seed_result.timings.update(seed.timings)
+        except Exception as exc:
+            seed_result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        seed_result.timings["total"] = time.perf_counter() - t
+        out["verdict"] = _verdict(seed_result)
+    results.append(seed_result)
+
+    databricks = MlflowClient("databricks", "databricks")
+    azureml = MlflowClient(aml["tracking_uri"], aml["tracking_uri"])
+
+    with progress.step("dual logging (databricks run vs azureml mirror)", log) as out:
+        if seed is None:
+            res = _skipped("dual_logging", "the seed scenario failed")
+        else:
+            deadline = time.monotonic() + (mirror_timeout if info["linked"] else 0)
+            while True:
+                res = check_dual_logging(databricks, azureml, run_id=seed.run_id)
+                if res.passed or time.monotonic() >= deadline:
+                    break
+                time.sleep(1.0)
+            if not info["linked"]:
+                res.notes.append("the workspaces are not linked (`emulator link`): nothing is mirrored")
+        out["verdict"] = _verdict(res)
+    results.append(res)
+
+    with progress.step(f"registry versions of {model_name!r} (databricks)", log) as out:
+        res = verify_registry_versions(databricks, model_name)
+        res.name = "registry_versions[seed model]"
+        out["verdict"] = _verdict(res)
+    results.append(res)
+
+    for label, conc in (("sequential", 1), (f"{concurrency} at once", concurrency)):
+        with progress.step(f"registry increments, databricks, {label}", log) as out:
+            if seed is None or not seed.registered_source:
+                res = _skipped("registry_increments", "no registered seed model to register again")
+            else:
+                res = check_registry_increments(
+                    databricks, f"harness-{'seq' if conc == 1 else 'conc'}-{stamp}", seed.registered_source,
+                    run_id=seed.run_id, model_id=seed.model_id, registrations=registrations if conc == 1 else conc,
+                    concurrency=conc)
+            res.name = f"registry_increments[databricks, {label}]"
+            out["verdict"] = _verdict(res)
+        results.append(res)
+
+    with progress.step("registry increments, azureml (seed's AML-only flow)", log) as out:
+        try:
+            aml_seed = scenarios.run_azureml_scenario(aml["subscription_id"], aml["resource_group"],
+                                                      aml["workspace_name"], model_name=model_name)
+            res = check_registry_increments(azureml, f"harness-seq-{stamp}", aml_seed.registered_source,
+                                            run_id=aml_seed.run_id, model_id=aml_seed.model_id,
+                                            registrations=registrations)
+        except Exception as exc:
+            res = CheckResult("registry_increments", error=f"{type(exc).__name__}: {exc}")
+        res.name = "registry_increments[azureml, sequential]"
+        out["verdict"] = _verdict(res)
+    results.append(res)
+
+    if use_spark:
+        with progress.step("UDF batch scoring (spark_udf vs pyfunc predict)", log) as out:
+            if session is None or seed is None:
+                res = _skipped("udf_scoring", "no Spark session" if session is None else "the seed scenario failed")
+            else:
+                data, _ = scenarios.training_data(rows, seed=2)
+                res = check_udf_scoring(session, seed.model_uri, data, partitions=2)
+            out["verdict"] = _verdict(res)
+        results.append(res)
+    return results, status.collect(state)
+
+
+if __name__ == "__main__":
+    main()
