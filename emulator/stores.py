@@ -28,8 +28,25 @@ def _sqlite_uri(store_uri: str) -> str:
 def _databricks_tracking_store_class():
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel
+    from mlflow.utils.uri import append_to_uri_path
+
     class DatabricksTrackingStore(SqlAlchemyStore):
         MODELS_FOLDER_NAME = "logged_models"
+
+        def create_logged_model(self, experiment_id, *args, **kwargs):
+            # MLflow's SQL store hard-codes SqlAlchemyStore.MODELS_FOLDER_NAME ("models") here;
+            # Databricks lays logged models out as <experiment>/logged_models/<id>/artifacts.
+            model = super().create_logged_model(experiment_id, *args, **kwargs)
+            location = append_to_uri_path(
+                self.get_experiment(experiment_id).artifact_location,
+                self.MODELS_FOLDER_NAME, model.model_id, self.ARTIFACTS_FOLDER_NAME,
+            )
+            with self.ManagedSessionMaker(read_only=False) as session:
+                session.query(SqlLoggedModel).filter(SqlLoggedModel.model_id == model.model_id).update(
+                    {SqlLoggedModel.artifact_location: location}
+                )
+            return self.get_logged_model(model.model_id)
 
     return DatabricksTrackingStore
 

@@ -1,15 +1,78 @@
-"""The Azure Databricks workspace stand-in (tracking URI ``databricks``)."""
+"""The Azure Databricks workspace stand-in (tracking URI ``databricks``).
+
+MLflow's own server handles the standard ``/api/2.0/mlflow/...`` calls; the modules here add what a
+Databricks workspace does on top (see README "Databricks workspace"):
+
+* ``experiment_rules``   absolute experiment paths, parent folders, owner tags, run ownership
+* ``workspace_api``      ``/api/2.0/workspace/mkdirs|get-status|list|delete`` (``workspace_tree``)
+* ``files_api``          ``/api/2.0/fs/files|directories/...`` (MLflow 3's artifact transport)
+* ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
+* ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
+* ``run_artifacts``      ``artifacts/list`` and ``get-artifact`` for ``dbfs:/`` runs
+* ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
+* ``scim``               ``/api/2.0/preview/scim/v2/Me``
+* ``storage``            the path guard every file access goes through
+"""
 
 from __future__ import annotations
 
-from flask import Flask, request
+import logging
+import os
+from pathlib import Path
 
+from flask import Flask, jsonify, request
+
+from emulator.databricks import (
+    dbfs_api,
+    experiment_rules,
+    files_api,
+    registry_artifacts,
+    run_artifacts,
+    scim,
+    unity_catalog,
+    workspace_api,
+)
+from emulator.databricks.storage import Storage
+from emulator.databricks.workspace_tree import WorkspaceTree
 from emulator.errors import error_response
 from emulator.settings import ServerConfig
 
+_access_log = logging.getLogger("emulator.databricks.access")
+
+# Stable, fake workspace id: the client sends it back as x-databricks-org-id.
+WORKSPACE_ID = "1234567890123456"
+
 
 def install(app: Flask, config: ServerConfig) -> None:
+    state = Path(config.state_dir)
+    artifacts = Storage(state / "artifacts")
+    tree = WorkspaceTree(state, config.user)
+
     app.config["EMULATOR_PUBLIC_PREFIXES"].append("/.well-known/databricks-config")
+
+    @app.route("/.well-known/databricks-config", methods=["GET"])
+    def _databricks_config():
+        # The SDK asks this before its first call; with a workspace_id it stops warning.
+        return jsonify({"workspace_id": WORKSPACE_ID, "host": request.host_url.rstrip("/")})
+
+    # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
+    unity_catalog.install(app)
+    experiment_rules.install(app, config, tree)
+    workspace_api.install(app, tree)
+    files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes")))
+    dbfs_api.install(app, dbfs_api.Dbfs(artifacts, Storage(state / "dbfs")))
+    registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
+    run_artifacts.install(app, artifacts)
+    scim.install(app, config)
+
+    if os.environ.get("EMULATOR_ACCESS_LOG"):
+        # Waitress writes no access log; this one helps find routes a client calls that 404/501.
+        _access_log.setLevel(logging.INFO)
+
+        @app.after_request
+        def _log_access(response):
+            _access_log.info("%s %s -> %s", request.method, request.full_path.rstrip("?"), response.status_code)
+            return response
 
     def not_found():
         # Databricks clients retry 5xx for minutes and treat 404 as "missing"; an unknown API is
