@@ -1,0 +1,93 @@
+"""Linked workspaces: dual tracking from the Databricks workspace to a linked Azure ML workspace.
+
+``install(app, config)`` (called by the Databricks role) wires four parts, one job each:
+
+* ``link``      link state (``<state>/databricks/link.json``), read at start-up;
+* ``outbox``    the durable, ordered queue of acknowledged writes (``outbox.db``);
+* ``recorder``  an after_request hook turning each successful tracking write into events;
+* ``relay``     the background thread delivering them to Azure ML;
+
+plus the admin routes in ``admin`` (the portal's "link" button stand-in and the mirror status).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from emulator.settings import ServerConfig
+
+_logger = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.db"
+
+
+class Mirror:
+    def __init__(self, config: ServerConfig, tracking_store):
+        from emulator.mirror import link
+        from emulator.mirror.outbox import Outbox
+        from emulator.mirror.relay import Relay
+
+        self.config = config
+        self.dir = Path(config.state_dir)
+        self.outbox = Outbox(self.dir / OUTBOX_FILE)
+        self.relay = Relay(self.outbox, self.dir / "artifacts", config.public_url, tracking_store)
+        record = link.read(self.dir)
+        self.linked = record is not None
+        if record:  # linked while the server was down (``emulator link``): adopt its target
+            self._set_target(record)
+
+    def _set_target(self, record: dict) -> None:
+        self.outbox.set_meta("target", {"url": record["tracking_base"], "token": record["azureml_token"]})
+
+    def link(self, azureml_url: str, azureml_token: str) -> dict:
+        from emulator.mirror import link
+
+        identity = {
+            "subscription_id": self.config.subscription_id,
+            "resource_group": self.config.resource_group,
+            "workspace_name": self.config.workspace_name,
+        }
+        record = link.make(azureml_url, azureml_token, identity)
+        link.write(self.dir, record)
+        self._set_target(record)
+        self.linked = True
+        self.relay.wake()
+        _logger.info("linked to Azure ML at %s", record["tracking_base"])
+        return self.status()
+
+    def unlink(self) -> dict:
+        from emulator.mirror import link
+
+        link.remove(self.dir)
+        # Writes already acknowledged while linked keep draining to the last target.
+        self.linked = False
+        _logger.info("unlinked from Azure ML")
+        return self.status()
+
+    def status(self) -> dict:
+        from emulator.mirror import link
+
+        info = link.public(link.read(self.dir))
+        info["linked"] = self.linked
+        info.update(self.outbox.summary())
+        info["relay_alive"] = self.relay.is_alive()
+        return info
+
+
+def install(app: Flask, config: ServerConfig) -> Mirror:
+    from emulator.mirror import admin, recorder
+
+    def tracking_store():
+        from mlflow.server.handlers import _get_tracking_store
+
+        return _get_tracking_store()
+
+    mirror = Mirror(config, tracking_store)
+    recorder.install(app, mirror)
+    admin.install(app, mirror)
+    mirror.relay.start()
+    app.config["EMULATOR_MIRROR"] = mirror
+    return mirror

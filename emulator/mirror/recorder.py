@@ -1,0 +1,127 @@
+"""Turns each successful tracking write on the Databricks workspace into an outbox event.
+
+An ``after_request`` hook: it sees the request (what the client asked) and the answer (ids the
+server assigned, the run as stored) before the answer is sent, and commits the event durably
+first. Nothing is recorded while unlinked, and writes to runs created before linking are not
+(see ``Outbox.record``). Model registry calls are deliberately not recorded: the registry is not
+part of dual tracking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from flask import request
+
+from emulator.errors import error_response
+
+_logger = logging.getLogger(__name__)
+
+_MLFLOW = re.compile(r"^/(?:ajax-)?api/2\.0/(?:preview/)?mlflow/(?P<ep>[a-z/\-]+)$")
+# MLflow 3 run artifacts through the Databricks Files API.
+_RUN_FILE = re.compile(
+    r"^/api/2\.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/(?P<exp>[^/]+)/Runs/(?P<run>[^/]+)/artifacts/(?P<path>.+)$"
+)
+_METRIC_FIELDS = ("key", "value", "timestamp", "step")  # model/dataset links: logged models are not mirrored
+
+
+def _pairs(items) -> list[dict]:
+    return [{"key": i.get("key"), "value": i.get("value")} for i in items or [] if isinstance(i, dict)]
+
+
+def _metric(m: dict) -> dict:
+    return {k: m[k] for k in _METRIC_FIELDS if k in m}
+
+
+def events_for(endpoint: str, body: dict, answer: dict) -> list[tuple[str, dict, str | None, str | None]]:
+    """(kind, payload, run_id, new_run_experiment) for one successful MLflow write."""
+    run_id = body.get("run_id") or body.get("run_uuid")
+    exp_id = body.get("experiment_id")
+    if endpoint == "runs/create":
+        run = answer["run"]
+        return [("run_create", {"run": run}, run["info"]["run_id"], run["info"]["experiment_id"])]
+    if endpoint == "runs/update":
+        info = answer.get("run_info") or {}
+        payload = {k: info.get(k) for k in ("status", "end_time", "run_name") if info.get(k) is not None}
+        return [("run_update", payload, run_id, None)]
+    if endpoint in ("runs/delete", "runs/restore"):
+        return [("run_" + endpoint.split("/")[1], {}, run_id, None)]
+    if endpoint == "runs/log-metric":
+        return [("data", {"metrics": [_metric(body)]}, run_id, None)]
+    if endpoint == "runs/log-parameter":
+        return [("data", {"params": _pairs([body])}, run_id, None)]
+    if endpoint == "runs/set-tag":
+        return [("data", {"tags": _pairs([body])}, run_id, None)]
+    if endpoint == "runs/log-batch":
+        payload = {
+            "metrics": [_metric(m) for m in body.get("metrics") or [] if isinstance(m, dict)],
+            "params": _pairs(body.get("params")),
+            "tags": _pairs(body.get("tags")),
+        }
+        return [("data", payload, run_id, None)] if any(payload.values()) else []
+    if endpoint == "runs/delete-tag":
+        return [("run_tag_delete", {"key": body.get("key")}, run_id, None)]
+    if endpoint == "runs/log-inputs":
+        datasets = body.get("datasets") or []
+        return [("inputs", {"datasets": datasets}, run_id, None)] if datasets else []
+    if endpoint == "experiments/create":
+        return [("experiment", {"experiment_id": answer["experiment_id"]}, None, None)]
+    if endpoint == "experiments/set-experiment-tag":
+        return [("experiment_tag", {"experiment_id": exp_id, "key": body.get("key"), "value": body.get("value")}, None, None)]
+    if endpoint == "experiments/delete-experiment-tag":
+        return [("experiment_tag_delete", {"experiment_id": exp_id, "key": body.get("key")}, None, None)]
+    if endpoint == "experiments/update":
+        return [("experiment_rename", {"experiment_id": exp_id, "new_name": body.get("new_name")}, None, None)]
+    if endpoint in ("experiments/delete", "experiments/restore"):
+        return [("experiment_" + endpoint.split("/")[1], {"experiment_id": exp_id}, None, None)]
+    return []
+
+
+def install(app, mirror) -> None:
+    """``mirror`` is the Mirror facade: ``.linked``, ``.outbox``, ``.relay``."""
+
+    @app.after_request
+    def _record_for_mirror(response):
+        if not mirror.linked or request.method not in ("POST", "PUT", "PATCH"):
+            return response
+        if not 200 <= response.status_code < 300:
+            return response
+        try:
+            kept = _record(mirror.outbox, response)
+        except Exception as exc:  # the write is in Databricks but could not be queued: say so
+            _logger.exception("mirror: could not record %s %s", request.method, request.path)
+            return error_response(
+                "INTERNAL_ERROR",
+                f"The write was stored in the Databricks workspace but could not be queued for the "
+                f"linked Azure ML workspace: {type(exc).__name__}: {exc}",
+                500,
+            )
+        if kept:
+            mirror.relay.wake()
+        return response
+
+
+def _record(outbox, response) -> bool:
+    path = request.path
+    if request.method == "PUT":
+        match = _RUN_FILE.match(path)
+        if not match:
+            return False
+        payload = {"experiment_id": match["exp"], "path": match["path"]}
+        return outbox.record("artifact", payload, run_id=match["run"])
+    match = _MLFLOW.match(path)
+    if not match:
+        return False
+    endpoint = match["ep"]
+    body = request.get_json(force=True, silent=True)
+    body = body if isinstance(body, dict) else {}
+    answer = {}
+    if endpoint in ("runs/create", "runs/update", "experiments/create"):
+        answer = json.loads(response.get_data(as_text=True) or "{}")
+    kept = False
+    for kind, payload, run_id, new_run_exp in events_for(endpoint, body, answer):
+        kept |= outbox.record(kind, payload, run_id=run_id, new_run_experiment=new_run_exp)
+    return kept
+
