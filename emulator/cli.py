@@ -104,6 +104,10 @@ def status_cmd(state_dir, as_json):
             health = click.style("healthy", fg="green") if ws["healthy"] else click.style("down", fg="red")
             click.echo(f"{role:>10}: {ws['url']}  {health}  token={ws['token']}")
         click.echo(f"AML tracking URI: {info['azureml']['tracking_uri']}")
+        if info.get("mirror"):
+            m = info["mirror"]
+            click.echo(f"mirror: backlog={m.get('backlog')} failed={m.get('failed')} "
+                       f"delivered={m.get('delivered')} last_error={m.get('last_error')}")
     healthy = all(info[r]["healthy"] for r in settings.ROLES)
     sys.exit(0 if healthy else 3)
 
@@ -147,6 +151,37 @@ def serve(state_dir, role, host, port, public_url, threads):
     state.ensure()
     port = settings.port_for(role) if port is None else port
     run(launcher.server_config(state, role, host, port, public_url), threads=threads)
+
+
+@main.command("link")
+@_state_option
+@click.option("--azureml-url", default=None,
+              help="How the Databricks workspace reaches Azure ML (default: $EMULATOR_AZUREML_INTERNAL_URL, "
+                   "else the Azure ML workspace's URL).")
+def link_cmd(state_dir, azureml_url):
+    """Link the Databricks workspace to the Azure ML one: its MLflow tracking is mirrored there."""
+    from emulator.mirror import control
+
+    state = StateDir(state_dir)
+    try:
+        result = control.link_workspaces(state, status.workspace_url(state, "databricks"), azureml_url)
+    except (control.ControlError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(json.dumps({k: v for k, v in result.items() if "token" not in k}, indent=2))
+
+
+@main.command("unlink")
+@_state_option
+def unlink_cmd(state_dir):
+    """Stop mirroring new writes (what was already acknowledged still reaches Azure ML)."""
+    from emulator.mirror import control
+
+    state = StateDir(state_dir)
+    try:
+        result = control.unlink_workspaces(state, status.workspace_url(state, "databricks"))
+    except control.ControlError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def collect(state: StateDir) -> dict:
     db_url = workspace_url(state, "databricks")
     aml_url = workspace_url(state, "azureml")
     scope = settings.azureml_scope(cfg)
-    return {
+    info = {
         "mode": deployment(state)["mode"],
         "state_dir": str(state.root),
         "linked": linked(state),
@@ -68,3 +68,9 @@ def collect(state: StateDir) -> dict:
             "identity_header": identity_header(cfg["azureml_token"]),
         },
     }
+    # Linked workspaces: the mirror's backlog and last error (None until a Databricks server ran).
+    from emulator.mirror.control import mirror_status
+
+    db = info["databricks"]
+    info["mirror"] = mirror_status(state, db_url, db["token"], db["healthy"])
+    return info

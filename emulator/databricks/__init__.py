@@ -64,6 +64,9 @@ def install(app: Flask, config: ServerConfig) -> None:
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     run_artifacts.install(app, artifacts)
     scim.install(app, config)
+    from emulator import mirror  # linked workspaces (issue 6): dual tracking to Azure ML
+
+    mirror.install(app, config)
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
         # Waitress writes no access log; this one helps find routes a client calls that 404/501.
