@@ -1,0 +1,114 @@
+"""Check 2 against both workspaces' registries, with models logged by the seed scenario."""
+
+import uuid
+
+import pytest
+from mlflow import MlflowClient
+
+from harness import scenarios
+from harness.checks import check_registry_increments, verify_registry_versions
+from harness.pytest_plugin import assert_versions_increment
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def databricks_model(emulated_workspaces):
+    """The seed scenario's logged model in the Databricks workspace (source for more versions)."""
+    import os
+
+    ws = emulated_workspaces.databricks
+    os.environ.update(ws.env)
+    return scenarios.run_databricks_scenario(ws.url, ws.token, ws.user, folder="harness-registry",
+                                             model_name=fresh("seed"), epochs=2)
+
+
+@pytest.fixture(scope="module")
+def azureml_model(emulated_workspaces):
+    import os
+
+    ws = emulated_workspaces.azureml
+    os.environ.update(ws.env)
+    return scenarios.run_azureml_scenario(ws.subscription_id, ws.resource_group, ws.workspace_name,
+                                          model_name=fresh("seed"), epochs=2)
+
+
+@pytest.fixture
+def db_client(databricks_workspace):
+    return MlflowClient("databricks", "databricks")
+
+
+@pytest.fixture
+def aml_client(azureml_workspace):
+    return MlflowClient(azureml_workspace.tracking_uri, azureml_workspace.tracking_uri)
+
+
+def test_seed_registration_gives_version_1(databricks_model, db_client, azureml_model, aml_client):
+    assert databricks_model.model_version == 1 and azureml_model.model_version == 1
+    assert verify_registry_versions(db_client, databricks_model.model_name).passed
+    assert verify_registry_versions(aml_client, azureml_model.model_name).passed
+
+
+@pytest.mark.parametrize("registry", ["databricks", "azureml"])
+def test_sequential_registrations_increment_from_1(registry, request):
+    model = request.getfixturevalue(f"{registry}_model")
+    client = request.getfixturevalue("db_client" if registry == "databricks" else "aml_client")
+    result = check_registry_increments(client, fresh("seq"), model.registered_source, run_id=model.run_id,
+                                       model_id=model.model_id, registrations=3)
+    assert result.passed, result.summary()
+    assert result.details["returned_versions"] == [1, 2, 3]
+    assert result.details["versions"] == [1, 2, 3]
+
+
+def test_an_existing_name_continues_its_sequence(databricks_model, db_client):
+    result = check_registry_increments(db_client, databricks_model.model_name, databricks_model.registered_source,
+                                       run_id=databricks_model.run_id, model_id=databricks_model.model_id,
+                                       registrations=2)
+    assert result.passed, result.summary()
+    assert result.details["returned_versions"][0] == 2
+
+
+def test_concurrent_threads_get_each_version_once(databricks_model, db_client):
+    result = check_registry_increments(db_client, fresh("conc"), databricks_model.registered_source,
+                                       run_id=databricks_model.run_id, model_id=databricks_model.model_id,
+                                       registrations=6, concurrency=6)
+    assert result.passed, result.summary()
+    assert sorted(result.details["returned_versions"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_concurrent_processes(azureml_model, aml_client):
+    result = check_registry_increments(aml_client, fresh("proc"), azureml_model.registered_source,
+                                       run_id=azureml_model.run_id, model_id=azureml_model.model_id,
+                                       registrations=3, concurrency=3, processes=True)
+    assert result.passed, result.summary()
+    assert "processes" in result.subject
+
+
+def test_a_retried_create_is_reported_as_a_duplicate_version(databricks_model, db_client):
+    name = fresh("dup")
+    db_client.create_registered_model(name)
+    src, run_id = databricks_model.registered_source, databricks_model.run_id
+    db_client.create_model_version(name, src, run_id=run_id, description="registration 1")
+    db_client.create_model_version(name, src, run_id=run_id, description="registration 2")
+    # The same model-versions/create again, as a client retrying after a timeout sends it.
+    db_client.create_model_version(name, src, run_id=run_id, description="registration 2")
+    result = verify_registry_versions(db_client, name, expected_count=2)
+    texts = [str(d) for d in result.differences]
+    assert texts[0].startswith("version 3: duplicate of version 2 (same source, run and description 'registration 2'")
+    assert texts[1] == f"model {name}: registry holds 3 versions for 2 registrations"
+    with pytest.raises(pytest.fail.Exception, match="version 3: duplicate of version 2"):
+        assert_versions_increment(name, client=db_client)
+
+
+def test_a_gap_is_reported_as_a_skipped_version(azureml_model, aml_client):
+    name = fresh("gap")
+    result = check_registry_increments(aml_client, name, azureml_model.registered_source,
+                                       run_id=azureml_model.run_id, model_id=azureml_model.model_id,
+                                       registrations=3)
+    assert result.passed, result.summary()
+    aml_client.delete_model_version(name, "2")
+    result = verify_registry_versions(aml_client, name)
+    assert [str(d) for d in result.differences] == [
+        "version 2: skipped (registry has versions up to 3 without it)"]
