@@ -1,0 +1,403 @@
+"""Linked workspaces: what the real MLflow client tracks in Databricks lands in Azure ML too.
+
+Real servers, real clients: the Databricks side is driven with tracking URI ``databricks``
+(DATABRICKS_HOST / DATABRICKS_TOKEN), the Azure ML side read with its scoped tracking URI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from harness.workspaces import Emulator
+
+MIRROR_TAGS = {"emulator.source_run_id", "emulator.source_workspace"}
+
+
+def cli(emu: Emulator, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args, "--state-dir", str(emu.state.root)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 3), proc.stderr
+    return proc
+
+
+def admin(emu: Emulator, path: str) -> requests.Response:
+    db = emu.databricks
+    return requests.get(f"{db.url}{path}", headers={"Authorization": f"Bearer {db.token}"}, timeout=10)
+
+
+def mirror_state(emu: Emulator) -> dict:
+    return admin(emu, "/__emulator/mirror").json()
+
+
+def wait_drained(emu: Emulator, timeout: float = 60.0) -> float:
+    """Seconds until the mirror's backlog is empty."""
+    started = time.monotonic()
+    while True:
+        state = mirror_state(emu)
+        if state["backlog"] == 0:
+            return time.monotonic() - started
+        assert time.monotonic() - started < timeout, f"mirror did not catch up: {state}"
+        time.sleep(0.05)
+
+
+@contextmanager
+def tracking(emu: Emulator, uri: str):
+    """The notebook's set-up: credentials in the environment, then set_tracking_uri."""
+    env = {**emu.databricks.env, "MLFLOW_TRACKING_TOKEN": emu.azureml.token}
+    with mock.patch.dict(os.environ, env):
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            if mlflow.active_run():
+                mlflow.end_run()
+            mlflow.set_tracking_uri(None)
+
+
+@contextmanager
+def clients(emu: Emulator):
+    with tracking(emu, "databricks"):
+        yield MlflowClient("databricks", "databricks"), MlflowClient(emu.azureml.tracking_uri, emu.azureml.tracking_uri)
+
+
+def linked_emulator(tmp_path_factory) -> Emulator:
+    emu = Emulator(tmp_path_factory.mktemp("mirror-state")).up()
+    out = json.loads(cli(emu, "link").stdout)
+    assert out["linked"] is True
+    return emu
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory):
+    emu = linked_emulator(tmp_path_factory)
+    yield emu
+    emu.down()
+
+
+def exp_name(emu: Emulator, label: str) -> str:
+    # /Users/<user>/ always exists in the workspace tree; the name keeps Databricks' path rules.
+    return f"/Users/{emu.databricks.user}/mirror-{label}-{uuid.uuid4().hex[:6]}"
+
+
+def mirror_of(emu: Emulator, run_id: str) -> dict:
+    resp = admin(emu, f"/__emulator/mirror/runs/{run_id}")
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def history(client: MlflowClient, run_id: str, key: str) -> list[tuple]:
+    # NaN != NaN: compare its text form.
+    return sorted((m.step, m.timestamp, repr(m.value)) for m in client.get_metric_history(run_id, key))
+
+
+def all_files(client: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    files = []
+    for info in client.list_artifacts(run_id, path):
+        files.extend(all_files(client, run_id, info.path) if info.is_dir else [info.path])
+    return sorted(files)
+
+
+def read_artifact(client: MlflowClient, run_id: str, path: str, dst: Path) -> bytes:
+    return Path(client.download_artifacts(run_id, path, str(dst))).read_bytes()
+
+
+# -- parity ---------------------------------------------------------------------------------
+
+
+def test_linked_run_is_mirrored_with_full_parity(linked, tmp_path):
+    import pandas as pd
+
+    name = exp_name(linked, "parity")
+    blob = os.urandom(300_000)
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "a.txt").write_text("a")
+    (tmp_path / "tree" / "sub" / "b.bin").write_bytes(blob)
+    with tracking(linked, "databricks"):
+        mlflow.set_experiment(name)
+        with mlflow.start_run(run_name="parity-run") as run:
+            mlflow.log_params({"alpha": 0.5, "l1_ratio": "0.1", "solver": "saga"})
+            for step in range(40):
+                mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+            mlflow.log_metrics({"rmse": 0.7, "r2": 0.3}, step=1)
+            mlflow.log_metric("rmse", 0.6, step=2)
+            mlflow.log_metric("odd", float("nan"))
+            mlflow.set_tags({"team": "ml", "stage": "dev"})
+            mlflow.set_tag("stage", "prod")  # later value wins on both sides
+            mlflow.log_text("hello", "notes/hello.txt")
+            mlflow.log_dict({"k": [1, 2]}, "config.json")
+            mlflow.log_artifacts(str(tmp_path / "tree"), "tree")
+            frame = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]})
+            mlflow.log_input(mlflow.data.from_pandas(frame, name="training"), context="training")
+        run_id = run.info.run_id
+    wait_drained(linked)
+
+    with clients(linked) as (db, aml):
+        src = db.get_run(run_id)
+        ids = mirror_of(linked, run_id)
+        dst = aml.get_run(ids["azureml_run_id"])
+        assert aml.get_experiment(ids["azureml_experiment_id"]).name == name
+        # The mapping is also findable by tag, as the harness looks it up.
+        found = aml.search_runs([ids["azureml_experiment_id"]], f"tags.`emulator.source_run_id` = '{run_id}'")
+        assert [r.info.run_id for r in found] == [ids["azureml_run_id"]]
+        assert dst.data.tags["emulator.source_workspace"] == linked.databricks.url
+
+        for attr in ("run_name", "status", "start_time", "end_time", "user_id"):
+            assert getattr(dst.info, attr) == getattr(src.info, attr), attr
+        assert dst.info.status == "FINISHED"
+        assert dst.data.params == src.data.params
+        assert {k: v for k, v in dst.data.tags.items() if k not in MIRROR_TAGS} == src.data.tags
+        assert src.data.tags["stage"] == "prod"
+        assert set(dst.data.metrics) == set(src.data.metrics) == {"loss", "rmse", "r2", "odd"}
+        for key in src.data.metrics:
+            assert history(aml, dst.info.run_id, key) == history(db, run_id, key), key
+        assert len(history(aml, dst.info.run_id, "loss")) == 40
+
+        def inputs(run):
+            return sorted((d.dataset.name, d.dataset.digest, d.dataset.source_type,
+                           tuple(sorted((t.key, t.value) for t in d.tags))) for d in run.inputs.dataset_inputs)
+
+        assert inputs(dst) == inputs(src) and len(inputs(src)) == 1
+
+        files = all_files(db, run_id)
+        assert files == ["config.json", "notes/hello.txt", "tree/a.txt", "tree/sub/b.bin"]
+        assert all_files(aml, dst.info.run_id) == files
+        for i, path in enumerate(files):
+            want = read_artifact(db, run_id, path, tmp_path / f"db{i}")
+            assert read_artifact(aml, dst.info.run_id, path, tmp_path / f"aml{i}") == want, path
+        assert read_artifact(aml, dst.info.run_id, "tree/sub/b.bin", tmp_path / "again") == blob
+
+
+def test_mirror_lag_is_small(linked):
+    """One metric point logged in Databricks is readable in Azure ML shortly after."""
+    with tracking(linked, "databricks"):
+        mlflow.set_experiment(exp_name(linked, "lag"))
+        with mlflow.start_run() as run:
+            mlflow.log_metric("warm", 1)
+            wait_drained(linked)
+            aml = MlflowClient(linked.azureml.tracking_uri)
+            aml_run = mirror_of(linked, run.info.run_id)["azureml_run_id"]
+            lags = []
+            for i in range(10):
+                mlflow.log_metric("probe", i, step=i)
+                acked = time.perf_counter()
+                while len(aml.get_metric_history(aml_run, "probe")) < i + 1:
+                    time.sleep(0.005)
+                lags.append(time.perf_counter() - acked)
+    lags.sort()
+    print(f"\nmirror lag (log_metric ack -> readable in Azure ML): median {lags[5]*1000:.0f} ms, "
+          f"max {lags[-1]*1000:.0f} ms")
+    assert lags[5] < 2.0
+
+
+def test_registry_is_not_mirrored(linked):
+    from sklearn.linear_model import LinearRegression
+
+    model_name = f"mirror-model-{uuid.uuid4().hex[:6]}"
+    with tracking(linked, "databricks"):
+        mlflow.set_registry_uri("databricks")  # the seed's workspace registry
+        try:
+            mlflow.set_experiment(exp_name(linked, "registry"))
+            with mlflow.start_run() as run:
+                mlflow.log_param("kind", "linear")
+                model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+                mlflow.sklearn.log_model(model, name="model", registered_model_name=model_name)
+        finally:
+            mlflow.set_registry_uri(None)
+        wait_drained(linked)
+        db = MlflowClient("databricks", "databricks")
+        aml = MlflowClient(linked.azureml.tracking_uri, linked.azureml.tracking_uri)
+        assert [v.version for v in db.search_model_versions(f"name='{model_name}'")] == ["1"]
+        # The run itself is mirrored...
+        assert aml.get_run(mirror_of(linked, run.info.run_id)["azureml_run_id"]).data.params == {"kind": "linear"}
+        # ...its registered model is not.
+        assert aml.search_registered_models(f"name='{model_name}'") == []
+        with pytest.raises(mlflow.exceptions.MlflowException, match="RESOURCE_DOES_NOT_EXIST|not found"):
+            aml.get_registered_model(model_name)
+
+
+def test_tracking_only_in_azureml_writes_nothing_to_databricks(linked):
+    before = mirror_state(linked)
+    name = f"aml-only-{uuid.uuid4().hex[:6]}"
+    with tracking(linked, linked.azureml.tracking_uri):
+        mlflow.set_experiment(name)
+        with mlflow.start_run() as run:
+            mlflow.log_param("p", 1)
+            mlflow.log_metric("m", 2.0)
+    after = mirror_state(linked)
+    assert after["delivered"] == before["delivered"] and after["backlog"] == 0
+    assert after["mirrored_runs"] == before["mirrored_runs"]
+    with clients(linked) as (db, aml):
+        assert aml.get_run(run.info.run_id).data.params == {"p": "1"}
+        assert db.get_experiment_by_name(name) is None
+        assert db.search_experiments(filter_string=f"name LIKE '%{name}%'") == []
+
+
+def test_unlink_stops_mirroring_and_link_resumes(linked):
+    name = exp_name(linked, "unlink")
+    assert json.loads(cli(linked, "unlink").stdout)["linked"] is False
+    try:
+        assert json.loads(cli(linked, "status", "--json").stdout)["linked"] is False
+        with tracking(linked, "databricks"):
+            mlflow.set_experiment(name)
+            with mlflow.start_run() as unlinked_run:
+                mlflow.log_metric("m", 1.0)
+    finally:
+        assert json.loads(cli(linked, "link").stdout)["linked"] is True
+    status = json.loads(cli(linked, "status", "--json").stdout)
+    assert status["linked"] is True and status["mirror"]["linked"] is True
+    resp = admin(linked, f"/__emulator/mirror/runs/{unlinked_run.info.run_id}")
+    assert resp.status_code == 404 and "not created while the workspace was linked" in resp.json()["message"]
+    # A run created before linking is not copied, even if it is written to after linking.
+    with tracking(linked, "databricks"):
+        MlflowClient().log_metric(unlinked_run.info.run_id, "late", 1.0)
+        mlflow.set_experiment(name)
+        with mlflow.start_run() as linked_run:
+            mlflow.log_metric("m", 2.0)
+    wait_drained(linked)
+    aml = MlflowClient(linked.azureml.tracking_uri)
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": linked.azureml.token}):
+        runs = aml.search_runs([aml.get_experiment_by_name(name).experiment_id])
+    assert [r.data.tags["emulator.source_run_id"] for r in runs] == [linked_run.info.run_id]
+
+
+def test_admin_routes_need_the_token(linked):
+    url = linked.databricks.url
+    assert requests.get(f"{url}/__emulator/mirror", timeout=10).status_code == 401
+    assert requests.post(f"{url}/__emulator/unlink", timeout=10,
+                         headers={"Authorization": "Bearer wrong"}).status_code == 401
+    resp = requests.post(f"{url}/__emulator/link", json={"azureml_url": "ftp://x", "azureml_token": "t"}, timeout=10,
+                         headers={"Authorization": f"Bearer {linked.databricks.token}"})
+    assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert mirror_state(linked)["linked"] is True  # a refused link leaves the link as it was
+
+
+# -- redelivery is harmless -------------------------------------------------------------------
+
+
+def test_redelivery_after_a_crash_creates_no_duplicates(linked, tmp_path):
+    """The relay's crash window: Azure ML accepted, but the outbox did not record it yet.
+    Delivering the same events again (with the id mapping lost too) must add nothing."""
+    from emulator.mirror.aml_client import AzureMLClient
+    from emulator.mirror.outbox import Outbox
+    from emulator.mirror.relay import Relay
+
+    with clients(linked) as (db, aml):
+        exp_id = db.create_experiment(exp_name(linked, "redeliver"))
+        run = db.create_run(exp_id, run_name="redeliver")
+        run_id = run.info.run_id
+        db.log_param(run_id, "p", "1")
+        for step in range(5):
+            db.log_metric(run_id, "m", step * 1.5, timestamp=1_700_000_000_000 + step, step=step)
+        db.set_terminated(run_id)
+        source = db.get_run(run_id)
+
+        def fresh_outbox(name):
+            box = Outbox(tmp_path / name)
+            box.set_meta("target", {"url": linked.azureml.tracking_uri, "token": linked.azureml.token})
+            captured = {"info": {"experiment_id": exp_id, "user_id": source.info.user_id,
+                                 "start_time": source.info.start_time, "run_name": "redeliver"},
+                        "data": {"tags": [{"key": k, "value": v} for k, v in source.data.tags.items()]}}
+            box.record("run_create", {"run": captured}, run_id=run_id, new_run_experiment=exp_id)
+            box.record("data", {"params": [{"key": "p", "value": "1"}]}, run_id=run_id)
+            for m in db.get_metric_history(run_id, "m"):
+                box.record("data", {"metrics": [{"key": "m", "value": m.value, "timestamp": m.timestamp,
+                                                 "step": m.step}]}, run_id=run_id)
+            box.record("run_update", {"status": "FINISHED", "end_time": source.info.end_time}, run_id=run_id)
+            return box
+
+        client = AzureMLClient(linked.azureml.tracking_uri, linked.azureml.token)
+        for attempt in ("first.db", "second.db"):  # the second has no memory of the first
+            box = fresh_outbox(attempt)
+            relay = Relay(box, tmp_path / "artifacts", linked.databricks.url, lambda: db)
+            relay.deliver(box.pending(), client, linked.azureml.tracking_uri)
+            assert box.summary()["backlog"] == 0 and box.summary()["failed"] == 0
+        aml_exp = aml.get_experiment_by_name(db.get_experiment(exp_id).name)
+        mirrors = aml.search_runs([aml_exp.experiment_id], run_view_type=mlflow.entities.ViewType.ALL)
+        assert len(mirrors) == 1
+        assert history(aml, mirrors[0].info.run_id, "m") == history(db, run_id, "m")
+        assert len(aml.get_metric_history(mirrors[0].info.run_id, "m")) == 5
+
+
+# -- outage ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def outage_emulator(tmp_path_factory):
+    emu = linked_emulator(tmp_path_factory)
+    yield emu
+    emu.down()
+
+
+def test_azureml_outage_and_restarts_lose_and_duplicate_nothing(outage_emulator, capsys):
+    emu = outage_emulator
+    name = exp_name(emu, "outage")
+    with tracking(emu, "databricks"):
+        mlflow.set_experiment(name)
+        run = mlflow.start_run(run_name="outage")
+        run_id = run.info.run_id
+        mlflow.log_metric("loss", -1.0, step=0)
+        wait_drained(emu)
+
+        emu.stop("azureml")
+        latencies = []
+
+        def log_points(steps):
+            for step in steps:
+                started = time.perf_counter()
+                mlflow.log_metric("loss", math.sin(step) + step / 1000, step=step)
+                latencies.append(time.perf_counter() - started)
+
+        log_points(range(1, 601))
+        status = json.loads(cli(emu, "status", "--json").stdout)
+        assert status["linked"] is True
+        assert status["mirror"]["backlog"] >= 600
+        assert "unreachable" in status["mirror"]["last_error"]
+
+        # Durability: the Databricks workspace restarts with the backlog still undelivered.
+        emu.stop("databricks")
+        down = json.loads(cli(emu, "status", "--json").stdout)["mirror"]
+        assert down["backlog"] >= 600 and down["source"].startswith("outbox file")
+        emu.start("databricks")
+        log_points(range(601, 1001))
+        mlflow.log_metrics({"loss": 99.0, "acc": 0.5}, step=1001)  # one log-batch too
+        mlflow.end_run()
+        backlog = mirror_state(emu)["backlog"]
+        assert backlog >= 1002
+
+    # Restart both; Azure ML comes back last.
+    emu.stop("databricks")
+    emu.start("databricks")
+    emu.start("azureml")
+    catch_up = wait_drained(emu, timeout=120)
+    state = mirror_state(emu)
+    assert state["failed"] == 0 and state["last_error"] is None
+
+    with clients(emu) as (db, aml):
+        dst = mirror_of(emu, run_id)["azureml_run_id"]
+        src_points = history(db, run_id, "loss")
+        dst_points = history(aml, dst, "loss")
+        assert len(src_points) == 1002  # -1.0 at step 0, steps 1..1000, and 99.0 at step 1001
+        assert Counter(dst_points) == Counter(src_points)
+        assert history(aml, dst, "acc") == history(db, run_id, "acc")
+        assert aml.get_run(dst).info.status == "FINISHED"
+    latencies.sort()
+    with capsys.disabled():
+        print(f"\noutage: 1,000 log_metric calls answered by Databricks with Azure ML down: median "
+              f"{latencies[len(latencies) // 2] * 1000:.1f} ms, p99 {latencies[int(len(latencies) * .99)] * 1000:.1f} ms; "
+              f"backlog of {backlog} events delivered {catch_up:.2f} s after Azure ML was healthy again")
+    assert latencies[len(latencies) // 2] < 0.5
