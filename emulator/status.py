@@ -73,4 +73,6 @@ def collect(state: StateDir) -> dict:
 
     db = info["databricks"]
     info["mirror"] = mirror_status(state, db_url, db["token"], db["healthy"])
+    if info["mirror"] and info["mirror"].get("source") == "server":
+        info["linked"] = info["mirror"]["linked"]  # under Docker, link.json is in the container's volume
     return info

@@ -31,6 +31,14 @@ def _admin(url: str, token: str, method: str, path: str, body: dict | None = Non
     return resp.json()
 
 
+def _require_local(state: StateDir, what: str) -> None:
+    from emulator.status import deployment
+
+    if deployment(state).get("mode") == "docker":
+        # The link file lives in the container's volume: only the running server can change it.
+        raise ControlError(f"the Databricks workspace is not running; start it before `emulator {what}`")
+
+
 def link_workspaces(state: StateDir, databricks_url: str, azureml_url: str | None = None) -> dict:
     cfg = state.config()
     url = azureml_url or os.environ.get(link.INTERNAL_URL_ENV)
@@ -41,6 +49,7 @@ def link_workspaces(state: StateDir, databricks_url: str, azureml_url: str | Non
     if launcher.healthy(databricks_url):
         return _admin(databricks_url, cfg["databricks_token"], "POST", "/__emulator/link",
                       {"azureml_url": url, "azureml_token": cfg["azureml_token"]})
+    _require_local(state, "link")
     state.ensure()
     link.write(state.role_dir("databricks"), link.make(url, cfg["azureml_token"], cfg))
     return {"linked": True, "azureml_url": url, "note": "takes effect when the Databricks workspace starts"}
@@ -50,6 +59,7 @@ def unlink_workspaces(state: StateDir, databricks_url: str) -> dict:
     cfg = state.config()
     if launcher.healthy(databricks_url):
         return _admin(databricks_url, cfg["databricks_token"], "POST", "/__emulator/unlink")
+    _require_local(state, "unlink")
     link.remove(state.role_dir("databricks"))
     return {"linked": False}
 
