@@ -91,6 +91,18 @@ def run(args) -> dict:
     finally:
         emu.down()
 
+    from bench import mirror
+
+    lag_points, backlog_points = (100, 2000) if args.quick else (300, 10_000)
+    emu = Emulator(work / "mirror-state").up()
+    try:
+        _progress(f"mirror lag: {lag_points} points at 20/s while linked")
+        result["mirror"] = {"lag": mirror.lag(emu, env, points=lag_points, rate_per_s=20)}
+        _progress(f"mirror catch-up: {backlog_points} points logged during an Azure ML outage")
+        result["mirror"]["catch_up"] = mirror.catch_up(emu, env, points=backlog_points)
+    finally:
+        emu.down()
+
     if not args.skip_spark:
         from bench import udf
 
