@@ -21,6 +21,13 @@ MAX_DEPTH = 64
 # Top-level repeated fields whose items are messages (objects) in MLflow's protos.
 MESSAGE_LISTS = ("metrics", "params", "tags", "datasets", "models")
 ID_FIELDS = ("experiment_id", "experiment_ids")
+# Enum fields MLflow's handlers let through unparsed (the run then silently keeps its old value).
+ENUMS = {
+    "status": ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"),
+    "run_view_type": ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"),
+    "view_type": ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"),
+}
+_ENUM_PATHS = ("/mlflow/runs/", "/mlflow/experiments/")
 _API_PREFIXES = ("/api/", "/ajax-api/")
 _RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact")
 
@@ -92,6 +99,13 @@ def check_request() -> None:
     for name in ID_FIELDS:
         if name in body:
             _check_ids(name, body[name])
+    if any(p in path for p in _ENUM_PATHS):
+        for name, allowed in ENUMS.items():
+            value = body.get(name)
+            numbered = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= len(allowed)
+            if name in body and value not in allowed and not numbered:
+                raise _bad(f"Invalid value {json.dumps(body[name])} for parameter '{name}': "
+                           f"expected one of {', '.join(allowed)}.")
     for name in MESSAGE_LISTS:
         items = body.get(name)
         if isinstance(items, list):
