@@ -8,7 +8,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``files_api``          ``/api/2.0/fs/files|directories/...`` (MLflow 3's artifact transport)
 * ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
 * ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
-* ``run_artifacts``      ``artifacts/list`` and ``get-artifact`` for ``dbfs:/`` runs
+* ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
 * ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
 * ``storage``            the path guard every file access goes through
@@ -27,7 +27,7 @@ from emulator.databricks import (
     experiment_rules,
     files_api,
     registry_artifacts,
-    run_artifacts,
+    server_artifacts,
     scim,
     unity_catalog,
     workspace_api,
@@ -62,7 +62,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes")))
     dbfs_api.install(app, dbfs_api.Dbfs(artifacts, Storage(state / "dbfs")))
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
-    run_artifacts.install(app, artifacts)
+    server_artifacts.install(app, artifacts)
     scim.install(app, config)
     from emulator import mirror  # linked workspaces (issue 6): dual tracking to Azure ML
 

@@ -1,48 +1,85 @@
-"""MLflow's server-side artifact routes for runs whose artifacts live under ``dbfs:/``.
+"""MLflow's server-side artifact routes for artifacts that live under ``dbfs:/``.
 
-A stock server answers ``/api/2.0/mlflow/artifacts/list`` with a 500 for ``dbfs:`` roots (it
-would need DBFS credentials), which the client retries for minutes. Here the listing (used by the
-client's fallback repository and the UI) and ``/get-artifact`` (the UI's file viewer) read the
-workspace's own files.
+A stock server answers these with a 500 for ``dbfs:`` roots (it would need DBFS credentials), and
+the client retries 5xx for minutes. Here they read the workspace's own files:
+
+* ``artifacts/list`` (runs; the client's fallback repository and the UI) and ``get-artifact``
+* ``logged-models/<id>/artifacts/directories`` and the UI's ``.../artifacts/files``
+* the UI's ``model-versions/get-artifact``
+
+Runs or models whose artifacts are not under ``dbfs:/`` fall through to MLflow's own handlers.
 """
 
 from __future__ import annotations
+
+import re
 
 from flask import Flask, request
 
 from emulator.databricks.artifact_paths import file_infos, json_response, local_path, mlflow_error
 from emulator.databricks.files_api import file_response
-from emulator.databricks.storage import Storage
+from emulator.databricks.storage import Storage, split_segments
 from emulator.errors import EmulatorError
 
-LIST_ROUTES = ("/api/2.0/mlflow/artifacts/list", "/ajax-api/2.0/mlflow/artifacts/list")
-GET_ROUTES = ("/get-artifact", "/ajax-api/2.0/mlflow/get-artifact")
+_API = r"/(?:ajax-)?api/2\.0/mlflow/"
+RUN_LIST = re.compile(_API + r"artifacts/list")
+RUN_GET = re.compile(r"(?:/get-artifact|/ajax-api/2\.0/mlflow/get-artifact)")
+MODEL_LIST = re.compile(_API + r"logged-models/(?P<model_id>[^/]+)/artifacts/directories")
+MODEL_GET = re.compile(_API + r"logged-models/(?P<model_id>[^/]+)/artifacts/files")
+VERSION_GET = re.compile(r"(?:/ajax-api/2\.0/mlflow)?/model-versions/get-artifact")
+
+
+def _clean(path: str | None) -> str:
+    path = (path or "").strip("/")
+    if path:
+        split_segments(path)  # 400 for '..' and friends before anything is resolved
+    return path
 
 
 def install(app: Flask, artifacts: Storage) -> None:
     from mlflow.exceptions import MlflowException
 
-    def run_artifact_path():
-        from mlflow.server.handlers import _get_tracking_store
+    def root_of(match: re.Match, kind: str) -> str:
+        from mlflow.server.handlers import _get_model_registry_store, _get_tracking_store
 
-        run_id = request.args.get("run_id") or request.args.get("run_uuid")
-        if not run_id:
-            raise EmulatorError("INVALID_PARAMETER_VALUE", "Missing value for required parameter 'run_id'.", 400)
-        path = (request.args.get("path") or "").strip("/")
-        root = _get_tracking_store().get_run(run_id).info.artifact_uri
-        return root, path, local_path(artifacts, root, path)
+        if kind == "run":
+            run_id = request.args.get("run_id") or request.args.get("run_uuid")
+            if not run_id:
+                raise EmulatorError("INVALID_PARAMETER_VALUE", "Missing value for required parameter 'run_id'.", 400)
+            return _get_tracking_store().get_run(run_id).info.artifact_uri
+        if kind == "model":
+            return _get_tracking_store().get_logged_model(match.group("model_id")).artifact_location
+        return _get_model_registry_store().get_model_version_download_uri(
+            request.args.get("name"), request.args.get("version")
+        )
+
+    routes = [
+        (RUN_LIST, "run", "list", "path"),
+        (RUN_GET, "run", "get", "path"),
+        (MODEL_LIST, "model", "list", "artifact_directory_path"),
+        (MODEL_GET, "model", "get", "artifact_file_path"),
+        (VERSION_GET, "version", "get", "path"),
+    ]
 
     @app.before_request
-    def _run_artifacts():
-        if request.method != "GET" or request.path not in LIST_ROUTES + GET_ROUTES:
+    def _dbfs_artifacts():
+        if request.method != "GET":
             return None
+        for pattern, kind, action, arg in routes:
+            match = pattern.fullmatch(request.path)
+            if match:
+                break
+        else:
+            return None
+        path = _clean(request.args.get(arg))
         try:
-            root, path, target = run_artifact_path()
+            root = root_of(match, kind)
         except MlflowException as exc:
             return mlflow_error(exc)
+        target = local_path(artifacts, root, path)
         if target is None:
-            return None  # not a dbfs:/ run: MLflow's own handler
-        if request.path in GET_ROUTES:
+            return None  # not a dbfs:/ location: MLflow's own handler
+        if action == "get":
             if not target.is_file():
                 raise EmulatorError("RESOURCE_DOES_NOT_EXIST", f"No artifact at {path!r}.", 404)
             return file_response(target)
