@@ -160,6 +160,8 @@ def test_scim_me_returns_the_tokens_user(ws, w):
     me = w.current_user.me()
     assert me.user_name == ws.user
     assert me.emails[0].value == ws.user
+    mlflow.login(interactive=False)  # validates the credentials with /Me
+    assert mlflow.get_tracking_uri() == "databricks"
 
 
 def test_default_unity_catalog_registry_answers_like_databricks(ws):
