@@ -37,10 +37,20 @@ def main():
 @main.command()
 @_state_option
 @click.option("--host", default=settings.DEFAULT_HOST, show_default=True)
-@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for /health.")
-def up(state_dir, host, timeout):
-    """Start both workspaces (local processes) and wait until they answer /health."""
+@click.option("--timeout", default=None, type=float, help="Seconds to wait for /health [90; 240 with --docker].")
+@click.option("--docker", is_flag=True, help="Run them as Docker Compose services instead of local processes.")
+@click.option("--compose-file", default=None, help="[--docker] Defaults to the checkout's docker-compose.yml.")
+@click.option("--project-name", envvar="EMULATOR_COMPOSE_PROJECT", default="mlflow-azure-emulator",
+              show_default=True, help="[--docker] The Compose project (names the containers and volumes).")
+def up(state_dir, host, timeout, docker, compose_file, project_name):
+    """Start both workspaces and wait until they answer /health."""
     state = StateDir(state_dir)
+    if docker:
+        _up_docker(state, compose_file, project_name, timeout or 240.0)
+        return
+    if status.deployment(state).get("mode") == "docker":
+        _fail("this state dir runs in Docker mode; `emulator down` first (or use another --state-dir)")
+    timeout = timeout or 90.0
     started = []
     try:
         for role in settings.ROLES:
@@ -54,11 +64,47 @@ def up(state_dir, host, timeout):
         click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
 
 
+def _up_docker(state, compose_file, project_name, timeout):
+    from emulator.docker import compose
+
+    try:
+        deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name)
+        click.echo(f"starting Compose project {project_name} with `{' '.join(deployment.command)}`")
+        deployment.up(state, timeout=timeout)
+    except (compose.ComposeError, ValueError) as exc:
+        _fail(str(exc))
+    info = status.collect(state)
+    for role in settings.ROLES:
+        click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
+
+
+def _down_docker(state, volumes=False) -> bool:
+    """Stop the recorded Compose deployment, if this state dir has one."""
+    from emulator.docker import compose
+
+    deployment = compose.Deployment.recorded(state)
+    if deployment is None:
+        return False
+    try:
+        deployment.down(state, volumes=volumes)
+    except compose.ComposeError as exc:
+        _fail(str(exc))
+    click.echo(f"stopped Compose project {deployment.project}" + (" and deleted its volumes" if volumes else ""))
+    return True
+
+
 @main.command()
 @_state_option
-def down(state_dir):
+@click.option("--docker", is_flag=True, help="Stop the Compose deployment (the default when one is recorded).")
+@click.option("--volumes", "-v", is_flag=True, help="[Docker] Also delete the workspaces' volumes.")
+def down(state_dir, docker, volumes):
     """Stop both workspaces; their state stays for the next `up`."""
     state = StateDir(state_dir)
+    if _down_docker(state, volumes=volumes):
+        return
+    if docker:
+        click.echo("no Docker deployment is recorded for this state dir")
+        return
     for role in settings.ROLES:
         if launcher.stop(state, role):
             click.echo(f"stopped {role}")
@@ -120,6 +166,7 @@ def reset(state_dir, yes):
     state = StateDir(state_dir)
     if not yes:
         click.confirm(f"Delete everything under {state.root}?", abort=True)
+    _down_docker(state, volumes=True)
     for role in settings.ROLES:
         launcher.stop(state, role)
     state.wipe()
@@ -151,6 +198,31 @@ def serve(state_dir, role, host, port, public_url, threads):
     state.ensure()
     port = settings.port_for(role) if port is None else port
     run(launcher.server_config(state, role, host, port, public_url), threads=threads)
+
+
+@main.group()
+def images():
+    """The Docker image both Compose services run."""
+
+
+@images.command("build")
+@click.option("--offline", is_flag=True,
+              help="No registry: debootstrap a Debian base, build wheels on the host, pip install --no-index.")
+@click.option("--image", default=None, help="Tag to build (default: mlflow-azure-emulator:latest).")
+@click.option("--base-image", default=None, help="Use this base instead of building/pulling one.")
+@click.option("--force", is_flag=True, help="Rebuild the image even if it is current.")
+def images_build(offline, image, base_image, force):
+    """Build the emulator image (idempotent: current steps are reused)."""
+    from emulator.docker import images as docker_images
+
+    try:
+        result = docker_images.build(offline=offline, image=image or docker_images.IMAGE,
+                                     base_image=base_image, force=force)
+    except docker_images.BuildError as exc:
+        _fail(str(exc))
+    took = ", ".join(f"{k} {v:.1f}s" for k, v in result["seconds"].items())
+    click.echo(f"built {result['image']} ({took})")
+
 
 
 @main.command("link")

@@ -1,0 +1,138 @@
+"""Docker mode: run both workspaces with Docker Compose (v2 `docker compose`, else v1 `docker-compose`).
+
+The host's state dir still holds the tokens and identity (so `emulator status` reports the same
+fields as in local mode) and ``deployment.json`` says which Compose project runs them; the
+workspaces' own stores live in the project's named volumes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from emulator import launcher, settings, status
+from emulator.state import StateDir
+
+DEFAULT_PROJECT = "mlflow-azure-emulator"
+PROJECT_ENV = "EMULATOR_COMPOSE_PROJECT"
+COMPOSE_FILE_ENV = "EMULATOR_COMPOSE_FILE"
+PUBLIC_HOST_ENV = "EMULATOR_PUBLIC_HOST"
+INTERNAL_PORTS = {"databricks": 5001, "azureml": 5002}  # inside the containers (docker-compose.yml)
+
+
+class ComposeError(RuntimeError):
+    """Compose is missing or failed; the message says what to do."""
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` (v2 plugin) where it works, else the v1 ``docker-compose`` binary."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise ComposeError("neither `docker compose` nor `docker-compose` is installed "
+                       "(Debian: apt-get install docker.io docker-compose; or `.ci/system-deps.sh docker`)")
+
+
+def default_compose_file() -> Path:
+    """The top-level docker-compose.yml of this checkout (or one named by EMULATOR_COMPOSE_FILE)."""
+    if os.environ.get(COMPOSE_FILE_ENV):
+        return Path(os.environ[COMPOSE_FILE_ENV]).resolve()
+    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (candidate / "docker-compose.yml").is_file():
+            return candidate / "docker-compose.yml"
+    raise ComposeError("no docker-compose.yml found; run from the project checkout or set "
+                       f"{COMPOSE_FILE_ENV}")
+
+
+def compose_env(state: StateDir) -> dict[str, str]:
+    """The variables docker-compose.yml reads: this state dir's tokens and identity, and the ports."""
+    cfg = state.config()
+    env = dict(os.environ)
+    for role in settings.ROLES:
+        env[settings.TOKEN_ENV[role]] = cfg[f"{role}_token"]
+        env[settings.PORT_ENV[role]] = str(settings.port_for(role))
+    env[settings.DATABRICKS_USER_ENV] = cfg["databricks_user"]
+    for key, name in settings.AZUREML_ENV.items():
+        env[name] = cfg[key]
+    return env
+
+
+def public_urls(env: dict[str, str]) -> dict[str, str]:
+    host = env.get(PUBLIC_HOST_ENV) or settings.DEFAULT_HOST
+    return {role: f"http://{host}:{env[settings.PORT_ENV[role]]}" for role in settings.ROLES}
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        raise ComposeError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
+                           f"{(proc.stdout + proc.stderr).strip()[-3000:]}")
+    return proc.stdout
+
+
+class Deployment:
+    """One Compose project running both workspaces."""
+
+    def __init__(self, compose_file: Path, project: str, command: list[str] | None = None):
+        self.compose_file = Path(compose_file)
+        self.project = project
+        self.command = command or compose_command()
+
+    @classmethod
+    def recorded(cls, state: StateDir) -> Deployment | None:
+        dep = status.deployment(state)
+        if dep.get("mode") != "docker":
+            return None
+        return cls(Path(dep["compose_file"]), dep["project"])
+
+    def compose(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+        return _run([*self.command, "-f", str(self.compose_file), "-p", self.project, *args],
+                    env=env, timeout=timeout)
+
+    def up(self, state: StateDir, timeout: float = 180.0) -> dict[str, str]:
+        env = compose_env(state)
+        for role in settings.ROLES:
+            if launcher.running(state, role):
+                raise ComposeError(f"the {role} workspace already runs as a local process for this state "
+                                   "dir; `emulator down` it first")
+        try:
+            self.compose("up", "-d", env=env)
+        except ComposeError as exc:
+            raise ComposeError(f"{exc}\nNo registry here? Build the image first: "
+                               "`emulator images build --offline`.") from None
+        urls = public_urls(env)
+        status.record_deployment(state, "docker", urls=urls, project=self.project,
+                                 compose_file=str(self.compose_file))
+        self.wait_healthy(urls, timeout)
+        return urls
+
+    def wait_healthy(self, urls: dict[str, str], timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = dict(urls)
+        while pending:
+            for role, url in list(pending.items()):
+                if launcher.healthy(url):
+                    del pending[role]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                logs = self.logs(tail=30)
+                raise ComposeError(f"timed out after {timeout:.0f}s waiting for {', '.join(pending)} "
+                                   f"to answer /health; last container logs:\n{logs}")
+            time.sleep(0.5)
+
+    def logs(self, service: str | None = None, tail: int = 50) -> str:
+        try:
+            return self.compose("logs", "--no-color", f"--tail={tail}", *([service] if service else []))
+        except ComposeError as exc:
+            return str(exc)
+
+    def down(self, state: StateDir, volumes: bool = False) -> None:
+        self.compose("down", *(["-v"] if volumes else []), env=compose_env(state))
+        status.record_deployment(state, "local")

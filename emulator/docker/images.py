@@ -1,0 +1,313 @@
+"""Build the emulator image without a registry: debootstrap base, host-built wheelhouse, docker build.
+
+Every step is skipped when its output is still current, so a second run takes seconds:
+
+1. base image  - ``debootstrap --variant=minbase`` (Debian bookworm, Python 3.11, from the same mirror
+   apt uses here) piped into ``docker import``; reused while the image exists.
+2. wheelhouse  - ``pip wheel`` on the host of the project's [project] dependencies (rebuilt when they
+   change) plus a wheel of the project itself (rebuilt when its source changes).
+3. image       - ``docker build --build-arg BASE_IMAGE=<base> --build-arg WHEELHOUSE=<dir>``; the
+   Dockerfile installs with ``pip install --no-index``. Reused while its build key label matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE = "mlflow-azure-emulator:latest"
+BASE_IMAGE = "mlflow-azure-emulator-base:bookworm"
+SUITE = "bookworm"  # its python3 is 3.11, the Python the wheelhouse is built for
+CONTAINER_PYTHON = (3, 11)
+BUILD_KEY_LABEL = "org.mlflow-azure-emulator.build-key"
+# Sources of the project wheel: a change here means a new wheel and a new image.
+PROJECT_SOURCES = ("pyproject.toml", "README.md", "emulator", "harness")
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message says which and where its log is."""
+
+
+def project_root() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "Dockerfile").is_file() or not (root / "pyproject.toml").is_file():
+        raise BuildError(f"no Dockerfile/pyproject.toml at {root}: build images from a source checkout")
+    return root
+
+
+def cache_dir(root: Path) -> Path:
+    # Inside the project so the wheelhouse is part of the Docker build context (.dockerignore keeps
+    # everything else in it out); gitignored.
+    return root / ".emulator-cache"
+
+
+def _echo(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass
+class Step:
+    """One build step: prints its name, a heartbeat while it runs, and its elapsed time."""
+
+    number: int
+    total: int
+    name: str
+    started: float = 0.0
+
+    def __enter__(self) -> Step:
+        self.started = time.monotonic()
+        _echo(f"[{self.number}/{self.total}] {self.name}")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            _echo(f"      done in {self.elapsed:.1f}s")
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def skip(self, why: str) -> None:
+        _echo(f"      {why}")
+
+
+def run_logged(cmd: list[str], log: Path, *, label: str, stdin=None, heartbeat: float = 15.0,
+               env=None) -> None:
+    """Run ``cmd`` with its output in ``log``; print elapsed time now and then; fail with the log tail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(log, "ab") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=stdin, env=env)
+        next_beat = started + heartbeat
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if time.monotonic() >= next_beat:
+                _echo(f"      ... {label}: {time.monotonic() - started:.0f}s")
+                next_beat += heartbeat
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise BuildError(f"`{' '.join(cmd[:3])} ...` failed (exit {proc.returncode}); log {log}:\n{tail}")
+
+
+def _sudo() -> list[str]:
+    return [] if os.geteuid() == 0 else ["sudo"]
+
+
+def docker_image_id(name: str) -> str | None:
+    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def docker_image_label(name: str, label: str) -> str | None:
+    proc = subprocess.run(
+        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', name],
+        capture_output=True, text=True,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def require_docker() -> None:
+    if shutil.which("docker") is None:
+        raise BuildError("the docker command is missing: install docker.io (`.ci/system-deps.sh docker`)")
+    proc = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"the Docker engine is not reachable (is dockerd running?): {proc.stderr.strip()[:300]}")
+
+
+# -- step 1: base image --------------------------------------------------------------------------
+
+def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror apt uses on this machine (deb822 .sources or one-line sources.list)."""
+    candidates = sorted(sources.glob("sources.list.d/*.sources")) + [sources / "sources.list"]
+    candidates += sorted(sources.glob("sources.list.d/*.list"))
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.suffix == ".sources":
+            for stanza in re.split(r"\n\s*\n", text):
+                uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+                suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+                if uris and suites and SUITE in suites.group(1).split():
+                    return uris.group(1).rstrip("/")
+        else:
+            for line in text.splitlines():
+                m = re.match(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+                if m and m.group(2) == SUITE:
+                    return m.group(1).rstrip("/")
+    raise BuildError(f"no apt source for Debian {SUITE} in {sources}; cannot pick a debootstrap mirror")
+
+
+def build_base(cache: Path, name: str, step: Step) -> str:
+    if docker_image_id(name):
+        step.skip(f"reusing {name}")
+        return name
+    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
+        raise BuildError("debootstrap is missing: install it (`.ci/system-deps.sh docker`)")
+    mirror = apt_mirror()
+    rootfs = cache / f"rootfs-{SUITE}"
+    sudo = _sudo()
+    if rootfs.exists():  # a leftover from an interrupted run
+        subprocess.run([*sudo, "rm", "-rf", str(rootfs)], check=True)
+    log = cache / "logs" / "base.log"
+    _echo(f"      debootstrap {SUITE} from {mirror} (log: {log})")
+    try:
+        run_logged([*sudo, "debootstrap", "--variant=minbase",
+                    "--include=python3,python3-venv,ca-certificates", SUITE, str(rootfs), mirror], log, label="debootstrap")
+        # Package lists and .debs are dead weight in the image.
+        subprocess.run([*sudo, "sh", "-c", f"rm -rf {rootfs}/var/cache/apt/archives/*.deb "
+                        f"{rootfs}/var/lib/apt/lists/*"], check=True)
+        _echo(f"      docker import -> {name}")
+        tar = subprocess.Popen([*sudo, "tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            run_logged(["docker", "import", "--change", "ENV LANG=C.UTF-8",
+                        "--change", 'CMD ["python3"]', "-", name], log, label="docker import", stdin=tar.stdout)
+        finally:
+            tar.stdout.close()
+            tar.wait()
+        if tar.returncode != 0:
+            raise BuildError(f"tar of {rootfs} failed (exit {tar.returncode})")
+    finally:
+        subprocess.run([*sudo, "rm", "-rf", str(rootfs)])
+    return name
+
+
+# -- step 2: wheelhouse --------------------------------------------------------------------------
+
+def project_dependencies(root: Path) -> list[str]:
+    with open(root / "pyproject.toml", "rb") as fh:
+        return list(tomllib.load(fh)["project"]["dependencies"])
+
+
+def _hash_tree(root: Path, names: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in names:
+        path = root / name
+        files = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        )
+        for file in files:
+            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _stamp(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _pip(python: str) -> list[str]:
+    return [python, "-m", "pip", "--disable-pip-version-check"]
+
+
+def build_wheelhouse(root: Path, wheelhouse: Path, step: Step, python: str = sys.executable) -> str:
+    """Wheels for the container's Python; returns a key that changes when any wheel changes."""
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    log = root / ".emulator-cache" / "logs" / "wheelhouse.log"
+    deps = project_dependencies(root)
+    deps_key = hashlib.sha256(("\n".join(deps) + f"\npy{CONTAINER_PYTHON}").encode()).hexdigest()[:16]
+    if _stamp(wheelhouse / ".deps-key") == deps_key:
+        step.skip("dependency wheels are current")
+    else:
+        _echo(f"      pip wheel {len(deps)} pinned dependencies and their requirements (log: {log})")
+        (wheelhouse / ".deps-key").unlink(missing_ok=True)
+        if sys.version_info[:2] == CONTAINER_PYTHON:
+            run_logged([*_pip(python), "wheel", "--wheel-dir", str(wheelhouse), *deps], log, label="pip wheel")
+        else:
+            # Another host Python: fetch binary wheels made for the container's CPython instead.
+            tag = f"{CONTAINER_PYTHON[0]}{CONTAINER_PYTHON[1]}"
+            run_logged([*_pip(python), "download", "--dest", str(wheelhouse), "--only-binary=:all:",
+                        "--python-version", tag, "--implementation", "cp", "--abi", f"cp{tag}",
+                        "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+                        "--platform", "linux_x86_64", "--platform", "any", *deps], log, label="pip download")
+        (wheelhouse / ".deps-key").write_text(deps_key)
+    src_key = _hash_tree(root, PROJECT_SOURCES)
+    if _stamp(wheelhouse / ".project-key") == src_key and list(wheelhouse.glob("mlflow_azure_emulator-*.whl")):
+        step.skip("project wheel is current")
+    else:
+        _echo("      pip wheel the project itself")
+        for old in wheelhouse.glob("mlflow_azure_emulator-*.whl"):
+            old.unlink()
+        run_logged([*_pip(python), "wheel", "--no-deps", "--wheel-dir", str(wheelhouse), str(root)], log,
+                   label="pip wheel (project)")
+        (wheelhouse / ".project-key").write_text(src_key)
+    return f"{deps_key}-{src_key}"
+
+
+# -- step 3: the image ---------------------------------------------------------------------------
+
+def build_image(root: Path, image: str, base: str, wheelhouse: Path | None, wheels_key: str,
+                step: Step, force: bool = False) -> str:
+    base_id = docker_image_id(base) or base  # an online base is named, not local
+    dockerfile = (root / "Dockerfile").read_bytes()
+    key = hashlib.sha256(f"{base_id}|{wheels_key}|".encode() + dockerfile).hexdigest()[:16]
+    if not force and docker_image_label(image, BUILD_KEY_LABEL) == key:
+        step.skip(f"reusing {image} (build key {key})")
+        return image
+    log = root / ".emulator-cache" / "logs" / "image.log"
+    cmd = ["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "--label", f"{BUILD_KEY_LABEL}={key}",
+           "-t", image]
+    if wheelhouse is not None:
+        cmd += ["--build-arg", f"WHEELHOUSE={wheelhouse.relative_to(root).as_posix()}"]
+    _echo(f"      docker build -t {image} FROM {base} (log: {log})")
+    env = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: Debian's docker.io has no buildx
+    run_logged([*cmd, str(root)], log, label="docker build", env=env)
+    # Untagged leftovers (the build stage, the image this one replaced) would pile up ~1 GB a build.
+    for label in ("org.mlflow-azure-emulator.stage=build", BUILD_KEY_LABEL):
+        subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={label}"],
+                       capture_output=True)
+    return image
+
+
+@contextlib.contextmanager
+def _lock(cache: Path):
+    """One build at a time per checkout (parallel test sessions share the cache)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False) -> dict:
+    """Build (or reuse) the emulator image; returns what was built and how long each step took."""
+    require_docker()
+    root = project_root()
+    cache = cache_dir(root)
+    timings: dict[str, float] = {}
+    with _lock(cache):
+        total = 3 if offline else 1
+        if offline:
+            with Step(1, total, f"base image ({base_image or BASE_IMAGE})") as step:
+                base = base_image or build_base(cache, BASE_IMAGE, step)
+                if base_image:
+                    step.skip(f"using the given base image {base_image}")
+            timings["base"] = step.elapsed
+            with Step(2, total, "wheelhouse") as step:
+                wheelhouse = cache / "wheelhouse"
+                wheels_key = build_wheelhouse(root, wheelhouse, step)
+            timings["wheelhouse"] = step.elapsed
+        else:
+            base, wheelhouse, wheels_key = base_image or "python:3.11-slim", None, "online"
+        with Step(total, total, f"image {image}") as step:
+            build_image(root, image, base, wheelhouse, wheels_key, step, force=force)
+        timings["image"] = step.elapsed
+    return {"image": image, "base_image": base, "seconds": timings}

@@ -1,0 +1,150 @@
+"""The two workspaces as Compose containers, checked with the real MLflow client (same contract as
+local mode), plus what only Docker adds: healthchecks, the service network, the non-root user, and
+state in named volumes (kept across `restart`, gone after `down -v`).
+
+Tests run in file order; the lifecycle test is last because it restarts and wipes the deployment.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from harness.azureml import Workspace
+
+pytestmark = pytest.mark.docker
+
+
+def get(ws, path: str, **kw) -> requests.Response:
+    return requests.get(f"{ws.url}{path}", headers={"Authorization": f"Bearer {ws.token}"}, timeout=10, **kw)
+
+
+@pytest.fixture
+def aml_client(docker_workspaces, monkeypatch):
+    aml = docker_workspaces.azureml
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+    return MlflowClient(tracking_uri=aml.tracking_uri)
+
+
+@pytest.fixture
+def databricks_client(docker_workspaces, monkeypatch):
+    db = docker_workspaces.databricks
+    for key, value in db.env.items():
+        monkeypatch.setenv(key, value)
+    yield MlflowClient(tracking_uri="databricks")
+    mlflow.set_tracking_uri(None)
+
+
+def test_health_is_public_and_every_api_call_needs_the_token(docker_workspaces):
+    for ws in (docker_workspaces.databricks, docker_workspaces.azureml):
+        assert requests.get(f"{ws.url}/health", timeout=5).status_code == 200
+        path = f"{ws.url}/api/2.0/mlflow/experiments/search"
+        for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+            resp = requests.get(path, params={"max_results": 1}, headers=headers, timeout=5)
+            assert resp.status_code == 401, (ws.url, resp.text)
+            assert resp.json()  # a JSON error body, not an HTML page
+        assert get(ws, "/api/2.0/mlflow/experiments/search", params={"max_results": 1}).status_code == 200
+
+
+def test_compose_healthchecks_report_healthy(docker_workspaces):
+    import time
+
+    deadline = time.monotonic() + 60  # the first probe runs one interval (5 s) after start
+    while True:
+        states = {s: docker_workspaces.container_health(s) for s in ("databricks", "azureml")}
+        if set(states.values()) == {"healthy"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert states == {"databricks": "healthy", "azureml": "healthy"}
+
+
+def test_discovery_reports_host_visible_urls(docker_workspaces, monkeypatch):
+    aml = docker_workspaces.azureml
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    monkeypatch.setenv("EMULATOR_AZUREML_TOKEN", aml.token)
+    ws = Workspace.get(name=aml.workspace_name, subscription_id=aml.subscription_id,
+                       resource_group=aml.resource_group, arm_url=aml.url)
+    # --public-url: the container listens on 0.0.0.0:5002 but reports the host's address.
+    assert ws.get_mlflow_tracking_uri() == aml.tracking_uri
+    info = get(aml, "/__emulator/info").json()
+    assert info["url"] == aml.url and info["role"] == "azureml"
+
+
+def test_azureml_tracking_round_trip_with_the_real_client(aml_client, tmp_path):
+    exp_id = aml_client.create_experiment("docker-aml")
+    run = aml_client.create_run(exp_id)
+    run_id = run.info.run_id
+    for step, loss in enumerate([0.9, 0.4, 0.1]):
+        aml_client.log_metric(run_id, "loss", loss, step=step)
+    aml_client.log_param(run_id, "alpha", "0.5")
+    (tmp_path / "notes.txt").write_text("from the host, through the container")
+    aml_client.log_artifact(run_id, str(tmp_path / "notes.txt"), artifact_path="docs")
+    aml_client.set_terminated(run_id)
+
+    got = aml_client.get_run(run_id)
+    assert got.data.params == {"alpha": "0.5"}
+    assert got.info.status == "FINISHED"
+    history = sorted(aml_client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
+    assert [m.value for m in history] == [0.9, 0.4, 0.1]
+    assert [a.path for a in aml_client.list_artifacts(run_id, "docs")] == ["docs/notes.txt"]
+    dst = aml_client.download_artifacts(run_id, "docs/notes.txt", str(tmp_path / "dl"))
+    assert open(dst).read() == "from the host, through the container"
+
+
+def test_databricks_tracking_with_the_real_client(databricks_client, docker_workspaces):
+    db = docker_workspaces.databricks
+    name = f"/Users/{db.user}/docker-db"
+    exp_id = databricks_client.create_experiment(name)
+    exp = databricks_client.get_experiment(exp_id)
+    assert exp.name == name
+    assert exp.artifact_location.startswith("dbfs:/databricks/mlflow-tracking/")
+    run = databricks_client.create_run(exp_id)
+    databricks_client.log_metric(run.info.run_id, "acc", 0.75)
+    databricks_client.log_param(run.info.run_id, "max_depth", "3")
+    got = databricks_client.get_run(run.info.run_id)
+    assert got.data.metrics == {"acc": 0.75}
+    assert got.data.params == {"max_depth": "3"}
+
+
+def test_databricks_reaches_azureml_by_service_name(docker_workspaces):
+    # The Databricks container gets the in-network AML address for linking (mirroring runs).
+    script = ("import os, urllib.request; url = os.environ['EMULATOR_AZUREML_INTERNAL_URL']; "
+              "print(url, urllib.request.urlopen(url + '/health', timeout=5).status)")
+    out = docker_workspaces.compose.execute(f'exec -T databricks python -c "{script}"').decode()
+    assert out.strip().splitlines()[-1] == "http://azureml:5002 200"
+
+
+def test_containers_run_as_non_root_with_private_state(docker_workspaces):
+    for service in ("databricks", "azureml"):
+        out = docker_workspaces.compose.execute(
+            f"exec -T {service} sh -c 'id -u; stat -c %a /data; stat -c %a /data/{service}'"
+        ).decode().split()
+        assert out[-3:] == ["10001", "700", "700"], (service, out)
+
+
+def test_state_survives_restart_and_is_gone_after_down_v(docker_workspaces, aml_client, databricks_client,
+                                                         tmp_path):
+    exp_id = aml_client.create_experiment("survivor")
+    run_id = aml_client.create_run(exp_id).info.run_id
+    aml_client.log_metric(run_id, "loss", 0.25)
+    (tmp_path / "kept.txt").write_text("kept")
+    aml_client.log_artifact(run_id, str(tmp_path / "kept.txt"))
+    db_exp = databricks_client.create_experiment(f"/Users/{docker_workspaces.databricks.user}/survivor")
+
+    docker_workspaces.compose.execute("restart")
+    docker_workspaces.wait_healthy()
+    assert aml_client.get_run(run_id).data.metrics == {"loss": 0.25}
+    dst = aml_client.download_artifacts(run_id, "kept.txt", str(tmp_path / "dl"))
+    assert open(dst).read() == "kept"
+    assert databricks_client.get_experiment(db_exp).name.endswith("/survivor")
+
+    docker_workspaces.compose.execute("down -v")
+    docker_workspaces.compose.execute("up -d")
+    docker_workspaces.wait_healthy()
+    names = {e.name for e in aml_client.search_experiments()}
+    assert "survivor" not in names and "docker-aml" not in names
+    assert aml_client.get_experiment_by_name("survivor") is None
+    assert databricks_client.get_experiment_by_name(
+        f"/Users/{docker_workspaces.databricks.user}/survivor") is None
