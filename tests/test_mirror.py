@@ -182,6 +182,57 @@ def test_linked_run_is_mirrored_with_full_parity(linked, tmp_path):
         assert read_artifact(aml, dst.info.run_id, "tree/sub/b.bin", tmp_path / "again") == blob
 
 
+def test_edits_are_mirrored_as_databricks_stored_them(linked):
+    with clients(linked) as (db, aml):
+        exp_id = db.create_experiment(exp_name(linked, "edits"), tags={"owner": "me"})
+        run = db.create_run(exp_id, run_name="before")
+        run_id = run.info.run_id
+        db.log_param(run_id, "long", "p" * 7000)  # Databricks truncates to 6000; Azure ML would refuse 7000
+        db.set_tag(run_id, "long_tag", "t" * 9000)
+        db.set_tag(run_id, "gone", "x")
+        db.delete_tag(run_id, "gone")
+        db.set_tag(run_id, "ünïcode key", "välue ✓")
+        db.update_run(run_id, name="after")
+        db.set_experiment_tag(exp_id, "note", "set later")
+        db.log_batch(run_id, metrics=[mlflow.entities.Metric("b", float(i), 1_700_000_000_000 + i, i) for i in range(250)])
+        db.set_terminated(run_id, "FAILED")
+        wait_drained(linked)
+        src = db.get_run(run_id)
+        ids = mirror_of(linked, run_id)
+        dst = aml.get_run(ids["azureml_run_id"])
+        assert len(src.data.params["long"]) == 6000 and dst.data.params == src.data.params
+        assert {k: v for k, v in dst.data.tags.items() if k not in MIRROR_TAGS} == src.data.tags
+        assert "gone" not in dst.data.tags and len(dst.data.tags["long_tag"]) == 8000
+        assert (dst.info.run_name, dst.info.status, dst.info.end_time) == ("after", "FAILED", src.info.end_time)
+        assert history(aml, dst.info.run_id, "b") == history(db, run_id, "b")
+        exp_tags = aml.get_experiment(ids["azureml_experiment_id"]).tags
+        assert exp_tags["owner"] == "me" and exp_tags["note"] == "set later"
+        assert mirror_state(linked)["failed"] == 0
+
+
+def test_a_write_azureml_refuses_is_set_aside_not_blocking(linked):
+    """Someone deleted the mirrored run in Azure ML: writes to it are dead letters, the rest flows."""
+    with clients(linked) as (db, aml):
+        exp_id = db.create_experiment(exp_name(linked, "refused"))
+        doomed, other = db.create_run(exp_id).info.run_id, db.create_run(exp_id).info.run_id
+        db.log_metric(doomed, "m", 1.0)
+        wait_drained(linked)
+        failed_before = mirror_state(linked)["failed"]
+        aml.delete_run(mirror_of(linked, doomed)["azureml_run_id"])
+        db.log_metric(doomed, "m", 2.0)
+        db.log_metric(other, "m", 3.0)
+        wait_drained(linked)
+        state = mirror_state(linked)
+        assert state["failed"] == failed_before + 1
+        assert state["recent_failures"][0]["run_id"] == doomed
+        assert "Azure ML answered 400" in state["recent_failures"][0]["error"]
+        assert [m.value for m in aml.get_metric_history(mirror_of(linked, other)["azureml_run_id"], "m")] == [3.0]
+        # Later successful deliveries clear the current error (the dead letter stays counted).
+        db.log_metric(other, "m", 4.0)
+        wait_drained(linked)
+        assert mirror_state(linked)["last_error"] is None
+
+
 def test_mirror_lag_is_small(linked):
     """One metric point logged in Databricks is readable in Azure ML shortly after."""
     with tracking(linked, "databricks"):

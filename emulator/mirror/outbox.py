@@ -207,6 +207,11 @@ def summarize(db: sqlite3.Connection, lock=None) -> dict:
         failed = db.execute("SELECT COUNT(*) FROM events WHERE state='failed'").fetchone()[0]
         meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
         mirrored_runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        recent_failures = [
+            {"seq": seq, "kind": kind, "run_id": run_id, "error": error}
+            for seq, kind, run_id, error in db.execute(
+                "SELECT seq, kind, run_id, error FROM events WHERE state='failed' ORDER BY seq DESC LIMIT 5")
+        ]
     finally:
         if lock is not None:
             lock.release()
@@ -214,6 +219,7 @@ def summarize(db: sqlite3.Connection, lock=None) -> dict:
         "backlog": backlog,
         "oldest_pending_age_seconds": round(time.time() - oldest, 3) if oldest else None,
         "failed": failed,
+        "recent_failures": recent_failures,
         "delivered": meta.get("delivered", 0),
         "mirrored_runs": mirrored_runs,
         "last_error": meta.get("last_error"),

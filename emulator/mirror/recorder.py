@@ -14,6 +14,7 @@ import logging
 import re
 
 from flask import request
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 from emulator.errors import error_response
 
@@ -27,8 +28,19 @@ _RUN_FILE = re.compile(
 _METRIC_FIELDS = ("key", "value", "timestamp", "step")  # model/dataset links: logged models are not mirrored
 
 
-def _pairs(items) -> list[dict]:
-    return [{"key": i.get("key"), "value": i.get("value")} for i in items or [] if isinstance(i, dict)]
+def _stored(value, limit: int):
+    """The value as this server's store kept it: MLflow truncates over-long param and tag values
+    when MLFLOW_TRUNCATE_LONG_VALUES is on (the default) instead of refusing them; Azure ML, which
+    refuses them, must get what Databricks stored."""
+    from mlflow.environment_variables import MLFLOW_TRUNCATE_LONG_VALUES
+
+    if isinstance(value, str) and len(value) > limit and MLFLOW_TRUNCATE_LONG_VALUES.get():
+        return value[:limit]
+    return value
+
+
+def _pairs(items, limit: int) -> list[dict]:
+    return [{"key": i.get("key"), "value": _stored(i.get("value"), limit)} for i in items or [] if isinstance(i, dict)]
 
 
 def _metric(m: dict) -> dict:
@@ -51,14 +63,14 @@ def events_for(endpoint: str, body: dict, answer: dict) -> list[tuple[str, dict,
     if endpoint == "runs/log-metric":
         return [("data", {"metrics": [_metric(body)]}, run_id, None)]
     if endpoint == "runs/log-parameter":
-        return [("data", {"params": _pairs([body])}, run_id, None)]
+        return [("data", {"params": _pairs([body], MAX_PARAM_VAL_LENGTH)}, run_id, None)]
     if endpoint == "runs/set-tag":
-        return [("data", {"tags": _pairs([body])}, run_id, None)]
+        return [("data", {"tags": _pairs([body], MAX_TAG_VAL_LENGTH)}, run_id, None)]
     if endpoint == "runs/log-batch":
         payload = {
             "metrics": [_metric(m) for m in body.get("metrics") or [] if isinstance(m, dict)],
-            "params": _pairs(body.get("params")),
-            "tags": _pairs(body.get("tags")),
+            "params": _pairs(body.get("params"), MAX_PARAM_VAL_LENGTH),
+            "tags": _pairs(body.get("tags"), MAX_TAG_VAL_LENGTH),
         }
         return [("data", payload, run_id, None)] if any(payload.values()) else []
     if endpoint == "runs/delete-tag":
@@ -69,7 +81,8 @@ def events_for(endpoint: str, body: dict, answer: dict) -> list[tuple[str, dict,
     if endpoint == "experiments/create":
         return [("experiment", {"experiment_id": answer["experiment_id"]}, None, None)]
     if endpoint == "experiments/set-experiment-tag":
-        return [("experiment_tag", {"experiment_id": exp_id, "key": body.get("key"), "value": body.get("value")}, None, None)]
+        value = _stored(body.get("value"), MAX_TAG_VAL_LENGTH)
+        return [("experiment_tag", {"experiment_id": exp_id, "key": body.get("key"), "value": value}, None, None)]
     if endpoint == "experiments/delete-experiment-tag":
         return [("experiment_tag_delete", {"experiment_id": exp_id, "key": body.get("key")}, None, None)]
     if endpoint == "experiments/update":

@@ -117,6 +117,7 @@ class Relay(threading.Thread):
                 return
             _logger.warning("mirror: Azure ML refused event %s for good: %s", group[0]["seq"], exc)
             self.outbox.dead_letter(group[0]["seq"], str(exc))
+            self._erroring = True  # cleared by the next successful delivery; the dead letter stays listed
             return
         self.outbox.delivered([e["seq"] for e in group])
 
