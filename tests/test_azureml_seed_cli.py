@@ -44,7 +44,8 @@ def test_seed_script_against_emulator_up(tmp_path):
            if k not in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI", "EMULATOR_AZUREML_TOKEN",
                         "AZUREML_EMULATOR_URL", "IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
     env.update(EMULATOR_STATE_DIR=str(state), EMULATOR_DATABRICKS_PORT=str(launcher.free_port()),
-               EMULATOR_AZUREML_PORT=str(launcher.free_port()))
+               EMULATOR_AZUREML_PORT=str(launcher.free_port()),
+               EMULATOR_AZUREML_IDENTITY_HEADER="configured-identity-secret")
     cli = [sys.executable, "-m", "emulator.cli"]
     up = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=180)
     assert up.returncode == 0, up.stderr
@@ -71,5 +72,29 @@ def test_seed_script_against_emulator_up(tmp_path):
         """)], env={**env, "MLFLOW_TRACKING_TOKEN": info["token"]}, capture_output=True, text=True, timeout=120)
         assert check.returncode == 0, check.stderr[-2000:]
         assert check.stdout.startswith("[0.8, 0.4]")
+
+        # The same code with a managed identity: IDENTITY_HEADER is the configured secret.
+        assert info["identity_header"] == "configured-identity-secret"
+        msi = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+            import mlflow
+            from harness.azureml import Workspace, MsiAuthentication
+            ws = Workspace.get(name={info['workspace_name']!r}, subscription_id={info['subscription_id']!r},
+                               resource_group={info['resource_group']!r})
+            assert isinstance(ws._auth, MsiAuthentication)
+            mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
+            mlflow.set_experiment("/Users/someone@example.com/seed_folder/msi_exp")
+            mlflow.log_metric("epoch_loss", 0.1)
+            print("ok")
+        """)], env={**env, "IDENTITY_ENDPOINT": info["identity_endpoint"],
+                    "IDENTITY_HEADER": "configured-identity-secret"},
+            capture_output=True, text=True, timeout=120)
+        assert msi.returncode == 0 and msi.stdout.startswith("ok"), msi.stderr[-2000:]
+        wrong = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+            from harness.azureml import Workspace
+            Workspace.get(name={info['workspace_name']!r}, subscription_id={info['subscription_id']!r},
+                          resource_group={info['resource_group']!r})
+        """)], env={**env, "IDENTITY_ENDPOINT": info["identity_endpoint"], "IDENTITY_HEADER": "wrong"},
+            capture_output=True, text=True, timeout=120)
+        assert wrong.returncode != 0 and "unauthorized_client" in wrong.stderr
     finally:
         subprocess.run([*cli, "down"], env=env, capture_output=True, timeout=120)
