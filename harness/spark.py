@@ -28,6 +28,7 @@ def get_spark(master: str | None = None, app_name: str = "mlflow-harness", **con
         .config("spark.driver.host", os.environ["SPARK_LOCAL_IP"])
         .config("spark.driver.bindAddress", os.environ["SPARK_LOCAL_IP"])
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # the stage bar garbles the harness's progress lines
         .config("spark.python.worker.reuse", "true")
         .config("spark.task.maxFailures", "1")  # a failing UDF should fail fast, not be retried
         .config("spark.sql.shuffle.partitions", "4")

@@ -19,6 +19,7 @@ SOURCE_RUN_TAG = "emulator.source_run_id"
 # Tags that legitimately differ between a run and its mirror, and why. Everything else must match.
 IGNORED_TAGS = {
     SOURCE_RUN_TAG: "only on the mirror: names the Databricks run it copies",
+    "emulator.source_workspace": "only on the mirror: names the Databricks workspace it copies from",
     "mlflow.rootRunId": "a run id: each workspace has its own ids",
     "mlflow.parentRunId": "a run id: each workspace has its own ids",
     "mlflow.user": "Databricks takes the user from the token, Azure ML from the AAD identity",
@@ -112,11 +113,27 @@ def check_dual_logging(
             t = time.perf_counter()
             _compare_artifacts(result, databricks, azureml, source.info.run_id, mirror.info.run_id)
             result.timings["artifacts"] = time.perf_counter() - t
+        _note_logged_models(result, databricks, source)
     except Exception as exc:  # the report must say what broke, not crash the whole harness
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.timings["total"] = time.perf_counter() - started
     return result
+
+
+def _note_logged_models(result: CheckResult, databricks: MlflowClient, source: Run) -> None:
+    """MLflow 3 keeps log_model output in logged models, not run artifacts; say they were not compared."""
+    try:
+        models = databricks.search_logged_models(
+            experiment_ids=[source.info.experiment_id],
+            filter_string=f"source_run_id = '{source.info.run_id}'",
+        )
+    except Exception:
+        return
+    if models:
+        names = ", ".join(sorted({m.name for m in models}))
+        result.notes.append(f"{len(models)} MLflow 3 logged model(s) of this run ({names}) live outside the "
+                            "run's artifacts and were not compared (the registry is not dual either)")
 
 
 def _compare_run_info(result: CheckResult, source: Run, mirror: Run) -> None:
