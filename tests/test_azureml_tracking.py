@@ -1,6 +1,8 @@
 """The seed's "track only in Azure ML" flow with the real MLflow client:
 discovery -> tracking URI -> logging -> registration -> loading."""
 
+import re
+
 import numpy as np
 import mlflow
 import pytest
@@ -89,6 +91,15 @@ def test_plain_experiment_names_and_the_v1_prefix(ws, emulator):
         assert MlflowClient(uri).get_run(run.info.run_id).data.metrics == {"m": 1.5}
     ui = requests.get(f"{emulator.azureml.url}/?token={emulator.azureml.token}", timeout=10)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
+    # The UI also works under the scope prefix (run links printed by the client point there):
+    # its asset and ajax paths are relative, so they stay inside the prefix.
+    browser = requests.Session()
+    scoped = browser.get(f"{ws.get_mlflow_tracking_uri()}/?token={emulator.azureml.token}", timeout=10)
+    script = re.search(r'src="(static-files/[^"]+\.js)"', scoped.text).group(1)
+    assert browser.get(f"{ws.get_mlflow_tracking_uri()}/{script}", timeout=30).status_code == 200
+    ajax = browser.post(f"{ws.get_mlflow_tracking_uri()}/ajax-api/2.0/mlflow/experiments/search",
+                        json={"max_results": 10}, timeout=10)
+    assert "plain-name" in {e["name"] for e in ajax.json()["experiments"]}
 
 
 def test_async_batch_logging_endpoints(ws):
