@@ -18,9 +18,15 @@ setup: $(STAMP)
 	bash .ci/system-deps.sh java
 
 ## Start both emulated workspaces, run the seed scenario through the real MLflow client, report.
+## `harness check` runs the seed notebook flow and every check, prints the report (exit 0 = all passed).
 run: setup
 	$(VENV)/bin/emulator up --state-dir $(STATE_DIR)
-	$(VENV)/bin/emulator status --state-dir $(STATE_DIR)
+	$(VENV)/bin/emulator link --state-dir $(STATE_DIR) > /dev/null
+	rc=0; $(VENV)/bin/harness check --state-dir $(STATE_DIR) \
+		--json $(STATE_DIR)/harness-report.json --junit-xml $(STATE_DIR)/harness-report.xml || rc=$$?; \
+	echo; echo "Where to look (the two MLflow UIs; reports in $(STATE_DIR)/harness-report.*):"; \
+	$(VENV)/bin/emulator status --state-dir $(STATE_DIR); \
+	exit $$rc
 
 ## The whole test suite (starts real servers, Spark and Docker containers).
 test: setup

@@ -90,6 +90,20 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
     return started
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
 def _skipped(name: str, why: str) -> CheckResult:
     return CheckResult(name, error=f"not run: {why}")
 
@@ -141,6 +155,10 @@ def check(state_dir, start, keep_running, json_path, junit_path, spark, spark_ma
         report.write_junit_xml(junit_path, results)
         click.echo(f"JUnit XML report: {junit_path}")
     click.echo(f"client output: {state.root / 'harness.log'}")
+    for role, label in (("databricks", "Databricks"), ("azureml", "Azure ML")):
+        click.echo(f"{label} MLflow UI: {info[role]['ui']}")
+    if not info["linked"]:
+        click.echo("the workspaces are not linked: `emulator link` mirrors Databricks tracking to Azure ML")
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_FAILED)
 
 
@@ -167,7 +185,9 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
             try:
                 from harness.spark import get_spark
 
-                session = get_spark(spark_master)
+                # The JVM inherits fd 2 when it starts: send its log4j chatter to a file, not the report.
+                with _stderr_to(state.root / "spark.log"):
+                    session = get_spark(spark_master)
                 out["verdict"] = session.sparkContext.master
             except Exception as exc:
                 out["verdict"] = f"failed: {exc}"
