@@ -281,6 +281,44 @@ def test_registry_is_not_mirrored(linked):
             aml.get_registered_model(model_name)
 
 
+def test_logged_model_is_mirrored_and_loads_from_azureml(linked, tmp_path):
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0]])
+    model = LinearRegression().fit(X, [1.0, 2.0, 4.0])
+    with tracking(linked, "databricks"):
+        mlflow.set_experiment(exp_name(linked, "model"))
+        with mlflow.start_run() as run:
+            info = mlflow.sklearn.log_model(model, name="model", input_example=X[:1], params={"fit": "ols"})
+            mlflow.log_metric("score", 0.9, model_id=info.model_id)
+        wait_drained(linked)
+        db = MlflowClient("databricks", "databricks")
+        aml = MlflowClient(linked.azureml.tracking_uri, linked.azureml.tracking_uri)
+        aml_run = mirror_of(linked, run.info.run_id)["azureml_run_id"]
+        src = db.get_logged_model(info.model_id)
+        [dst] = aml.search_logged_models(
+            experiment_ids=[aml.get_run(aml_run).info.experiment_id],
+            filter_string=f"tags.`emulator.source_model_id` = '{info.model_id}'")
+        assert (dst.name, dst.status, dst.model_type, dst.source_run_id) == (src.name, src.status, src.model_type, aml_run)
+        assert dst.params == src.params == {"fit": "ols"}
+        assert {k: v for k, v in dst.tags.items() if k != "emulator.source_model_id"} == src.tags
+        assert [(m.key, m.value, m.step) for m in dst.metrics] == [(m.key, m.value, m.step) for m in src.metrics]
+        assert [o.model_id for o in aml.get_run(aml_run).outputs.model_outputs] == [dst.model_id]
+        # Every file of the model, byte for byte.
+        a = Path(mlflow.artifacts.download_artifacts(artifact_uri=src.artifact_location, tracking_uri="databricks",
+                                                     dst_path=str(tmp_path / "a")))
+        b = Path(mlflow.artifacts.download_artifacts(artifact_uri=dst.artifact_location,
+                                                     tracking_uri=linked.azureml.tracking_uri,
+                                                     dst_path=str(tmp_path / "b")))
+        tree_a = {str(f.relative_to(a)): f.read_bytes() for f in a.rglob("*") if f.is_file()}
+        tree_b = {str(f.relative_to(b)): f.read_bytes() for f in b.rglob("*") if f.is_file()}
+        assert "MLmodel" in tree_a and tree_b == tree_a
+        mlflow.set_tracking_uri(linked.azureml.tracking_uri)
+        loaded = mlflow.pyfunc.load_model(f"runs:/{aml_run}/model")
+        assert list(loaded.predict(X)) == list(model.predict(X))
+
+
 def test_tracking_only_in_azureml_writes_nothing_to_databricks(linked):
     before = mirror_state(linked)
     name = f"aml-only-{uuid.uuid4().hex[:6]}"

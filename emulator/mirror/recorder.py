@@ -20,12 +20,15 @@ from emulator.errors import error_response
 
 _logger = logging.getLogger(__name__)
 
-_MLFLOW = re.compile(r"^/(?:ajax-)?api/2\.0/(?:preview/)?mlflow/(?P<ep>[a-z/\-]+)$")
-# MLflow 3 run artifacts through the Databricks Files API.
-_RUN_FILE = re.compile(
-    r"^/api/2\.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/(?P<exp>[^/]+)/Runs/(?P<run>[^/]+)/artifacts/(?P<path>.+)$"
+_MLFLOW = re.compile(r"^/(?:ajax-)?api/2\.0/(?:preview/)?mlflow/(?P<ep>.+)$")
+_MODEL = re.compile(r"^logged-models/(?P<id>[^/]+)(?P<rest>/.*)?$")
+# MLflow 3 run and logged-model artifacts through the Databricks Files API.
+_FILE = re.compile(
+    r"^/api/2\.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/(?P<exp>[^/]+)/(?P<kind>Runs|LoggedModels)/"
+    r"(?P<id>[^/]+)/artifacts/(?P<path>.+)$"
 )
-_METRIC_FIELDS = ("key", "value", "timestamp", "step")  # model/dataset links: logged models are not mirrored
+# The model/dataset link of a point is mapped to the mirrored logged model at delivery.
+_METRIC_FIELDS = ("key", "value", "timestamp", "step", "model_id", "dataset_name", "dataset_digest")
 
 
 def _stored(value, limit: int):
@@ -78,6 +81,14 @@ def events_for(endpoint: str, body: dict, answer: dict) -> list[tuple[str, dict,
     if endpoint == "runs/log-inputs":
         datasets = body.get("datasets") or []
         return [("inputs", {"datasets": datasets}, run_id, None)] if datasets else []
+    if endpoint == "runs/outputs":
+        models = [m for m in body.get("models") or [] if isinstance(m, dict)]
+        return [("outputs", {"models": models}, run_id, None)] if models else []
+    if endpoint == "logged-models":
+        model = answer["model"]
+        return [("model_create", {"model": model}, model["info"]["model_id"], model["info"]["experiment_id"])]
+    if endpoint.startswith("logged-models/"):
+        return _model_events(endpoint, body)
     if endpoint == "experiments/create":
         return [("experiment", {"experiment_id": answer["experiment_id"]}, None, None)]
     if endpoint == "experiments/set-experiment-tag":
@@ -92,12 +103,30 @@ def events_for(endpoint: str, body: dict, answer: dict) -> list[tuple[str, dict,
     return []
 
 
+def _model_events(endpoint: str, body: dict) -> list:
+    match = _MODEL.match(endpoint)
+    if not match or match["id"] == "search":
+        return []
+    model_id, rest, method = match["id"], match["rest"] or "", request.method
+    if rest == "" and method == "PATCH":
+        return [("model_finalize", {"status": body.get("status")}, model_id, None)]
+    if rest == "" and method == "DELETE":
+        return [("model_delete", {}, model_id, None)]
+    if rest == "/tags" and method == "PATCH":
+        return [("model_tags", {"tags": _pairs(body.get("tags"), MAX_TAG_VAL_LENGTH)}, model_id, None)]
+    if rest.startswith("/tags/") and method == "DELETE":
+        return [("model_tag_delete", {"key": rest[len("/tags/"):]}, model_id, None)]
+    if rest == "/params" and method == "POST":
+        return [("model_params", {"params": _pairs(body.get("params"), MAX_PARAM_VAL_LENGTH)}, model_id, None)]
+    return []
+
+
 def install(app, mirror) -> None:
     """``mirror`` is the Mirror facade: ``.linked``, ``.outbox``, ``.relay``."""
 
     @app.after_request
     def _record_for_mirror(response):
-        if not mirror.linked or request.method not in ("POST", "PUT", "PATCH"):
+        if not mirror.linked or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
             return response
         if not 200 <= response.status_code < 300:
             return response
@@ -119,11 +148,12 @@ def install(app, mirror) -> None:
 def _record(outbox, response) -> bool:
     path = request.path
     if request.method == "PUT":
-        match = _RUN_FILE.match(path)
+        match = _FILE.match(path)
         if not match:
             return False
         payload = {"experiment_id": match["exp"], "path": match["path"]}
-        return outbox.record("artifact", payload, run_id=match["run"])
+        kind = "artifact" if match["kind"] == "Runs" else "model_artifact"
+        return outbox.record(kind, payload, run_id=match["id"])
     match = _MLFLOW.match(path)
     if not match:
         return False
@@ -131,7 +161,7 @@ def _record(outbox, response) -> bool:
     body = request.get_json(force=True, silent=True)
     body = body if isinstance(body, dict) else {}
     answer = {}
-    if endpoint in ("runs/create", "runs/update", "experiments/create"):
+    if endpoint in ("runs/create", "runs/update", "experiments/create", "logged-models"):
         answer = json.loads(response.get_data(as_text=True) or "{}")
     kept = False
     for kind, payload, run_id, new_run_exp in events_for(endpoint, body, answer):

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from emulator.mirror.aml_client import AzureMLClient, AzureMLError
+from emulator.mirror.logged_models import ModelMirror
 from emulator.mirror.outbox import Outbox
 
 _logger = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class _Context:
         self.outbox = relay.outbox
         self.client = client
         self.target = target
+        self.models = ModelMirror(self)
 
     # -- ids ---------------------------------------------------------------------------------
     def experiment(self, db_exp_id: str) -> str:
@@ -231,11 +233,16 @@ class _Context:
             params.update({x["key"]: x for x in p.get("params", [])})
             tags.update({x["key"]: x for x in p.get("tags", [])})  # later value wins, as in Databricks
         self.client.call("POST", "runs/log-batch", {
-            "run_id": aml_run, "metrics": metrics, "params": list(params.values()), "tags": list(tags.values())})
+            "run_id": aml_run, "metrics": self.models.metrics(metrics),
+            "params": list(params.values()), "tags": list(tags.values())})
 
     def apply(self, event: dict) -> None:
         kind, p, run_id = event["kind"], event["payload"], event["run_id"]
-        if kind == "run_create":
+        if kind.startswith("model_"):
+            self.models.apply(event)
+        elif kind == "outputs":
+            self.models.outputs(run_id, p["models"])
+        elif kind == "run_create":
             self.run(run_id, captured=p["run"])
         elif kind == "run_update":
             self.client.call("POST", "runs/update", {"run_id": self.run(run_id)["azureml_run_id"], **p})
@@ -248,7 +255,7 @@ class _Context:
             self.client.call("POST", "runs/log-inputs",
                              {"run_id": self.run(run_id)["azureml_run_id"], "datasets": p["datasets"]})
         elif kind == "artifact":
-            self._artifact(run_id, p)
+            self.upload([run_id], p, self.run(run_id)["artifact_uri"])
         elif kind == "experiment":
             self.experiment(p["experiment_id"])
         elif kind == "experiment_tag":
@@ -285,14 +292,14 @@ class _Context:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
 
-    def _artifact(self, run_id: str, p: dict) -> None:
+    def upload(self, owner: list[str], p: dict, artifact_uri: str) -> None:
+        """Copy one file from the Databricks artifact root (``<exp>/<owner...>/artifacts/<path>``)."""
         from emulator.databricks.storage import Storage, split_segments
 
         storage = Storage(self.relay.artifacts_root)
         rel = p["path"]
-        local = storage.resolve([p["experiment_id"], run_id, "artifacts", *split_segments(rel)], rel)
+        local = storage.resolve([p["experiment_id"], *owner, "artifacts", *split_segments(rel)], rel)
         if not local.is_file():
             raise Skip(f"artifact {rel} no longer exists in Databricks")
-        aml = self.run(run_id)
         with open(local, "rb") as fh:
-            self.client.put_artifact(aml["artifact_uri"], rel, fh)
+            self.client.put_artifact(artifact_uri, rel, fh)
