@@ -77,10 +77,15 @@ class ModelMirror:
         }
 
     def aml_id(self, db_model_id: str) -> str | None:
-        """The mirrored model's id, or None if that model is not mirrored."""
+        """The mirrored model's id, or None if that model is not (or cannot be) mirrored."""
+        from emulator.mirror.relay import Skip
+
         if not self.outbox.is_mirrored_run(db_model_id):
             return None
-        return self.model(db_model_id)["azureml_run_id"]
+        try:
+            return self.model(db_model_id)["azureml_run_id"]
+        except Skip:  # e.g. no logged-models API: the points and outputs still go, unlinked
+            return None
 
     def apply(self, event: dict) -> None:
         kind, p, model_id = event["kind"], event["payload"], event["run_id"]
