@@ -84,3 +84,21 @@ def test_assert_dual_logged_fails_with_a_readable_message(clients, source):
     message = str(info.value)
     assert "dual_logging: FAILED" in message
     assert "metric epoch_loss step 0: missing in azureml" in message
+
+
+def test_linked_workspaces_fixture_mirrors_notebook_code(linked_workspaces):
+    """Last in this module: while linked, new runs are mirrored for real (then unlinked again)."""
+    import mlflow
+    from databricks.sdk import WorkspaceClient
+
+    user = linked_workspaces.databricks.user
+    WorkspaceClient().workspace.mkdirs(f"/Users/{user}/harness-linked")
+    mlflow.set_tracking_uri("databricks")
+    mlflow.set_experiment(f"/Users/{user}/harness-linked/notebook")
+    with mlflow.start_run() as run:
+        mlflow.log_param("alpha", "0.5")
+        for step in range(4):
+            mlflow.log_metric("epoch_loss", 1.0 / (step + 1), step=step)
+        mlflow.log_text("hello\n", "notes.txt")
+    result = linked_workspaces.assert_dual_logged(run.info.run_id)
+    assert result.compared["metric_points"] == 4 and result.compared["artifacts"] == 1
