@@ -112,3 +112,12 @@ def test_a_gap_is_reported_as_a_skipped_version(azureml_model, aml_client):
     result = verify_registry_versions(aml_client, name)
     assert [str(d) for d in result.differences] == [
         "version 2: skipped (registry has versions up to 3 without it)"]
+
+
+def test_concurrent_failures_are_named_per_registration(databricks_model, db_client):
+    result = check_registry_increments(db_client, fresh("fail"), "models:/m-does-not-exist",
+                                       model_id="m-does-not-exist", registrations=3, concurrency=3)
+    texts = [str(d) for d in result.differences]
+    assert sorted(t.split(":")[0] for t in texts if "failed" in t) == [
+        "registration #1", "registration #2", "registration #3"]
+    assert f"model {result.subject.split(chr(39))[1]}: registry holds 0 versions for 3 registrations" in texts
