@@ -118,6 +118,8 @@ def main():
               show_default=True, help="The emulator's state dir (where `emulator up` put it).")
 @click.option("--start", is_flag=True, help="Start the emulator if it is not running (stopped again at the end).")
 @click.option("--keep-running", is_flag=True, help="With --start: leave the emulator running.")
+@click.option("--link", "link_first", is_flag=True,
+              help="Link the workspaces first (as `emulator link`); without it an unlinked emulator fails dual_logging.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write a JSON report here.")
 @click.option("--junit-xml", "junit_path", type=click.Path(dir_okay=False), help="Write a JUnit XML report here.")
 @click.option("--spark/--no-spark", default=True, show_default=True, help="Run the Spark batch-scoring steps.")
@@ -128,11 +130,19 @@ def main():
 @click.option("--mirror-timeout", default=30.0, show_default=True,
               help="Seconds to wait for the Azure ML mirror to catch up (when linked).")
 @click.option("--model-name", default="seed-model", show_default=True)
-def check(state_dir, start, keep_running, json_path, junit_path, spark, spark_master, registrations,
+def check(state_dir, start, keep_running, link_first, json_path, junit_path, spark, spark_master, registrations,
           concurrency, rows, mirror_timeout, model_name):
     """Run the seed scenario and all checks; print a table; exit 0 only if every check passed."""
     state = StateDir(state_dir)
     started = _ensure_running(state, start)
+    if link_first and not status.collect(state)["linked"]:
+        from emulator.mirror import control
+
+        try:
+            control.link_workspaces(state, status.workspace_url(state, "databricks"), None)
+        except Exception as exc:
+            click.secho(f"error: could not link the workspaces: {exc}", fg="red", err=True)
+            sys.exit(EXIT_NO_EMULATOR)
     log = io.StringIO()
     try:
         results, info = _run_all(state, log, spark, spark_master, registrations, concurrency, rows,
