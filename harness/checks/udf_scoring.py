@@ -129,6 +129,11 @@ def check_udf_scoring(
             pandas_rows_per_s=rows / pandas_s if pandas_s else None,
         )
         _compare(result, data, columns, scored, expected, atol, rtol, max_reported)
+        result.notes.append(
+            f"{rows} rows: spark_udf {rows / max(spark_s, 1e-9):,.0f} rows/s ({spark_s:.2f} s, plus "
+            f"{result.timings['spark_udf_create']:.2f} s to build the UDF), pandas predict "
+            f"{rows / max(pandas_s, 1e-9):,.0f} rows/s ({pandas_s:.3f} s)"
+        )
     except Exception as exc:
         result.error = _short_error(exc)
     finally:
