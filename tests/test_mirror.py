@@ -425,6 +425,21 @@ def test_redelivery_after_a_crash_creates_no_duplicates(linked, tmp_path):
 # -- outage ----------------------------------------------------------------------------------
 
 
+def start(emu: Emulator, role: str) -> None:
+    """Start a workspace again on its port. Right after a stop the kernel can hold the port for a
+    moment (launcher.start refuses a taken port instead of waiting), so retry briefly."""
+    from emulator.launcher import LaunchError
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return emu.start(role)
+        except LaunchError as exc:
+            if "already in use" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture
 def outage_emulator(tmp_path_factory):
     emu = linked_emulator(tmp_path_factory)
@@ -461,7 +476,7 @@ def test_azureml_outage_and_restarts_lose_and_duplicate_nothing(outage_emulator,
         emu.stop("databricks")
         down = json.loads(cli(emu, "status", "--json").stdout)["mirror"]
         assert down["backlog"] >= 600 and down["source"].startswith("outbox file")
-        emu.start("databricks")
+        start(emu, "databricks")
         log_points(range(601, 1001))
         mlflow.log_metrics({"loss": 99.0, "acc": 0.5}, step=1001)  # one log-batch too
         mlflow.end_run()
@@ -470,8 +485,8 @@ def test_azureml_outage_and_restarts_lose_and_duplicate_nothing(outage_emulator,
 
     # Restart both; Azure ML comes back last.
     emu.stop("databricks")
-    emu.start("databricks")
-    emu.start("azureml")
+    start(emu, "databricks")
+    start(emu, "azureml")
     catch_up = wait_drained(emu, timeout=120)
     state = mirror_state(emu)
     assert state["failed"] == 0 and state["last_error"] is None

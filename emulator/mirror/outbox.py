@@ -138,6 +138,13 @@ class Outbox:
             self._set(db, "last_error", error)
             self._set(db, "last_error_at", time.time())
 
+    def count_attempt(self, seq: int) -> int:
+        """One more failed attempt at an event; returns how many there were."""
+        with self._tx() as db:
+            db.execute("UPDATE events SET attempts=attempts+1 WHERE seq=?", (seq,))
+            row = db.execute("SELECT attempts FROM events WHERE seq=?", (seq,)).fetchone()
+        return row[0] if row else 0
+
     def note_error(self, error: str | None) -> None:
         """The last delivery problem (None clears it once deliveries succeed again)."""
         with self._tx() as db:

@@ -33,6 +33,7 @@ SOURCE_RUN_TAG = "emulator.source_run_id"
 SOURCE_WORKSPACE_TAG = "emulator.source_workspace"
 BACKOFF_MIN, BACKOFF_MAX = 0.25, 2.0
 IDLE_WAIT = 1.0
+MAX_ATTEMPTS_ON_BUG = 5
 # MLflow's log-batch limits.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
 
@@ -64,13 +65,13 @@ class Relay(threading.Thread):
     def run(self) -> None:
         backoff = BACKOFF_MIN
         while not self._stop.is_set():
-            target = self.outbox.get_meta("target")
-            events = self.outbox.pending() if target else []
-            if not events:
-                self._wake.wait(IDLE_WAIT)
-                self._wake.clear()
-                continue
-            try:
+            try:  # nothing may end this thread: a dead relay would silently stop the mirror
+                target = self.outbox.get_meta("target")
+                events = self.outbox.pending() if target else []
+                if not events:
+                    self._wake.wait(IDLE_WAIT)
+                    self._wake.clear()
+                    continue
                 self.deliver(events, self._client(target), target["url"])
                 backoff = BACKOFF_MIN
                 if self._erroring:
@@ -80,7 +81,10 @@ class Relay(threading.Thread):
                 message = str(exc) if isinstance(exc, AzureMLError) else f"{type(exc).__name__}: {exc}"
                 if not isinstance(exc, AzureMLError):
                     _logger.exception("mirror relay: unexpected error")
-                self.outbox.note_error(message)
+                try:
+                    self.outbox.note_error(message)
+                except Exception:
+                    _logger.exception("mirror relay: cannot record the error")
                 self._erroring = True
                 # Not woken by new events: an outage must not turn every write into a retry.
                 self._stop.wait(backoff)
@@ -112,15 +116,24 @@ class Relay(threading.Thread):
         except AzureMLError as exc:
             if exc.transient:
                 raise
-            if len(group) > 1:  # find the one write Azure ML refuses; deliver the others
-                for event in group:
-                    self._deliver_group(ctx, [event])
-                return
-            _logger.warning("mirror: Azure ML refused event %s for good: %s", group[0]["seq"], exc)
-            self.outbox.dead_letter(group[0]["seq"], str(exc))
-            self._erroring = True  # cleared by the next successful delivery; the dead letter stays listed
+            self._set_aside(ctx, group, str(exc))
+            return
+        except Exception as exc:  # a bug or bad data: retried a few times, then set aside
+            if self.outbox.count_attempt(group[0]["seq"]) < MAX_ATTEMPTS_ON_BUG:
+                raise
+            _logger.exception("mirror: giving up on event %s", group[0]["seq"])
+            self._set_aside(ctx, group, f"{type(exc).__name__}: {exc}")
             return
         self.outbox.delivered([e["seq"] for e in group])
+
+    def _set_aside(self, ctx: _Context, group: list[dict], error: str) -> None:
+        if len(group) > 1:  # find the one write that fails; deliver the others
+            for event in group:
+                self._deliver_group(ctx, [event])
+            return
+        _logger.warning("mirror: event %s set aside: %s", group[0]["seq"], error)
+        self.outbox.dead_letter(group[0]["seq"], error)
+        self._erroring = True  # cleared by the next successful delivery; the dead letter stays listed
 
 
 def _data_group(events: list[dict], start: int) -> list[dict]:
