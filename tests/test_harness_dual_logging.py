@@ -86,10 +86,14 @@ def test_assert_dual_logged_fails_with_a_readable_message(clients, source):
     assert "metric epoch_loss step 0: missing in azureml" in message
 
 
-def test_linked_workspaces_fixture_mirrors_notebook_code(linked_workspaces):
+def test_linked_workspaces_fixture_mirrors_notebook_code(linked_workspaces, tmp_path):
     """Last in this module: while linked, new runs are mirrored for real (then unlinked again)."""
     import mlflow
+    import mlflow.sklearn
     from databricks.sdk import WorkspaceClient
+    from sklearn.linear_model import LinearRegression
+
+    from harness import scenarios
 
     user = linked_workspaces.databricks.user
     WorkspaceClient().workspace.mkdirs(f"/Users/{user}/harness-linked")
@@ -100,5 +104,19 @@ def test_linked_workspaces_fixture_mirrors_notebook_code(linked_workspaces):
         for step in range(4):
             mlflow.log_metric("epoch_loss", 1.0 / (step + 1), step=step)
         mlflow.log_text("hello\n", "notes.txt")
+        X, y = scenarios.training_data(50)
+        mlflow.sklearn.log_model(LinearRegression().fit(X, y), name="model")
     result = linked_workspaces.assert_dual_logged(run.info.run_id)
     assert result.compared["metric_points"] == 4 and result.compared["artifacts"] == 1
+    assert result.compared["logged_models"] == 1 and result.compared["logged_model_files"] >= 3
+
+    # Break the mirrored logged model: one of its files changes in Azure ML.
+    aml = linked_workspaces.azureml_client
+    mirrored = aml.search_logged_models([result.details["azureml_experiment_id"]],
+                                        filter_string=f"source_run_id = '{result.details['azureml_run_id']}'")[0]
+    changed = tmp_path / "requirements.txt"
+    changed.write_text("scikit-learn==0.1\n")
+    aml.log_model_artifact(mirrored.model_id, str(changed))
+    result = check_dual_logging(linked_workspaces.databricks_client, aml, run_id=run.info.run_id)
+    assert [str(d).split(" (")[0] for d in result.differences] == [
+        "logged model model file requirements.txt: sha256 differs"]

@@ -113,7 +113,9 @@ def check_dual_logging(
             t = time.perf_counter()
             _compare_artifacts(result, databricks, azureml, source.info.run_id, mirror.info.run_id)
             result.timings["artifacts"] = time.perf_counter() - t
-        _note_logged_models(result, databricks, source)
+        t = time.perf_counter()
+        _compare_logged_models(result, databricks, azureml, source, mirror, compare_artifacts)
+        result.timings["logged_models"] = time.perf_counter() - t
     except Exception as exc:  # the report must say what broke, not crash the whole harness
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -121,19 +123,52 @@ def check_dual_logging(
     return result
 
 
-def _note_logged_models(result: CheckResult, databricks: MlflowClient, source: Run) -> None:
-    """MLflow 3 keeps log_model output in logged models, not run artifacts; say they were not compared."""
-    try:
-        models = databricks.search_logged_models(
-            experiment_ids=[source.info.experiment_id],
-            filter_string=f"source_run_id = '{source.info.run_id}'",
-        )
-    except Exception:
+# The mirror's marker on each copied logged model, and logged-model tags that name per-workspace things.
+SOURCE_MODEL_TAG = "emulator.source_model_id"
+IGNORED_MODEL_TAGS = {
+    SOURCE_MODEL_TAG: "only on the mirror: names the Databricks logged model it copies",
+    "mlflow.modelVersions": "registry versions: the registry is not dual (the seed registers in Databricks only)",
+}
+
+
+def _logged_models(client: MlflowClient, experiment_id: str, run_id: str) -> list:
+    return list(client.search_logged_models(experiment_ids=[experiment_id],
+                                            filter_string=f"source_run_id = '{run_id}'"))
+
+
+def _compare_logged_models(result: CheckResult, databricks: MlflowClient, azureml: MlflowClient,
+                           source: Run, mirror: Run, compare_artifacts: bool) -> None:
+    """MLflow 3 keeps log_model output in logged models (not run artifacts): compare those too."""
+    src_models = _logged_models(databricks, source.info.experiment_id, source.info.run_id)
+    result.compared["logged_models"] = len(src_models)
+    if not src_models:
         return
-    if models:
-        names = ", ".join(sorted({m.name for m in models}))
-        result.notes.append(f"{len(models)} MLflow 3 logged model(s) of this run ({names}) live outside the "
-                            "run's artifacts and were not compared (the registry is not dual either)")
+    try:
+        dst_models = _logged_models(azureml, mirror.info.experiment_id, mirror.info.run_id)
+    except Exception as exc:  # e.g. a target without the logged-models API (as real Azure ML)
+        result.differ("logged models", f"cannot be listed in azureml ({type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0][:200]})")
+        return
+    by_source = {m.tags.get(SOURCE_MODEL_TAG): m for m in dst_models}
+    by_name = {m.name: m for m in dst_models}
+    for src in src_models:
+        where = f"logged model {src.name}"
+        dst = by_source.get(src.model_id) or by_name.get(src.name)
+        if dst is None:
+            result.differ(where, f"missing in azureml (databricks model_id {src.model_id})")
+            continue
+        for attr in ("name", "model_type", "status"):
+            a, b = str(getattr(src, attr)), str(getattr(dst, attr))
+            if a != b:
+                result.differ(f"{where} {attr}", f"{a!r} in databricks, {b!r} in azureml", a, b)
+        _compare_mapping(result, f"{where} param", src.params, dst.params, count=False)
+        keep = lambda tags: {k: v for k, v in tags.items() if k not in IGNORED_MODEL_TAGS and not ignored_tag(k)}
+        _compare_mapping(result, f"{where} tag", keep(src.tags), keep(dst.tags), count=False)
+        if compare_artifacts:
+            src_files = _tree_digests(databricks, src.artifact_location)
+            dst_files = _tree_digests(azureml, dst.artifact_location)
+            result.compared["logged_model_files"] = result.compared.get("logged_model_files", 0) + len(src_files)
+            _compare_files(result, f"{where} file", src_files, dst_files)
 
 
 def _compare_run_info(result: CheckResult, source: Run, mirror: Run) -> None:
@@ -143,8 +178,9 @@ def _compare_run_info(result: CheckResult, source: Run, mirror: Run) -> None:
             result.differ(f"run {attr}", f"{a!r} in databricks, {b!r} in azureml", a, b)
 
 
-def _compare_mapping(result: CheckResult, kind: str, src: dict, dst: dict) -> None:
-    result.compared[f"{kind}s"] = len(src)
+def _compare_mapping(result: CheckResult, kind: str, src: dict, dst: dict, count: bool = True) -> None:
+    if count:
+        result.compared[f"{kind}s"] = len(src)
     for key in sorted(src.keys() | dst.keys()):
         if key not in dst:
             result.differ(f"{kind} {key}", "missing in azureml", src[key], None)
@@ -227,21 +263,48 @@ def _compare_history(result: CheckResult, key: str, src: list, dst: list) -> Non
                       None, (step, ts, value))
 
 
-def artifact_digests(client: MlflowClient, run_id: str) -> dict[str, tuple[int | None, str]]:
-    """Every artifact file of a run: relative path -> (size, sha256), read through the client."""
-    out: dict[str, tuple[int | None, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="harness-artifacts-") as tmp:
-        local = client.download_artifacts(run_id, "", tmp)
-        for root, _, files in os.walk(local):
-            for name in files:
-                full = os.path.join(root, name)
-                rel = os.path.relpath(full, local).replace(os.sep, "/")
-                digest = hashlib.sha256()
-                with open(full, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(chunk)
-                out[rel] = (os.path.getsize(full), digest.hexdigest())
+def _digest_dir(local: str) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for root, _, files in os.walk(local):
+        for name in files:
+            full = os.path.join(root, name)
+            digest = hashlib.sha256()
+            with open(full, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            out[os.path.relpath(full, local).replace(os.sep, "/")] = (os.path.getsize(full), digest.hexdigest())
     return out
+
+
+def artifact_digests(client: MlflowClient, run_id: str) -> dict[str, tuple[int, str]]:
+    """Every artifact file of a run: relative path -> (size, sha256), read back through the client."""
+    with tempfile.TemporaryDirectory(prefix="harness-artifacts-") as tmp:
+        return _digest_dir(client.download_artifacts(run_id, "", tmp))
+
+
+def _tree_digests(client: MlflowClient, artifact_uri: str) -> dict[str, tuple[int, str]]:
+    """Every file under an artifact URI (a logged model's location), read through that workspace."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory(prefix="harness-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp,
+                                                    tracking_uri=client._tracking_client.tracking_uri)
+        return _digest_dir(local)
+
+
+def _compare_files(result: CheckResult, kind: str, src: dict, dst: dict) -> None:
+    for path in sorted(src.keys() | dst.keys()):
+        if path not in dst:
+            result.differ(f"{kind} {path}", "missing in azureml", src[path][1], None)
+        elif path not in src:
+            result.differ(f"{kind} {path}", "only in azureml", None, dst[path][1])
+        elif src[path][1] != dst[path][1]:
+            (s_size, s_sha), (d_size, d_sha) = src[path], dst[path]
+            result.differ(
+                f"{kind} {path}",
+                f"sha256 differs ({s_sha[:12]}… {s_size} B in databricks, {d_sha[:12]}… {d_size} B in azureml)",
+                s_sha, d_sha,
+            )
 
 
 def _compare_artifacts(result: CheckResult, databricks, azureml, src_run: str, dst_run: str) -> None:
@@ -249,15 +312,4 @@ def _compare_artifacts(result: CheckResult, databricks, azureml, src_run: str, d
     dst = artifact_digests(azureml, dst_run)
     result.compared["artifacts"] = len(src)
     result.details["artifacts"] = {path: sha for path, (_, sha) in sorted(src.items())}
-    for path in sorted(src.keys() | dst.keys()):
-        if path not in dst:
-            result.differ(f"artifact {path}", "missing in azureml", src[path][1], None)
-        elif path not in src:
-            result.differ(f"artifact {path}", "only in azureml", None, dst[path][1])
-        elif src[path][1] != dst[path][1]:
-            (s_size, s_sha), (d_size, d_sha) = src[path], dst[path]
-            result.differ(
-                f"artifact {path}",
-                f"sha256 differs ({s_sha[:12]}… {s_size} B in databricks, {d_sha[:12]}… {d_size} B in azureml)",
-                s_sha, d_sha,
-            )
+    _compare_files(result, "artifact", src, dst)
