@@ -235,6 +235,10 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 time.sleep(1.0)
             if not info["linked"]:
                 res.notes.append("the workspaces are not linked (`emulator link`): nothing is mirrored")
+            elif not res.passed:
+                mirror = status.collect(state).get("mirror") or {}
+                res.notes.append(f"mirror: backlog={mirror.get('backlog')} failed={mirror.get('failed')} "
+                                 f"last_error={mirror.get('last_error')}")
         out["verdict"] = _verdict(res)
     results.append(res)
 
