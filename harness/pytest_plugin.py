@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness import links
+from harness.workspaces import Emulator
 
 if TYPE_CHECKING:  # the checks import MLflow: loaded only when a helper runs, not at pytest start-up
     from harness.checks.result import CheckResult
-from harness.workspaces import Emulator
+
+# The session's workspaces, so the assertion helpers work without being handed clients.
+_ACTIVE: dict = {}
 
 
 def pytest_addoption(parser):
@@ -28,12 +31,15 @@ def emulated_workspaces(request, tmp_path_factory):
     --emulator-docker the Compose deployment (anything with .databricks and .azureml handles)."""
     if request.config.getoption("emulator_docker"):
         try:
-            yield request.getfixturevalue("docker_workspaces")
+            _ACTIVE["workspaces"] = request.getfixturevalue("docker_workspaces")
+            yield _ACTIVE["workspaces"]
         except pytest.FixtureLookupError:
             pytest.fail("--emulator-docker needs a `docker_workspaces` fixture (see tests/docker/conftest.py)")
         return
     emu = Emulator(tmp_path_factory.mktemp("emulator-state")).up()
+    _ACTIVE["workspaces"] = emu
     yield emu
+    _ACTIVE.pop("workspaces", None)
     emu.down()
 
 
@@ -114,11 +120,18 @@ def _default_client(kind: str):
 
     from mlflow import MlflowClient
 
+    active = _ACTIVE.get("workspaces")
     if kind == "databricks":
+        if active is not None:
+            os.environ.update(active.databricks.env)
         return MlflowClient("databricks", "databricks")
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if active is not None:
+        os.environ.update(active.azureml.env)
+        uri = active.azureml.tracking_uri
+    else:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise RuntimeError("give azureml=MlflowClient(<Azure ML tracking URI>) (or use linked_workspaces)")
+        raise RuntimeError("give azureml=MlflowClient(<Azure ML tracking URI>) (or use the plugin's fixtures)")
     return MlflowClient(uri, uri)
 
 

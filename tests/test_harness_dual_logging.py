@@ -109,6 +109,7 @@ def test_linked_workspaces_fixture_mirrors_notebook_code(linked_workspaces, tmp_
     result = linked_workspaces.assert_dual_logged(run.info.run_id)
     assert result.compared["metric_points"] == 4 and result.compared["artifacts"] == 1
     assert result.compared["logged_models"] == 1 and result.compared["logged_model_files"] >= 3
+    assert_dual_logged(run.info.run_id, timeout=0)  # the plugin's helper finds the session's workspaces
 
     # Break the mirrored logged model: one of its files changes in Azure ML.
     aml = linked_workspaces.azureml_client

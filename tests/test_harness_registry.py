@@ -55,11 +55,14 @@ def test_seed_registration_gives_version_1(databricks_model, db_client, azureml_
 def test_sequential_registrations_increment_from_1(registry, request):
     model = request.getfixturevalue(f"{registry}_model")
     client = request.getfixturevalue("db_client" if registry == "databricks" else "aml_client")
-    result = check_registry_increments(client, fresh("seq"), model.registered_source, run_id=model.run_id,
+    name = fresh("seq")
+    result = check_registry_increments(client, name, model.registered_source, run_id=model.run_id,
                                        model_id=model.model_id, registrations=3)
     assert result.passed, result.summary()
     assert result.details["returned_versions"] == [1, 2, 3]
     assert result.details["versions"] == [1, 2, 3]
+    if registry == "databricks":  # the plugin's helper, with its default client (registry "databricks")
+        assert assert_versions_increment(name).details["versions"] == [1, 2, 3]
 
 
 def test_an_existing_name_continues_its_sequence(databricks_model, db_client):
