@@ -165,10 +165,21 @@ def stop(state: StateDir, role: str, timeout: float = 15.0) -> bool:
         return False
     os.kill(current.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(current.pid) and time.monotonic() < deadline:
+
+    def gone() -> bool:
+        # A leader that has exited can look like a zombie while its other threads still hold the
+        # listening socket: done means the process is gone AND its port is free again.
+        return not _alive(current.pid) and not port_in_use(current.host, current.port)
+
+    while not gone() and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(current.pid):
-        os.kill(current.pid, signal.SIGKILL)
+    if not gone():
+        try:
+            os.kill(current.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while not gone() and time.monotonic() < deadline + 5:
+            time.sleep(0.1)
     _reap(current.pid)
     return True
 
