@@ -35,7 +35,8 @@ def ws(emulator):
 
 @pytest.fixture(scope="module")
 def w(ws):
-    return WorkspaceClient(host=ws.url, token=ws.token)
+    # A short retry budget: a workspace that is down fails the test in a minute, not five per call.
+    return WorkspaceClient(host=ws.url, token=ws.token, retry_timeout_seconds=60)
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,20 @@ def check_experiment_path(tree: WorkspaceTree, name) -> str:
     return name
 
 
+def _json_body() -> dict:
+    body = request.get_json(force=True, silent=True)
+    return dict(body) if isinstance(body, dict) else {}
+
+
+def _tags(body: dict) -> list[dict]:
+    tags = body.get("tags")
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+        raise EmulatorError("INVALID_PARAMETER_VALUE", "'tags' must be a list of {key, value} objects.", 400)
+    return tags
+
+
 def _replace_json(body: dict) -> None:
     # MLflow's handlers read request.get_json(force=True, silent=True); Werkzeug caches it here.
     request._cached_json = (body, body)
@@ -108,16 +122,16 @@ def install(app: Flask, config: ServerConfig, tree: WorkspaceTree) -> None:
         if route is None:
             return None
         if route == "experiments/create" and request.method == "POST":
-            body = dict(request.get_json(force=True, silent=True) or {})
+            body = _json_body()
             name = check_experiment_path(tree, body.get("name"))
-            tags = [t for t in body.get("tags") or [] if t.get("key") not in owner_tags]
+            tags = [t for t in _tags(body) if t.get("key") not in owner_tags]
             tags += [{"key": k, "value": v} for k, v in owner_tags.items()]
             tags = [t for t in tags if t.get("key") != "mlflow.experiment.sourceName"]
             tags.append({"key": "mlflow.experiment.sourceName", "value": name})
             body.update(name=name, tags=tags)
             _replace_json(body)
         elif route == "experiments/update" and request.method == "POST":
-            body = dict(request.get_json(force=True, silent=True) or {})
+            body = _json_body()
             if body.get("new_name") is not None:
                 body["new_name"] = check_experiment_path(tree, body["new_name"])
                 _replace_json(body)
@@ -128,9 +142,9 @@ def install(app: Flask, config: ServerConfig, tree: WorkspaceTree) -> None:
                 args["experiment_name"] = [name[len("/Workspace"):] or "/"]
                 request.args = ImmutableMultiDict(args)
         elif route == "runs/create" and request.method == "POST":
-            body = dict(request.get_json(force=True, silent=True) or {})
+            body = _json_body()
             body["user_id"] = config.user
-            tags = [t for t in body.get("tags") or [] if t.get("key") != "mlflow.user"]
+            tags = [t for t in _tags(body) if t.get("key") != "mlflow.user"]
             body["tags"] = tags + [{"key": "mlflow.user", "value": config.user}]
             _replace_json(body)
         return None

@@ -52,6 +52,9 @@ class RegistryArtifacts:
             _logger.warning("model %s v%s: source %s is not in this workspace; not copied", name, version, source_uri)
             return
         dst = self.copy_dir(name, version)
+        if dst.exists():
+            # The SQL store reuses a deleted version's number: never mix in the old files.
+            Storage.delete(dst, recursive=True)
         Storage.copy_tree(src, dst)
 
     def version_root(self, name: str, version: str) -> Path:
@@ -87,29 +90,31 @@ def install(app: Flask, config: ServerConfig, registry: RegistryArtifacts) -> No
 
     app.config["EMULATOR_PUBLIC_PREFIXES"].append(SIGNED_PATH)
 
-    # Wrap MLflow's own model-versions/create views: after a successful create, copy the files.
-    for rule in list(app.url_map.iter_rules()):
-        if rule.rule.endswith("/mlflow/model-versions/create"):
-            original = app.view_functions[rule.endpoint]
+    # Wrap MLflow's own model-versions/create view: after a successful create, copy the files.
+    def wrap(original):
+        def create_and_copy(*args, **kwargs):
+            response = original(*args, **kwargs)
+            if getattr(response, "status_code", 200) == 200:
+                mv = (response.get_json(silent=True) or {}).get("model_version") or {}
+                if mv.get("name") and mv.get("version"):
+                    try:
+                        from mlflow.server.handlers import _get_model_registry_store
 
-            def create_and_copy(*args, _original=original, **kwargs):
-                response = _original(*args, **kwargs)
-                if getattr(response, "status_code", 200) == 200:
-                    mv = (response.get_json(silent=True) or {}).get("model_version") or {}
-                    if mv.get("name") and mv.get("version"):
-                        try:
-                            from mlflow.server.handlers import _get_model_registry_store
+                        source = _get_model_registry_store().get_model_version_download_uri(
+                            mv["name"], mv["version"]
+                        )
+                        registry.copy_from_source(mv["name"], mv["version"], source)
+                    except (MlflowException, EmulatorError, OSError):
+                        # The version exists either way; list-artifacts falls back to its source.
+                        _logger.exception("copying files of %s v%s failed", mv["name"], mv["version"])
+            return response
 
-                            source = _get_model_registry_store().get_model_version_download_uri(
-                                mv["name"], mv["version"]
-                            )
-                            registry.copy_from_source(mv["name"], mv["version"], source)
-                        except (MlflowException, EmulatorError, OSError):
-                            # The version exists either way; list-artifacts falls back to its source.
-                            _logger.exception("copying files of %s v%s failed", mv["name"], mv["version"])
-                return response
+        return create_and_copy
 
-            app.view_functions[rule.endpoint] = create_and_copy
+    # /api and /ajax-api share one view function: wrap it once.
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.rule.endswith("/mlflow/model-versions/create")}
+    for endpoint in endpoints:
+        app.view_functions[endpoint] = wrap(app.view_functions[endpoint])
 
     @app.route("/api/2.0/mlflow/model-versions/list-artifacts", methods=["GET"])
     def _mv_list_artifacts():
@@ -160,7 +165,7 @@ def install(app: Flask, config: ServerConfig, registry: RegistryArtifacts) -> No
             root = registry.version_root(name, version)
         except MlflowException as exc:
             return mlflow_error(exc)
-        base = registry.artifacts.resolve([]) 
+        base = registry.artifacts.resolve([])
         target = registry.artifacts.resolve(
             [*root.relative_to(base).parts, *(split_segments(path) if path else [])], path
         )
