@@ -12,6 +12,7 @@ import mlflow
 import pytest
 import requests
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
 from databricks.sdk.errors import NotFound
 from mlflow import MlflowClient
 
@@ -36,7 +37,7 @@ def ws(emulator):
 @pytest.fixture(scope="module")
 def w(ws):
     # A short retry budget: a workspace that is down fails the test in a minute, not five per call.
-    return WorkspaceClient(host=ws.url, token=ws.token, retry_timeout_seconds=60)
+    return WorkspaceClient(config=Config(host=ws.url, token=ws.token, retry_timeout_seconds=60))
 
 
 @pytest.fixture(scope="module")
