@@ -4,8 +4,8 @@ Every step is skipped when its output is still current, so a second run takes se
 
 1. base image  - ``debootstrap --variant=minbase`` (Debian bookworm, Python 3.11, from the same mirror
    apt uses here) piped into ``docker import``; reused while the image exists.
-2. wheelhouse  - ``pip wheel`` on the host of the project's [project] dependencies (rebuilt when they
-   change) plus a wheel of the project itself (rebuilt when its source changes).
+2. wheelhouse  - ``pip wheel`` on the host of the project's pinned [project] dependencies and its
+   build backend; rebuilt when those lists change.
 3. image       - ``docker build --build-arg BASE_IMAGE=<base> --build-arg WHEELHOUSE=<dir>``; the
    Dockerfile installs with ``pip install --no-index``. Reused while its build key label matches.
 """
@@ -30,7 +30,7 @@ BASE_IMAGE = "mlflow-azure-emulator-base:bookworm"
 SUITE = "bookworm"  # its python3 is 3.11, the Python the wheelhouse is built for
 CONTAINER_PYTHON = (3, 11)
 BUILD_KEY_LABEL = "org.mlflow-azure-emulator.build-key"
-# Sources of the project wheel: a change here means a new wheel and a new image.
+# What the image installs from the checkout: a change here means a rebuild (of the small layers).
 PROJECT_SOURCES = ("pyproject.toml", "README.md", "emulator", "harness")
 
 
@@ -216,38 +216,37 @@ def _pip(python: str) -> list[str]:
     return [python, "-m", "pip", "--disable-pip-version-check"]
 
 
+def build_requirements(root: Path) -> list[str]:
+    with open(root / "pyproject.toml", "rb") as fh:
+        return list(tomllib.load(fh)["build-system"]["requires"])
+
+
 def build_wheelhouse(root: Path, wheelhouse: Path, step: Step, python: str = sys.executable) -> str:
-    """Wheels for the container's Python; returns a key that changes when any wheel changes."""
+    """Wheels of the pinned dependencies (and the build backend) for the container's Python.
+
+    Returns a key that changes when the wanted set changes. The project itself is built from source
+    inside the image build, so a source change does not touch the wheelhouse.
+    """
     wheelhouse.mkdir(parents=True, exist_ok=True)
     log = root / ".emulator-cache" / "logs" / "wheelhouse.log"
-    deps = project_dependencies(root)
-    deps_key = hashlib.sha256(("\n".join(deps) + f"\npy{CONTAINER_PYTHON}").encode()).hexdigest()[:16]
-    if _stamp(wheelhouse / ".deps-key") == deps_key:
-        step.skip("dependency wheels are current")
+    wanted = project_dependencies(root) + build_requirements(root)
+    key = hashlib.sha256(("\n".join(wanted) + f"\npy{CONTAINER_PYTHON}").encode()).hexdigest()[:16]
+    if _stamp(wheelhouse / ".key") == key:
+        step.skip(f"reusing {wheelhouse} ({len(list(wheelhouse.glob('*.whl')))} wheels)")
+        return key
+    _echo(f"      pip wheel {len(wanted)} requirements and what they need (log: {log})")
+    (wheelhouse / ".key").unlink(missing_ok=True)
+    if sys.version_info[:2] == CONTAINER_PYTHON:
+        run_logged([*_pip(python), "wheel", "--wheel-dir", str(wheelhouse), *wanted], log, label="pip wheel")
     else:
-        _echo(f"      pip wheel {len(deps)} pinned dependencies and their requirements (log: {log})")
-        (wheelhouse / ".deps-key").unlink(missing_ok=True)
-        if sys.version_info[:2] == CONTAINER_PYTHON:
-            run_logged([*_pip(python), "wheel", "--wheel-dir", str(wheelhouse), *deps], log, label="pip wheel")
-        else:
-            # Another host Python: fetch binary wheels made for the container's CPython instead.
-            tag = f"{CONTAINER_PYTHON[0]}{CONTAINER_PYTHON[1]}"
-            run_logged([*_pip(python), "download", "--dest", str(wheelhouse), "--only-binary=:all:",
-                        "--python-version", tag, "--implementation", "cp", "--abi", f"cp{tag}",
-                        "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
-                        "--platform", "linux_x86_64", "--platform", "any", *deps], log, label="pip download")
-        (wheelhouse / ".deps-key").write_text(deps_key)
-    src_key = _hash_tree(root, PROJECT_SOURCES)
-    if _stamp(wheelhouse / ".project-key") == src_key and list(wheelhouse.glob("mlflow_azure_emulator-*.whl")):
-        step.skip("project wheel is current")
-    else:
-        _echo("      pip wheel the project itself")
-        for old in wheelhouse.glob("mlflow_azure_emulator-*.whl"):
-            old.unlink()
-        run_logged([*_pip(python), "wheel", "--no-deps", "--wheel-dir", str(wheelhouse), str(root)], log,
-                   label="pip wheel (project)")
-        (wheelhouse / ".project-key").write_text(src_key)
-    return f"{deps_key}-{src_key}"
+        # Another host Python: fetch binary wheels made for the container's CPython instead.
+        tag = f"{CONTAINER_PYTHON[0]}{CONTAINER_PYTHON[1]}"
+        run_logged([*_pip(python), "download", "--dest", str(wheelhouse), "--only-binary=:all:",
+                    "--python-version", tag, "--implementation", "cp", "--abi", f"cp{tag}",
+                    "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+                    "--platform", "linux_x86_64", "--platform", "any", *wanted], log, label="pip download")
+    (wheelhouse / ".key").write_text(key)
+    return key
 
 
 # -- step 3: the image ---------------------------------------------------------------------------
@@ -256,19 +255,26 @@ def build_image(root: Path, image: str, base: str, wheelhouse: Path | None, whee
                 step: Step, force: bool = False) -> str:
     base_id = docker_image_id(base) or base  # an online base is named, not local
     dockerfile = (root / "Dockerfile").read_bytes()
-    key = hashlib.sha256(f"{base_id}|{wheels_key}|".encode() + dockerfile).hexdigest()[:16]
+    sources = _hash_tree(root, PROJECT_SOURCES)
+    key = hashlib.sha256(f"{base_id}|{wheels_key}|{sources}|".encode() + dockerfile).hexdigest()[:16]
     if not force and docker_image_label(image, BUILD_KEY_LABEL) == key:
         step.skip(f"reusing {image} (build key {key})")
         return image
     log = root / ".emulator-cache" / "logs" / "image.log"
-    cmd = ["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "--label", f"{BUILD_KEY_LABEL}={key}",
-           "-t", image]
+    args = ["--build-arg", f"BASE_IMAGE={base}"]
     if wheelhouse is not None:
-        cmd += ["--build-arg", f"WHEELHOUSE={wheelhouse.relative_to(root).as_posix()}"]
-    _echo(f"      docker build -t {image} FROM {base} (log: {log})")
+        args += ["--build-arg", f"WHEELHOUSE={wheelhouse.relative_to(root).as_posix()}"]
     env = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: Debian's docker.io has no buildx
-    run_logged([*cmd, str(root)], log, label="docker build", env=env)
-    # Untagged leftovers (the build stage, the image this one replaced) would pile up ~1 GB a build.
+    # The dependency stage gets a tag of its own: the classic builder's cache is its images, and a
+    # tagged one survives the prune below, so a source change only rebuilds the small layers.
+    deps_tag = f"{image.rsplit(':', 1)[0]}-deps:latest"
+    _echo(f"      docker build --target deps -t {deps_tag} (log: {log})")
+    run_logged(["docker", "build", *args, "--target", "deps", "-t", deps_tag, str(root)], log,
+               label="docker build (dependencies)", env=env)
+    _echo(f"      docker build -t {image} FROM {base}")
+    run_logged(["docker", "build", *args, "--label", f"{BUILD_KEY_LABEL}={key}", "-t", image, str(root)],
+               log, label="docker build", env=env)
+    # Untagged leftovers (the build stage, the images these replaced) would pile up ~1 GB a build.
     for label in ("org.mlflow-azure-emulator.stage=build", BUILD_KEY_LABEL):
         subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={label}"],
                        capture_output=True)

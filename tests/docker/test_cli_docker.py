@@ -1,0 +1,64 @@
+"""`emulator up --docker` / `status --json` / `down`: Compose behind the CLI, same status fields as local mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from emulator import launcher
+
+pytestmark = pytest.mark.docker
+
+
+def run_cli(*args, env, check=True):
+    proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=400)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"emulator {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_up_docker_status_down(emulator_image, tmp_path, monkeypatch):
+    state = str(tmp_path / "state")
+    ports = {"databricks": launcher.free_port(), "azureml": launcher.free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
+    env.update({
+        "EMULATOR_DATABRICKS_PORT": str(ports["databricks"]),
+        "EMULATOR_AZUREML_PORT": str(ports["azureml"]),
+        "EMULATOR_COMPOSE_PROJECT": f"emucli{os.getpid()}{secrets.token_hex(3)}",
+        "EMULATOR_IMAGE": emulator_image,
+    })
+    up = run_cli("up", "--docker", "--state-dir", state, env=env)
+    try:
+        assert "docker" in up.stdout
+        info = json.loads(run_cli("status", "--json", "--state-dir", state, env=env).stdout)
+        assert info["mode"] == "docker"
+        assert set(info) >= {"state_dir", "linked", "databricks", "azureml"}
+        assert info["databricks"]["url"] == f"http://127.0.0.1:{ports['databricks']}"
+        assert info["azureml"]["url"] == f"http://127.0.0.1:{ports['azureml']}"
+        assert info["databricks"]["healthy"] and info["azureml"]["healthy"]
+        aml = info["azureml"]
+        # The tokens the state dir holds are the ones the containers check.
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml["token"])
+        client = MlflowClient(tracking_uri=aml["tracking_uri"])
+        assert client.get_experiment(client.create_experiment("via-cli")).name == "via-cli"
+        resp = requests.get(f"{info['databricks']['url']}/api/2.0/mlflow/experiments/search",
+                            params={"max_results": 1}, timeout=5,
+                            headers={"Authorization": f"Bearer {info['databricks']['token']}"})
+        assert resp.status_code == 200, resp.text
+        # A local `up` on a state dir that runs in Docker is refused, not a port fight.
+        refused = run_cli("up", "--state-dir", state, env=env, check=False)
+        assert refused.returncode == 1 and "Docker mode" in refused.stderr
+    finally:
+        down = run_cli("down", "--volumes", "--state-dir", state, env=env)
+    assert "deleted its volumes" in down.stdout
+    after = run_cli("status", "--json", "--state-dir", state, env=env, check=False)
+    assert after.returncode == 3
+    assert json.loads(after.stdout)["azureml"]["healthy"] is False
