@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .emulator
 
-.PHONY: run test setup down bench clean
+.PHONY: run test setup images down bench clean
 
 $(STAMP): pyproject.toml
 	bash .ci/system-deps.sh python
@@ -29,9 +29,13 @@ run: setup
 	exit $$rc
 
 ## The whole test suite (starts real servers, Spark and Docker containers).
-test: setup
+test: setup images
+	EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
+
+## The emulator's Docker image, built without a registry (idempotent: current steps are reused).
+images: setup
 	bash .ci/system-deps.sh docker
-	$(PY) -m pytest
+	$(VENV)/bin/emulator images build --offline
 
 down:
 	$(VENV)/bin/emulator down --state-dir $(STATE_DIR)

@@ -42,7 +42,13 @@ need_docker() {
   fi
   if ! $SUDO docker info >/dev/null 2>&1; then
     echo "==> starting dockerd"
-    $SUDO bash -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+    # The service manager where there is one; else (containers, CI sandboxes) dockerd directly.
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl start docker || true
+    fi
+    if ! $SUDO docker info >/dev/null 2>&1; then
+      $SUDO bash -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+    fi
     for _ in $(seq 1 60); do
       $SUDO docker info >/dev/null 2>&1 && break
       sleep 1
