@@ -53,6 +53,9 @@ def test_up_docker_status_down(emulator_image, tmp_path, monkeypatch):
                             params={"max_results": 1}, timeout=5,
                             headers={"Authorization": f"Bearer {info['databricks']['token']}"})
         assert resp.status_code == 200, resp.text
+        # `emulator link` goes through the running container (the link file lives in its volume).
+        assert json.loads(run_cli("link", "--state-dir", state, env=env).stdout)["linked"] is True
+        assert json.loads(run_cli("status", "--json", "--state-dir", state, env=env).stdout)["linked"] is True
         # A local `up` on a state dir that runs in Docker is refused, not a port fight.
         refused = run_cli("up", "--state-dir", state, env=env, check=False)
         assert refused.returncode == 1 and "Docker mode" in refused.stderr

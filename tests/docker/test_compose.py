@@ -116,6 +116,41 @@ def test_databricks_reaches_azureml_by_service_name(docker_workspaces):
     assert out.strip().splitlines()[-1] == "http://azureml:5002 200"
 
 
+def test_linked_databricks_mirrors_to_azureml_over_the_compose_network(docker_workspaces, databricks_client,
+                                                                       aml_client, tmp_path):
+    import time
+
+    db, aml = docker_workspaces.databricks, docker_workspaces.azureml
+    auth = {"Authorization": f"Bearer {db.token}"}
+    # What `emulator link` sends; the container swaps in EMULATOR_AZUREML_INTERNAL_URL.
+    linked = requests.post(f"{db.url}/__emulator/link", headers=auth, timeout=10,
+                           json={"azureml_url": aml.url, "azureml_token": aml.token})
+    assert linked.status_code == 200, linked.text
+    assert "http://azureml:5002" in linked.text
+    try:
+        exp_id = databricks_client.create_experiment(f"/Users/{db.user}/docker-linked")
+        run_id = databricks_client.create_run(exp_id).info.run_id
+        for step, loss in enumerate([0.3, 0.2, 0.1]):
+            databricks_client.log_metric(run_id, "loss", loss, step=step)
+        (tmp_path / "model.txt").write_text("mirrored")
+        databricks_client.log_artifact(run_id, str(tmp_path / "model.txt"))
+        databricks_client.set_terminated(run_id)
+
+        deadline = time.monotonic() + 90
+        while (state := get(db, "/__emulator/mirror").json())["backlog"]:
+            assert time.monotonic() < deadline, f"mirror did not drain: {state}"
+            time.sleep(0.2)
+        ids = get(db, f"/__emulator/mirror/runs/{run_id}").json()
+        history = sorted(aml_client.get_metric_history(ids["azureml_run_id"], "loss"), key=lambda m: m.step)
+        assert [m.value for m in history] == [0.3, 0.2, 0.1]
+        dst = aml_client.download_artifacts(ids["azureml_run_id"], "model.txt", str(tmp_path / "aml"))
+        assert open(dst).read() == "mirrored"
+        src = databricks_client.download_artifacts(run_id, "model.txt", str(tmp_path / "db"))
+        assert open(src).read() == "mirrored"
+    finally:
+        requests.post(f"{db.url}/__emulator/unlink", headers=auth, timeout=10)
+
+
 def test_containers_run_as_non_root_with_private_state(docker_workspaces):
     for service in ("databricks", "azureml"):
         out = docker_workspaces.compose.execute(
