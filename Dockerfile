@@ -13,8 +13,8 @@ FROM ${BASE_IMAGE} AS deps
 ARG WHEELHOUSE=
 # Lets the offline builder prune these stages' untagged images afterwards.
 LABEL org.mlflow-azure-emulator.stage=build
-# (.dockerignore is a stand-in so the COPY has a source when there is no wheelhouse.)
-COPY ${WHEELHOUSE:-.dockerignore} /wheels/
+# (pyproject.toml is a stand-in so the COPY has a source when there is no wheelhouse.)
+COPY ${WHEELHOUSE:-pyproject.toml} /wheels/
 COPY pyproject.toml /src/pyproject.toml
 RUN set -eu; \
     python3 -m venv /opt/emulator; \

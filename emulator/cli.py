@@ -179,6 +179,12 @@ def reset(state_dir, yes):
 @click.option("-n", "--lines", default=50, show_default=True)
 def logs(state_dir, role, lines):
     """Print the last lines of a workspace's server log."""
+    from emulator.docker import compose
+
+    deployment = compose.Deployment.recorded(StateDir(state_dir))
+    if deployment is not None:  # Docker mode: the container's output
+        click.echo(deployment.logs(role, tail=lines))
+        return
     click.echo(launcher.tail(launcher.log_path(StateDir(state_dir), role), lines))
 
 

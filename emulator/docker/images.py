@@ -269,10 +269,10 @@ def build_image(root: Path, image: str, base: str, wheelhouse: Path | None, whee
     # tagged one survives the prune below, so a source change only rebuilds the small layers.
     deps_tag = f"{image.rsplit(':', 1)[0]}-deps:latest"
     _echo(f"      docker build --target deps -t {deps_tag} (log: {log})")
-    run_logged(["docker", "build", *args, "--target", "deps", "-t", deps_tag, str(root)], log,
+    run_logged(["docker", "build", "--force-rm", *args, "--target", "deps", "-t", deps_tag, str(root)], log,
                label="docker build (dependencies)", env=env)
     _echo(f"      docker build -t {image} FROM {base}")
-    run_logged(["docker", "build", *args, "--label", f"{BUILD_KEY_LABEL}={key}", "-t", image, str(root)],
+    run_logged(["docker", "build", "--force-rm", *args, "--label", f"{BUILD_KEY_LABEL}={key}", "-t", image, str(root)],
                log, label="docker build", env=env)
     # Untagged leftovers (the build stage, the images these replaced) would pile up ~1 GB a build.
     for label in ("org.mlflow-azure-emulator.stage=build", BUILD_KEY_LABEL):

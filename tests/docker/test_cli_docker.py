@@ -56,6 +56,7 @@ def test_up_docker_status_down(emulator_image, tmp_path, monkeypatch):
         # `emulator link` goes through the running container (the link file lives in its volume).
         assert json.loads(run_cli("link", "--state-dir", state, env=env).stdout)["linked"] is True
         assert json.loads(run_cli("status", "--json", "--state-dir", state, env=env).stdout)["linked"] is True
+        assert "Serving on" in run_cli("logs", "azureml", "--state-dir", state, env=env).stdout
         # A local `up` on a state dir that runs in Docker is refused, not a port fight.
         refused = run_cli("up", "--state-dir", state, env=env, check=False)
         assert refused.returncode == 1 and "Docker mode" in refused.stderr
