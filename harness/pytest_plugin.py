@@ -29,18 +29,23 @@ def pytest_addoption(parser):
 def emulated_workspaces(request, tmp_path_factory):
     """Both workspaces for the session: local server processes on free loopback ports, or with
     --emulator-docker the Compose deployment (anything with .databricks and .azureml handles)."""
+    previous = _ACTIVE.get("workspaces")  # a nested in-process session (pytester) must not leak its own
     if request.config.getoption("emulator_docker"):
         try:
-            _ACTIVE["workspaces"] = request.getfixturevalue("docker_workspaces")
-            yield _ACTIVE["workspaces"]
+            workspaces = request.getfixturevalue("docker_workspaces")
         except pytest.FixtureLookupError:
             pytest.fail("--emulator-docker needs a `docker_workspaces` fixture (see tests/docker/conftest.py)")
+        _ACTIVE["workspaces"] = workspaces
+        yield workspaces
+        _ACTIVE["workspaces"] = previous
         return
     emu = Emulator(tmp_path_factory.mktemp("emulator-state")).up()
     _ACTIVE["workspaces"] = emu
-    yield emu
-    _ACTIVE.pop("workspaces", None)
-    emu.down()
+    try:
+        yield emu
+    finally:
+        _ACTIVE["workspaces"] = previous
+        emu.down()
 
 
 @pytest.fixture
@@ -120,7 +125,7 @@ def _default_client(kind: str):
 
     from mlflow import MlflowClient
 
-    active = _ACTIVE.get("workspaces")
+    active = _ACTIVE.get("workspaces")  # None outside the plugin's fixtures
     if kind == "databricks":
         if active is not None:
             os.environ.update(active.databricks.env)
