@@ -1,4 +1,7 @@
+import mlflow
 import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
 
 from harness.workspaces import Emulator
 
@@ -9,3 +12,24 @@ def emulator(tmp_path_factory):
     emu = Emulator(tmp_path_factory.mktemp("emulator-state")).up()
     yield emu
     emu.down()
+
+
+@pytest.fixture(scope="module")
+def databricks_ws(emulator):
+    """The Databricks workspace, with the env vars and URIs a notebook uses ("databricks")."""
+    ws = emulator.databricks
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ws.env.items():
+            mp.setenv(key, value)
+        mlflow.set_tracking_uri("databricks")
+        mlflow.set_registry_uri("databricks")
+        yield ws
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+
+
+@pytest.fixture(scope="module")
+def sdk(databricks_ws):
+    # A short retry budget: a workspace that is down fails the test in a minute, not five per call.
+    return WorkspaceClient(config=Config(host=databricks_ws.url, token=databricks_ws.token,
+                                         retry_timeout_seconds=60))

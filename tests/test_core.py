@@ -7,8 +7,6 @@ import stat
 import subprocess
 import sys
 
-import mlflow
-import pytest
 import requests
 from mlflow import MlflowClient
 

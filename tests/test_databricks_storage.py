@@ -12,47 +12,23 @@ import mlflow
 import pytest
 import requests
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.config import Config
 from databricks.sdk.errors import NotFound
 from mlflow import MlflowClient
 
 
 @pytest.fixture(scope="module")
-def ws(emulator):
-    ws = emulator.databricks
-    saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
-    os.environ.update(ws.env)
-    mlflow.set_tracking_uri("databricks")
-    mlflow.set_registry_uri("databricks")
-    yield ws
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
-def w(ws):
-    # A short retry budget: a workspace that is down fails the test in a minute, not five per call.
-    return WorkspaceClient(config=Config(host=ws.url, token=ws.token, retry_timeout_seconds=60))
-
-
-@pytest.fixture(scope="module")
-def run(ws):
-    mlflow.set_experiment(f"/Users/{ws.user}/storage")
+def run(databricks_ws):
+    mlflow.set_experiment(f"/Users/{databricks_ws.user}/storage")
     with mlflow.start_run() as run:
         mlflow.log_text("inside", "notes.txt")
     return run
 
 
-def raw(ws, method, path, body=b""):
+def raw(databricks_ws, method, path, body=b""):
     """A request with the path sent exactly as written (requests/urllib3 would normalize dots)."""
-    netloc = urlparse(ws.url).netloc
+    netloc = urlparse(databricks_ws.url).netloc
     conn = http.client.HTTPConnection(netloc, timeout=10)
-    conn.request(method, path, body=body, headers={"Authorization": f"Bearer {ws.token}"})
+    conn.request(method, path, body=body, headers={"Authorization": f"Bearer {databricks_ws.token}"})
     resp = conn.getresponse()
     data = resp.read()
     conn.close()
@@ -63,7 +39,7 @@ def snapshot(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def test_files_api_paths_cannot_escape(ws, run, emulator):
+def test_files_api_paths_cannot_escape(databricks_ws, run, emulator):
     state = emulator.state.root
     before = snapshot(state)
     base = f"/api/2.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/{run.info.experiment_id}/Runs/{run.info.run_id}/artifacts"
@@ -80,17 +56,17 @@ def test_files_api_paths_cannot_escape(ws, run, emulator):
     ]
     for path in attacks:
         for method in ("PUT", "GET", "HEAD"):
-            status, data = raw(ws, method, path, b"owned" if method == "PUT" else b"")
+            status, data = raw(databricks_ws, method, path, b"owned" if method == "PUT" else b"")
             assert status == 400, (method, path, status, data)
             if method != "HEAD":
                 assert json.loads(data)["error_code"] == "INVALID_PARAMETER_VALUE"
     assert snapshot(state) == before  # nothing written anywhere in the state dir
     assert not (state.parent / "escape.txt").exists()
     # The legitimate path next to them works.
-    assert raw(ws, "GET", f"{base}/notes.txt") == (200, b"inside")
+    assert raw(databricks_ws, "GET", f"{base}/notes.txt") == (200, b"inside")
 
 
-def test_symlinks_are_not_followed(ws, emulator, tmp_path):
+def test_symlinks_are_not_followed(databricks_ws, emulator, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("outside")
     volumes = emulator.state.root / "databricks" / "volumes" / "cat" / "schema" / "vol"
@@ -99,23 +75,23 @@ def test_symlinks_are_not_followed(ws, emulator, tmp_path):
     (volumes / "linkdir").symlink_to(tmp_path, target_is_directory=True)
     for path in ("/api/2.0/fs/files/Volumes/cat/schema/vol/link.txt",
                  "/api/2.0/fs/files/Volumes/cat/schema/vol/linkdir/secret.txt"):
-        assert raw(ws, "GET", path)[0] == 400
-        assert raw(ws, "PUT", path, b"overwritten")[0] == 400
-    status, data = raw(ws, "GET", "/api/2.0/dbfs/read?path=/databricks/mlflow-tracking/../volumes/cat/schema/vol/link.txt")
+        assert raw(databricks_ws, "GET", path)[0] == 400
+        assert raw(databricks_ws, "PUT", path, b"overwritten")[0] == 400
+    status, data = raw(databricks_ws, "GET", "/api/2.0/dbfs/read?path=/databricks/mlflow-tracking/../volumes/cat/schema/vol/link.txt")
     assert status == 400
     dbfs_root = emulator.state.root / "databricks" / "dbfs"
     dbfs_root.mkdir(exist_ok=True)
     (dbfs_root / "dbfs-link.txt").symlink_to(secret)
-    assert raw(ws, "GET", "/api/2.0/dbfs/read?path=/dbfs-link.txt")[0] == 400
-    assert raw(ws, "GET", "/dbfs/dbfs-link.txt")[0] == 400
+    assert raw(databricks_ws, "GET", "/api/2.0/dbfs/read?path=/dbfs-link.txt")[0] == 400
+    assert raw(databricks_ws, "GET", "/dbfs/dbfs-link.txt")[0] == 400
     assert secret.read_text() == "outside"
     # Listings skip links.
-    w = WorkspaceClient(host=ws.url, token=ws.token)
-    assert [e.name for e in w.files.list_directory_contents("/Volumes/cat/schema/vol")] == []
+    sdk = WorkspaceClient(host=databricks_ws.url, token=databricks_ws.token)
+    assert [e.name for e in sdk.files.list_directory_contents("/Volumes/cat/schema/vol")] == []
 
 
-def test_dbfs_paths_cannot_escape(ws, emulator):
-    headers = {"Authorization": f"Bearer {ws.token}"}
+def test_dbfs_paths_cannot_escape(databricks_ws, emulator):
+    headers = {"Authorization": f"Bearer {databricks_ws.token}"}
     state = emulator.state.root
     before = snapshot(state)
     bad = ["/../config.json", "dbfs:/../../config.json", "relative/path", "/databricks/mlflow-tracking/../../config.json",
@@ -126,7 +102,7 @@ def test_dbfs_paths_cannot_escape(ws, emulator):
             ("list", {"params": {"path": path}}),
             ("read", {"params": {"path": path}}),
         ]:
-            resp = requests.get(f"{ws.url}/api/2.0/dbfs/{url}", headers=headers, timeout=10, **kwargs)
+            resp = requests.get(f"{databricks_ws.url}/api/2.0/dbfs/{url}", headers=headers, timeout=10, **kwargs)
             assert resp.status_code == 400, (url, path, resp.text)
             assert resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
         for url, body in [
@@ -135,41 +111,41 @@ def test_dbfs_paths_cannot_escape(ws, emulator):
             ("mkdirs", {"path": path}),
             ("delete", {"path": path, "recursive": True}),
         ]:
-            resp = requests.post(f"{ws.url}/api/2.0/dbfs/{url}", json=body, headers=headers, timeout=10)
+            resp = requests.post(f"{databricks_ws.url}/api/2.0/dbfs/{url}", json=body, headers=headers, timeout=10)
             assert resp.status_code == 400, (url, path, resp.text)
     # MLflow's raw /dbfs/<path> transport too.
     for path in ("/dbfs/../config.json", "/dbfs/a/%2e%2e/%2e%2e/%2e%2e/config.json"):
-        assert raw(ws, "GET", path)[0] == 400
-        assert raw(ws, "POST", path, b"owned")[0] == 400
+        assert raw(databricks_ws, "GET", path)[0] == 400
+        assert raw(databricks_ws, "POST", path, b"owned")[0] == 400
     assert snapshot(state) == before
 
 
-def test_dbfs_api_with_the_sdk(ws, w, run):
-    w.dbfs.mkdirs("/tmp/emu/dir")
+def test_dbfs_api_with_the_sdk(databricks_ws, sdk, run):
+    sdk.dbfs.mkdirs("/tmp/emu/dir")
     payload = os.urandom(3 * 1024 * 1024 + 17)  # several 1 MB blocks: create / add-block / close
-    with w.dbfs.open("/tmp/emu/dir/data.bin", write=True, overwrite=True) as fh:
+    with sdk.dbfs.open("/tmp/emu/dir/data.bin", write=True, overwrite=True) as fh:
         fh.write(payload)
-    assert w.dbfs.get_status("/tmp/emu/dir/data.bin").file_size == len(payload)
-    with w.dbfs.download("dbfs:/tmp/emu/dir/data.bin") as fh:
+    assert sdk.dbfs.get_status("/tmp/emu/dir/data.bin").file_size == len(payload)
+    with sdk.dbfs.download("dbfs:/tmp/emu/dir/data.bin") as fh:
         assert fh.read() == payload
-    w.dbfs.upload("/tmp/emu/small.txt", io.BytesIO(b"small"), overwrite=True)
-    w.dbfs.put("/tmp/emu/put.txt", contents=base64.b64encode(b"put").decode(), overwrite=True)
-    assert base64.b64decode(w.dbfs.read("/tmp/emu/put.txt").data) == b"put"
-    names = sorted(f.path for f in w.dbfs.list("/tmp/emu"))
+    sdk.dbfs.upload("/tmp/emu/small.txt", io.BytesIO(b"small"), overwrite=True)
+    sdk.dbfs.put("/tmp/emu/put.txt", contents=base64.b64encode(b"put").decode(), overwrite=True)
+    assert base64.b64decode(sdk.dbfs.read("/tmp/emu/put.txt").data) == b"put"
+    names = sorted(f.path for f in sdk.dbfs.list("/tmp/emu"))
     assert names == ["/tmp/emu/dir", "/tmp/emu/put.txt", "/tmp/emu/small.txt"]
-    assert w.dbfs.exists("/tmp/emu/small.txt") and not w.dbfs.exists("/tmp/emu/nope")
+    assert sdk.dbfs.exists("/tmp/emu/small.txt") and not sdk.dbfs.exists("/tmp/emu/nope")
     with pytest.raises(Exception, match="already exists"):
-        w.dbfs.put("/tmp/emu/put.txt", contents=base64.b64encode(b"again").decode(), overwrite=False)
-    w.dbfs.delete("/tmp/emu", recursive=True)
+        sdk.dbfs.put("/tmp/emu/put.txt", contents=base64.b64encode(b"again").decode(), overwrite=False)
+    sdk.dbfs.delete("/tmp/emu", recursive=True)
     with pytest.raises(NotFound):
-        w.dbfs.get_status("/tmp/emu")
+        sdk.dbfs.get_status("/tmp/emu")
     # MLflow's artifacts are the same files on DBFS, as in a workspace.
     notes = f"dbfs:/databricks/mlflow-tracking/{run.info.experiment_id}/{run.info.run_id}/artifacts/notes.txt"
-    assert base64.b64decode(w.dbfs.read(notes).data) == b"inside"
+    assert base64.b64decode(sdk.dbfs.read(notes).data) == b"inside"
 
 
-def test_dbfs_artifact_location_outside_the_tracking_root(ws):
-    exp_id = mlflow.create_experiment(f"/Users/{ws.user}/custom-location", artifact_location="dbfs:/custom/loc")
+def test_dbfs_artifact_location_outside_the_tracking_root(databricks_ws):
+    exp_id = mlflow.create_experiment(f"/Users/{databricks_ws.user}/custom-location", artifact_location="dbfs:/custom/loc")
     with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.log_text("hello", "d/x.txt")
     assert [f.path for f in MlflowClient().list_artifacts(run.info.run_id, "d")] == ["d/x.txt"]
@@ -178,29 +154,29 @@ def test_dbfs_artifact_location_outside_the_tracking_root(ws):
         assert fh.read() == "hello"
 
 
-def test_signed_model_download_urls_are_checked(ws, run):
+def test_signed_model_download_urls_are_checked(databricks_ws, run):
     from sklearn.linear_model import LinearRegression
 
-    mlflow.set_experiment(f"/Users/{ws.user}/storage")
+    mlflow.set_experiment(f"/Users/{databricks_ws.user}/storage")
     with mlflow.start_run():
         mlflow.sklearn.log_model(LinearRegression().fit([[0], [1]], [0, 1]), name="m",
                                  registered_model_name="signed-model")
-    headers = {"Authorization": f"Bearer {ws.token}"}
+    headers = {"Authorization": f"Bearer {databricks_ws.token}"}
     params = {"name": "signed-model", "version": "1", "path": "MLmodel"}
-    signed = requests.get(f"{ws.url}/api/2.0/mlflow/model-versions/get-signed-download-uri", params=params,
+    signed = requests.get(f"{databricks_ws.url}/api/2.0/mlflow/model-versions/get-signed-download-uri", params=params,
                           headers=headers, timeout=10).json()["signed_uri"]
     assert requests.get(signed, timeout=10).status_code == 200  # no token needed: it is signed
     assert requests.get(signed.replace("path=MLmodel", "path=model.pkl"), timeout=10).status_code == 403
     assert requests.get(signed[:-4] + "0000", timeout=10).status_code == 403
-    listing = requests.get(f"{ws.url}/api/2.0/mlflow/model-versions/list-artifacts",
+    listing = requests.get(f"{databricks_ws.url}/api/2.0/mlflow/model-versions/list-artifacts",
                            params={**params, "path": "../../.."}, headers=headers, timeout=10)
     assert listing.status_code == 400
-    missing = requests.get(f"{ws.url}/api/2.0/mlflow/model-versions/list-artifacts",
+    missing = requests.get(f"{databricks_ws.url}/api/2.0/mlflow/model-versions/list-artifacts",
                            params={"name": "signed-model", "version": "9"}, headers=headers, timeout=10)
     assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_55_mb_artifact_uploads_through_the_client(ws, tmp_path):
+def test_55_mb_artifact_uploads_through_the_client(databricks_ws, tmp_path):
     big = tmp_path / "big.bin"
     chunk = os.urandom(1024 * 1024)
     digest = hashlib.sha256()
@@ -209,7 +185,7 @@ def test_55_mb_artifact_uploads_through_the_client(ws, tmp_path):
             block = chunk[i:] + chunk[:i]
             fh.write(block)
             digest.update(block)
-    mlflow.set_experiment(f"/Users/{ws.user}/big-files")
+    mlflow.set_experiment(f"/Users/{databricks_ws.user}/big-files")
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(big))  # >= 50 MiB: the SDK tries a multipart upload first
     (info,) = MlflowClient().list_artifacts(run.info.run_id)
@@ -223,17 +199,17 @@ def test_55_mb_artifact_uploads_through_the_client(ws, tmp_path):
     assert check.hexdigest() == digest.hexdigest()
 
 
-def test_server_side_artifact_routes_read_dbfs_locations(ws):
+def test_server_side_artifact_routes_read_dbfs_locations(databricks_ws):
     """Routes a stock server answers with a 500 for dbfs:/ roots (client fallback, UI)."""
     from sklearn.linear_model import LinearRegression
 
-    headers = {"Authorization": f"Bearer {ws.token}"}
-    mlflow.set_experiment(f"/Users/{ws.user}/server-routes")
+    headers = {"Authorization": f"Bearer {databricks_ws.token}"}
+    mlflow.set_experiment(f"/Users/{databricks_ws.user}/server-routes")
     with mlflow.start_run() as run:
         mlflow.log_text("viewed", "docs/readme.txt")
         info = mlflow.sklearn.log_model(LinearRegression().fit([[0], [1]], [0, 1]), name="m",
                                         registered_model_name="ui-model")
-    get = lambda route, **params: requests.get(f"{ws.url}{route}", params=params, headers=headers, timeout=10)
+    get = lambda route, **params: requests.get(f"{databricks_ws.url}{route}", params=params, headers=headers, timeout=10)
     listing = get("/api/2.0/mlflow/artifacts/list", run_id=run.info.run_id, path="docs").json()
     assert listing["files"] == [{"path": "docs/readme.txt", "is_dir": False, "file_size": 6}]
     assert get("/get-artifact", run_uuid=run.info.run_id, path="docs/readme.txt").content == b"viewed"
