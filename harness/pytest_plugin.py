@@ -20,9 +20,14 @@ def pytest_addoption(parser):
     group = parser.getgroup("mlflow-azure-emulator")
     group.addoption(
         "--emulator-docker", action="store_true", default=False,
-        help="Use the workspaces from Docker Compose (pytest-docker; a `docker_workspaces` fixture "
-             "such as tests/docker/conftest.py's) instead of local processes.",
+        help="Use the workspaces from Docker Compose (pytest-docker, image built offline) "
+             "instead of local processes.",
     )
+
+
+def pytest_configure(config):
+    if config.getoption("emulator_docker") and not config.pluginmanager.has_plugin("harness.compose_fixtures"):
+        config.pluginmanager.import_plugin("harness.compose_fixtures")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +39,7 @@ def emulated_workspaces(request, tmp_path_factory):
         try:
             workspaces = request.getfixturevalue("docker_workspaces")
         except pytest.FixtureLookupError:
-            pytest.fail("--emulator-docker needs a `docker_workspaces` fixture (see tests/docker/conftest.py)")
+            pytest.fail("--emulator-docker needs a `docker_workspaces` fixture (harness.compose_fixtures)")
         _ACTIVE["workspaces"] = workspaces
         yield workspaces
         _ACTIVE["workspaces"] = previous

@@ -26,10 +26,3 @@ def test_emulator_docker_uses_the_docker_workspaces_fixture(pytester):
             assert os.environ["MLFLOW_TRACKING_TOKEN"] == "aml-x"
     """)
     pytester.runpytest("--emulator-docker", "-p", "no:cacheprovider").assert_outcomes(passed=1)
-
-
-def test_emulator_docker_without_a_compose_fixture_says_what_is_missing(pytester):
-    pytester.makepyfile("def test_x(databricks_workspace):\n    pass\n")
-    result = pytester.runpytest("--emulator-docker", "-p", "no:cacheprovider")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*--emulator-docker needs a `docker_workspaces` fixture*"])

@@ -1,0 +1,142 @@
+"""pytest-docker fixtures: both workspaces from the project's docker-compose.yml, image built offline.
+
+Loaded by the harness plugin with ``--emulator-docker`` (and by this project's tests/docker). The image is built (or reused: the builder is idempotent) by a session fixture before Compose starts,
+so `pytest tests/docker` works on its own. Host ports are picked free and handed to Compose through
+an env file, never through os.environ, so local-mode tests in the same session are unaffected.
+Without a Docker engine the tests skip, unless EMULATOR_REQUIRE_DOCKER=1 (`make test` sets it): then
+they fail, so CI cannot pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import subprocess
+import time
+
+import pytest
+from pytest_docker.plugin import DockerComposeExecutor
+
+from emulator import launcher, settings
+from emulator.docker import compose, images
+from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
+
+TOKENS = {"databricks": f"dapi{secrets.token_hex(16)}", "azureml": f"aml{secrets.token_hex(16)}"}
+
+
+def _docker_ready() -> str | None:
+    """None if a Docker engine answers, else why not."""
+    try:
+        proc = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker is not usable: {exc}"
+    return None if proc.returncode == 0 else f"the Docker engine is not running: {proc.stderr.strip()[:200]}"
+
+
+@pytest.fixture(scope="session")
+def emulator_image():
+    """The emulator image, built offline (debootstrap base + wheelhouse) unless it is current."""
+    why = _docker_ready()
+    if why:
+        if os.environ.get("EMULATOR_REQUIRE_DOCKER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    result = images.build(offline=True)
+    return result["image"]
+
+
+@pytest.fixture(scope="session")
+def compose_env_file(tmp_path_factory, emulator_image):
+    """Everything docker-compose.yml interpolates, for this session's project only."""
+    ports = {role: launcher.free_port() for role in settings.ROLES}
+    values = {
+        "EMULATOR_IMAGE": emulator_image,
+        "EMULATOR_DATABRICKS_PORT": ports["databricks"],
+        "EMULATOR_AZUREML_PORT": ports["azureml"],
+        "EMULATOR_DATABRICKS_TOKEN": TOKENS["databricks"],
+        "EMULATOR_AZUREML_TOKEN": TOKENS["azureml"],
+        "EMULATOR_PUBLIC_HOST": "127.0.0.1",
+    }
+    path = tmp_path_factory.mktemp("compose") / "test.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def docker_compose_command(compose_env_file) -> str:
+    """v2 `docker compose` where the plugin exists, else v1 `docker-compose` (Debian's)."""
+    return shlex.join([*compose.compose_command(), "--env-file", str(compose_env_file)])
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(compose.default_compose_file())
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name() -> str:
+    # Unique: parallel sessions on one engine must not share containers or volumes.
+    return f"emutest{os.getpid()}{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def docker_setup(emulator_image):
+    # Not pytest-docker's `up --build --wait`: v1 has no --wait and --build would try the registry.
+    # The image is already built; health is awaited by `docker_workspaces`.
+    return ["up -d"]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup():
+    return ["down -v --remove-orphans"]
+
+
+class DockerWorkspaces:
+    """The Compose deployment under test, with the same handles local mode's Emulator gives."""
+
+    def __init__(self, services, command: str, compose_file: str, project: str):
+        self.services = services
+        self.compose = DockerComposeExecutor(command, compose_file, project)
+        self.project = project
+        self.urls = {
+            role: f"http://127.0.0.1:{services.port_for(role, compose.INTERNAL_PORTS[role])}"
+            for role in settings.ROLES
+        }
+
+    def wait_healthy(self, timeout: float = 180.0) -> float:
+        started = time.monotonic()
+        self.services.wait_until_responsive(
+            check=lambda: all(launcher.healthy(u, timeout=1.0) for u in self.urls.values()),
+            timeout=timeout, pause=0.5,
+        )
+        return time.monotonic() - started
+
+    @property
+    def databricks(self) -> DatabricksWorkspace:
+        return DatabricksWorkspace(self.urls["databricks"], TOKENS["databricks"],
+                                   settings.DEFAULT_DATABRICKS_USER)
+
+    @property
+    def azureml(self) -> AzureMLWorkspace:
+        ident = settings.AZUREML_DEFAULTS
+        url = self.urls["azureml"]
+        return AzureMLWorkspace(url, TOKENS["azureml"], ident["subscription_id"], ident["resource_group"],
+                                ident["workspace_name"], f"{url}/mlflow/v2.0/{settings.azureml_scope(ident)}")
+
+    def container_health(self, service: str) -> str:
+        cid = self.compose.execute(f"ps -q {service}").decode().strip().splitlines()[-1]
+        out = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", cid],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def docker_workspaces(docker_services, docker_compose_command, docker_compose_file, docker_compose_project_name):
+    started = time.monotonic()
+    ws = DockerWorkspaces(docker_services, docker_compose_command, docker_compose_file,
+                          docker_compose_project_name)
+    ws.wait_healthy()
+    ws.seconds_to_healthy = time.monotonic() - started
+    print(f"\n[docker] both workspaces healthy {ws.seconds_to_healthy:.1f}s after `up -d` returned")
+    return ws
