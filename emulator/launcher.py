@@ -112,7 +112,7 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
     current = running(state, role)
     if current:
         return current
-    state.ensure()
+    state.config()  # tokens exist before any server reads them
     port = settings.port_for(role) if port is None else port
     if port == 0:
         port = free_port(host)

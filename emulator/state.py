@@ -11,11 +11,14 @@ Layout::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import stat
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from emulator import settings
@@ -57,14 +60,31 @@ class StateDir:
 
     def save_config(self, config: dict) -> None:
         self.ensure()
-        tmp = self.config_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".config-", suffix=".tmp")  # mode 0600
         with os.fdopen(fd, "w") as fh:
             json.dump(config, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.config_path)
+
+    @contextmanager
+    def _config_lock(self):
+        # The CLI and both server processes may read-modify-write the config at once; without the
+        # lock two of them could generate different tokens for the same workspace.
+        self.ensure()
+        fd = os.open(self.root / ".config.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def config(self) -> dict:
         """Tokens and identities, created once per state dir; environment variables win."""
+        with self._config_lock():
+            return self._update_config()
+
+    def _update_config(self) -> dict:
         config = self.load_config()
         changed = False
         for role in settings.ROLES:

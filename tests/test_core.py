@@ -6,6 +6,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 
 import requests
 from mlflow import MlflowClient
@@ -139,3 +140,21 @@ def test_reset_wipes_everything(tmp_path):
 def test_logs_show_the_server_output(emulator):
     out = run_cli("logs", "databricks", "--state-dir", str(emulator.state.root)).stdout
     assert "Serving on" in out
+
+
+def test_concurrent_config_readers_agree_on_one_set_of_tokens(tmp_path):
+    # The CLI and both servers read the config at start-up; a fresh state dir must not end up
+    # with tokens that differ between the processes that created them. All start at one instant.
+    code = (
+        "import json, sys, time; from emulator.state import StateDir\n"
+        "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"
+        "print(json.dumps(StateDir(sys.argv[1]).config()))\n"
+    )
+    at = str(time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s"), at], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(12)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results if err]
+    outputs = [json.loads(out) for out, _ in results]
+    assert all(o == outputs[0] for o in outputs)
+    assert json.loads((tmp_path / "s" / "config.json").read_text()) == outputs[0]
