@@ -59,6 +59,10 @@ def up(state_dir, host, timeout, docker, compose_file, project_name):
         launcher.wait_healthy(state, started, timeout=timeout)
     except (launcher.LaunchError, ValueError) as exc:
         _fail(str(exc))
+    _print_endpoints(state)
+
+
+def _print_endpoints(state) -> None:
     info = status.collect(state)
     for role in settings.ROLES:
         click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
@@ -73,9 +77,7 @@ def _up_docker(state, compose_file, project_name, timeout):
         deployment.up(state, timeout=timeout)
     except (compose.ComposeError, ValueError) as exc:
         _fail(str(exc))
-    info = status.collect(state)
-    for role in settings.ROLES:
-        click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
+    _print_endpoints(state)
 
 
 def _down_docker(state, volumes=False) -> bool:

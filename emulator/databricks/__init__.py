@@ -22,6 +22,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
+from emulator import mirror
 from emulator.databricks import (
     dbfs_api,
     experiment_rules,
@@ -64,9 +65,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
-    from emulator import mirror  # linked workspaces (issue 6): dual tracking to Azure ML
-
-    mirror.install(app, config)
+    mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
         # Waitress writes no access log; this one helps find routes a client calls that 404/501.
