@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import procs, registry, tracking
 from emulator import launcher
+from emulator.mirror import control
 from harness.workspaces import Emulator
 
 
@@ -68,11 +69,22 @@ def run(args) -> dict:
                                                   experiment=f"/Users/{db.user}/bench-single")
             stock_single = tracking.log_metric_load(stock_url, None, env, calls=singles,
                                                     experiment="bench-single")
+            _progress("tracking overhead while linked (every write also goes to the outbox)")
+            control.link_workspaces(emu.state, db.url)
+            linked_batch = tracking.log_batch_load(db.url, db.token, env, calls=calls, points=points,
+                                                   experiment=f"/Users/{db.user}/bench-batch-linked")
+            linked_single = tracking.log_metric_load(db.url, db.token, env, calls=singles,
+                                                     experiment=f"/Users/{db.user}/bench-single-linked")
+            control.unlink_workspaces(emu.state, db.url)
             result["tracking"] = {
-                "log_batch": {"databricks_emulator": emu_batch, "stock": stock_batch,
-                              "ratio_emulator_over_stock": round(emu_batch["seconds"] / stock_batch["seconds"], 2)},
-                "log_metric": {"databricks_emulator": emu_single, "stock": stock_single,
-                               "ratio_emulator_over_stock": round(emu_single["seconds"] / stock_single["seconds"], 2)},
+                "log_batch": {"databricks_emulator": emu_batch, "databricks_emulator_linked": linked_batch,
+                              "stock": stock_batch,
+                              "ratio_emulator_over_stock": round(emu_batch["seconds"] / stock_batch["seconds"], 2),
+                              "ratio_linked_over_stock": round(linked_batch["seconds"] / stock_batch["seconds"], 2)},
+                "log_metric": {"databricks_emulator": emu_single, "databricks_emulator_linked": linked_single,
+                               "stock": stock_single,
+                               "ratio_emulator_over_stock": round(emu_single["seconds"] / stock_single["seconds"], 2),
+                               "ratio_linked_over_stock": round(linked_single["seconds"] / stock_single["seconds"], 2)},
             }
 
             _progress(f"registry: {writers} writers x {per_writer} registrations of one name")
@@ -102,6 +114,11 @@ def run(args) -> dict:
         result["mirror"]["catch_up"] = mirror.catch_up(emu, env, points=backlog_points)
     finally:
         emu.down()
+
+    from bench.docker_startup import docker_startup
+
+    _progress("start-up under Docker (image already built)")
+    result["startup"]["docker"] = docker_startup(work)
 
     if not args.skip_spark:
         from bench import udf
