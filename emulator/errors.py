@@ -42,3 +42,8 @@ def error_response(error_code: str, message: str, status: int | None = None) -> 
 
 def from_exception(exc: EmulatorError) -> Response:
     return error_response(exc.error_code, exc.message, exc.status)
+
+
+def not_implemented(backend: str, method: str, path: str) -> Response:
+    """501, never another 5xx: Databricks clients retry 5xx for minutes."""
+    return error_response("NOT_IMPLEMENTED", f"The {backend} emulator does not implement {method} {path}", 501)

@@ -47,10 +47,6 @@ def port_for(role: str) -> int:
     return port
 
 
-def azureml_identity() -> dict[str, str]:
-    return {k: os.environ.get(AZUREML_ENV[k]) or v for k, v in AZUREML_DEFAULTS.items()}
-
-
 def azureml_scope(identity: dict[str, str]) -> str:
     """The ARM resource path that scopes every Azure ML MLflow call."""
     return (

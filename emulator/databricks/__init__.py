@@ -35,7 +35,7 @@ from emulator.databricks import (
 )
 from emulator.databricks.storage import Storage
 from emulator.databricks.workspace_tree import WorkspaceTree
-from emulator.errors import error_response
+from emulator.errors import error_response, not_implemented
 from emulator.settings import ServerConfig
 
 _access_log = logging.getLogger("emulator.databricks.access")
@@ -80,11 +80,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         # Databricks clients retry 5xx for minutes and treat 404 as "missing"; an unknown API is
         # reported as not implemented, naming the path.
         if request.path.startswith("/api/"):
-            return error_response(
-                "NOT_IMPLEMENTED",
-                f"The Databricks emulator does not implement {request.method} {request.path}",
-                501,
-            )
+            return not_implemented("Databricks", request.method, request.path)
         return error_response("ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'", 404)
 
     app.config["EMULATOR_NOT_FOUND"] = not_found

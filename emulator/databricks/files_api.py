@@ -22,7 +22,7 @@ from pathlib import Path
 from flask import Flask, Response, request, stream_with_context
 
 from emulator.databricks.storage import Storage, bad_path, split_segments
-from emulator.errors import EmulatorError, error_response
+from emulator.errors import EmulatorError, error_response, not_implemented
 
 FILES_PREFIX = "/api/2.0/fs/files"
 DIRS_PREFIX = "/api/2.0/fs/directories"
@@ -86,9 +86,7 @@ def install(app: Flask, locator: FilesLocator) -> None:
     @app.route("/api/2.0/fs/create-upload-part-urls", methods=["POST"])
     @app.route("/api/2.0/fs/endpoints", methods=["GET"])
     def _no_presigned():
-        return error_response(
-            "NOT_IMPLEMENTED", f"The Databricks emulator does not implement {request.method} {request.path}", 501
-        )
+        return not_implemented("Databricks", request.method, request.path)
 
 
 def _file(locator: FilesLocator, api_path: str) -> Response:
