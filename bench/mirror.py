@@ -11,14 +11,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from emulator.mirror import control
+from harness import links
 from harness.workspaces import Emulator
 
 
-def _admin(emu: Emulator, path: str) -> dict:
+def _backlog(emu: Emulator) -> int:
     db = emu.databricks
-    resp = requests.get(f"{db.url}{path}", headers={"Authorization": f"Bearer {db.token}"}, timeout=10)
-    resp.raise_for_status()
-    return resp.json()
+    return control.mirror_status(emu.state, db.url, db.token, healthy=True)["backlog"]
 
 
 def _wait(predicate, timeout: float, what: str, poll: float = 0.05):
@@ -32,13 +31,8 @@ def _wait(predicate, timeout: float, what: str, poll: float = 0.05):
 
 
 def _mirrored_run(emu: Emulator, run_id: str) -> str:
-    def lookup():
-        try:
-            return _admin(emu, f"/__emulator/mirror/runs/{run_id}").get("azureml_run_id")
-        except requests.HTTPError:
-            return None
-
-    return _wait(lookup, 60, f"the mirror of run {run_id}")
+    return _wait(lambda: (links.mirror_of(emu.databricks, run_id) or {}).get("azureml_run_id"),
+                 60, f"the mirror of run {run_id}")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -104,7 +98,7 @@ def catch_up(emu: Emulator, env: dict, *, points: int, batch: int = 1000) -> dic
     source = MlflowClient(tracking_uri=db.url)
     run_id = source.create_run(source.create_experiment(f"/Users/{db.user}/bench-catch-up")).info.run_id
     _mirrored_run(emu, run_id)
-    _wait(lambda: _admin(emu, "/__emulator/mirror")["backlog"] == 0, 120, "an empty backlog")
+    _wait(lambda: _backlog(emu) == 0, 120, "an empty backlog")
     emu.stop("azureml")
     now = int(time.time() * 1000)
     started = time.perf_counter()
@@ -112,10 +106,10 @@ def catch_up(emu: Emulator, env: dict, *, points: int, batch: int = 1000) -> dic
         metrics = [Metric("backlog", float(i), now + i, i) for i in range(first, min(points, first + batch))]
         source.log_batch(run_id, metrics=metrics, synchronous=True)
     logging_s = time.perf_counter() - started
-    backlog = _admin(emu, "/__emulator/mirror")["backlog"]
+    backlog = _backlog(emu)
     emu.start("azureml")
     started = time.perf_counter()
-    _wait(lambda: _admin(emu, "/__emulator/mirror")["backlog"] == 0, 600, "the backlog to drain", poll=0.1)
+    _wait(lambda: _backlog(emu) == 0, 600, "the backlog to drain", poll=0.1)
     drain_s = time.perf_counter() - started
     env["MLFLOW_TRACKING_TOKEN"] = emu.azureml.token
     mirrored = MlflowClient(tracking_uri=emu.azureml.tracking_uri).get_metric_history(
