@@ -14,6 +14,13 @@ from urllib.parse import quote
 from emulator.mirror.aml_client import AzureMLError
 
 SOURCE_MODEL_TAG = "emulator.source_model_id"
+# Tags naming Databricks registry versions: the registry is not dual, so on the mirror they would
+# point the Azure ML UI at versions that exist only in Databricks (fidelity: "Linked workspaces").
+REGISTRY_TAGS = frozenset({"mlflow.modelVersions"})
+
+
+def _mirrored_tags(tags: list[dict]) -> list[dict]:
+    return [t for t in tags or [] if t.get("key") not in REGISTRY_TAGS | {SOURCE_MODEL_TAG}]
 
 
 class ModelMirror:
@@ -42,7 +49,7 @@ class ModelMirror:
             aml_info = found[0]["info"]
         else:
             source_run = info.get("source_run_id")
-            tags = [t for t in info.get("tags") or [] if t.get("key") != SOURCE_MODEL_TAG]
+            tags = _mirrored_tags(info.get("tags"))
             body = {
                 "experiment_id": aml_exp,
                 "name": info.get("name"),
@@ -98,7 +105,9 @@ class ModelMirror:
         if kind == "model_finalize":
             self.client.call("PATCH", endpoint, {"model_id": aml_id, "status": p["status"]})
         elif kind == "model_tags":
-            self.client.call("PATCH", f"{endpoint}/tags", {"model_id": aml_id, "tags": p["tags"]})
+            tags = _mirrored_tags(p["tags"])
+            if tags:
+                self.client.call("PATCH", f"{endpoint}/tags", {"model_id": aml_id, "tags": tags})
         elif kind == "model_params":
             self.client.call("POST", f"{endpoint}/params", {"model_id": aml_id, "params": p["params"]})
         elif kind == "model_tag_delete":
