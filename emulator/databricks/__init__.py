@@ -11,6 +11,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
 * ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
+* ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
 * ``storage``            the path guard every file access goes through
 """
 
@@ -30,6 +31,7 @@ from emulator.databricks import (
     registry_artifacts,
     server_artifacts,
     scim,
+    ui_links,
     unity_catalog,
     workspace_api,
 )
@@ -65,6 +67,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
+    ui_links.install(app)
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
