@@ -1,3 +1,5 @@
+import time
+
 import mlflow
 import pytest
 from databricks.sdk import WorkspaceClient
@@ -33,3 +35,14 @@ def sdk(databricks_ws):
     # A short retry budget: a workspace that is down fails the test in a minute, not five per call.
     return WorkspaceClient(config=Config(host=databricks_ws.url, token=databricks_ws.token,
                                          retry_timeout_seconds=60))
+
+
+_SUITE_STARTED = time.monotonic()
+CI_BUDGET_SECONDS = 90 * 60  # CI's hard limit for .ci/run; the suite should stay well under half
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The suite's own wall time against CI's budget, so growth is seen before it fails CI."""
+    took = time.monotonic() - _SUITE_STARTED
+    terminalreporter.write_sep("-", f"suite wall time {took / 60:.1f} min "
+                                    f"({100 * took / CI_BUDGET_SECONDS:.0f}% of CI's 90-minute budget)")
