@@ -42,7 +42,7 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import common_routes
+    from emulator import common_routes, reset
 
     if config.role == "databricks":
         from emulator.databricks import install
@@ -50,6 +50,8 @@ def build_app(config: ServerConfig):
         from emulator.azureml import install
     common_routes.install(app, config)
     install(app, config)
+    state = Path(config.state_dir)
+    reset.install(app, config.role, state / "mlflow.db", [state / "artifacts"])
     return app
 
 

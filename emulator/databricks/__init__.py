@@ -23,7 +23,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
-from emulator import mirror
+from emulator import mirror, reset
 from emulator.databricks import (
     dbfs_api,
     experiment_rules,
@@ -69,6 +69,9 @@ def install(app: Flask, config: ServerConfig) -> None:
     scim.install(app, config)
     ui_links.install(app)
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    for extra in ("volumes", "dbfs"):
+        reset.on_reset(app, lambda root=state / extra: reset.empty_dir(root))
+    reset.on_reset(app, tree.reset)
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
         # Waitress writes no access log; this one helps find routes a client calls that 404/501.

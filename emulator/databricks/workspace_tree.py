@@ -94,6 +94,11 @@ class WorkspaceTree:
             if p != path and p.startswith(prefix) and "/" not in p[len(prefix):]
         )
 
+    def reset(self) -> None:
+        """Back to a new workspace's tree: only the built-in folders."""
+        with self._lock, closing(self._connect()) as db, db:
+            db.execute("DELETE FROM folders")
+
     def delete_folders(self, path: str) -> None:
         """Delete ``path`` and every folder below it."""
         with self._lock, closing(self._connect()) as db, db:
