@@ -11,6 +11,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
 * ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
+* ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
 * ``storage``            the path guard every file access goes through
 """
 
@@ -28,6 +29,7 @@ from emulator.databricks import (
     experiment_rules,
     files_api,
     registry_artifacts,
+    run_lineage,
     server_artifacts,
     scim,
     unity_catalog,
@@ -65,6 +67,9 @@ def install(app: Flask, config: ServerConfig) -> None:
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
+    # Before the mirror: its after_request hook then runs first and mirrors the run as the client
+    # created it, without this workspace's root id (Azure ML has its own run ids).
+    run_lineage.install(app)
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):

@@ -1,0 +1,74 @@
+"""Databricks fidelity: mlflow.rootRunId on nested runs, the clusters API tools probe."""
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.entities import RunTag
+
+ROOT = "mlflow.rootRunId"
+PARENT = "mlflow.parentRunId"
+
+
+def descendants(experiment_id, root_id):
+    runs = MlflowClient().search_runs([experiment_id], filter_string=f"tags.`{ROOT}` = '{root_id}'")
+    return {r.info.run_id for r in runs}
+
+
+def tag(run_id, key=ROOT):
+    return MlflowClient().get_run(run_id).data.tags.get(key)
+
+
+def test_nested_runs_carry_the_root_run_id(databricks_ws):
+    exp = mlflow.set_experiment(f"/Users/{databricks_ws.user}/lineage")
+    with mlflow.start_run() as parent:
+        with mlflow.start_run(nested=True) as child:
+            with mlflow.start_run(nested=True) as grandchild:
+                pass
+    ids = {parent.info.run_id, child.info.run_id, grandchild.info.run_id}
+    # As mlflow-export-import finds a tree on Databricks: the search includes the root run itself.
+    assert descendants(exp.experiment_id, parent.info.run_id) == ids
+    assert tag(parent.info.run_id) == parent.info.run_id
+    assert tag(grandchild.info.run_id, PARENT) == child.info.run_id
+    # The runs/create answer carries it too (the client's Run object).
+    assert parent.data.tags[ROOT] == parent.info.run_id
+    assert child.data.tags[ROOT] == parent.info.run_id
+    # A plain run of another client (raw REST) is its own root.
+    headers = {"Authorization": f"Bearer {databricks_ws.token}"}
+    created = requests.post(f"{databricks_ws.url}/api/2.0/mlflow/runs/create", headers=headers, timeout=30,
+                            json={"experiment_id": exp.experiment_id}).json()["run"]
+    assert {"key": ROOT, "value": created["info"]["run_id"]} in created["data"]["tags"]
+
+
+def test_a_parent_set_later_moves_the_whole_subtree(databricks_ws):
+    exp = mlflow.set_experiment(f"/Users/{databricks_ws.user}/lineage-later")
+    client = MlflowClient()
+    top = client.create_run(exp.experiment_id)
+    middle = client.create_run(exp.experiment_id)
+    leaf = client.create_run(exp.experiment_id, tags={PARENT: middle.info.run_id})
+    assert tag(leaf.info.run_id) == middle.info.run_id
+    client.set_tag(middle.info.run_id, PARENT, top.info.run_id)  # runs/set-tag
+    everyone = {top.info.run_id, middle.info.run_id, leaf.info.run_id}
+    assert descendants(exp.experiment_id, top.info.run_id) == everyone
+    assert descendants(exp.experiment_id, middle.info.run_id) == set()
+    # Unparented again (runs/delete-tag): the subtree is its own tree once more.
+    client.delete_tag(middle.info.run_id, PARENT)
+    assert descendants(exp.experiment_id, middle.info.run_id) == {middle.info.run_id, leaf.info.run_id}
+    assert descendants(exp.experiment_id, top.info.run_id) == {top.info.run_id}
+    # runs/log-batch, with a deleted run in the subtree: it follows as well.
+    client.delete_run(leaf.info.run_id)
+    client.log_batch(middle.info.run_id, tags=[RunTag(PARENT, top.info.run_id)])
+    assert tag(middle.info.run_id) == top.info.run_id
+    assert tag(leaf.info.run_id) == top.info.run_id
+
+
+def test_a_parent_cycle_does_not_hang(databricks_ws):
+    exp = mlflow.set_experiment(f"/Users/{databricks_ws.user}/lineage-cycle")
+    client = MlflowClient()
+    a = client.create_run(exp.experiment_id)
+    b = client.create_run(exp.experiment_id, tags={PARENT: a.info.run_id})
+    client.set_tag(a.info.run_id, PARENT, b.info.run_id)  # nonsense, but must answer
+    assert tag(a.info.run_id) in {a.info.run_id, b.info.run_id}
+    # A parent this workspace does not hold: the id given is the top of the tree as far as it is known.
+    orphan = client.create_run(exp.experiment_id, tags={PARENT: "0" * 32})
+    assert tag(orphan.info.run_id) == "0" * 32
