@@ -72,3 +72,48 @@ def test_a_parent_cycle_does_not_hang(databricks_ws):
     # A parent this workspace does not hold: the id given is the top of the tree as far as it is known.
     orphan = client.create_run(exp.experiment_id, tags={PARENT: "0" * 32})
     assert tag(orphan.info.run_id) == "0" * 32
+
+
+def test_clusters_api_answers_like_a_workspace(databricks_ws, sdk):
+    from databricks.sdk.errors import ResourceDoesNotExist
+    from databricks.sdk.service.compute import State
+
+    # What tools call to tell Databricks from plain MLflow.
+    node_types = sdk.clusters.list_node_types().node_types
+    ids = {n.node_type_id for n in node_types}
+    assert {"Standard_DS3_v2", "Standard_DS4_v2", "Standard_E8ds_v4", "Standard_NC6s_v3"} <= ids
+    ds3 = next(n for n in node_types if n.node_type_id == "Standard_DS3_v2")
+    assert (ds3.num_cores, ds3.memory_mb, ds3.category) == (4.0, 14336, "General Purpose")
+    assert ds3.node_instance_type.local_disks == 1
+    # The SDK's own selection logic works over the list (sorts by cores, memory, disks, ...).
+    assert sdk.clusters.select_node_type(local_disk=True) == "Standard_F4s"
+    assert sdk.clusters.select_node_type(min_memory_gb=16) == "Standard_D4s_v5"
+    assert sdk.clusters.select_node_type(min_memory_gb=16, local_disk=True) == "Standard_NC6s_v3"  # 6 cores
+    assert sdk.clusters.select_node_type(min_memory_gb=16, local_disk=True, min_gpus=0) == "Standard_DS4_v2"
+    assert sdk.clusters.select_node_type(min_gpus=1) == "Standard_NC6s_v3"
+    assert sdk.clusters.select_node_type(category="Memory Optimized") == "Standard_E8ds_v4"
+    assert sdk.clusters.select_node_type(local_disk_min_size=1000) == "Standard_L8s_v2"
+
+    (cluster,) = list(sdk.clusters.list())
+    assert cluster.state == State.RUNNING and cluster.cluster_name == "notebook"
+    assert cluster.node_type_id in ids and cluster.single_user_name == databricks_ws.user
+    got = sdk.clusters.get(cluster.cluster_id)
+    assert got.as_dict() == cluster.as_dict()
+    from databricks.sdk.service.compute import ListClustersFilterBy
+
+    assert list(sdk.clusters.list(filter_by=ListClustersFilterBy(cluster_states=[State.TERMINATED]))) == []
+    assert list(sdk.clusters.list(filter_by=ListClustersFilterBy(cluster_states=[State.RUNNING]))) == [cluster]
+    # The real 400 INVALID_PARAMETER_VALUE "Cluster <id> does not exist", which the SDK's generated
+    # error overrides (errors/overrides.py) turn into ResourceDoesNotExist.
+    with pytest.raises(ResourceDoesNotExist, match="Cluster 0000-000000-missing0 does not exist"):
+        sdk.clusters.get("0000-000000-missing0")
+
+    # The legacy 2.0 paths answer too; the rest of the Clusters API stays "not implemented" (not a 5xx
+    # that clients retry), and every route needs the token.
+    headers = {"Authorization": f"Bearer {databricks_ws.token}"}
+    legacy = requests.get(f"{databricks_ws.url}/api/2.0/clusters/list-node-types", headers=headers, timeout=30)
+    assert legacy.status_code == 200 and legacy.json()["node_types"]
+    create = requests.post(f"{databricks_ws.url}/api/2.1/clusters/create", headers=headers, json={}, timeout=30)
+    assert create.status_code == 501 and create.json()["error_code"] == "NOT_IMPLEMENTED"
+    anonymous = requests.get(f"{databricks_ws.url}/api/2.1/clusters/list", timeout=30)
+    assert anonymous.status_code == 401

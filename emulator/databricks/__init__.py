@@ -11,6 +11,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
 * ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
+* ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
 * ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
 * ``storage``            the path guard every file access goes through
 """
@@ -25,6 +26,7 @@ from flask import Flask, jsonify, request
 
 from emulator import mirror
 from emulator.databricks import (
+    clusters_api,
     dbfs_api,
     experiment_rules,
     files_api,
@@ -67,6 +69,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
+    clusters_api.install(app, config)
     # Before the mirror: its after_request hook then runs first and mirrors the run as the client
     # created it, without this workspace's root id (Azure ML has its own run ids).
     run_lineage.install(app)
