@@ -70,10 +70,10 @@ def install(app: Flask, config: ServerConfig) -> None:
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
     clusters_api.install(app, config)
-    # Before the mirror: its after_request hook then runs first and mirrors the run as the client
-    # created it, without this workspace's root id (Azure ML has its own run ids).
-    run_lineage.install(app)
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id
+    # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
+    run_lineage.install(app)
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
         # Waitress writes no access log; this one helps find routes a client calls that 404/501.
