@@ -27,7 +27,7 @@ def run(databricks_ws):
 def raw(databricks_ws, method, path, body=b""):
     """A request with the path sent exactly as written (requests/urllib3 would normalize dots)."""
     netloc = urlparse(databricks_ws.url).netloc
-    conn = http.client.HTTPConnection(netloc, timeout=10)
+    conn = http.client.HTTPConnection(netloc, timeout=60)
     conn.request(method, path, body=body, headers={"Authorization": f"Bearer {databricks_ws.token}"})
     resp = conn.getresponse()
     data = resp.read()
@@ -102,7 +102,7 @@ def test_dbfs_paths_cannot_escape(databricks_ws, emulator):
             ("list", {"params": {"path": path}}),
             ("read", {"params": {"path": path}}),
         ]:
-            resp = requests.get(f"{databricks_ws.url}/api/2.0/dbfs/{url}", headers=headers, timeout=10, **kwargs)
+            resp = requests.get(f"{databricks_ws.url}/api/2.0/dbfs/{url}", headers=headers, timeout=60, **kwargs)
             assert resp.status_code == 400, (url, path, resp.text)
             assert resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
         for url, body in [
@@ -111,7 +111,7 @@ def test_dbfs_paths_cannot_escape(databricks_ws, emulator):
             ("mkdirs", {"path": path}),
             ("delete", {"path": path, "recursive": True}),
         ]:
-            resp = requests.post(f"{databricks_ws.url}/api/2.0/dbfs/{url}", json=body, headers=headers, timeout=10)
+            resp = requests.post(f"{databricks_ws.url}/api/2.0/dbfs/{url}", json=body, headers=headers, timeout=60)
             assert resp.status_code == 400, (url, path, resp.text)
     # MLflow's raw /dbfs/<path> transport too.
     for path in ("/dbfs/../config.json", "/dbfs/a/%2e%2e/%2e%2e/%2e%2e/config.json"):
@@ -164,15 +164,15 @@ def test_signed_model_download_urls_are_checked(databricks_ws, run):
     headers = {"Authorization": f"Bearer {databricks_ws.token}"}
     params = {"name": "signed-model", "version": "1", "path": "MLmodel"}
     signed = requests.get(f"{databricks_ws.url}/api/2.0/mlflow/model-versions/get-signed-download-uri", params=params,
-                          headers=headers, timeout=10).json()["signed_uri"]
-    assert requests.get(signed, timeout=10).status_code == 200  # no token needed: it is signed
-    assert requests.get(signed.replace("path=MLmodel", "path=model.pkl"), timeout=10).status_code == 403
-    assert requests.get(signed[:-4] + "0000", timeout=10).status_code == 403
+                          headers=headers, timeout=60).json()["signed_uri"]
+    assert requests.get(signed, timeout=60).status_code == 200  # no token needed: it is signed
+    assert requests.get(signed.replace("path=MLmodel", "path=model.pkl"), timeout=60).status_code == 403
+    assert requests.get(signed[:-4] + "0000", timeout=60).status_code == 403
     listing = requests.get(f"{databricks_ws.url}/api/2.0/mlflow/model-versions/list-artifacts",
-                           params={**params, "path": "../../.."}, headers=headers, timeout=10)
+                           params={**params, "path": "../../.."}, headers=headers, timeout=60)
     assert listing.status_code == 400
     missing = requests.get(f"{databricks_ws.url}/api/2.0/mlflow/model-versions/list-artifacts",
-                           params={"name": "signed-model", "version": "9"}, headers=headers, timeout=10)
+                           params={"name": "signed-model", "version": "9"}, headers=headers, timeout=60)
     assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
@@ -209,7 +209,7 @@ def test_server_side_artifact_routes_read_dbfs_locations(databricks_ws):
         mlflow.log_text("viewed", "docs/readme.txt")
         info = mlflow.sklearn.log_model(LinearRegression().fit([[0], [1]], [0, 1]), name="m",
                                         registered_model_name="ui-model")
-    get = lambda route, **params: requests.get(f"{databricks_ws.url}{route}", params=params, headers=headers, timeout=10)
+    get = lambda route, **params: requests.get(f"{databricks_ws.url}{route}", params=params, headers=headers, timeout=60)
     listing = get("/api/2.0/mlflow/artifacts/list", run_id=run.info.run_id, path="docs").json()
     assert listing["files"] == [{"path": "docs/readme.txt", "is_dir": False, "file_size": 6}]
     assert get("/get-artifact", run_uuid=run.info.run_id, path="docs/readme.txt").content == b"viewed"

@@ -79,3 +79,18 @@ def test_reset_needs_token_and_json(emulator):
     answer = requests.post(f"{ws.url}/__emulator/reset", data="{}", timeout=30,
                            headers={"Authorization": f"Bearer {ws.token}", "Content-Type": "text/plain"})
     assert answer.status_code == 415
+
+
+def test_artifacts_of_runs_from_before_a_reset_are_refused(databricks_ws):
+    # Experiment ids start over after a reset: a run id cached as existing must not stay writable.
+    client = MlflowClient("databricks", "databricks")
+    exp_id = client.create_experiment(f"/Users/{databricks_ws.user}/before-reset")
+    run_id = client.create_run(exp_id).info.run_id
+    url = (f"{databricks_ws.url}/api/2.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/{exp_id}/Runs/"
+           f"{run_id}/artifacts/x.txt")
+    auth = {"Authorization": f"Bearer {databricks_ws.token}"}
+    assert requests.put(url, data=b"one", headers=auth, timeout=60).status_code == 204
+    reset(databricks_ws)
+    client.create_experiment(f"/Users/{databricks_ws.user}/after-reset")  # takes the same id again
+    answer = requests.put(url, data=b"two", headers=auth, timeout=60)
+    assert answer.status_code == 404, answer.text

@@ -12,6 +12,8 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
 * ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
+* ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
+* ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
 * ``storage``            the path guard every file access goes through
 """
 
@@ -25,16 +27,19 @@ from flask import Flask, jsonify, request
 
 from emulator import mirror, reset
 from emulator.databricks import (
+    clusters_api,
     dbfs_api,
     experiment_rules,
     files_api,
     registry_artifacts,
+    run_lineage,
     server_artifacts,
     scim,
     ui_links,
     unity_catalog,
     workspace_api,
 )
+from emulator.databricks.artifact_owners import ArtifactOwners
 from emulator.databricks.storage import Storage
 from emulator.databricks.workspace_tree import WorkspaceTree
 from emulator.errors import error_response, not_implemented
@@ -62,16 +67,22 @@ def install(app: Flask, config: ServerConfig) -> None:
     unity_catalog.install(app)
     experiment_rules.install(app, config, tree)
     workspace_api.install(app, tree)
-    files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes")))
-    dbfs_api.install(app, dbfs_api.Dbfs(artifacts, Storage(state / "dbfs")))
+    owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
+    files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))
+    dbfs_api.install(app, dbfs_api.Dbfs(artifacts, Storage(state / "dbfs"), owners))
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
     ui_links.install(app)
+    clusters_api.install(app, config)
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id
+    # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
+    run_lineage.install(app)
     for extra in ("volumes", "dbfs"):
         reset.on_reset(app, lambda root=state / extra: reset.empty_dir(root))
     reset.on_reset(app, tree.reset)
+    reset.on_reset(app, owners.forget_all)
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
         # Waitress writes no access log; this one helps find routes a client calls that 404/501.

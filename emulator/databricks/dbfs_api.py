@@ -6,6 +6,13 @@ base64-encoded, at most 1 MB per call, as on Databricks; streaming uploads use c
 close handles (kept in memory: a restart drops open handles, as an expired handle would). Also
 serves ``GET|POST /dbfs/<path>``, which MLflow's ``DbfsRestArtifactRepository`` uses for ``dbfs:/``
 artifact locations outside the tracking root.
+
+Under ``dbfs:/databricks/mlflow-tracking`` DBFS is read-only and shows only what this workspace
+holds (``artifact_owners``: the experiment and run or logged model must exist and belong
+together); MLflow writes artifacts through the Files API. The MLflow-managed roots
+(``mlflow-tracking``, ``mlflow-registry``) and their ancestors can't be moved, deleted or
+overwritten, so no DBFS call makes MLflow's artifacts or the registry's copies vanish. A write
+below an existing file is RESOURCE_ALREADY_EXISTS (as ``dbfs/mkdirs`` documents), not a 500.
 """
 
 from __future__ import annotations
@@ -20,12 +27,18 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
+from emulator.databricks.artifact_owners import ArtifactOwners
 from emulator.databricks.files_api import file_response
 from emulator.databricks.storage import Storage, bad_path, split_segments
 from emulator.errors import EmulatorError
 
 MAX_BLOCK = 1024 * 1024
 TRACKING = ["databricks", "mlflow-tracking"]
+# Where Databricks keeps MLflow's files: run and model artifacts, and the workspace registry's
+# copies of model versions (dbfs:/databricks/mlflow-registry on Databricks).
+MANAGED_ROOTS = [TRACKING, ["databricks", "mlflow-registry"]]
+
+READ, MKDIRS, WRITE = "read", "mkdirs", "write"
 
 
 def _missing(path: str) -> EmulatorError:
@@ -48,16 +61,35 @@ def _decode(data, what: str) -> bytes:
     return raw
 
 
+def _protected(canonical: str, why: str) -> EmulatorError:
+    # fidelity: Databricks workspace
+    return EmulatorError("PERMISSION_DENIED", f"{canonical} {why}; use MLflow to manage its files.", 403)
+
+
+def _check_access(segments: list[str], canonical: str, access: str) -> None:
+    """Refuse changes to the MLflow-managed roots: inside them any write (mkdirs too), and on their
+    ancestors ('/', '/databricks') anything but mkdirs, since moving or deleting those takes the
+    roots along."""
+    if access == READ:
+        return
+    for root in MANAGED_ROOTS:
+        if segments[: len(root)] == root:
+            raise _protected(canonical, "is managed by MLflow and read-only through DBFS")
+        if access == WRITE and root[: len(segments)] == segments:
+            raise _protected(canonical, f"contains the MLflow-managed /{'/'.join(root)}")
+
+
 class Dbfs:
-    def __init__(self, artifacts: Storage, dbfs_root: Storage):
+    def __init__(self, artifacts: Storage, dbfs_root: Storage, owners: ArtifactOwners | None = None):
         self.artifacts = artifacts
         self.root = dbfs_root
+        self.owners = owners or ArtifactOwners()
         self._handles: dict[int, tuple[Path, Path]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def locate(self, path) -> tuple[Path, str]:
-        """(local path, canonical '/x' form) for 'dbfs:/x' or '/x'."""
+    def locate(self, path, access: str = READ) -> tuple[Path, str]:
+        """(local path, canonical '/x' form) for 'dbfs:/x' or '/x', once ``access`` is allowed."""
         if not isinstance(path, str) or not path:
             raise EmulatorError("INVALID_PARAMETER_VALUE", "Missing required field: path", 400)
         shown = path
@@ -67,9 +99,22 @@ class Dbfs:
             raise bad_path(shown, "DBFS paths must be absolute (dbfs:/... or /...)")
         segments = split_segments(path.rstrip("/")[1:], shown) if path.rstrip("/") else []
         canonical = "/" + "/".join(segments)
+        _check_access(segments, canonical, access)
         if segments[:2] == TRACKING:
-            return self.artifacts.resolve(segments[2:], shown), canonical
+            local = self.artifacts.resolve(segments[2:], shown)
+            self.owners.check_root_path(segments[2:], shown)  # fidelity: Databricks workspace
+            return local, canonical
         return self.root.resolve(segments, shown), canonical
+
+    def is_tracking_root(self, canonical: str) -> bool:
+        return canonical == "/" + "/".join(TRACKING)
+
+    def holds_experiment(self, name: str) -> bool:
+        try:
+            self.owners.experiment(name, name)
+        except EmulatorError:
+            return False
+        return True
 
     @staticmethod
     def info(local: Path, canonical: str) -> dict:
@@ -77,8 +122,8 @@ class Dbfs:
         return {"path": canonical, "is_dir": entry.is_dir, "file_size": entry.size,
                 "modification_time": entry.mtime_ms}
 
-    def open_handle(self, target: Path) -> int:
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def open_handle(self, target: Path, canonical: str) -> int:
+        self.root.make_dirs(target.parent, canonical.rsplit("/", 1)[0])
         fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
         os.close(fd)
         with self._lock:
@@ -114,15 +159,18 @@ def install(app: Flask, dbfs: Dbfs) -> None:
         if local.is_file():
             return jsonify({"files": [Dbfs.info(local, canonical)]})
         base = canonical.rstrip("/")
-        files = [Dbfs.info(local / e.name, f"{base}/{e.name}") for e in Storage.list_dir(local)]
+        entries = Storage.list_dir(local)
+        if dbfs.is_tracking_root(canonical):  # only experiments, not the registry's copies
+            entries = [e for e in entries if dbfs.holds_experiment(e.name)]
+        files = [Dbfs.info(local / e.name, f"{base}/{e.name}") for e in entries]
         return jsonify({"files": files} if files else {})
 
     @app.route("/api/2.0/dbfs/mkdirs", methods=["POST"])
     def _dbfs_mkdirs():
-        local, canonical = dbfs.locate(body().get("path"))
+        local, canonical = dbfs.locate(body().get("path"), MKDIRS)
         if local.is_file():
             raise _exists(canonical)
-        local.mkdir(parents=True, exist_ok=True)
+        dbfs.root.make_dirs(local, canonical)
         return jsonify({})
 
     @app.route("/api/2.0/dbfs/read", methods=["GET"])
@@ -154,23 +202,24 @@ def install(app: Flask, dbfs: Dbfs) -> None:
             path, overwrite = data.get("path"), bool(data.get("overwrite"))
             stream = None
             contents = _decode(data.get("contents"), "contents")
-        local, canonical = dbfs.locate(path)
+        local, canonical = dbfs.locate(path, WRITE)
         if local.is_dir() or (local.exists() and not overwrite):
             raise _exists(canonical)
         if stream is None:
             import io
 
             stream = io.BytesIO(contents)
-        dbfs.root.write_stream(local, stream)
+        dbfs.root.write_stream(local, stream, canonical)
         return jsonify({})
 
     @app.route("/api/2.0/dbfs/create", methods=["POST"])
     def _dbfs_create():
         data = body()
-        local, canonical = dbfs.locate(data.get("path"))
+        local, canonical = dbfs.locate(data.get("path"), WRITE)
         if local.is_dir() or (local.exists() and not data.get("overwrite")):
             raise _exists(canonical)
-        return jsonify({"handle": dbfs.open_handle(local)})
+        Storage.check_not_under_file(local, canonical)
+        return jsonify({"handle": dbfs.open_handle(local, canonical)})
 
     @app.route("/api/2.0/dbfs/add-block", methods=["POST"])
     def _dbfs_add_block():
@@ -182,13 +231,17 @@ def install(app: Flask, dbfs: Dbfs) -> None:
     @app.route("/api/2.0/dbfs/close", methods=["POST"])
     def _dbfs_close():
         target, tmp = dbfs.handle(body().get("handle"), pop=True)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # the target became a folder, or its folder went away, since create
+            tmp.unlink(missing_ok=True)
+            raise _exists(target.name) if target.is_dir() else _missing(target.name) from None
         return jsonify({})
 
     @app.route("/api/2.0/dbfs/delete", methods=["POST"])
     def _dbfs_delete():
         data = body()
-        local, canonical = dbfs.locate(data.get("path"))
+        local, canonical = dbfs.locate(data.get("path"), WRITE)
         if local in (dbfs.root.resolve([]), dbfs.artifacts.resolve([])):
             raise EmulatorError("PERMISSION_DENIED", f"Cannot delete the root {canonical}.", 403)
         if not local.exists():
@@ -201,13 +254,15 @@ def install(app: Flask, dbfs: Dbfs) -> None:
     @app.route("/api/2.0/dbfs/move", methods=["POST"])
     def _dbfs_move():
         data = body()
-        src, src_name = dbfs.locate(data.get("source_path"))
-        dst, dst_name = dbfs.locate(data.get("destination_path"))
+        src, src_name = dbfs.locate(data.get("source_path"), WRITE)
+        dst, dst_name = dbfs.locate(data.get("destination_path"), WRITE)
         if not src.exists():
             raise _missing(src_name)
         if dst.exists():
             raise _exists(dst_name)
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src == dst or src in dst.parents:
+            raise EmulatorError("INVALID_PARAMETER_VALUE", f"Cannot move {src_name} into itself ({dst_name}).", 400)
+        dbfs.root.make_dirs(dst.parent, dst_name.rsplit("/", 1)[0])
         os.replace(src, dst)
         return jsonify({})
 
@@ -216,11 +271,12 @@ def install(app: Flask, dbfs: Dbfs) -> None:
         # MLflow's DbfsRestArtifactRepository: GET /dbfs/<path> downloads, POST uploads raw bytes.
         if not request.path.startswith("/dbfs/"):
             return None
-        local, canonical = dbfs.locate(request.path[len("/dbfs"):])
+        access = WRITE if request.method == "POST" else READ
+        local, canonical = dbfs.locate(request.path[len("/dbfs"):], access)
         if request.method == "POST":
             if local.is_dir():
                 raise _exists(canonical)
-            dbfs.root.write_stream(local, request.stream)
+            dbfs.root.write_stream(local, request.stream, canonical)
             return jsonify({})
         if request.method in ("GET", "HEAD"):
             if not local.is_file():

@@ -10,6 +10,11 @@ i.e. the same files as ``dbfs:/databricks/mlflow-tracking/<exp>/...``. ``/Volume
 501, so the SDK falls back to one PUT; ``create-download-url`` answers 404, so it does a plain GET.
 Paths are dispatched in a before_request hook, not URL rules, so that ``//`` and dot segments reach
 the path guard (and get a 400) instead of Werkzeug's slash merging and redirects.
+
+MLflow paths must name an experiment and a run (or logged model) of this workspace that belong
+together (``artifact_owners``), for reads as for writes. Artifacts can be written to existing runs
+but not deleted (as MLflow's own Databricks repositories: "Not implemented"), and a write whose
+parent is a file is a 409, never a 500.
 """
 
 from __future__ import annotations
@@ -21,21 +26,27 @@ from pathlib import Path
 
 from flask import Flask, Response, request, stream_with_context
 
-from emulator.databricks.storage import Storage, bad_path, split_segments
+from emulator.databricks.artifact_owners import LOGGED_MODELS, ArtifactOwners
+from emulator.databricks.storage import Storage, UnderAFile, bad_path, split_segments
 from emulator.errors import EmulatorError, error_response, not_implemented
 
 FILES_PREFIX = "/api/2.0/fs/files"
 DIRS_PREFIX = "/api/2.0/fs/directories"
 MLFLOW_ROOT = ["WorkspaceInternal", "Mlflow", "Artifacts"]
-KINDS = {"Runs": None, "LoggedModels": "logged_models"}
+KINDS = {"Runs": None, "LoggedModels": LOGGED_MODELS}
 
 
 class FilesLocator:
     """Turns Files API paths into (storage, local path) and back."""
 
-    def __init__(self, artifacts: Storage, volumes: Storage):
+    def __init__(self, artifacts: Storage, volumes: Storage, owners: ArtifactOwners | None = None):
         self.artifacts = artifacts
         self.volumes = volumes
+        self.owners = owners or ArtifactOwners()
+
+    @staticmethod
+    def is_mlflow(api_path: str) -> bool:
+        return api_path.lstrip("/").split("/")[:3] == MLFLOW_ROOT
 
     def locate(self, api_path: str) -> Path:
         if not api_path.startswith("/"):
@@ -51,7 +62,13 @@ class FilesLocator:
                 )
             exp, kind, ident, tail = rest[0], rest[1], rest[2], rest[3:]
             local = [exp, ident] if KINDS[kind] is None else [exp, KINDS[kind], ident]
-            return self.artifacts.resolve(local + tail, api_path)
+            target = self.artifacts.resolve(local + tail, api_path)
+            # fidelity: Databricks workspace
+            if kind == "Runs":
+                self.owners.run(exp, ident, api_path)
+            else:
+                self.owners.logged_model(exp, ident, api_path)
+            return target
         if segments[:1] == ["Volumes"] and len(segments) > 1:
             return self.volumes.resolve(segments[1:], api_path)
         raise bad_path(
@@ -89,16 +106,37 @@ def install(app: Flask, locator: FilesLocator) -> None:
         return not_implemented("Databricks", request.method, request.path)
 
 
+def _conflict(exc: UnderAFile) -> EmulatorError:
+    # fidelity: Databricks workspace (the Files API's own code for a path taken by the other kind)
+    return EmulatorError("ALREADY_EXISTS", exc.message, 409)
+
+
+def _refuse_mlflow_delete(api_path: str) -> None:
+    if FilesLocator.is_mlflow(api_path):
+        # fidelity: Databricks workspace
+        raise EmulatorError(
+            "PERMISSION_DENIED",
+            f"MLflow artifacts cannot be deleted through the Files API: {api_path}",
+            403,
+        )
+
+
 def _file(locator: FilesLocator, api_path: str) -> Response:
     target = locator.locate(api_path)
     method = request.method
     if method == "PUT":
         if target.is_dir():
             raise EmulatorError("ALREADY_EXISTS", f"A directory exists at {api_path}", 409)
+        if FilesLocator.is_mlflow(api_path) and len(api_path.strip("/").split("/")) <= 6:
+            # A file in place of the run's (or model's) own folder would block all its artifacts.
+            raise bad_path(api_path, "an MLflow artifact is a file inside a run's or logged model's folder")
         overwrite = request.args.get("overwrite", "true").lower() != "false"
         if target.exists() and not overwrite:
             raise EmulatorError("ALREADY_EXISTS", f"The file being created already exists: {api_path}", 409)
-        locator.artifacts.write_stream(target, request.stream)
+        try:
+            locator.artifacts.write_stream(target, request.stream, api_path)
+        except UnderAFile as exc:
+            raise _conflict(exc) from None
         return Response(status=204)
     if method == "POST":
         action = request.args.get("action", "")
@@ -114,6 +152,7 @@ def _file(locator: FilesLocator, api_path: str) -> Response:
     if not target.is_file():
         return _not_found("file", api_path)
     if method == "DELETE":
+        _refuse_mlflow_delete(api_path)
         target.unlink()
         return Response(status=204)
     return file_response(target, method)
@@ -144,13 +183,17 @@ def _directory(locator: FilesLocator, api_path: str) -> Response:
     if method == "PUT":
         if target.is_file():
             raise EmulatorError("ALREADY_EXISTS", f"A file exists at {api_path}", 409)
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            locator.artifacts.make_dirs(target, api_path)
+        except UnderAFile as exc:
+            raise _conflict(exc) from None
         return Response(status=204)
     if not target.is_dir():
         return _not_found("directory", api_path)
     if method == "HEAD":
         return Response(status=200)
     if method == "DELETE":
+        _refuse_mlflow_delete(api_path)
         if any(target.iterdir()):
             raise EmulatorError("DIRECTORY_NOT_EMPTY", f"The directory is not empty: {api_path}", 400)
         target.rmdir()

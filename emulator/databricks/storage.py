@@ -25,6 +25,28 @@ def bad_path(path: str, why: str) -> EmulatorError:
     return EmulatorError("INVALID_PARAMETER_VALUE", f"Invalid path {path!r}: {why}.", 400)
 
 
+class UnderAFile(EmulatorError):
+    """A write below an existing file (``/a/b/c`` where ``/a/b`` is a file). DBFS's answer
+    (``dbfs/mkdirs``: "If a file (not a directory) exists at any prefix of the input path, this call
+    throws an exception with RESOURCE_ALREADY_EXISTS"); the Files API maps it to its own code."""
+
+    def __init__(self, shown: str, levels_up: int):
+        prefix = shown.rstrip("/").rsplit("/", levels_up)[0] if shown else "a prefix"
+        super().__init__(
+            "RESOURCE_ALREADY_EXISTS",
+            f"A file exists at {prefix}, a prefix of {shown or 'the path'}: nothing can be created below a file.",
+            400,
+        )
+
+
+def file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` if it is not a directory, else None."""
+    current = path.parent
+    while not current.exists() and current != current.parent:
+        current = current.parent  # exists() is False below a file (ENOTDIR) too
+    return None if current.is_dir() else current
+
+
 def split_segments(path: str, shown: str | None = None) -> list[str]:
     """The segments of a slash-separated relative path, refusing anything that could escape."""
     shown = path if shown is None else shown
@@ -105,13 +127,29 @@ class Storage:
                 yield chunk
 
     # -- writes ------------------------------------------------------------------------------
-    def make_dirs(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def check_not_under_file(path: Path, shown: str = "") -> None:
+        """Raise UnderAFile (a 4xx, not the OS error's 500) if a prefix of ``path`` is a file."""
+        blocker = file_above(path)
+        if blocker is not None:
+            # fidelity: Databricks workspace
+            raise UnderAFile(shown, len(path.parts) - len(blocker.parts))
 
-    def write_stream(self, path: Path, stream: BinaryIO) -> int:
+    def make_dirs(self, path: Path, shown: str = "") -> None:
+        self.check_not_under_file(path, shown)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # a file appeared on the way meanwhile
+            raise UnderAFile(shown, 0) from None
+
+    def write_stream(self, path: Path, stream: BinaryIO, shown: str = "") -> int:
         """Write atomically: a temp file in the same folder, renamed over the target when complete,
         so a failed or concurrent upload never leaves a half-written artifact behind."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.check_not_under_file(path, shown)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # a file appeared on the way meanwhile
+            raise UnderAFile(shown, 1) from None
         fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
         size = 0
         try:
