@@ -21,7 +21,10 @@ from flask import Request
 
 # Routes the MLflow UI itself loads or calls (paths after the Azure ML scope prefix is stripped).
 UI_PAGE = "/"
-UI_PREFIXES = ("/static-files/", "/ajax-api/")
+# Pages a browser navigates to, also from links on other sites: the UI shell, its static files, and
+# the "View run" links the Databricks client prints (/ml/experiments/...).
+PAGE_PREFIXES = ("/static-files/", "/ml/")
+UI_PREFIXES = (*PAGE_PREFIXES, "/ajax-api/")
 UI_PATHS = ("/", "/graphql", "/get-artifact", "/model-versions/get-artifact", "/favicon.ico")
 LOGIN_PARAM = "token"
 
@@ -57,6 +60,10 @@ def cookie_value(token: str, name: str) -> str:
 
 def in_ui_scope(path: str) -> bool:
     return path in UI_PATHS or path.startswith(UI_PREFIXES)
+
+
+def is_page_load(request: Request) -> bool:
+    return request.method in ("GET", "HEAD") and (request.path == UI_PAGE or request.path.startswith(PAGE_PREFIXES))
 
 
 def is_ui_login(request: Request) -> bool:

@@ -96,9 +96,7 @@ def _cookie_login(app: Flask, config: ServerConfig, cookie: str):
         return _unauthenticated(app, "No access token was provided (Authorization: Bearer ...).")
     if not auth.cookie_matches(request, cookie, config.token):
         return _unauthenticated(app, "The UI login cookie is not valid; open the UI link with ?token= again.")
-    page_load = request.method in ("GET", "HEAD") and (
-        request.path == auth.UI_PAGE or request.path.startswith("/static-files/"))
-    problem = same_origin.cross_site_problem(request, config.public_url, page_load=page_load)
+    problem = same_origin.cross_site_problem(request, config.public_url, page_load=auth.is_page_load(request))
     if problem:
         return error_response("PERMISSION_DENIED", problem, 403)
     g.emulator_user = config.user
