@@ -9,6 +9,9 @@ before MLflow is imported, the server process:
 * drops every credential-like variable (``scrub``), keeping the emulator's own ``EMULATOR_*``;
 * points ``HOME`` and the SDKs' config locations at an empty private folder in its state dir;
 * turns off what MLflow would fetch from the internet (telemetry, the gateway model catalog).
+
+Proxy settings stay (they are how the tests see any call that would leave the machine), but
+loopback is always exempt from them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SCRUB_NAMES = {
 # Anything else that looks like a secret (GITHUB_TOKEN, *_API_KEY, *_PASSWORD, ...).
 SECRET_LIKE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIAL)", re.IGNORECASE)
 KEEP_PREFIX = "EMULATOR_"  # the emulator's own tokens and settings
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # What MLflow would otherwise fetch from the internet inside the server.
 NO_EGRESS = {
@@ -59,4 +63,8 @@ def scrub(environ: dict, home: Path) -> list[str]:
     environ["DATABRICKS_CONFIG_FILE"] = os.devnull
     environ["AZURE_CONFIG_DIR"] = str(home / ".azure")
     environ.update(NO_EGRESS)
+    # The mirror's calls to a local Azure ML workspace never go through the user's proxy.
+    for name in ("NO_PROXY", "no_proxy"):
+        kept = [h for h in environ.get(name, "").split(",") if h.strip()]
+        environ[name] = ",".join([*kept, *(h for h in LOOPBACK if h not in kept)])
     return removed

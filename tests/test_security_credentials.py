@@ -221,3 +221,12 @@ def test_scrub_keeps_the_emulators_own_settings(tmp_path):
                             "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY"}
     assert environ["EMULATOR_DATABRICKS_TOKEN"] == "own" and environ["PATH"] == "/usr/bin"
     assert environ["HOME"] == str(tmp_path / "home") and environ["MLFLOW_MODEL_CATALOG_URI"] == ""
+
+
+def test_loopback_never_goes_through_the_users_proxy(tmp_path):
+    from emulator import server_env
+
+    environ = {"HTTPS_PROXY": "http://user:pw@proxy:3128", "NO_PROXY": ".corp"}
+    server_env.scrub(environ, tmp_path / "home")
+    assert environ["NO_PROXY"].split(",")[0] == ".corp" and "127.0.0.1" in environ["NO_PROXY"].split(",")
+    assert "localhost" in environ["no_proxy"].split(",")
