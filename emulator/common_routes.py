@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, g, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
 
-from emulator import auth
+from emulator import auth, same_origin
 from emulator.errors import EmulatorError, error_response, from_exception
 from emulator.settings import ServerConfig
 
@@ -15,20 +15,27 @@ _logger = logging.getLogger(__name__)
 
 # Reachable without a token: liveness probes and what real services also serve anonymously.
 ALWAYS_PUBLIC = ("/health", "/version", "/__emulator/info")
+ADMIN_PREFIX = "/__emulator/"
 
 
 def install(app: Flask, config: ServerConfig) -> None:
     app.config["EMULATOR"] = config
     app.config.setdefault("EMULATOR_PUBLIC_PREFIXES", list(ALWAYS_PUBLIC))
 
+    login_cookie = auth.cookie_name(config.role, config.public_url)
+    app.config["EMULATOR_LOGIN_COOKIE"] = login_cookie
+    same_origin.install_headers(app)
+
     @app.before_request
     def _check_token():
         path = request.path
         if any(path == p or path.startswith(p + "/") for p in app.config["EMULATOR_PUBLIC_PREFIXES"]):
             return None
-        presented = auth.presented_token(request)
+        if auth.is_ui_login(request):
+            return _ui_login(app, config, login_cookie)
+        presented = auth.bearer_token(request)
         if presented is None:
-            return _unauthenticated(app, "No access token was provided (Authorization: Bearer ...).")
+            return _cookie_login(app, config, login_cookie)
         # A role may accept more than its static token (Azure ML: MSI-issued tokens); its check
         # returns why a token is refused, or None.
         role_check = app.config.get("EMULATOR_TOKEN_CHECK")
@@ -38,12 +45,12 @@ def install(app: Flask, config: ServerConfig) -> None:
                 return _unauthenticated(app, problem)
         elif not auth.token_matches(presented, config.token):
             return _unauthenticated(app, "Invalid access token.")
+        if path.startswith(ADMIN_PREFIX) and request.method in same_origin.STATE_CHANGING:
+            problem = _admin_body_problem()
+            if problem:
+                return error_response("INVALID_PARAMETER_VALUE", problem, 415)
         g.emulator_user = config.user
         return None
-
-    @app.after_request
-    def _ui_login(response):
-        return auth.remember_ui_login(request, response, config.token)
 
     @app.errorhandler(EmulatorError)
     def _emulator_error(exc: EmulatorError):
@@ -70,6 +77,39 @@ def install(app: Flask, config: ServerConfig) -> None:
     @app.route("/__emulator/info")
     def _info():
         return jsonify({"role": config.role, "url": config.public_url, "healthy": True})
+
+
+def _ui_login(app: Flask, config: ServerConfig, cookie: str):
+    """``/?token=<token>``: set the UI cookie and redirect to the URL without the token."""
+    if not auth.token_matches(request.args.get(auth.LOGIN_PARAM), config.token):
+        return _unauthenticated(app, "Invalid access token in ?token=.")
+    # fidelity: Security promises — ?token= only logs the UI in
+    response = redirect(auth.url_without_login(request), 302)
+    response.set_cookie(cookie, auth.cookie_value(config.token, cookie), httponly=True,
+                        samesite="Strict", path="/")
+    return response
+
+
+def _cookie_login(app: Flask, config: ServerConfig, cookie: str):
+    """Requests without a bearer token: the UI's own routes may be authorised by its cookie."""
+    if not (auth.in_ui_scope(request.path) and request.cookies.get(cookie) is not None):
+        return _unauthenticated(app, "No access token was provided (Authorization: Bearer ...).")
+    if not auth.cookie_matches(request, cookie, config.token):
+        return _unauthenticated(app, "The UI login cookie is not valid; open the UI link with ?token= again.")
+    problem = same_origin.cross_site_problem(request, config.public_url, page_load=auth.is_page_load(request))
+    if problem:
+        return error_response("PERMISSION_DENIED", problem, 403)
+    g.emulator_user = config.user
+    return None
+
+
+def _admin_body_problem() -> str | None:
+    """State-changing admin calls take JSON only: no form or text/plain body a web page could send."""
+    mimetype = request.mimetype
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if mimetype == "application/json" or (not mimetype and not has_body):
+        return None
+    return f"{request.method} {request.path} takes Content-Type: application/json, not {mimetype or 'none'}."
 
 
 def _unauthenticated(app: Flask, message: str):

@@ -17,9 +17,13 @@ _logger = logging.getLogger(__name__)
 
 def _configure_mlflow_env(config: ServerConfig) -> None:
     """Point MLflow's server module at this workspace's stores before it is imported."""
+    from emulator import server_env
     from emulator.stores import store_uri
 
     state = Path(config.state_dir)
+    removed = server_env.scrub(os.environ, state / "home")
+    if removed:
+        _logger.info("not passed to MLflow (the user's credentials stay outside): %s", ", ".join(removed))
     artifacts = state / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     os.environ["_MLFLOW_SERVER_FILE_STORE"] = store_uri(config.role, state / "mlflow.db")
@@ -34,6 +38,9 @@ def _configure_mlflow_env(config: ServerConfig) -> None:
         os.environ["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] = artifacts.as_uri()
     # Host-header checks would reject Compose service names; the token is the gate here.
     os.environ.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", "*")
+    # MLflow's middleware grants credentialed CORS to every localhost port whatever it is told;
+    # emulator.same_origin replaces it (no CORS, same security headers).
+    os.environ["MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE"] = "true"
     # No background job runner or huey consumers: one small process per workspace.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 
@@ -42,7 +49,7 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import common_routes, reset
+    from emulator import artifact_repositories, common_routes, reset
 
     if config.role == "databricks":
         from emulator.databricks import install
@@ -50,6 +57,7 @@ def build_app(config: ServerConfig):
         from emulator.azureml import install
     common_routes.install(app, config)
     install(app, config)
+    artifact_repositories.install(app.config.get("EMULATOR_DBFS_LOCATE"))
     state = Path(config.state_dir)
     reset.install(app, config.role, state / "mlflow.db", [state / "artifacts"])
     return app

@@ -98,7 +98,7 @@ def test_plain_experiment_names_and_the_v1_prefix(ws, emulator):
     script = re.search(r'src="(static-files/[^"]+\.js)"', scoped.text).group(1)
     assert browser.get(f"{ws.get_mlflow_tracking_uri()}/{script}", timeout=30).status_code == 200
     ajax = browser.post(f"{ws.get_mlflow_tracking_uri()}/ajax-api/2.0/mlflow/experiments/search",
-                        json={"max_results": 10}, timeout=10)
+                        json={"max_results": 10}, timeout=10, headers={"Origin": emulator.azureml.url})
     assert "plain-name" in {e["name"] for e in ajax.json()["experiments"]}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
-from emulator import mirror, reset
+from emulator import access_log, mirror, reset
 from emulator.databricks import (
     clusters_api,
     dbfs_api,
@@ -61,7 +61,8 @@ def install(app: Flask, config: ServerConfig) -> None:
     @app.route("/.well-known/databricks-config", methods=["GET"])
     def _databricks_config():
         # The SDK asks this before its first call; with a workspace_id it stops warning.
-        return jsonify({"workspace_id": WORKSPACE_ID, "host": request.host_url.rstrip("/")})
+        # The configured address, never the Host header a caller sent.
+        return jsonify({"workspace_id": WORKSPACE_ID, "host": config.public_url.rstrip("/")})
 
     # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
     unity_catalog.install(app)
@@ -69,7 +70,10 @@ def install(app: Flask, config: ServerConfig) -> None:
     workspace_api.install(app, tree)
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))
-    dbfs_api.install(app, dbfs_api.Dbfs(artifacts, Storage(state / "dbfs"), owners))
+    dbfs = dbfs_api.Dbfs(artifacts, Storage(state / "dbfs"), owners)
+    dbfs_api.install(app, dbfs)
+    # MLflow's own server-side artifact code resolves dbfs:/ here too (emulator.artifact_repositories).
+    app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
@@ -90,7 +94,8 @@ def install(app: Flask, config: ServerConfig) -> None:
 
         @app.after_request
         def _log_access(response):
-            _access_log.info("%s %s -> %s", request.method, request.full_path.rstrip("?"), response.status_code)
+            _access_log.info("%s %s -> %s", access_log.printable(request.method),
+                             access_log.request_target(request), response.status_code)
             return response
 
     def not_found():

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from emulator.errors import EmulatorError
 
 LOGGED_MODELS = "logged_models"  # <exp>/logged_models/<id>/... in the artifact root
+TRACES = "traces"  # <exp>/traces/<trace id>/artifacts: MLflow 3 trace data (get-trace-artifact)
 _CACHE_SIZE = 10_000
 
 
@@ -92,15 +93,31 @@ class ArtifactOwners:
             raise _missing(f"No logged model {model_id} in experiment {experiment_id} in this workspace: {shown}")
         self._remember(key)
 
+    def trace(self, experiment_id: str, trace_id: str, shown: str) -> None:
+        key = ("trace", experiment_id, trace_id)
+        if self._cached(key):
+            return
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self._store().get_trace_info(trace_id).experiment_id
+        except (MlflowException, ValueError):
+            found = None
+        if found != experiment_id:
+            raise _missing(f"No trace {trace_id} in experiment {experiment_id} in this workspace: {shown}")
+        self._remember(key)
+
     def check_root_path(self, segments: list[str], shown: str) -> None:
         """For segments relative to the artifact root (``<exp>/<run>/...``, ``<exp>/logged_models/<id>/...``):
         the experiment, run or model they name must exist and belong together. The root itself is fine."""
         if not segments:
             return
         exp = segments[0]
-        if len(segments) == 1 or (len(segments) == 2 and segments[1] == LOGGED_MODELS):
+        if len(segments) == 1 or (len(segments) == 2 and segments[1] in (LOGGED_MODELS, TRACES)):
             self.experiment(exp, shown)
         elif segments[1] == LOGGED_MODELS:
             self.logged_model(exp, segments[2], shown)
+        elif segments[1] == TRACES:
+            self.trace(exp, segments[2], shown)
         else:
             self.run(exp, segments[1], shown)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from flask import Flask, Response, request, stream_with_context
 
-from emulator.databricks.artifact_owners import LOGGED_MODELS, ArtifactOwners
+from emulator.databricks.artifact_owners import LOGGED_MODELS, TRACES, ArtifactOwners
 from emulator.databricks.storage import Storage, UnderAFile, bad_path, split_segments
 from emulator.errors import EmulatorError, error_response, not_implemented
 
@@ -64,7 +64,10 @@ class FilesLocator:
             local = [exp, ident] if KINDS[kind] is None else [exp, KINDS[kind], ident]
             target = self.artifacts.resolve(local + tail, api_path)
             # fidelity: Databricks workspace
-            if kind == "Runs":
+            if kind == "Runs" and ident == TRACES and tail:
+                # MLflow 3 trace data: the client's run repository writes Runs/traces/<trace id>/...
+                self.owners.trace(exp, tail[0], api_path)
+            elif kind == "Runs":
                 self.owners.run(exp, ident, api_path)
             else:
                 self.owners.logged_model(exp, ident, api_path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -31,6 +32,7 @@ _logger = logging.getLogger(__name__)
 REGISTRY_FOLDER = "model-registry"
 SIGNED_PATH = "/__emulator/databricks/signed/model-version"
 URL_LIFETIME_S = 3600
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 def _version_segments(name: str, version: str) -> list[str]:
@@ -148,15 +150,17 @@ def install(app: Flask, config: ServerConfig, registry: RegistryArtifacts) -> No
             {"name": name, "version": version, "path": path, "expires": expires,
              "sig": registry.sign(name, version, path, expires)}
         )
-        # The host the client used, so the URL works however the workspace is reached.
-        base = request.host_url.rstrip("/")
+        # The configured address, never the Host header a caller sent.
+        base = config.public_url.rstrip("/")
         return json_response({"signed_uri": f"{base}{SIGNED_PATH}?{query}", "headers": []})
 
     @app.route(SIGNED_PATH, methods=["GET", "HEAD"])
     def _signed_download():
         name, version, path = _args()
         expires, sig = request.args.get("expires", ""), request.args.get("sig", "")
-        good = expires.isdigit() and hmac.compare_digest(sig, registry.sign(name, version, path, int(expires)))
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses (a 500, not a 403).
+        good = _EXPIRES.fullmatch(expires) is not None and hmac.compare_digest(
+            sig.encode(), registry.sign(name, version, path, int(expires)).encode())
         if not good:
             raise EmulatorError("PERMISSION_DENIED", "The signature of this download URL is not valid.", 403)
         if int(expires) < time.time():
