@@ -42,8 +42,11 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import common_routes
+    from emulator import common_routes, startup
 
+    # Before any route is installed (the mirror reads the store at start-up) and before the
+    # server listens: /health answers only once the stores are open.
+    startup.open_stores()
     if config.role == "databricks":
         from emulator.databricks import install
     else:

@@ -2,11 +2,13 @@
 
 import json
 import os
+import sqlite3
 import socket
 import stat
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import requests
 from mlflow import MlflowClient
@@ -89,9 +91,23 @@ def test_health_is_public_but_api_needs_the_token(emulator):
         assert ok.status_code == 200, ok.text
 
 
-def test_state_survives_down_and_up(tmp_path, monkeypatch):
+def tables(db) -> set[str]:
+    with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_ready_means_ready_then_state_survives_down_and_up(tmp_path, monkeypatch):
     emu = Emulator(tmp_path / "state").up()
     try:
+        # Healthy means the stores are open and migrated, not created by the first API call.
+        for role in ("databricks", "azureml"):
+            db = emu.state.role_dir(role) / "mlflow.db"
+            assert db.exists(), f"{role}: /health answered before the store was created"
+            assert {"alembic_version", "runs", "metrics", "registered_models", "model_versions"} <= tables(db), role
+        for ws in (emu.databricks, emu.azureml):
+            first = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                                 headers={"Authorization": f"Bearer {ws.token}"}, timeout=30)
+            assert first.status_code == 200, first.text
         aml = emu.azureml
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
         client = MlflowClient(tracking_uri=aml.url)
