@@ -11,9 +11,11 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -373,6 +375,35 @@ def test_admin_routes_need_the_token(linked):
                          headers={"Authorization": f"Bearer {linked.databricks.token}"})
     assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert mirror_state(linked)["linked"] is True  # a refused link leaves the link as it was
+
+
+def test_concurrent_link_and_unlink_agree_with_link_json(linked):
+    """16 link/unlink calls at one instant: no 5xx, and what the server says is what link.json says,
+    before and after a restart (the link must not flip silently)."""
+    db, aml = linked.databricks, linked.azureml
+    db_dir = linked.state.role_dir("databricks")
+
+    def call(i, barrier):
+        barrier.wait()
+        path = "/__emulator/link" if i % 2 == 0 else "/__emulator/unlink"
+        return requests.post(f"{db.url}{path}", json={"azureml_url": aml.url, "azureml_token": aml.token},
+                             headers={"Authorization": f"Bearer {db.token}"}, timeout=60)
+
+    try:
+        for _ in range(3):
+            barrier = threading.Barrier(16)
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(lambda i: call(i, barrier), range(16)))
+            assert [a.status_code for a in answers if a.status_code >= 500] == [], answers[0].text
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+            on_disk = (db_dir / "link.json").exists()
+            assert mirror_state(linked)["linked"] is on_disk
+            assert not list(db_dir.glob("*.tmp")) and not list(db_dir.glob(".link-*"))
+        linked.stop("databricks")
+        start(linked, "databricks")
+        assert mirror_state(linked)["linked"] is on_disk is (db_dir / "link.json").exists()
+    finally:
+        assert json.loads(cli(linked, "link").stdout)["linked"] is True
 
 
 # -- redelivery is harmless -------------------------------------------------------------------

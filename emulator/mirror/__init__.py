@@ -13,6 +13,7 @@ plus the admin routes in ``admin`` (the portal's "link" button stand-in and the 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from flask import Flask
@@ -26,7 +27,6 @@ OUTBOX_FILE = "outbox.db"
 
 class Mirror:
     def __init__(self, config: ServerConfig, tracking_store):
-        from emulator.mirror import link
         from emulator.mirror.outbox import Outbox
         from emulator.mirror.relay import Relay
 
@@ -34,13 +34,33 @@ class Mirror:
         self.dir = Path(config.state_dir)
         self.outbox = Outbox(self.dir / OUTBOX_FILE)
         self.relay = Relay(self.outbox, self.dir / "artifacts", config.public_url, tracking_store)
-        record = link.read(self.dir)
-        self.linked = record is not None
-        if record:  # linked while the server was down (``emulator link``): adopt its target
-            self._set_target(record)
+        self._seen_lock = threading.Lock()
+        self._seen: tuple | None = None  # link.json's identity when last read
+        self._record: dict | None = None
+        self._load()  # linked while the server was down (``emulator link``): adopt its target
+
+    # link.json is the one source of truth for "linked": the in-memory view is a cache of it,
+    # re-read whenever the file changed (one stat per write request), so it cannot drift.
+    @property
+    def linked(self) -> bool:
+        return self._load() is not None
+
+    def _load(self) -> dict | None:
+        from emulator.mirror import link
+
+        with self._seen_lock:
+            seen = link.identity(self.dir)
+            if seen != self._seen:
+                record = link.read(self.dir)
+                if record and record != self._record:
+                    self._set_target(record)
+                self._seen, self._record = seen, record
+            return self._record
 
     def _set_target(self, record: dict) -> None:
-        self.outbox.set_meta("target", {"url": record["tracking_base"], "token": record["azureml_token"]})
+        target = {"url": record["tracking_base"], "token": record["azureml_token"]}
+        if self.outbox.get_meta("target") != target:
+            self.outbox.set_meta("target", target)
 
     def link(self, azureml_url: str, azureml_token: str) -> dict:
         from emulator.mirror import link
@@ -51,9 +71,9 @@ class Mirror:
             "workspace_name": self.config.workspace_name,
         }
         record = link.make(azureml_url, azureml_token, identity)
-        link.write(self.dir, record)
-        self._set_target(record)
-        self.linked = True
+        with link.locked(self.dir):
+            link.write(self.dir, record)
+            self._load()  # sets the relay's target from what is now on disk
         self.relay.wake()
         _logger.info("linked to Azure ML at %s", record["tracking_base"])
         return self.status()
@@ -61,17 +81,17 @@ class Mirror:
     def unlink(self) -> dict:
         from emulator.mirror import link
 
-        link.remove(self.dir)
+        with link.locked(self.dir):
+            link.remove(self.dir)
+            self._load()
         # Writes already acknowledged while linked keep draining to the last target.
-        self.linked = False
         _logger.info("unlinked from Azure ML")
         return self.status()
 
     def status(self) -> dict:
         from emulator.mirror import link
 
-        info = link.public(link.read(self.dir))
-        info["linked"] = self.linked
+        info = link.public(self._load())
         info.update(self.outbox.summary())
         info["relay_alive"] = self.relay.is_alive()
         return info

@@ -51,7 +51,8 @@ def link_workspaces(state: StateDir, databricks_url: str, azureml_url: str | Non
                       {"azureml_url": url, "azureml_token": cfg["azureml_token"]})
     _require_local(state, "link")
     state.ensure()
-    link.write(state.role_dir("databricks"), link.make(url, cfg["azureml_token"], cfg))
+    with link.locked(state.role_dir("databricks")):
+        link.write(state.role_dir("databricks"), link.make(url, cfg["azureml_token"], cfg))
     return {"linked": True, "azureml_url": url, "note": "takes effect when the Databricks workspace starts"}
 
 
@@ -60,7 +61,8 @@ def unlink_workspaces(state: StateDir, databricks_url: str) -> dict:
     if launcher.healthy(databricks_url):
         return _admin(databricks_url, cfg["databricks_token"], "POST", "/__emulator/unlink")
     _require_local(state, "unlink")
-    link.remove(state.role_dir("databricks"))
+    with link.locked(state.role_dir("databricks")):
+        link.remove(state.role_dir("databricks"))
     return {"linked": False}
 
 
