@@ -6,6 +6,8 @@
 * ``outbox``    the durable, ordered queue of acknowledged writes (``outbox.db``);
 * ``recorder``  an after_request hook turning each successful tracking write into events;
 * ``relay``     the background thread delivering them to Azure ML;
+* ``ledger`` / ``reconcile``  what was recorded per run, compared with the store at start-up so a
+  write acknowledged just before a crash (no event yet) is queued after all;
 
 plus the admin routes in ``admin`` (the portal's "link" button stand-in and the mirror status).
 """
@@ -98,7 +100,7 @@ class Mirror:
 
 
 def install(app: Flask, config: ServerConfig) -> Mirror:
-    from emulator.mirror import admin, recorder
+    from emulator.mirror import admin, reconcile, recorder
 
     def tracking_store():
         from mlflow.server.handlers import _get_tracking_store
@@ -106,6 +108,13 @@ def install(app: Flask, config: ServerConfig) -> Mirror:
         return _get_tracking_store()
 
     mirror = Mirror(config, tracking_store)
+    if mirror.linked:
+        # Before the server listens and the relay runs: nothing writes while the store and the
+        # outbox are compared (writes acknowledged just before a kill -9 may have no event).
+        try:
+            reconcile.run(mirror.outbox, tracking_store())
+        except Exception:  # never keep the workspace from starting; the next start tries again
+            _logger.exception("mirror: could not reconcile the outbox with the store")
     recorder.install(app, mirror)
     admin.install(app, mirror)
     mirror.relay.start()

@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from emulator.mirror import ledger
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,7 +71,13 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
         with self._lock:
-            self._db.executescript(_SCHEMA)
+            had_ledger = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger_runs'").fetchone()
+            had_runs = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()
+            self._db.executescript(_SCHEMA + ledger.SCHEMA)
+            if had_runs and not had_ledger:  # an outbox from before the ledger: fill it from the store
+                self._set(self._db, ledger.BASELINE_META, True)
         self.path.chmod(0o600)
 
     # -- transactions --------------------------------------------------------------------
@@ -111,7 +119,26 @@ class Outbox:
                 "INSERT INTO events(kind, run_id, payload, created_at) VALUES (?, ?, ?, ?)",
                 (kind, run_id, json.dumps(payload), time.time()),
             )
+            if run_id is not None:
+                ledger.note(db, kind, payload, run_id)  # same transaction: event and ledger agree
         return True
+
+    # -- start-up reconciliation (see reconcile.py) ---------------------------------------
+    def mirrored_ids(self) -> list[str]:
+        """Runs (and logged models) created while linked."""
+        return [r for (r,) in self._query("SELECT db_run_id FROM runs ORDER BY created_at")]
+
+    def recorded(self, run_id: str) -> dict:
+        with self._lock:
+            return ledger.read(self._db, run_id)
+
+    def requeue(self, run_id: str, events: list[tuple[str, dict]], state: dict) -> None:
+        """Queue what the store holds but no event carried, and note it as recorded: one transaction."""
+        with self._tx() as db:
+            now = time.time()
+            db.executemany("INSERT INTO events(kind, run_id, payload, created_at) VALUES (?, ?, ?, ?)",
+                           [(kind, run_id, json.dumps(payload), now) for kind, payload in events])
+            ledger.replace(db, run_id, state)
 
     # -- delivery (relay thread) ---------------------------------------------------------
     def pending(self, limit: int = 2000) -> list[dict]:
