@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -69,7 +70,9 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     @app.route("/__emulator/info")
     def _info():
-        return jsonify({"role": config.role, "url": config.public_url, "healthy": True})
+        # "instance": the id the launcher that started this process recorded (emulator.launcher.owned).
+        return jsonify({"role": config.role, "url": config.public_url, "healthy": True,
+                        "instance": os.environ.get("EMULATOR_INSTANCE_ID")})
 
 
 def _unauthenticated(app: Flask, message: str):

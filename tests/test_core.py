@@ -14,6 +14,7 @@ import requests
 from mlflow import MlflowClient
 
 from emulator import launcher
+from emulator.state import StateDir
 from harness.workspaces import Emulator
 
 EMULATOR = [sys.executable, "-m", "emulator.cli"]
@@ -150,7 +151,51 @@ def test_reset_wipes_everything(tmp_path):
     run_cli("up", "--state-dir", str(state), env=env)
     run_cli("reset", "--yes", "--state-dir", str(state), env=env)
     assert not state.exists()
-    assert run_cli("status", "--json", "--state-dir", str(state), env=env, check=False).returncode == 3
+    assert run_cli("status", "--json", "--state-dir", str(state), env=env, check=False).returncode == 2
+    assert not state.exists()
+
+
+def foreign_ports_env(emulator) -> dict:
+    """The default ports of a new state dir point at servers another state dir started."""
+    return cli_env(databricks=launcher.running(emulator.state, "databricks").port,
+                   azureml=launcher.running(emulator.state, "azureml").port)
+
+
+def test_status_of_an_empty_state_dir_is_not_running_here_and_creates_nothing(emulator, tmp_path):
+    env = foreign_ports_env(emulator)
+    empty, missing = tmp_path / "empty", tmp_path / "missing"
+    empty.mkdir()
+    for state in (empty, missing):
+        for args in (["status"], ["status", "--json"]):
+            proc = run_cli(*args, "--state-dir", str(state), env=env, check=False)
+            assert proc.returncode == 2, proc.stdout + proc.stderr
+            assert "not running here" in proc.stderr and str(state) in proc.stderr
+            assert emulator.databricks.token not in proc.stdout + proc.stderr
+            if "--json" in args:
+                assert json.loads(proc.stdout)["running"] is False
+    assert list(empty.iterdir()) == [] and not missing.exists()
+
+
+def test_status_never_adopts_a_server_it_did_not_start(emulator, tmp_path):
+    env = foreign_ports_env(emulator)
+    state = tmp_path / "other"
+    run_cli("unlink", "--state-dir", str(state), env=env)  # a no-op that creates nothing either
+    assert not state.exists()
+    StateDir(state).config()  # a set-up state dir whose servers are not running
+    proc = run_cli("status", "--json", "--state-dir", str(state), env=env, check=False)
+    info = json.loads(proc.stdout)
+    assert proc.returncode == 3 and not info["databricks"]["healthy"] and not info["azureml"]["healthy"]
+    assert "not running here" in proc.stderr
+    # Even a runfile naming a live process and the foreign server's port is not enough: the
+    # server must answer with the instance id this state dir's launcher gave it.
+    for role in ("databricks", "azureml"):
+        foreign = launcher.running(emulator.state, role)
+        (state / role / "server.json").write_text(json.dumps(
+            {"pid": os.getpid(), "host": foreign.host, "port": foreign.port, "instance": "not-theirs"}))
+        assert launcher.owned(StateDir(state), role) is None
+        assert launcher.owned(emulator.state, role) is not None
+    proc = run_cli("status", "--json", "--state-dir", str(state), env=env, check=False)
+    assert proc.returncode == 3 and not json.loads(proc.stdout)["databricks"]["healthy"]
 
 
 def test_logs_show_the_server_output(emulator):
