@@ -91,6 +91,7 @@ def running(state: StateDir, role: str) -> Running | None:
     return Running(role, info["pid"], info["host"], info["port"], info.get("instance"))
 
 
+# fidelity: Crash consistency, linking, readiness and ownership (hardening C)
 def owned(state: StateDir, role: str, timeout: float = 2.0) -> Running | None:
     """The workspace this state dir started, if its process lives and the server on its port
     answers as that process (never a server another state dir, or someone else, started)."""

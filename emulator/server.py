@@ -46,6 +46,7 @@ def build_app(config: ServerConfig):
 
     # Before any route is installed (the mirror reads the store at start-up) and before the
     # server listens: /health answers only once the stores are open.
+    # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
     startup.open_stores()
     if config.role == "databricks":
         from emulator.databricks import install

@@ -60,6 +60,7 @@ def collect(state: StateDir) -> dict:
     for a state dir that was never set up)."""
     cfg = state.load_config()
     if not cfg.get("databricks_token") or not cfg.get("azureml_token"):
+        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
         raise NotRunningHere(state)
     db_url = workspace_url(state, "databricks")
     aml_url = workspace_url(state, "azureml")

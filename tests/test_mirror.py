@@ -658,3 +658,47 @@ def test_kill_9_in_a_loop_while_a_client_logs_loses_nothing(crash_emulator):
         assert len(logged.params) > 10, "the client barely logged anything: the test proves nothing"
     assert_mirror_identical(emu, run_id)
     assert mirror_state(emu)["failed"] == 0
+
+
+def test_concurrent_records_are_each_committed_before_returning(tmp_path):
+    """Group commit: writes arriving together share a commit, yet every record() returns only once
+    its event is on disk (read back through another connection), in one order, none lost; a write
+    that cannot be stored fails alone."""
+    import sqlite3
+
+    from emulator.mirror.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.db")
+    box.record("run_create", {"run": {"info": {"status": "RUNNING"}}}, run_id="r", new_run_experiment="1")
+    seen_on_disk, errors = [], []
+    barrier = threading.Barrier(32)
+
+    def write(i: int) -> None:
+        barrier.wait()
+        payload = {"metrics": [{"key": "m", "value": i, "step": i, "timestamp": i}]}
+        if i == 7:
+            payload = {"bad": {1, 2}}  # not JSON: this write alone must fail
+        try:
+            assert box.record("data", payload, run_id="r") is True
+        except TypeError as exc:
+            errors.append((i, exc))
+            return
+        with sqlite3.connect(tmp_path / "outbox.db") as other:
+            rows = other.execute("SELECT payload FROM events WHERE kind='data'").fetchall()
+        seen_on_disk.append(any(json.loads(p).get("metrics", [{}])[0].get("step") == i for (p,) in rows))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [i for i, _ in errors] == [7]
+    assert len(seen_on_disk) == 31 and all(seen_on_disk)
+    events = box.pending()
+    steps = sorted(e["payload"]["metrics"][0]["step"] for e in events if e["kind"] == "data")
+    assert steps == [i for i in range(32) if i != 7]
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    summary = box.summary()
+    assert summary["recorded_writes"] == 33 and 2 <= summary["recorded_commits"] <= 33  # + the run_create
+    # The ledger counted exactly the points of the events that were kept.
+    assert box.recorded("r")["metrics"]["m"][0] == 31

@@ -43,6 +43,7 @@ class Mirror:
 
     # link.json is the one source of truth for "linked": the in-memory view is a cache of it,
     # re-read whenever the file changed (one stat per write request), so it cannot drift.
+    # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
     @property
     def linked(self) -> bool:
         return self._load() is not None
@@ -112,6 +113,7 @@ def install(app: Flask, config: ServerConfig) -> Mirror:
         # Before the server listens and the relay runs: nothing writes while the store and the
         # outbox are compared (writes acknowledged just before a kill -9 may have no event).
         try:
+            # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
             reconcile.run(mirror.outbox, tracking_store())
         except Exception:  # never keep the workspace from starting; the next start tries again
             _logger.exception("mirror: could not reconcile the outbox with the store")

@@ -22,8 +22,6 @@ from emulator.mirror import ledger
 
 _logger = logging.getLogger(__name__)
 
-# Set by this workspace on its own runs and deliberately not mirrored (Azure ML has its own ids).
-NOT_MIRRORED_TAGS = frozenset({"mlflow.rootRunId"})
 CHUNK = 500  # run ids per store query
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log-batch limits, per event
 
@@ -38,7 +36,6 @@ def run(outbox, store) -> dict:
     for i in range(0, len(ids), CHUNK):
         for run_id, found in store_states(store, ids[i:i + CHUNK]).items():
             recorded = outbox.recorded(run_id)
-            recorded["tags"] = {k: v for k, v in recorded["tags"].items() if k not in NOT_MIRRORED_TAGS}
             if found["state"] == recorded:
                 continue
             queued = [] if baseline or found["deleted"] else missing(store, run_id, found, recorded)
@@ -71,7 +68,7 @@ def store_states(store, run_ids: list[str]) -> dict[str, dict]:
                 out[run_id]["state"]["params"].add(key)
                 out[run_id]["params"][key] = value
         for run_id, key, value in query("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN :ids"):
-            if run_id in out and key not in NOT_MIRRORED_TAGS:
+            if run_id in out:
                 out[run_id]["state"]["tags"][key] = ledger.digest(value)
                 out[run_id]["tags"][key] = value
         for run_id, key, points, step_sum, ts_sum in query(
@@ -82,6 +79,7 @@ def store_states(store, run_ids: list[str]) -> dict[str, dict]:
     return out
 
 
+# fidelity: Crash consistency, linking, readiness and ownership (hardening C)
 def json_value(value: float):
     """As MLflow's client writes a double in JSON: NaN and infinities as strings. (A bare NaN token
     in a log-batch is answered 200 by MLflow's server while its params and tags are dropped.)"""
