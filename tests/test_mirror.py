@@ -593,10 +593,15 @@ def test_writes_stored_but_never_recorded_are_mirrored_at_restart(crash_emulator
                     + [Metric("acc", float("nan"), 1_700_000_000_000, 0)])
     store.delete_tag(run_id, "doomed")
     store.update_run_info(run_id, mlflow.entities.RunStatus.FINISHED, 1_700_000_099_000, "renamed")
+    # A run whose runs/create was committed but never recorded, with writes of its own.
+    lost_run = store.create_run(exp_id, emu.databricks.user, 1_700_000_000_000, [RunTag("born", "in the window")],
+                                "lost-create").info.run_id
+    store.log_batch(lost_run, metrics=[Metric("m", 1.0, 1_700_000_000_000, 0)], params=[Param("p", "1")], tags=[])
     store.engine.dispose()
     start(emu, "databricks")
     wait_drained(emu)
     assert_mirror_identical(emu, run_id)
+    assert_mirror_identical(emu, lost_run)
     with clients(emu) as (db, _):
         assert len(db.get_metric_history(run_id, "loss")) == 31 and db.get_run(run_id).data.params["lost_param"] == "42"
     assert mirror_state(emu)["failed"] == 0
@@ -605,6 +610,20 @@ def test_writes_stored_but_never_recorded_are_mirrored_at_restart(crash_emulator
     emu.stop("databricks")
     start(emu, "databricks")
     assert mirror_state(emu)["delivered"] == delivered and mirror_state(emu)["backlog"] == 0
+    # A run created while unlinked is not adopted later, whatever restarts follow.
+    assert json.loads(cli(emu, "unlink").stdout)["linked"] is False
+    emu.stop("databricks")
+    store = SqlAlchemyStore(f"sqlite:///{emu.state.role_dir('databricks') / 'mlflow.db'}",
+                            str(emu.state.role_dir("databricks") / "artifacts"))
+    unlinked_run = store.create_run(exp_id, emu.databricks.user, 1_700_000_000_000, [], "unlinked").info.run_id
+    store.engine.dispose()
+    start(emu, "databricks")
+    assert json.loads(cli(emu, "link").stdout)["linked"] is True
+    emu.stop("databricks")
+    start(emu, "databricks")
+    wait_drained(emu)
+    resp = admin(emu, f"/__emulator/mirror/runs/{unlinked_run}")
+    assert resp.status_code == 404 and "not created while the workspace was linked" in resp.json()["message"]
 
 
 def test_kill_9_in_a_loop_while_a_client_logs_loses_nothing(crash_emulator):

@@ -66,7 +66,7 @@ class Mirror:
             self.outbox.set_meta("target", target)
 
     def link(self, azureml_url: str, azureml_token: str) -> dict:
-        from emulator.mirror import link
+        from emulator.mirror import link, reconcile
 
         identity = {
             "subscription_id": self.config.subscription_id,
@@ -77,16 +77,18 @@ class Mirror:
         with link.locked(self.dir):
             link.write(self.dir, record)
             self._load()  # sets the relay's target from what is now on disk
+            reconcile.mark_linked(self.outbox, self.relay.tracking_store())
         self.relay.wake()
         _logger.info("linked to Azure ML at %s", record["tracking_base"])
         return self.status()
 
     def unlink(self) -> dict:
-        from emulator.mirror import link
+        from emulator.mirror import link, reconcile
 
         with link.locked(self.dir):
             link.remove(self.dir)
             self._load()
+            reconcile.mark_unlinked(self.outbox)
         # Writes already acknowledged while linked keep draining to the last target.
         _logger.info("unlinked from Azure ML")
         return self.status()
@@ -117,6 +119,8 @@ def install(app: Flask, config: ServerConfig) -> Mirror:
             reconcile.run(mirror.outbox, tracking_store())
         except Exception:  # never keep the workspace from starting; the next start tries again
             _logger.exception("mirror: could not reconcile the outbox with the store")
+    else:  # unlinked (perhaps by `emulator unlink` while down): runs created now are not mirrored
+        reconcile.mark_unlinked(mirror.outbox)
     recorder.install(app, mirror)
     admin.install(app, mirror)
     mirror.relay.start()

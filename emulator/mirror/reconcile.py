@@ -8,8 +8,9 @@ difference is queued as ordinary events, with the ledger updated in the same tra
 Re-sending is harmless (see ``relay``): params and tags are set to the same value, and Azure ML
 keeps one row per metric point, so a whole key's history is re-sent when its fingerprint differs.
 
-Not covered: a ``runs/create`` whose event was lost (the run is then not mirrored, like a run
-created while unlinked), and files of artifacts uploaded in the crash window.
+A ``runs/create`` whose event was lost is found too: runs the store created after the
+workspace was linked that the outbox does not know are recorded as created (see ``RUNS_MARK``).
+Not covered: files of artifacts uploaded in the crash window, logged models, experiments.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def run(outbox, store) -> dict:
     started = time.perf_counter()
     baseline = bool(outbox.get_meta(ledger.BASELINE_META, False))
     runs = events = 0
+    adopted = 0 if baseline else adopt_lost_runs(outbox, store)
     ids = outbox.mirrored_ids()
     for i in range(0, len(ids), CHUNK):
         for run_id, found in store_states(store, ids[i:i + CHUNK]).items():
@@ -44,10 +46,61 @@ def run(outbox, store) -> dict:
             events += len(queued)
     if baseline:
         outbox.set_meta(ledger.BASELINE_META, False)
+    outbox.set_meta(RUNS_MARK, last_run_rowid(store))
     took = time.perf_counter() - started
-    _logger.info("mirror: reconciled %d mirrored runs with the store: %d differed, %d events queued (%.2f s)%s",
-                 len(ids), runs, events, took, " [baseline]" if baseline else "")
-    return {"checked": len(ids), "differed": runs, "queued": events, "seconds": took, "baseline": baseline}
+    _logger.info("mirror: reconciled %d mirrored runs with the store: %d differed, %d events queued, "
+                 "%d runs adopted (%.2f s)%s", len(ids), runs, events, adopted, took, " [baseline]" if baseline else "")
+    return {"checked": len(ids), "differed": runs, "queued": events, "adopted": adopted, "seconds": took,
+            "baseline": baseline}
+
+
+# Lost run creations: the store's ``runs`` rows are numbered (SQLite rowid) in creation order.
+# ``RUNS_MARK`` is the last row number when the workspace was linked (or last reconciled while
+# linked) and is cleared on unlink: a row after it that no event created was created while linked.
+RUNS_MARK = "store_runs_mark"
+
+
+def last_run_rowid(store) -> int:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT COALESCE(MAX(rowid), 0) FROM runs")).scalar())
+
+
+def mark_linked(outbox, store) -> None:
+    """Called on link: runs created from now on are mirrored (an existing mark is kept: still linked)."""
+    if outbox.get_meta(RUNS_MARK) is None:
+        outbox.set_meta(RUNS_MARK, last_run_rowid(store))
+
+
+def mark_unlinked(outbox) -> None:
+    outbox.set_meta(RUNS_MARK, None)
+
+
+def adopt_lost_runs(outbox, store) -> int:
+    """Record ``run_create`` for runs created since the mark whose event was lost; their params,
+    metrics and tags then follow through the ordinary comparison."""
+    from sqlalchemy import text
+
+    mark = outbox.get_meta(RUNS_MARK)
+    if mark is None:  # linked while the server was down, or before marks existed: nothing to judge by
+        return 0
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT run_uuid FROM runs WHERE rowid > :mark ORDER BY rowid"), {"mark": mark}).all()
+    known = set(outbox.mirrored_ids())
+    adopted = 0
+    for (run_id,) in rows:
+        if run_id in known:
+            continue
+        run = store.get_run(run_id)
+        info = {"run_id": run_id, "experiment_id": run.info.experiment_id, "user_id": run.info.user_id,
+                "start_time": run.info.start_time, "run_name": run.info.run_name, "status": run.info.status,
+                "end_time": run.info.end_time}
+        tags = [{"key": k, "value": v} for k, v in run.data.tags.items()]
+        outbox.record("run_create", {"run": {"info": info, "data": {"tags": tags}}},
+                      run_id=run_id, new_run_experiment=run.info.experiment_id)
+        adopted += 1
+    return adopted
 
 
 def store_states(store, run_ids: list[str]) -> dict[str, dict]:
