@@ -141,8 +141,19 @@ def start(state_dir, role, host, timeout):
 @_state_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(state_dir, as_json):
-    """Where the workspaces are, their tokens, and whether they are healthy."""
-    info = status.collect(StateDir(state_dir))
+    """Where the workspaces are, their tokens, and whether they are healthy.
+
+    Exit 0: both run; 3: a workspace of this state dir is down (servers that other state dirs
+    started on the same ports do not count); 2: the state dir holds no emulator at all ("not
+    running here"). Reads only: creates nothing."""
+    state = StateDir(state_dir)
+    try:
+        info = status.collect(state)
+    except status.NotRunningHere as exc:
+        if as_json:
+            click.echo(json.dumps({"state_dir": exc.state_dir, "running": False, "error": str(exc)}, indent=2))
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:
@@ -156,8 +167,10 @@ def status_cmd(state_dir, as_json):
             m = info["mirror"]
             click.echo(f"mirror: backlog={m.get('backlog')} failed={m.get('failed')} "
                        f"delivered={m.get('delivered')} last_error={m.get('last_error')}")
-    healthy = all(info[r]["healthy"] for r in settings.ROLES)
-    sys.exit(0 if healthy else 3)
+    if not any(info[r]["healthy"] for r in settings.ROLES):
+        click.secho(f"not running here: no workspace started from {info['state_dir']} answers "
+                    "(servers other state dirs started do not count; `emulator up` starts them)", fg="red", err=True)
+    sys.exit(0 if all(info[r]["healthy"] for r in settings.ROLES) else 3)
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, g, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
@@ -76,7 +77,9 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     @app.route("/__emulator/info")
     def _info():
-        return jsonify({"role": config.role, "url": config.public_url, "healthy": True})
+        # "instance": the id the launcher that started this process recorded (emulator.launcher.owned).
+        return jsonify({"role": config.role, "url": config.public_url, "healthy": True,
+                        "instance": os.environ.get("EMULATOR_INSTANCE_ID")})
 
 
 def _ui_login(app: Flask, config: ServerConfig, cookie: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,12 +23,18 @@ class LaunchError(RuntimeError):
     """A workspace could not be started or stopped; the message says why and where to look."""
 
 
+# The launcher gives each server it starts a random id, records it in the runfile and the server
+# answers it on /__emulator/info: a server on the port that answers another id is not ours.
+INSTANCE_ENV = "EMULATOR_INSTANCE_ID"
+
+
 @dataclass
 class Running:
     role: str
     pid: int
     host: str
     port: int
+    instance: str | None = None
 
     @property
     def url(self) -> str:
@@ -81,7 +88,26 @@ def running(state: StateDir, role: str) -> Running | None:
         return None
     if not _alive(info["pid"]):
         return None
-    return Running(role, info["pid"], info["host"], info["port"])
+    return Running(role, info["pid"], info["host"], info["port"], info.get("instance"))
+
+
+# fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+def owned(state: StateDir, role: str, timeout: float = 2.0) -> Running | None:
+    """The workspace this state dir started, if its process lives and the server on its port
+    answers as that process (never a server another state dir, or someone else, started)."""
+    if not state.root.is_dir():
+        return None
+    current = running(state, role)
+    if current is None:
+        return None
+    try:
+        info = requests.get(f"{current.url}/__emulator/info", timeout=timeout)
+        answered = info.json().get("instance") if info.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+    if current.instance is None or answered != current.instance:
+        return None
+    return current if healthy(current.url, timeout) else None
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -122,6 +148,7 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
             f"Stop what holds it, or pick another port with {settings.PORT_ENV[role]}=<port>."
         )
     log = log_path(state, role)
+    instance = secrets.token_hex(12)
     with open(log, "ab") as out:
         os.chmod(log, 0o600)
         proc = subprocess.Popen(
@@ -130,12 +157,13 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, INSTANCE_ENV: instance},
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     runfile = _runfile(state, role)
-    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port}))
+    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port, "instance": instance}))
     runfile.chmod(0o600)
-    return Running(role, proc.pid, host, port)
+    return Running(role, proc.pid, host, port, instance)
 
 
 def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -> None:

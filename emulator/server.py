@@ -49,8 +49,12 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import artifact_repositories, common_routes, reset
+    from emulator import artifact_repositories, common_routes, reset, startup
 
+    # Before any route is installed (the mirror reads the store at start-up) and before the
+    # server listens: /health answers only once the stores are open.
+    # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+    startup.open_stores()
     if config.role == "databricks":
         from emulator.databricks import install
     else:

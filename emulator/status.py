@@ -38,8 +38,30 @@ def workspace_url(state: StateDir, role: str) -> str:
     return f"http://{settings.DEFAULT_HOST}:{settings.port_for(role)}"
 
 
+class NotRunningHere(RuntimeError):
+    """This state dir has never been set up: no workspace of it can be running."""
+
+    def __init__(self, state: StateDir):
+        super().__init__(f"the emulator is not running here: {state.root} holds no emulator state "
+                         f"(`emulator up --state-dir {state.root}` starts it)")
+        self.state_dir = str(state.root)
+
+
+def serving(state: StateDir, role: str, url: str | None = None) -> bool:
+    """Whether this state dir's workspace answers: in local mode only a server it started (see
+    launcher.owned), never whatever else listens on the port; in Docker mode its recorded URL."""
+    if deployment(state).get("mode") == "docker":
+        return launcher.healthy(url or workspace_url(state, role))
+    return launcher.owned(state, role) is not None
+
+
 def collect(state: StateDir) -> dict:
-    cfg = state.config()
+    """Everything `emulator status` shows. Reads only: creates no state (raises NotRunningHere
+    for a state dir that was never set up)."""
+    cfg = state.load_config()
+    if not cfg.get("databricks_token") or not cfg.get("azureml_token"):
+        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+        raise NotRunningHere(state)
     db_url = workspace_url(state, "databricks")
     aml_url = workspace_url(state, "azureml")
     scope = settings.azureml_scope(cfg)
@@ -51,7 +73,7 @@ def collect(state: StateDir) -> dict:
             "url": db_url,
             "token": cfg["databricks_token"],
             "user": cfg["databricks_user"],
-            "healthy": launcher.healthy(db_url),
+            "healthy": serving(state, "databricks", db_url),
             "ui": f"{db_url}/?token={cfg['databricks_token']}",
         },
         "azureml": {
@@ -61,7 +83,7 @@ def collect(state: StateDir) -> dict:
             "resource_group": cfg["resource_group"],
             "workspace_name": cfg["workspace_name"],
             "tracking_uri": f"{aml_url}/mlflow/v2.0/{scope}",
-            "healthy": launcher.healthy(aml_url),
+            "healthy": serving(state, "azureml", aml_url),
             "ui": f"{aml_url}/?token={cfg['azureml_token']}",
             # Managed identity (IDENTITY_ENDPOINT / IDENTITY_HEADER) for MSI-style clients.
             "identity_endpoint": f"{aml_url}/msi/token",

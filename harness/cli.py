@@ -71,14 +71,19 @@ def _verdict(result: CheckResult) -> str:
 
 
 def _ensure_running(state: StateDir, start: bool) -> list[str]:
-    """Roles this command started (to stop them again); exits 2 if the emulator is down and not --start."""
-    info = status.collect(state)
-    down = [r for r in settings.ROLES if not info[r]["healthy"]]
+    """Roles this command started (to stop them again); exits 2 if the emulator is down and not --start.
+    Only servers this state dir started count (status.serving): never another emulator that happens
+    to listen on the default ports. Without --start nothing is created."""
+    try:
+        info = status.collect(state)
+        down = [r for r in settings.ROLES if not info[r]["healthy"]]
+    except status.NotRunningHere:
+        down = list(settings.ROLES)
     if not down:
         return []
     if not start:
         click.secho(
-            f"error: the emulator is not running ({', '.join(down)} down) in {state.root}: "
+            f"error: the emulator is not running here ({', '.join(down)} down) in {state.root}: "
             "run `emulator up` or pass --start", fg="red", err=True)
         sys.exit(EXIT_NO_EMULATOR)
     started, procs = [], []

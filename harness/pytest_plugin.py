@@ -169,8 +169,8 @@ def assert_dual_logged(run_id=None, *, experiment_name=None, databricks=None, az
 def assert_versions_increment(name: str, *, client=None, source: str | None = None, run_id=None, model_id=None,
                               registrations: int = 3, concurrency: int = 1) -> CheckResult:
     """With `source`: register it `registrations` times and fail unless the versions go 1, 2, 3...
-    (`concurrency` > 1 registers at once). Without: fail unless `name`'s versions are 1..N, each
-    once, READY, with no retried duplicates."""
+    (`concurrency` > 1 registers at once). Without: fail unless `name` exists and its versions are
+    1..N (N >= 1), each once, READY, with no retried duplicates (a misspelt name fails, naming it)."""
     __tracebackhide__ = True
     from harness.checks import check_registry_increments, verify_registry_versions
 

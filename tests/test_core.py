@@ -2,16 +2,19 @@
 
 import json
 import os
+import sqlite3
 import socket
 import stat
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import requests
 from mlflow import MlflowClient
 
 from emulator import launcher
+from emulator.state import StateDir
 from harness.workspaces import Emulator
 
 EMULATOR = [sys.executable, "-m", "emulator.cli"]
@@ -89,9 +92,23 @@ def test_health_is_public_but_api_needs_the_token(emulator):
         assert ok.status_code == 200, ok.text
 
 
-def test_state_survives_down_and_up(tmp_path, monkeypatch):
+def tables(db) -> set[str]:
+    with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_ready_means_ready_then_state_survives_down_and_up(tmp_path, monkeypatch):
     emu = Emulator(tmp_path / "state").up()
     try:
+        # Healthy means the stores are open and migrated, not created by the first API call.
+        for role in ("databricks", "azureml"):
+            db = emu.state.role_dir(role) / "mlflow.db"
+            assert db.exists(), f"{role}: /health answered before the store was created"
+            assert {"alembic_version", "runs", "metrics", "registered_models", "model_versions"} <= tables(db), role
+        for ws in (emu.databricks, emu.azureml):
+            first = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                                 headers={"Authorization": f"Bearer {ws.token}"}, timeout=30)
+            assert first.status_code == 200, first.text
         aml = emu.azureml
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
         client = MlflowClient(tracking_uri=aml.url)
@@ -134,7 +151,51 @@ def test_reset_wipes_everything(tmp_path):
     run_cli("up", "--state-dir", str(state), env=env)
     run_cli("reset", "--yes", "--state-dir", str(state), env=env)
     assert not state.exists()
-    assert run_cli("status", "--json", "--state-dir", str(state), env=env, check=False).returncode == 3
+    assert run_cli("status", "--json", "--state-dir", str(state), env=env, check=False).returncode == 2
+    assert not state.exists()
+
+
+def foreign_ports_env(emulator) -> dict:
+    """The default ports of a new state dir point at servers another state dir started."""
+    return cli_env(databricks=launcher.running(emulator.state, "databricks").port,
+                   azureml=launcher.running(emulator.state, "azureml").port)
+
+
+def test_status_of_an_empty_state_dir_is_not_running_here_and_creates_nothing(emulator, tmp_path):
+    env = foreign_ports_env(emulator)
+    empty, missing = tmp_path / "empty", tmp_path / "missing"
+    empty.mkdir()
+    for state in (empty, missing):
+        for args in (["status"], ["status", "--json"]):
+            proc = run_cli(*args, "--state-dir", str(state), env=env, check=False)
+            assert proc.returncode == 2, proc.stdout + proc.stderr
+            assert "not running here" in proc.stderr and str(state) in proc.stderr
+            assert emulator.databricks.token not in proc.stdout + proc.stderr
+            if "--json" in args:
+                assert json.loads(proc.stdout)["running"] is False
+    assert list(empty.iterdir()) == [] and not missing.exists()
+
+
+def test_status_never_adopts_a_server_it_did_not_start(emulator, tmp_path):
+    env = foreign_ports_env(emulator)
+    state = tmp_path / "other"
+    run_cli("unlink", "--state-dir", str(state), env=env)  # a no-op that creates nothing either
+    assert not state.exists()
+    StateDir(state).config()  # a set-up state dir whose servers are not running
+    proc = run_cli("status", "--json", "--state-dir", str(state), env=env, check=False)
+    info = json.loads(proc.stdout)
+    assert proc.returncode == 3 and not info["databricks"]["healthy"] and not info["azureml"]["healthy"]
+    assert "not running here" in proc.stderr
+    # Even a runfile naming a live process and the foreign server's port is not enough: the
+    # server must answer with the instance id this state dir's launcher gave it.
+    for role in ("databricks", "azureml"):
+        foreign = launcher.running(emulator.state, role)
+        (state / role / "server.json").write_text(json.dumps(
+            {"pid": os.getpid(), "host": foreign.host, "port": foreign.port, "instance": "not-theirs"}))
+        assert launcher.owned(StateDir(state), role) is None
+        assert launcher.owned(emulator.state, role) is not None
+    proc = run_cli("status", "--json", "--state-dir", str(state), env=env, check=False)
+    assert proc.returncode == 3 and not json.loads(proc.stdout)["databricks"]["healthy"]
 
 
 def test_logs_show_the_server_output(emulator):

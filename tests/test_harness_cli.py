@@ -66,10 +66,18 @@ def test_unlinked_fails_naming_the_difference_then_linked_passes(own_emulator, s
     assert "checks passed" in result.output
 
 
-def test_exit_2_when_the_emulator_is_not_running(tmp_path):
-    result = CliRunner().invoke(main, ["check", "--state-dir", str(tmp_path / "nothing"), "--no-spark"])
-    assert result.exit_code == 2
-    assert "emulator up" in result.output
+def test_exit_2_when_the_emulator_is_not_running(own_emulator, tmp_path, monkeypatch):
+    # Another state dir's servers on the ports this one would use (as after `make run` on
+    # 5001/5002) are not "running here": no adopting them, and nothing is created.
+    from emulator import launcher
+
+    for role in ("databricks", "azureml"):
+        monkeypatch.setenv(f"EMULATOR_{role.upper()}_PORT", str(launcher.running(own_emulator.state, role).port))
+    state = tmp_path / "nothing"
+    result = CliRunner().invoke(main, ["check", "--state-dir", str(state), "--no-spark"])
+    assert result.exit_code == 2, result.output
+    assert "not running here" in result.output and str(state) in result.output and "emulator up" in result.output
+    assert not state.exists()
 
 
 def test_reports_render_differences_errors_and_passes():

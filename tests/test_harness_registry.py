@@ -7,6 +7,7 @@ from mlflow import MlflowClient
 
 from harness import scenarios
 from harness.checks import check_registry_increments, verify_registry_versions
+from harness.checks.registry import registry_label
 from harness.pytest_plugin import assert_versions_increment
 
 
@@ -124,3 +125,19 @@ def test_concurrent_failures_are_named_per_registration(databricks_model, db_cli
     assert sorted(t.split(":")[0] for t in texts if "failed" in t) == [
         "registration #1", "registration #2", "registration #3"]
     assert f"model {result.subject.split(chr(39))[1]}: registry holds 0 versions for 3 registrations" in texts
+
+
+@pytest.mark.parametrize("registry", ["databricks", "azureml"])
+def test_a_missing_model_fails_naming_it(registry, request):
+    """A typo in the name must not give a green build: nothing to verify is a failure."""
+    client = request.getfixturevalue("db_client" if registry == "databricks" else "aml_client")
+    name = fresh("no-such-model")
+    result = verify_registry_versions(client, name)
+    assert not result.passed
+    assert [str(d) for d in result.differences] == [
+        f"model {name}: does not exist in the {registry_label(client)}"]
+    with pytest.raises(pytest.fail.Exception, match=f"model {name}: does not exist"):
+        assert_versions_increment(name, client=client)
+    client.create_registered_model(name)  # exists, but no version to check either
+    with pytest.raises(pytest.fail.Exception, match=f"model {name}: has no versions"):
+        assert_versions_increment(name, client=client)

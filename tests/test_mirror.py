@@ -11,9 +11,11 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -375,6 +377,35 @@ def test_admin_routes_need_the_token(linked):
     assert mirror_state(linked)["linked"] is True  # a refused link leaves the link as it was
 
 
+def test_concurrent_link_and_unlink_agree_with_link_json(linked):
+    """16 link/unlink calls at one instant: no 5xx, and what the server says is what link.json says,
+    before and after a restart (the link must not flip silently)."""
+    db, aml = linked.databricks, linked.azureml
+    db_dir = linked.state.role_dir("databricks")
+
+    def call(i, barrier):
+        barrier.wait()
+        path = "/__emulator/link" if i % 2 == 0 else "/__emulator/unlink"
+        return requests.post(f"{db.url}{path}", json={"azureml_url": aml.url, "azureml_token": aml.token},
+                             headers={"Authorization": f"Bearer {db.token}"}, timeout=60)
+
+    try:
+        for _ in range(3):
+            barrier = threading.Barrier(16)
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(lambda i: call(i, barrier), range(16)))
+            assert [a.status_code for a in answers if a.status_code >= 500] == [], answers[0].text
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+            on_disk = (db_dir / "link.json").exists()
+            assert mirror_state(linked)["linked"] is on_disk
+            assert not list(db_dir.glob("*.tmp")) and not list(db_dir.glob(".link-*"))
+        linked.stop("databricks")
+        start(linked, "databricks")
+        assert mirror_state(linked)["linked"] is on_disk is (db_dir / "link.json").exists()
+    finally:
+        assert json.loads(cli(linked, "link").stdout)["linked"] is True
+
+
 # -- redelivery is harmless -------------------------------------------------------------------
 
 
@@ -505,3 +536,188 @@ def test_azureml_outage_and_restarts_lose_and_duplicate_nothing(outage_emulator,
               f"{latencies[len(latencies) // 2] * 1000:.1f} ms, p99 {latencies[int(len(latencies) * .99)] * 1000:.1f} ms; "
               f"backlog of {backlog} events delivered {catch_up:.2f} s after Azure ML was healthy again")
     assert latencies[len(latencies) // 2] < 0.5
+
+
+# -- crash consistency: a write stored in Databricks whose event was never recorded ----------
+
+
+def assert_mirror_identical(emu: Emulator, run_id: str) -> None:
+    """The Databricks run and its Azure ML mirror hold the same params, tags, status and every metric point."""
+    with clients(emu) as (db, aml):
+        src = db.get_run(run_id)
+        dst = aml.get_run(mirror_of(emu, run_id)["azureml_run_id"])
+        assert dst.data.params == src.data.params
+        assert {k: v for k, v in dst.data.tags.items() if k not in MIRROR_TAGS} == src.data.tags
+        assert (dst.info.status, dst.info.end_time, dst.info.run_name) == (
+            src.info.status, src.info.end_time, src.info.run_name)
+        assert set(dst.data.metrics) == set(src.data.metrics)
+        for key in src.data.metrics:
+            assert Counter(history(aml, dst.info.run_id, key)) == Counter(history(db, run_id, key)), key
+
+
+def kill_databricks(emu: Emulator) -> None:
+    """kill -9: no clean shutdown, no chance to finish a request."""
+    from emulator import launcher
+
+    pid = launcher.running(emu.state, "databricks").pid
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)  # our child (launcher.start): reap it
+
+
+@pytest.fixture(scope="module")
+def crash_emulator(tmp_path_factory):
+    emu = linked_emulator(tmp_path_factory)
+    yield emu
+    emu.down()
+
+
+def test_writes_stored_but_never_recorded_are_mirrored_at_restart(crash_emulator):
+    """Exactly what a kill between MLflow's store commit and the outbox commit leaves: rows in the
+    Databricks store that no outbox event describes. The next start must queue them."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    emu = crash_emulator
+    with clients(emu) as (db, _):
+        exp_id = db.create_experiment(exp_name(emu, "unrecorded"))
+        run_id = db.create_run(exp_id, run_name="crash", tags={"keep": "1", "doomed": "x", "edit": "old"}).info.run_id
+        db.log_param(run_id, "recorded", "yes")
+        db.log_metric(run_id, "loss", 1.0, timestamp=1_700_000_000_000, step=0)
+        wait_drained(emu)
+    emu.stop("databricks")
+    # The crash window, reproduced without a crash: the store has the writes, the outbox not.
+    store = SqlAlchemyStore(f"sqlite:///{emu.state.role_dir('databricks') / 'mlflow.db'}",
+                            str(emu.state.role_dir("databricks") / "artifacts"))
+    store.log_batch(run_id, params=[Param("lost_param", "42")], tags=[RunTag("edit", "new"), RunTag("extra", "y")],
+                    metrics=[Metric("loss", 0.5 - i / 100, 1_700_000_000_001 + i, i + 1) for i in range(30)]
+                    + [Metric("acc", float("nan"), 1_700_000_000_000, 0)])
+    store.delete_tag(run_id, "doomed")
+    store.update_run_info(run_id, mlflow.entities.RunStatus.FINISHED, 1_700_000_099_000, "renamed")
+    # A run whose runs/create was committed but never recorded, with writes of its own.
+    lost_run = store.create_run(exp_id, emu.databricks.user, 1_700_000_000_000, [RunTag("born", "in the window")],
+                                "lost-create").info.run_id
+    store.log_batch(lost_run, metrics=[Metric("m", 1.0, 1_700_000_000_000, 0)], params=[Param("p", "1")], tags=[])
+    store.engine.dispose()
+    start(emu, "databricks")
+    wait_drained(emu)
+    assert_mirror_identical(emu, run_id)
+    assert_mirror_identical(emu, lost_run)
+    with clients(emu) as (db, _):
+        assert len(db.get_metric_history(run_id, "loss")) == 31 and db.get_run(run_id).data.params["lost_param"] == "42"
+    assert mirror_state(emu)["failed"] == 0
+    # A clean restart finds nothing to queue: the ledger now agrees with the store.
+    delivered = mirror_state(emu)["delivered"]
+    emu.stop("databricks")
+    start(emu, "databricks")
+    assert mirror_state(emu)["delivered"] == delivered and mirror_state(emu)["backlog"] == 0
+    # A run created while unlinked is not adopted later, whatever restarts follow.
+    assert json.loads(cli(emu, "unlink").stdout)["linked"] is False
+    emu.stop("databricks")
+    store = SqlAlchemyStore(f"sqlite:///{emu.state.role_dir('databricks') / 'mlflow.db'}",
+                            str(emu.state.role_dir("databricks") / "artifacts"))
+    unlinked_run = store.create_run(exp_id, emu.databricks.user, 1_700_000_000_000, [], "unlinked").info.run_id
+    store.engine.dispose()
+    start(emu, "databricks")
+    assert json.loads(cli(emu, "link").stdout)["linked"] is True
+    emu.stop("databricks")
+    start(emu, "databricks")
+    wait_drained(emu)
+    resp = admin(emu, f"/__emulator/mirror/runs/{unlinked_run}")
+    assert resp.status_code == 404 and "not created while the workspace was linked" in resp.json()["message"]
+
+
+def test_kill_9_in_a_loop_while_a_client_logs_loses_nothing(crash_emulator):
+    """A client that does not retry logs metrics, params and tags with raw HTTP while the Databricks
+    server is killed (-9) several times; after the restarts the mirror must equal the source.
+    (Whether a kill lands between the store commit and the outbox commit is chance: before the
+    start-up reconciliation this lost writes in about a third of the runs; the test above
+    reproduces that window every time.)"""
+    import random
+
+    emu = crash_emulator
+    with clients(emu) as (db, _):
+        exp_id = db.create_experiment(exp_name(emu, "kill9"))
+        run_id = db.create_run(exp_id, run_name="kill9").info.run_id
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+
+    def client(stop: threading.Event) -> None:
+        ws = emu.databricks
+        base = f"{ws.url}/api/2.0/mlflow/runs"
+        headers = {"Authorization": f"Bearer {ws.token}"}
+        while not stop.is_set():
+            with lock:
+                i = next(counter)
+            calls = [
+                ("log-metric", {"run_id": run_id, "key": f"m{i % 3}", "value": i / 7, "step": i,
+                                "timestamp": 1_700_000_000_000 + i}),
+                ("log-parameter", {"run_id": run_id, "key": f"p{i}", "value": str(i)}),
+                ("set-tag", {"run_id": run_id, "key": f"t{i % 5}", "value": f"v{i}"}),
+            ]
+            for path, body in calls:
+                try:  # no retry: a write that got no answer is simply not repeated
+                    requests.post(f"{base}/{path}", json=body, headers=headers, timeout=10)
+                except requests.RequestException:
+                    pass
+
+    for _ in range(4):
+        stop = threading.Event()
+        threads = [threading.Thread(target=client, args=(stop,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(random.uniform(0.5, 1.5))
+        kill_databricks(emu)
+        stop.set()
+        for t in threads:
+            t.join()
+        start(emu, "databricks")
+    wait_drained(emu, timeout=120)
+    with clients(emu) as (db, _):
+        logged = db.get_run(run_id).data
+        assert len(logged.params) > 10, "the client barely logged anything: the test proves nothing"
+    assert_mirror_identical(emu, run_id)
+    assert mirror_state(emu)["failed"] == 0
+
+
+def test_concurrent_records_are_each_committed_before_returning(tmp_path):
+    """Group commit: writes arriving together share a commit, yet every record() returns only once
+    its event is on disk (read back through another connection), in one order, none lost; a write
+    that cannot be stored fails alone."""
+    import sqlite3
+
+    from emulator.mirror.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.db")
+    box.record("run_create", {"run": {"info": {"status": "RUNNING"}}}, run_id="r", new_run_experiment="1")
+    seen_on_disk, errors = [], []
+    barrier = threading.Barrier(32)
+
+    def write(i: int) -> None:
+        barrier.wait()
+        payload = {"metrics": [{"key": "m", "value": i, "step": i, "timestamp": i}]}
+        if i == 7:
+            payload = {"bad": {1, 2}}  # not JSON: this write alone must fail
+        try:
+            assert box.record("data", payload, run_id="r") is True
+        except TypeError as exc:
+            errors.append((i, exc))
+            return
+        with sqlite3.connect(tmp_path / "outbox.db") as other:
+            rows = other.execute("SELECT payload FROM events WHERE kind='data'").fetchall()
+        seen_on_disk.append(any(json.loads(p).get("metrics", [{}])[0].get("step") == i for (p,) in rows))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [i for i, _ in errors] == [7]
+    assert len(seen_on_disk) == 31 and all(seen_on_disk)
+    events = box.pending()
+    steps = sorted(e["payload"]["metrics"][0]["step"] for e in events if e["kind"] == "data")
+    assert steps == [i for i in range(32) if i != 7]
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    summary = box.summary()
+    assert summary["recorded_writes"] == 33 and 2 <= summary["recorded_commits"] <= 33  # + the run_create
+    # The ledger counted exactly the points of the events that were kept.
+    assert box.recorded("r")["metrics"]["m"][0] == 31

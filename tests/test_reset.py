@@ -94,3 +94,51 @@ def test_artifacts_of_runs_from_before_a_reset_are_refused(databricks_ws):
     client.create_experiment(f"/Users/{databricks_ws.user}/after-reset")  # takes the same id again
     answer = requests.put(url, data=b"two", headers=auth, timeout=60)
     assert answer.status_code == 404, answer.text
+
+
+def test_linked_pair_resets_together_and_mirrors_again(emulator):
+    from harness import links
+
+    db, aml = emulator.databricks, emulator.azureml
+    links.link(db, aml)
+    try:
+        with _env(db.env):
+            client = MlflowClient("databricks", "databricks")
+            old = client.create_run(client.create_experiment(f"/Users/{db.user}/linked-reset")).info.run_id
+            _wait(lambda: links.mirror_of(db, old))
+            reset(db)
+            reset(aml)
+            assert links.mirror_of(db, old) is None  # the mapping went with the stores
+            state = requests.get(f"{db.url}/__emulator/mirror", headers={"Authorization": f"Bearer {db.token}"},
+                                 timeout=30).json()
+            assert state["linked"] and state["backlog"] == 0 and state["failed"] == 0, state
+            new = client.create_run(client.create_experiment(f"/Users/{db.user}/linked-reset")).info.run_id
+            client.log_param(new, "p", "after-reset")
+            mirrored = _wait(lambda: links.mirror_of(db, new))
+        with _env(aml.env):
+            aml_client = MlflowClient(aml.tracking_uri, aml.tracking_uri)
+            _wait(lambda: aml_client.get_run(mirrored["azureml_run_id"]).data.params.get("p") == "after-reset")
+    finally:
+        links.unlink(db)
+
+
+def _wait(condition, timeout: float = 120.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except Exception:  # not there yet
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def _env(values: dict):
+    from unittest import mock
+    import os
+
+    return mock.patch.dict(os.environ, values)

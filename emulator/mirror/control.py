@@ -10,7 +10,6 @@ import os
 
 import requests
 
-from emulator import launcher
 from emulator.mirror import OUTBOX_FILE, link
 from emulator.mirror.outbox import read_summary
 from emulator.state import StateDir
@@ -31,6 +30,13 @@ def _admin(url: str, token: str, method: str, path: str, body: dict | None = Non
     return resp.json()
 
 
+def _serving(state: StateDir, databricks_url: str) -> bool:
+    """This state dir's Databricks workspace answers (not some other server on its port)."""
+    from emulator.status import serving
+
+    return serving(state, "databricks", databricks_url)
+
+
 def _require_local(state: StateDir, what: str) -> None:
     from emulator.status import deployment
 
@@ -46,21 +52,25 @@ def link_workspaces(state: StateDir, databricks_url: str, azureml_url: str | Non
         from emulator.status import workspace_url
 
         url = workspace_url(state, "azureml")
-    if launcher.healthy(databricks_url):
+    if _serving(state, databricks_url):
         return _admin(databricks_url, cfg["databricks_token"], "POST", "/__emulator/link",
                       {"azureml_url": url, "azureml_token": cfg["azureml_token"]})
     _require_local(state, "link")
     state.ensure()
-    link.write(state.role_dir("databricks"), link.make(url, cfg["azureml_token"], cfg))
+    with link.locked(state.role_dir("databricks")):
+        link.write(state.role_dir("databricks"), link.make(url, cfg["azureml_token"], cfg))
     return {"linked": True, "azureml_url": url, "note": "takes effect when the Databricks workspace starts"}
 
 
 def unlink_workspaces(state: StateDir, databricks_url: str) -> dict:
+    if not state.role_dir("databricks").is_dir():
+        return {"linked": False}  # no emulator here: nothing to unlink, and nothing created
     cfg = state.config()
-    if launcher.healthy(databricks_url):
+    if _serving(state, databricks_url):
         return _admin(databricks_url, cfg["databricks_token"], "POST", "/__emulator/unlink")
     _require_local(state, "unlink")
-    link.remove(state.role_dir("databricks"))
+    with link.locked(state.role_dir("databricks")):
+        link.remove(state.role_dir("databricks"))
     return {"linked": False}
 
 

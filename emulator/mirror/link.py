@@ -6,15 +6,19 @@ server starts, so a link made while the server was down takes effect at the next
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from emulator.errors import EmulatorError
 from emulator.settings import azureml_scope
 
 LINK_FILE = "link.json"
+LOCK_FILE = ".link.lock"
 # Under Docker the Databricks container reaches Azure ML by its service name, not the host URL.
 INTERNAL_URL_ENV = "EMULATOR_AZUREML_INTERNAL_URL"
 
@@ -28,6 +32,15 @@ def read(databricks_dir: Path) -> dict | None:
         return json.loads(link_path(databricks_dir).read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def identity(databricks_dir: Path) -> tuple | None:
+    """What changes whenever link.json is replaced or removed (each write is a new inode)."""
+    try:
+        st = link_path(databricks_dir).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def make(azureml_url: str, azureml_token: str, identity: dict) -> dict:
@@ -47,15 +60,31 @@ def make(azureml_url: str, azureml_token: str, identity: dict) -> dict:
     }
 
 
+@contextmanager
+def locked(databricks_dir: Path):
+    """Serialise link changes (request threads, the CLI, another server process) on one file lock,
+    so a change to link.json and what follows from it (the relay's target) happen together."""
+    fd = os.open(Path(databricks_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write(databricks_dir: Path, record: dict) -> None:
+    """Atomically replace link.json (a unique temp file each time: concurrent writers never share one)."""
     path = link_path(databricks_dir)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds a token
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".link-", suffix=".tmp")  # 0600: holds a token
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def remove(databricks_dir: Path) -> bool:

@@ -22,6 +22,9 @@ import threading
 import time
 from pathlib import Path
 
+from emulator.mirror import ledger
+from emulator.mirror.group_commit import GroupCommit
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,12 +67,19 @@ class Outbox:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._group = GroupCommit(self._commit_records)
         # autocommit mode; transactions are opened explicitly with BEGIN IMMEDIATE.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
         with self._lock:
-            self._db.executescript(_SCHEMA)
+            had_ledger = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger_runs'").fetchone()
+            had_runs = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()
+            self._db.executescript(_SCHEMA + ledger.SCHEMA)
+            if had_runs and not had_ledger:  # an outbox from before the ledger: fill it from the store
+                self._set(self._db, ledger.BASELINE_META, True)
         self.path.chmod(0o600)
 
     # -- transactions --------------------------------------------------------------------
@@ -98,20 +108,54 @@ class Outbox:
     # -- recording (request threads) -----------------------------------------------------
     def record(self, kind: str, payload: dict, run_id: str | None = None,
                new_run_experiment: str | None = None) -> bool:
-        """Append one event. A run event is kept only if the run was created while linked
-        (``new_run_experiment`` marks the run-creating event itself). Returns whether it was kept."""
+        """Append one event, durably (committed and fsync'd) before returning. A run event is
+        kept only if the run was created while linked (``new_run_experiment`` marks the
+        run-creating event itself). Returns whether it was kept. Concurrent calls share one
+        commit (group commit: one fsync per batch instead of one per write)."""
+        return self._group.submit((kind, payload, run_id, new_run_experiment))
+
+    def _commit_records(self, entries) -> None:
         with self._tx() as db:
-            if new_run_experiment is not None:
-                db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?)",
-                           (run_id, new_run_experiment, time.time()))
-            elif run_id is not None:
-                if db.execute("SELECT 1 FROM runs WHERE db_run_id=?", (run_id,)).fetchone() is None:
-                    return False
-            db.execute(
-                "INSERT INTO events(kind, run_id, payload, created_at) VALUES (?, ?, ?, ?)",
-                (kind, run_id, json.dumps(payload), time.time()),
-            )
+            for entry in entries:
+                db.execute("SAVEPOINT record")  # one bad write fails alone, not its whole batch
+                try:
+                    entry.result = self._record_one(db, *entry.work)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO record")
+                    entry.error = exc
+                db.execute("RELEASE record")
+
+    @staticmethod
+    def _record_one(db, kind: str, payload: dict, run_id: str | None, new_run_experiment: str | None) -> bool:
+        if new_run_experiment is not None:
+            db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?)", (run_id, new_run_experiment, time.time()))
+        elif run_id is not None:
+            if db.execute("SELECT 1 FROM runs WHERE db_run_id=?", (run_id,)).fetchone() is None:
+                return False
+        db.execute(
+            "INSERT INTO events(kind, run_id, payload, created_at) VALUES (?, ?, ?, ?)",
+            (kind, run_id, json.dumps(payload), time.time()),
+        )
+        if run_id is not None:
+            ledger.note(db, kind, payload, run_id)  # same transaction: event and ledger agree
         return True
+
+    # -- start-up reconciliation (see reconcile.py) ---------------------------------------
+    def mirrored_ids(self) -> list[str]:
+        """Runs (and logged models) created while linked."""
+        return [r for (r,) in self._query("SELECT db_run_id FROM runs ORDER BY created_at")]
+
+    def recorded(self, run_id: str) -> dict:
+        with self._lock:
+            return ledger.read(self._db, run_id)
+
+    def requeue(self, run_id: str, events: list[tuple[str, dict]], state: dict) -> None:
+        """Queue what the store holds but no event carried, and note it as recorded: one transaction."""
+        with self._tx() as db:
+            now = time.time()
+            db.executemany("INSERT INTO events(kind, run_id, payload, created_at) VALUES (?, ?, ?, ?)",
+                           [(kind, run_id, json.dumps(payload), now) for kind, payload in events])
+            ledger.replace(db, run_id, state)
 
     # -- delivery (relay thread) ---------------------------------------------------------
     def pending(self, limit: int = 2000) -> list[dict]:
@@ -182,6 +226,20 @@ class Outbox:
     def is_mirrored_run(self, db_run_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM runs WHERE db_run_id=?", (db_run_id,)))
 
+    # -- reset ---------------------------------------------------------------------------------
+    def reset(self, runs_mark: int | None) -> None:
+        """Forget every event, mapping and ledger entry (POST /__emulator/reset: both stores are
+        emptied, so nothing here names anything any more). The delivery target stays; the runs
+        mark is set anew (``runs_mark``: the emptied store's, or None while unlinked)."""
+        tables = ("events", "runs", "run_map", "experiment_map", "ledger_runs", "ledger_params",
+                  "ledger_tags", "ledger_metrics")
+        with self._tx() as db:
+            for table in tables:
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM meta WHERE key != 'target'")
+            if runs_mark is not None:
+                self._set(db, "store_runs_mark", runs_mark)
+
     # -- meta --------------------------------------------------------------------------------
     @staticmethod
     def _set(db, key: str, value) -> None:
@@ -201,7 +259,10 @@ class Outbox:
             self._set(db, key, value)
 
     def summary(self) -> dict:
-        return summarize(self._db, self._lock)
+        info = summarize(self._db, self._lock)
+        # Group commit at work: writes recorded since start-up and the commits that held them.
+        info["recorded_writes"], info["recorded_commits"] = self._group.writes, self._group.batches
+        return info
 
 
 def summarize(db: sqlite3.Connection, lock=None) -> dict:

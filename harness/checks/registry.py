@@ -142,11 +142,25 @@ def verify_registry_versions(
     t = time.perf_counter()
     try:
         versions = client.search_model_versions(f"name = '{name}'")
+        if not versions and not registrations:
+            _require_model(result, client, name)
         _verify(result, name, versions, registrations or [], expected_count, first_version, sequential)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.timings["verify"] = time.perf_counter() - t
     return result
+
+
+def _require_model(result: CheckResult, client: MlflowClient, name: str) -> None:
+    """No versions to check: a model that is missing (a typo) or empty must not pass vacuously."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        result.differ(f"model {name}", f"does not exist in the {registry_label(client)}")
+        return
+    result.differ(f"model {name}", "has no versions (nothing to verify)")
 
 
 def _verify(result, name, versions, registrations, expected_count, first_version, sequential) -> None:
