@@ -28,13 +28,15 @@ class Running:
     pid: int
     host: str
     port: int
+    extra_ports: dict | None = None  # azureml: {"tls": ..., "proxy": ...}
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
 
-def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None):
+def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None,
+                  **listeners):
     cfg = state.config()
     return settings.ServerConfig(
         role=role,
@@ -48,6 +50,7 @@ def server_config(state: StateDir, role: str, host: str, port: int, public_url: 
         resource_group=cfg["resource_group"],
         workspace_name=cfg["workspace_name"],
         location=cfg["location"],
+        **listeners,  # azureml: tls_port, proxy_port, tls_public_port
     )
 
 
@@ -81,7 +84,7 @@ def running(state: StateDir, role: str) -> Running | None:
         return None
     if not _alive(info["pid"]):
         return None
-    return Running(role, info["pid"], info["host"], info["port"])
+    return Running(role, info["pid"], info["host"], info["port"], info.get("extra_ports"))
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -107,7 +110,21 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None) -> Running:
+def _azureml_ports(host: str, wanted: dict | None) -> dict:
+    """The Azure ML HTTPS and proxy ports (0 = a free one), checked free like the main port."""
+    ports = dict(settings.azureml_extra_ports(), **(wanted or {}))
+    for name, port in ports.items():
+        if port == 0:
+            ports[name] = free_port(host)
+        elif port_in_use(host, port):
+            env = settings.AZUREML_TLS_PORT_ENV if name == "tls" else settings.AZUREML_PROXY_PORT_ENV
+            raise LaunchError(f"cannot start the azureml workspace: its {name} port {host}:{port} is "
+                              f"already in use. Pick another with {env}=<port>.")
+    return ports
+
+
+def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None,
+          extra_ports: dict | None = None) -> Running:
     """Start one workspace unless it already runs; returns once it is listening."""
     current = running(state, role)
     if current:
@@ -121,21 +138,23 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
             f"cannot start the {role} workspace: {host}:{port} is already in use. "
             f"Stop what holds it, or pick another port with {settings.PORT_ENV[role]}=<port>."
         )
+    extra = _azureml_ports(host, extra_ports) if role == "azureml" else None
+    extra_args = ["--tls-port", str(extra["tls"]), "--proxy-port", str(extra["proxy"])] if extra else []
     log = log_path(state, role)
     with open(log, "ab") as out:
         os.chmod(log, 0o600)
         proc = subprocess.Popen(
             [sys.executable, "-m", "emulator.cli", "serve", "--role", role,
-             "--state-dir", str(state.root), "--host", host, "--port", str(port)],
+             "--state-dir", str(state.root), "--host", host, "--port", str(port), *extra_args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     runfile = _runfile(state, role)
-    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port}))
+    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port, "extra_ports": extra}))
     runfile.chmod(0o600)
-    return Running(role, proc.pid, host, port)
+    return Running(role, proc.pid, host, port, extra)
 
 
 def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -> None:
