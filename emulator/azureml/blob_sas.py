@@ -43,20 +43,26 @@ def blob_url(base: str, container: str, blob: str, query: str) -> str:
     return f"{base}/{container}/{quote(blob, safe='/')}?{query}"
 
 
-def verify(workspace_token: str, account: str, container: str, blob: str, args, needed: str) -> str | None:
-    """None if the SAS in ``args`` grants ``needed`` (one letter) on the blob; else why not."""
+AUTH_FAILED = "AuthenticationFailed"
+
+
+def verify(workspace_token: str, account: str, container: str, blob: str, args,
+           needed: str) -> tuple[str, str] | None:
+    """None if the SAS in ``args`` grants ``needed`` (one letter) on the blob; else Storage's
+    (error code, message)."""
     sp, se, sig = args.get("sp", ""), args.get("se", ""), args.get("sig", "")
     if not (sp and se and sig):
-        return "Server failed to authenticate the request: the shared access signature is missing."
+        return AUTH_FAILED, "Server failed to authenticate the request: the shared access signature is missing."
     expected = _sign(workspace_token, sp, se, account, container, blob)
     if not hmac.compare_digest(sig.encode(), expected.encode()):
-        return "Signature did not match. String to sign used was for another resource or permissions."
+        return AUTH_FAILED, "Signature did not match. String to sign used was for another resource or permissions."
     try:
         expiry = datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     except ValueError:
-        return "Signature fields not well formed (se)."
+        return AUTH_FAILED, "Signature fields not well formed (se)."
     if expiry.timestamp() < time.time():
-        return "Signed expiry time has passed."
+        return AUTH_FAILED, "Signed expiry time has passed."
     if needed not in sp:
-        return "This request is not authorized to perform this operation using this permission."
+        return ("AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.")
     return None

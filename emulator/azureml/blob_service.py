@@ -105,8 +105,7 @@ class BlobService:
         problem = blob_sas.verify(self.config.token, self.account, container, blob, request.args, needed)
         if problem:
             # fidelity: Azure ML real clients -- blob plane: SAS verified, Storage's XML errors
-            code = "AuthorizationPermissionMismatch" if "permission" in problem else "AuthenticationFailed"
-            return _error(code, problem, 403)
+            return _error(*problem, 403)
         target = self._resolve(container, blob)
         if target is None:
             return _error("InvalidResourceName", f"The blob name '{blob}' is not valid here.", 400)

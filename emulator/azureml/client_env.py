@@ -3,8 +3,9 @@
 Two arrangements, both without editing /etc/hosts (``emulator status --json`` -> ``azureml``):
 
 * ``client_env`` (B, loopback only): ``ARM_CLOUD_METADATA_URL`` points at the HTTPS listener's
-  ``/metadata/endpoints``, whose cloud ``AzureCloud`` has the emulator as resource manager; every
-  address the workspace hands out is then ``127.0.0.1:<tls port>``.
+  ``/metadata/endpoints``, whose clouds have the emulator as resource manager; every address the
+  workspace hands out is then ``127.0.0.1:<tls port>``. ``AZUREML_CURRENT_CLOUD`` names the custom
+  cloud ``AzureMLEmulator``: azure-ai-ml uses its built-in endpoints for ``AzureCloud``.
 * ``client_env_proxy`` (A): the real Azure host names, through the emulator's CONNECT proxy
   (``HTTPS_PROXY``; ``NO_PROXY`` keeps loopback calls, like the managed-identity endpoint, direct).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 METADATA_API_VERSION = "2022-09-01"
 CLOUD = "AzureCloud"
+CUSTOM_CLOUD = "AzureMLEmulator"  # arm_cloud.CLOUD_NAMES
 NO_PROXY = "127.0.0.1,localhost"
 
 
@@ -39,6 +41,7 @@ def _common(plain_url: str, identity_header: str, bundle: str) -> dict[str, str]
 def loopback(plain_url: str, tls_url: str, identity_header: str, bundle: str) -> dict[str, str]:
     env = _common(plain_url, identity_header, bundle)
     env["ARM_CLOUD_METADATA_URL"] = f"{tls_url}/metadata/endpoints?api-version={METADATA_API_VERSION}"
+    env["AZUREML_CURRENT_CLOUD"] = CUSTOM_CLOUD
     return env
 
 

@@ -123,12 +123,17 @@ def _new_server_cert(files: TlsFiles, names: list[str]) -> None:
 
 
 def system_ca_file() -> str | None:
+    """The CAs this machine already trusts: the configured bundle, OpenSSL's, else certifi's."""
+    for candidate in (os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE"),
+                      ssl.get_default_verify_paths().cafile):
+        if candidate and Path(candidate).is_file():
+            return candidate
     try:
         import certifi  # what requests trusts by default
 
         return certifi.where()
     except ImportError:
-        return ssl.get_default_verify_paths().cafile
+        return None
 
 
 def _write_bundle(files: TlsFiles) -> None:
