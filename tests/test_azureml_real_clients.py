@@ -157,8 +157,10 @@ def run_client(python: str, script: str, env: dict, tmp_path, *args: str, timeou
     path = tmp_path / "client.py"
     path.write_text(script)
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8", **env}
+    started = time.monotonic()
     proc = subprocess.run([python, str(path), *args], cwd=tmp_path, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+    print(f"client script took {time.monotonic() - started:.1f}s")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"client failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
     return json.loads(lines[-1][len("RESULT "):])
