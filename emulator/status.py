@@ -42,7 +42,7 @@ def azureml_extra_urls(state: StateDir) -> dict[str, str]:
     """The Azure ML HTTPS listener and CONNECT proxy as clients reach them ({} if none)."""
     dep = deployment(state)
     if dep.get("mode") == "docker":
-        return {k: dep["urls"][k] for k in ("azureml_tls", "azureml_proxy") if dep["urls"].get(k)}
+        return {k: dep[f"{k}_url"] for k in ("azureml_tls", "azureml_proxy") if dep.get(f"{k}_url")}
     current = launcher.running(state, "azureml")
     ports = current.extra_ports if current and current.extra_ports else settings.azureml_extra_ports()
     return {"azureml_tls": f"https://{settings.DEFAULT_HOST}:{ports['tls']}",
@@ -57,6 +57,9 @@ def azureml_client_env(state: StateDir, aml_url: str, header: str) -> dict:
     if "azureml_tls" not in urls:
         return {}
     files = tls.files_for(state.role_dir("azureml"))
+    if deployment(state).get("mode") == "docker":
+        # The CA lives in the container's volume; fetch it (public) so host clients can trust it.
+        tls.fetch_ca(files, aml_url)
     info = {"tls_url": urls["azureml_tls"], "ca_file": str(files.ca), "ca_bundle": str(files.bundle),
             "client_env": client_env.loopback(aml_url, urls["azureml_tls"], header, str(files.bundle))}
     if "azureml_proxy" in urls:

@@ -237,6 +237,12 @@ def test_history_rejects_paths_that_escape_and_unknown_things(aml):
     assert other_exp.status_code == 404
     unknown_run = session.get(history(aml, {**info, "run_id": "0" * 32}), timeout=30)
     assert unknown_run.status_code == 404 and "error" in unknown_run.json()
+    too_long = "x" * 300 + ".txt"  # longer than a file name may be
+    assert session.get(history(aml, info, "/contentinfo"), params={"path": too_long}, timeout=30).status_code == 404
+    long_url = write_urls(aml, info, too_long).json()["artifactContentInformation"][too_long]["contentUri"]
+    refused = put_blob(long_url, b"x", aml["ca_bundle"])
+    assert refused.status_code == 400 and refused.headers["x-ms-error-code"] == "InvalidResourceName"
+    assert requests.get(long_url, verify=aml["ca_bundle"], timeout=30).status_code == 404
     not_json = session.post(history(aml, info, "/batch/metadata"), data="[1, 2", timeout=30,
                             headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "ValidationError"

@@ -84,7 +84,12 @@ class BlobService:
         path = self._blob_path(environ)
         if path is None:
             return self.wsgi_app(environ, start_response)
-        response = self._handle(Request(environ), path)
+        try:
+            response = self._handle(Request(environ), path)
+        except OSError as exc:
+            # A name the file system refuses (too long, a file where a folder is) is the caller's
+            # input; Storage answers such names with 400, and azure-core would retry a 5xx.
+            response = _error("InvalidResourceName", f"The blob name is not valid here: {exc.strerror}.", 400)
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         response.headers["x-ms-version"] = STORAGE_VERSION
         response.headers["Date"] = _http_date(None)
@@ -217,9 +222,12 @@ class BlobService:
 
     # -- reads ------------------------------------------------------------------------------
     def _get_blob(self, request: Request, target: Path) -> Response:
-        if not target.is_file():
+        try:
+            stat = target.stat()
+        except OSError:
+            stat = None
+        if stat is None or not target.is_file():
             return _error("BlobNotFound", "The specified blob does not exist.", 404)
-        stat = target.stat()
         etag = _etag(stat)
         if_match = request.headers.get("If-Match")
         if if_match and if_match not in ("*", etag):

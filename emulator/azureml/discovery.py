@@ -49,7 +49,7 @@ def workspace_resource(config: ServerConfig, service_url: str | None = None) -> 
     """
     service_url = service_url or config.public_url
     rg_id = f"/subscriptions/{config.subscription_id}/resourceGroups/{config.resource_group}"
-    short = hosts.storage_account(config).removesuffix("storage")
+    short = re.sub(r"[^a-z0-9]", "", config.workspace_name.lower())[:12] or "ws"
     tid = tenant_id(config.subscription_id)
     return {
         "id": f"/{config.scope}",
@@ -68,7 +68,7 @@ def workspace_resource(config: ServerConfig, service_url: str | None = None) -> 
         "properties": {
             "friendlyName": config.workspace_name,
             "description": "Local Azure ML workspace emulator",
-            "storageAccount": f"{rg_id}/providers/Microsoft.Storage/storageAccounts/{short}storage",
+            "storageAccount": f"{rg_id}/providers/Microsoft.Storage/storageAccounts/{hosts.storage_account(config)}",
             "keyVault": f"{rg_id}/providers/Microsoft.KeyVault/vaults/{short}keyvault",
             "applicationInsights": f"{rg_id}/providers/Microsoft.insights/components/{short}insights",
             "containerRegistry": None,

@@ -9,6 +9,7 @@ contain ``.blob.core.windows.net/``). A request is answered in the arrangement i
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import urlsplit
 
@@ -24,8 +25,15 @@ def api_host(config: ServerConfig) -> str:
     return f"{config.location.lower()}.api.azureml.ms"
 
 
+STORAGE_ACCOUNT_ENV = "EMULATOR_AZUREML_STORAGE_ACCOUNT"
+
+
 def storage_account(config: ServerConfig) -> str:
-    """The workspace's storage account name (lower-case letters and digits, as Azure requires)."""
+    """The workspace's storage account name (lower-case letters and digits, as Azure requires):
+    ``EMULATOR_AZUREML_STORAGE_ACCOUNT`` (Compose names its network alias), else from the workspace."""
+    configured = re.sub(r"[^a-z0-9]", "", os.environ.get(STORAGE_ACCOUNT_ENV, "").lower())[:24]
+    if len(configured) >= 3:
+        return configured
     short = re.sub(r"[^a-z0-9]", "", config.workspace_name.lower())[:12] or "ws"
     return f"{short}storage"
 

@@ -173,7 +173,11 @@ def install(app: Flask, config: ServerConfig) -> None:
         if path is None:
             raise HistoryError("ValidationError", "The path query parameter is missing or not a valid "
                                "relative artifact path.", 400)
-        if not (root / base / path).is_file():
+        try:
+            found = (root / base / path).is_file()
+        except OSError:  # e.g. a name too long for the file system: it can't exist
+            found = False
+        if not found:
             # fidelity: Azure ML real clients -- contentinfo 404 is part of runs:/ resolution
             raise HistoryError("NotFound", f"Artifact {path} was not found.", 404)
         return path, f"{base}/{path}"

@@ -145,6 +145,27 @@ def _write_bundle(files: TlsFiles) -> None:
     files.bundle.chmod(0o644)
 
 
+def fetch_ca(files: TlsFiles, workspace_url: str, timeout: float = 5.0) -> bool:
+    """Copy a running workspace's CA (``GET /__emulator/ca.pem``) and write the bundle beside it.
+
+    For Docker mode, where the CA is generated inside the container's volume. False if unreachable.
+    """
+    import requests
+
+    try:
+        answer = requests.get(f"{workspace_url}/__emulator/ca.pem", timeout=timeout)
+    except requests.RequestException:
+        return False
+    if answer.status_code != 200 or b"BEGIN CERTIFICATE" not in answer.content:
+        return False
+    files.dir.mkdir(parents=True, exist_ok=True)
+    if not files.ca.exists() or files.ca.read_bytes() != answer.content:
+        files.ca.write_bytes(answer.content)
+        files.ca.chmod(0o644)
+    _write_bundle(files)
+    return True
+
+
 def ensure(role_dir: str | os.PathLike, names: list[str]) -> TlsFiles:
     """The CA (created once), a server certificate for ``names`` and the CA bundle."""
     files = files_for(role_dir)
