@@ -135,19 +135,31 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
                 return
 
 
+def start_proxy(config: ServerConfig) -> threading.Thread | None:
+    """The CONNECT proxy in a daemon thread (it is not a WSGI listener), if configured."""
+    if not (config.proxy_port and config.tls_port):
+        return None
+    target_host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
+    proxy = _ConnectProxy((config.host, config.proxy_port), set(hosts.azure_names(config)),
+                          (target_host, config.tls_port))
+    thread = threading.Thread(target=proxy.serve_forever, name="connect-proxy", daemon=True)
+    thread.start()
+    _logger.info("azureml CONNECT proxy listening on %s:%s", config.host, config.proxy_port)
+    return thread
+
+
 def start_background(app, config: ServerConfig, threads: int = 8) -> list[threading.Thread]:
-    """Start the HTTPS listener and the CONNECT proxy (those configured) in daemon threads."""
+    """Start the HTTPS listener and the CONNECT proxy (those configured) in daemon threads.
+
+    A server that runs a list of listeners itself adds ``tls_listener(config)`` to its list and
+    calls only ``start_proxy(config)``.
+    """
     started = []
     listener = tls_listener(config)
     if listener is not None:
         started.append(_serve_cheroot(app, listener, threads))
         _logger.info("azureml HTTPS listening on %s:%s", listener.host, listener.port)
-        if config.proxy_port:
-            target_host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
-            proxy = _ConnectProxy((config.host, config.proxy_port), set(hosts.azure_names(config)),
-                                  (target_host, config.tls_port))
-            thread = threading.Thread(target=proxy.serve_forever, name="connect-proxy", daemon=True)
-            thread.start()
-            started.append(thread)
-            _logger.info("azureml CONNECT proxy listening on %s:%s", config.host, config.proxy_port)
+        proxy = start_proxy(config)
+        if proxy is not None:
+            started.append(proxy)
     return started
