@@ -333,3 +333,41 @@ def test_plugin_sees_azureml_uris_and_vanilla_clients_mlflow_artifacts(aml, emul
     stored = aml["session"].get(f"{registry}/model-versions/get", params={"name": name, "version": "1"},
                                 timeout=30).json()["model_version"]["source"]
     assert stored == f"mlflow-artifacts:/{info['experiment_id']}/{info['run_id']}/artifacts/model"
+
+
+# -- the CA and what `emulator status --json` hands to clients -------------------------------------
+
+def test_ca_is_kept_and_the_server_certificate_follows_the_names(tmp_path):
+    from cryptography import x509
+
+    from emulator.azureml import tls as tls_files
+
+    first = tls_files.ensure(tmp_path, ["127.0.0.1", "localhost", "westeurope.api.azureml.ms"])
+    ca, cert = first.ca.read_bytes(), first.cert.read_bytes()
+    again = tls_files.ensure(tmp_path, ["127.0.0.1", "localhost", "westeurope.api.azureml.ms"])
+    assert again.ca.read_bytes() == ca and again.cert.read_bytes() == cert  # a restart changes nothing
+    moved = tls_files.ensure(tmp_path, ["127.0.0.1", "localhost", "northeurope.api.azureml.ms"])
+    assert moved.ca.read_bytes() == ca and moved.cert.read_bytes() != cert  # same trust, new names
+    sans = x509.load_pem_x509_certificate(moved.cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert "northeurope.api.azureml.ms" in sans.get_values_for_type(x509.DNSName)
+    assert oct(moved.ca_key.stat().st_mode & 0o777) == "0o600" and oct(moved.key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_status_json_gives_both_client_environments(emulator, aml):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "emulator.cli", "status", "--json", "--state-dir",
+                           str(emulator.state.root)], capture_output=True, text=True, timeout=120)
+    info = json.loads(proc.stdout)["azureml"]
+    loopback, proxied = info["client_env"], info["client_env_proxy"]
+    assert loopback["ARM_CLOUD_METADATA_URL"].startswith(f"{aml['tls_url']}/metadata/endpoints?")
+    assert loopback["AZUREML_CURRENT_CLOUD"] == "AzureMLEmulator" and "HTTPS_PROXY" not in loopback
+    assert proxied["HTTPS_PROXY"] == aml["proxy_url"] and proxied["AZUREML_CURRENT_CLOUD"] == "AzureCloud"
+    assert "ARM_CLOUD_METADATA_URL" not in proxied and proxied["NO_PROXY"] == "127.0.0.1,localhost"
+    for env in (loopback, proxied):
+        assert env["REQUESTS_CA_BUNDLE"] == env["SSL_CERT_FILE"] == info["ca_bundle"]
+        assert env["IDENTITY_HEADER"] == env["MSI_SECRET"] == info["identity_header"]
+        assert env["APPSETTING_WEBSITE_SITE_NAME"] and all(isinstance(v, str) for v in env.values())
