@@ -111,15 +111,18 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 def _azureml_ports(host: str, wanted: dict | None) -> dict:
-    """The Azure ML HTTPS and proxy ports (0 = a free one), checked free like the main port."""
+    """The Azure ML HTTPS and proxy ports (0 = a free one). A port set explicitly (argument or
+    environment) must be free; the built-in defaults (5003, 5004) fall back to free ports when
+    taken, e.g. by another state dir's emulator: clients read the actual ones from `emulator status`."""
+    envs = {"tls": settings.AZUREML_TLS_PORT_ENV, "proxy": settings.AZUREML_PROXY_PORT_ENV}
     ports = dict(settings.azureml_extra_ports(), **(wanted or {}))
     for name, port in ports.items():
-        if port == 0:
+        explicit = name in (wanted or {}) or bool(os.environ.get(envs[name]))
+        if port == 0 or (not explicit and port_in_use(host, port)):
             ports[name] = free_port(host)
         elif port_in_use(host, port):
-            env = settings.AZUREML_TLS_PORT_ENV if name == "tls" else settings.AZUREML_PROXY_PORT_ENV
             raise LaunchError(f"cannot start the azureml workspace: its {name} port {host}:{port} is "
-                              f"already in use. Pick another with {env}=<port>.")
+                              f"already in use. Pick another with {envs[name]}=<port>.")
     return ports
 
 

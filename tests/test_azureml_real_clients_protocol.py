@@ -371,3 +371,43 @@ def test_status_json_gives_both_client_environments(emulator, aml):
         assert env["REQUESTS_CA_BUNDLE"] == env["SSL_CERT_FILE"] == info["ca_bundle"]
         assert env["IDENTITY_HEADER"] == env["MSI_SECRET"] == info["identity_header"]
         assert env["APPSETTING_WEBSITE_SITE_NAME"] and all(isinstance(v, str) for v in env.values())
+
+
+def test_default_https_ports_taken_fall_back_but_explicit_ones_fail_clearly(tmp_path):
+    """Another emulator on 5003/5004 must not stop `emulator up`; an explicit taken port is an error."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from emulator import launcher
+
+    holders = []
+    for port in (5003, 5004):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            holders.append(sock)
+        except OSError:
+            sock.close()  # already taken by something else: just as good for this test
+    env = {k: v for k, v in os.environ.items() if k not in ("EMULATOR_AZUREML_TLS_PORT", "EMULATOR_AZUREML_PROXY_PORT")}
+    env.update(EMULATOR_DATABRICKS_PORT=str(launcher.free_port()), EMULATOR_AZUREML_PORT=str(launcher.free_port()))
+    cli = [sys.executable, "-m", "emulator.cli"]
+    state = ["--state-dir", str(tmp_path / "state")]
+    try:
+        up = subprocess.run([*cli, "up", *state], env=env, capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stderr
+        info = json.loads(subprocess.run([*cli, "status", "--json", *state], env=env, capture_output=True,
+                                         text=True, timeout=120).stdout)["azureml"]
+        assert urlsplit(info["tls_url"]).port not in (5003, 5004)
+        assert requests.get(f"{info['tls_url']}/health", verify=info["ca_file"], timeout=30).text == "OK"
+        subprocess.run([*cli, "down", *state], env=env, capture_output=True, timeout=120)
+        explicit = subprocess.run([*cli, "up", *state], env={**env, "EMULATOR_AZUREML_TLS_PORT": "5003"},
+                                  capture_output=True, text=True, timeout=300)
+        assert explicit.returncode == 1
+        assert "5003 is already in use" in explicit.stderr and "EMULATOR_AZUREML_TLS_PORT" in explicit.stderr
+    finally:
+        subprocess.run([*cli, "down", *state], env=env, capture_output=True, timeout=120)
+        for sock in holders:
+            sock.close()
