@@ -17,6 +17,7 @@ credential (blob_sas.py); no bearer token is read here.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import hashlib
 import os
@@ -55,7 +56,7 @@ def _etag(stat: os.stat_result) -> str:
     return f'"0x{stat.st_mtime_ns:X}{stat.st_size:X}"'
 
 
-def _http_date(timestamp: float) -> str:
+def _http_date(timestamp: float | None) -> str:
     return email.utils.formatdate(timestamp, usegmt=True)
 
 
@@ -148,8 +149,6 @@ class BlobService:
         response.headers["Last-Modified"] = _http_date(stat.st_mtime)
         response.headers["x-ms-request-server-encrypted"] = "true"
         if md5 is not None:
-            import base64
-
             response.headers["Content-MD5"] = base64.b64encode(md5).decode()
         return response
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 from flask import Flask, jsonify, request
 from mlflow.exceptions import MlflowException
@@ -150,8 +150,6 @@ def install(app: Flask, config: ServerConfig) -> None:
         args = {k: v for k, v in request.args.items() if k != "continuationToken"}
         next_link = None
         if more:
-            from urllib.parse import urlencode
-
             args["continuationToken"] = str(offset + PAGE_SIZE)
             next_link = f"{request.base_url}?{urlencode(args)}"
         return jsonify({"value": [artifact(run_id, p, f"{base}/{p}") for p in chunk],
