@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .emulator
 
-.PHONY: run test setup images down bench clean
+.PHONY: run test setup images client-venvs down bench clean
 
 $(STAMP): pyproject.toml
 	bash .ci/system-deps.sh python
@@ -28,8 +28,13 @@ run: setup
 	$(VENV)/bin/emulator status --state-dir $(STATE_DIR); \
 	exit $$rc
 
+## The real Azure client stack (azureml-mlflow needs mlflow 3.15) in its own cached venv,
+## under ~/.cache/mlflow-azure-emulator/venvs/ (rebuilt only when its pins change).
+client-venvs: setup
+	$(PY) -m harness.client_venvs
+
 ## The whole test suite (starts real servers, Spark and Docker containers).
-test: setup images
+test: setup images client-venvs
 	EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
 
 ## The emulator's Docker image, built without a registry (idempotent: current steps are reused).

@@ -210,7 +210,13 @@ def logs(state_dir, role, lines):
 @click.option("--port", type=int, default=None, help="Defaults to the role's port.")
 @click.option("--public-url", default=None, help="How clients reach this server, if not host:port.")
 @click.option("--threads", default=8, show_default=True)
-def serve(state_dir, role, host, port, public_url, threads):
+@click.option("--tls-port", type=int, default=None,
+              help=f"[azureml] HTTPS port [{settings.AZUREML_TLS_PORT_ENV} or {settings.DEFAULT_AZUREML_TLS_PORT}; 0: none].")
+@click.option("--proxy-port", type=int, default=None,
+              help=f"[azureml] CONNECT proxy port [{settings.AZUREML_PROXY_PORT_ENV} or "
+                   f"{settings.DEFAULT_AZUREML_PROXY_PORT}; 0: none].")
+@click.option("--tls-public-port", type=int, default=None, help="[azureml] HTTPS port as clients reach it.")
+def serve(state_dir, role, host, port, public_url, threads, tls_port, proxy_port, tls_public_port):
     """Run one workspace in the foreground (used by `up` and by the Docker image)."""
     from emulator.server import serve as run
 
@@ -218,7 +224,13 @@ def serve(state_dir, role, host, port, public_url, threads):
     state = StateDir(state_dir)
     state.ensure()
     port = settings.port_for(role) if port is None else port
-    run(launcher.server_config(state, role, host, port, public_url), threads=threads)
+    extra = {}
+    if role == "azureml":
+        defaults = settings.azureml_extra_ports()
+        extra = {"tls_port": defaults["tls"] if tls_port is None else tls_port,
+                 "proxy_port": defaults["proxy"] if proxy_port is None else proxy_port,
+                 "tls_public_port": tls_public_port}
+    run(launcher.server_config(state, role, host, port, public_url, **extra), threads=threads)
 
 
 @main.group()

@@ -35,13 +35,15 @@ class Running:
     host: str
     port: int
     instance: str | None = None
+    extra_ports: dict | None = None  # azureml: {"tls": ..., "proxy": ...}
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
 
-def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None):
+def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None,
+                  **listeners):
     cfg = state.config()
     return settings.ServerConfig(
         role=role,
@@ -55,6 +57,7 @@ def server_config(state: StateDir, role: str, host: str, port: int, public_url: 
         resource_group=cfg["resource_group"],
         workspace_name=cfg["workspace_name"],
         location=cfg["location"],
+        **listeners,  # azureml: tls_port, proxy_port, tls_public_port
     )
 
 
@@ -88,7 +91,7 @@ def running(state: StateDir, role: str) -> Running | None:
         return None
     if not _alive(info["pid"]):
         return None
-    return Running(role, info["pid"], info["host"], info["port"], info.get("instance"))
+    return Running(role, info["pid"], info["host"], info["port"], info.get("instance"), info.get("extra_ports"))
 
 
 # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
@@ -133,7 +136,24 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None) -> Running:
+def _azureml_ports(host: str, wanted: dict | None) -> dict:
+    """The Azure ML HTTPS and proxy ports (0 = a free one). A port set explicitly (argument or
+    environment) must be free; the built-in defaults (5003, 5004) fall back to free ports when
+    taken, e.g. by another state dir's emulator: clients read the actual ones from `emulator status`."""
+    envs = {"tls": settings.AZUREML_TLS_PORT_ENV, "proxy": settings.AZUREML_PROXY_PORT_ENV}
+    ports = dict(settings.azureml_extra_ports(), **(wanted or {}))
+    for name, port in ports.items():
+        explicit = name in (wanted or {}) or bool(os.environ.get(envs[name]))
+        if port == 0 or (not explicit and port_in_use(host, port)):
+            ports[name] = free_port(host)
+        elif port_in_use(host, port):
+            raise LaunchError(f"cannot start the azureml workspace: its {name} port {host}:{port} is "
+                              f"already in use. Pick another with {envs[name]}=<port>.")
+    return ports
+
+
+def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None,
+          extra_ports: dict | None = None) -> Running:
     """Start one workspace unless it already runs; returns once it is listening."""
     current = running(state, role)
     if current:
@@ -147,13 +167,15 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
             f"cannot start the {role} workspace: {host}:{port} is already in use. "
             f"Stop what holds it, or pick another port with {settings.PORT_ENV[role]}=<port>."
         )
+    extra = _azureml_ports(host, extra_ports) if role == "azureml" else None
+    extra_args = ["--tls-port", str(extra["tls"]), "--proxy-port", str(extra["proxy"])] if extra else []
     log = log_path(state, role)
     instance = secrets.token_hex(12)
     with open(log, "ab") as out:
         os.chmod(log, 0o600)
         proc = subprocess.Popen(
             [sys.executable, "-m", "emulator.cli", "serve", "--role", role,
-             "--state-dir", str(state.root), "--host", host, "--port", str(port)],
+             "--state-dir", str(state.root), "--host", host, "--port", str(port), *extra_args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -161,9 +183,10 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     runfile = _runfile(state, role)
-    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port, "instance": instance}))
+    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port, "instance": instance,
+                                   "extra_ports": extra}))
     runfile.chmod(0o600)
-    return Running(role, proc.pid, host, port, instance)
+    return Running(role, proc.pid, host, port, instance, extra)
 
 
 def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -> None:

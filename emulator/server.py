@@ -72,6 +72,12 @@ def serve(config: ServerConfig, threads: int = 8) -> None:
 
     os.umask(0o077)  # stores, artifacts and logs are readable by the owner only
     app = build_app(config)
+    if config.role == "azureml":
+        # Azure ML's HTTPS listener and CONNECT proxy (emulator.azureml.listeners), in threads
+        # beside the plain listener until serve() runs a list of listeners itself.
+        from emulator.azureml.listeners import start_background
+
+        start_background(app, config, threads=threads)
     _logger.info("%s workspace listening on %s:%s", config.role, config.host, config.port)
     waitress_serve(
         app,

@@ -11,6 +11,13 @@ DEFAULT_PORTS = {"databricks": 5001, "azureml": 5002}
 PORT_ENV = {"databricks": "EMULATOR_DATABRICKS_PORT", "azureml": "EMULATOR_AZUREML_PORT"}
 TOKEN_ENV = {"databricks": "EMULATOR_DATABRICKS_TOKEN", "azureml": "EMULATOR_AZUREML_TOKEN"}
 
+# The Azure ML workspace's extra listeners: HTTPS (what azureml-mlflow, azureml-core and azure-ai-ml
+# speak) and a CONNECT proxy that lets clients use the real Azure host names (arrangement A).
+AZUREML_TLS_PORT_ENV = "EMULATOR_AZUREML_TLS_PORT"
+AZUREML_PROXY_PORT_ENV = "EMULATOR_AZUREML_PROXY_PORT"
+DEFAULT_AZUREML_TLS_PORT = 5003
+DEFAULT_AZUREML_PROXY_PORT = 5004
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_STATE_DIR = ".emulator"
 STATE_DIR_ENV = "EMULATOR_STATE_DIR"
@@ -34,17 +41,27 @@ DATABRICKS_USER_ENV = "EMULATOR_DATABRICKS_USER"
 DEFAULT_DATABRICKS_USER = "someone@example.com"
 
 
-def port_for(role: str) -> int:
-    value = os.environ.get(PORT_ENV[role])
+def _port_from_env(env: str, default: int) -> int:
+    value = os.environ.get(env)
     if not value:
-        return DEFAULT_PORTS[role]
+        return default
     try:
         port = int(value)
     except ValueError:
-        raise ValueError(f"{PORT_ENV[role]} must be a port number, got {value!r}") from None
+        raise ValueError(f"{env} must be a port number, got {value!r}") from None
     if not 0 <= port < 65536:
-        raise ValueError(f"{PORT_ENV[role]} must be between 0 and 65535, got {port}")
+        raise ValueError(f"{env} must be between 0 and 65535, got {port}")
     return port
+
+
+def port_for(role: str) -> int:
+    return _port_from_env(PORT_ENV[role], DEFAULT_PORTS[role])
+
+
+def azureml_extra_ports() -> dict[str, int]:
+    """The Azure ML workspace's HTTPS and CONNECT-proxy ports (0 = pick a free one)."""
+    return {"tls": _port_from_env(AZUREML_TLS_PORT_ENV, DEFAULT_AZUREML_TLS_PORT),
+            "proxy": _port_from_env(AZUREML_PROXY_PORT_ENV, DEFAULT_AZUREML_PROXY_PORT)}
 
 
 def azureml_scope(identity: dict[str, str]) -> str:
@@ -70,6 +87,9 @@ class ServerConfig:
     resource_group: str = AZUREML_DEFAULTS["resource_group"]
     workspace_name: str = AZUREML_DEFAULTS["workspace_name"]
     location: str = AZUREML_DEFAULTS["location"]
+    tls_port: int | None = None  # Azure ML: the HTTPS listener (None: plain HTTP only)
+    proxy_port: int | None = None  # Azure ML: the CONNECT proxy for the real Azure host names
+    tls_public_port: int | None = None  # how clients reach the HTTPS listener (differs under Docker)
 
     @property
     def scope(self) -> str:

@@ -55,6 +55,36 @@ def serving(state: StateDir, role: str, url: str | None = None) -> bool:
     return launcher.owned(state, role) is not None
 
 
+def azureml_extra_urls(state: StateDir) -> dict[str, str]:
+    """The Azure ML HTTPS listener and CONNECT proxy as clients reach them ({} if none)."""
+    dep = deployment(state)
+    if dep.get("mode") == "docker":
+        return {k: dep[f"{k}_url"] for k in ("azureml_tls", "azureml_proxy") if dep.get(f"{k}_url")}
+    current = launcher.running(state, "azureml")
+    ports = current.extra_ports if current and current.extra_ports else settings.azureml_extra_ports()
+    return {"azureml_tls": f"https://{settings.DEFAULT_HOST}:{ports['tls']}",
+            "azureml_proxy": f"http://{settings.DEFAULT_HOST}:{ports['proxy']}"}
+
+
+def azureml_client_env(state: StateDir, aml_url: str, header: str) -> dict:
+    """What real Azure clients need (emulator.azureml.client_env): CA files and two environments."""
+    from emulator.azureml import client_env, tls
+
+    urls = azureml_extra_urls(state)
+    if "azureml_tls" not in urls:
+        return {}
+    files = tls.files_for(state.role_dir("azureml"))
+    if deployment(state).get("mode") == "docker":
+        # The CA lives in the container's volume; fetch it (public) so host clients can trust it.
+        tls.fetch_ca(files, aml_url)
+    info = {"tls_url": urls["azureml_tls"], "ca_file": str(files.ca), "ca_bundle": str(files.bundle),
+            "client_env": client_env.loopback(aml_url, urls["azureml_tls"], header, str(files.bundle))}
+    if "azureml_proxy" in urls:
+        info["proxy_url"] = urls["azureml_proxy"]
+        info["client_env_proxy"] = client_env.proxied(aml_url, urls["azureml_proxy"], header, str(files.bundle))
+    return info
+
+
 def collect(state: StateDir) -> dict:
     """Everything `emulator status` shows. Reads only: creates no state (raises NotRunningHere
     for a state dir that was never set up)."""
@@ -88,6 +118,7 @@ def collect(state: StateDir) -> dict:
             # Managed identity (IDENTITY_ENDPOINT / IDENTITY_HEADER) for MSI-style clients.
             "identity_endpoint": f"{aml_url}/msi/token",
             "identity_header": identity_header(cfg["azureml_token"]),
+            **azureml_client_env(state, aml_url, identity_header(cfg["azureml_token"])),
         },
     }
     # Linked workspaces: the mirror's backlog and last error (None until a Databricks server ran).

@@ -18,6 +18,10 @@ Credentials (first that applies): the ``auth`` argument (a token string or an ob
 ``http://host:port/...`` (no azureml-mlflow plugin here: it pins mlflow-skinny<=3.15) and, as
 that plugin does by injecting the workspace's credentials, exports the token as
 ``MLFLOW_TRACKING_TOKEN`` for the vanilla MLflow client.
+
+The real ``azureml.core.Workspace`` with the plugin works too, in a venv of its own
+(harness.client_venvs) with the environment ``emulator status --json`` prints as
+``azureml.client_env``: see README, "Azure ML with the real Azure client stack".
 """
 
 from __future__ import annotations

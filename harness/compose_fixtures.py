@@ -54,6 +54,9 @@ def compose_env_file(tmp_path_factory, emulator_image):
         "EMULATOR_IMAGE": emulator_image,
         "EMULATOR_DATABRICKS_PORT": ports["databricks"],
         "EMULATOR_AZUREML_PORT": ports["azureml"],
+        # Azure ML's published HTTPS and CONNECT-proxy ports: free ones, not 5003/5004.
+        settings.AZUREML_TLS_PORT_ENV: launcher.free_port(),
+        settings.AZUREML_PROXY_PORT_ENV: launcher.free_port(),
         "EMULATOR_DATABRICKS_TOKEN": TOKENS["databricks"],
         "EMULATOR_AZUREML_TOKEN": TOKENS["azureml"],
         "EMULATOR_PUBLIC_HOST": "127.0.0.1",

@@ -45,6 +45,8 @@ class Emulator:
         self.state = StateDir(Path(state_dir))
         # Fixed free ports, so a workspace restarted by stop()/start() keeps its address.
         self.ports = ports or {role: launcher.free_port() for role in settings.ROLES}
+        # The Azure ML HTTPS listener and CONNECT proxy, fixed for the same reason.
+        self.azureml_extra_ports = {"tls": launcher.free_port(), "proxy": launcher.free_port()}
 
     def up(self, timeout: float = 90.0) -> Emulator:
         procs = [self.start_process(role) for role in settings.ROLES]
@@ -53,7 +55,8 @@ class Emulator:
         return self
 
     def start_process(self, role: str):
-        return launcher.start(self.state, role, port=self.ports.get(role))
+        extra = self.azureml_extra_ports if role == "azureml" else None
+        return launcher.start(self.state, role, port=self.ports.get(role), extra_ports=extra)
 
     def start(self, role: str, timeout: float = 90.0) -> None:
         launcher.wait_healthy(self.state, [self.start_process(role)], timeout=timeout)

@@ -1,32 +1,52 @@
 """The Azure Machine Learning workspace stand-in (ARM discovery and the scoped MLflow REST API).
 
-One module per job: discovery (ARM + discovery document), scope (the /mlflow/v*.0/<scope>
-prefix), auth + tokens + msi (who may call), validation (bad input), async_logging (AML's
-preview batch endpoints).
+One module per job: discovery (ARM + discovery document), arm_cloud (cloud metadata,
+subscriptions), scope (the /mlflow/v*.0/<scope> prefix), auth + tokens + msi (who may call),
+validation (bad input), async_logging (AML's preview batch endpoints); for the real Azure client
+stack: hosts (which address a client gets), tls + listeners (HTTPS, CONNECT proxy), artifact_views
+(azureml:// artifact URIs for the plugin), run_history + blob_service + blob_sas (where the plugin
+reads and writes artifacts).
 """
 
 from __future__ import annotations
 
 import os
 
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from emulator.settings import ServerConfig
 
 
 def install(app: Flask, config: ServerConfig) -> None:
-    from emulator.azureml import async_logging, auth, discovery, msi, validation
-    from emulator.azureml.azure_errors import arm_error, is_arm_path, mlflow_error, request_ids
+    from emulator.azureml import (arm_cloud, async_logging, auth, discovery, msi, run_history, tls,
+                                  validation)
+    from emulator.azureml.artifact_views import ArtifactViewMiddleware
+    from emulator.azureml.azure_errors import arm_error, is_azure_path, mlflow_error, request_ids
+    from emulator.azureml.blob_service import BlobService
     from emulator.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
 
     # Over-long params/tags are a 400, not silently cut (this server process only).
     os.environ["MLFLOW_TRUNCATE_LONG_VALUES"] = "false"
 
-    app.wsgi_app = ScopePrefixMiddleware(app.wsgi_app, config)
+    # Outermost first: blob requests (SAS-authenticated) never reach MLflow; the plugin's view of
+    # artifact URIs is applied to the raw bodies; then the scope prefix is stripped for MLflow.
+    app.wsgi_app = BlobService(ArtifactViewMiddleware(ScopePrefixMiddleware(app.wsgi_app, config)), config)
     auth.install(app, config)
     discovery.install(app, config)
+    arm_cloud.install(app, config)
     msi.install(app, config)
     async_logging.install(app)
+    run_history.install(app, config)
+
+    app.config["EMULATOR_PUBLIC_PREFIXES"].append("/__emulator/ca.pem")
+
+    @app.route("/__emulator/ca.pem")
+    def _ca_certificate():
+        # The emulator's CA certificate (public, like any CA's): clients add it to their trust.
+        ca = tls.files_for(config.state_dir).ca
+        if not ca.exists():
+            return mlflow_error("RESOURCE_DOES_NOT_EXIST", "This workspace runs without HTTPS.", 404)
+        return Response(ca.read_bytes(), mimetype="application/x-pem-file")
 
     # Registered after the token check (common_routes), so both run only for authenticated calls.
     @app.before_request
@@ -42,7 +62,7 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     def not_found():
         message = f"No API found for '{request.method} {request.path}'"
-        if is_arm_path(request.path):
+        if is_azure_path(request.path):
             return arm_error("InvalidResourceType", message, 404)
         return mlflow_error("ENDPOINT_NOT_FOUND", message, 404)
 

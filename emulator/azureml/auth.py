@@ -11,16 +11,20 @@ from __future__ import annotations
 from flask import Flask, request
 
 from emulator import auth as common_auth
-from emulator.azureml import tokens
-from emulator.azureml.azure_errors import arm_error, is_arm_path, mlflow_error
+from emulator.azureml import hosts, tokens
+from emulator.azureml.azure_errors import arm_error, is_azure_path, mlflow_error
 from emulator.settings import ServerConfig
 
 
 def install(app: Flask, config: ServerConfig) -> None:
     tenant = tokens.tenant_id(config.subscription_id)
+    # With ARM_CLOUD_METADATA_URL (arrangement B) the resource manager is this HTTPS listener, and
+    # clients ask for tokens with it as audience.
+    own = frozenset(f"https://{host}:{port}" for host in ("127.0.0.1", "localhost", hosts.public_host(config))
+                    for port in {config.tls_port, config.tls_public_port} if port)
 
     def check(presented: str) -> str | None:
-        return tokens.check(presented, config.token)
+        return tokens.check(presented, config.token, own)
 
     def unauthenticated(message: str):
         missing = common_auth.presented_token(request) is None
@@ -28,7 +32,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         if not missing:
             challenge += f', error="invalid_token", error_description="{message}"'
         headers = {"WWW-Authenticate": challenge}
-        if is_arm_path(request.path):
+        if is_azure_path(request.path):
             if missing:
                 return arm_error("AuthenticationFailed",
                                  "Authentication failed. The 'Authorization' header is missing.", 401, headers)

@@ -8,11 +8,17 @@ import uuid
 
 from flask import Response, request
 
-ARM_PREFIX = "/subscriptions/"
+ARM_PREFIX = "/subscriptions"
+HISTORY_PREFIX = "/history/"
 
 
 def is_arm_path(path: str) -> bool:
     return path.lower().startswith(ARM_PREFIX)
+
+
+def is_azure_path(path: str) -> bool:
+    """ARM and the Azure ML data-plane APIs (run history): Azure's error shape, not MLflow's."""
+    return is_arm_path(path) or path.lower().startswith(HISTORY_PREFIX)
 
 
 def arm_error(code: str, message: str, status: int, headers: dict | None = None) -> Response:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, request
 
+from emulator.azureml import hosts
+from emulator.azureml.arm_cloud import subscription
 from emulator.azureml.azure_errors import arm_error
 from emulator.azureml.scope import scope_problem
 from emulator.azureml.tokens import tenant_id
@@ -35,12 +37,17 @@ def workspace_id(config: ServerConfig) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator-workspace:/{config.scope}".lower()))
 
 
-def tracking_uri(config: ServerConfig, version: str = "v2.0") -> str:
-    return f"azureml://{urlsplit(config.public_url).netloc}/mlflow/{version}/{config.scope}"
+def tracking_uri(config: ServerConfig, version: str = "v2.0", netloc: str | None = None) -> str:
+    netloc = netloc or urlsplit(config.public_url).netloc
+    return f"azureml://{netloc}/mlflow/{version}/{config.scope}"
 
 
-def workspace_resource(config: ServerConfig) -> dict:
-    """The workspace as ARM returns it (the fields azureml-core and the portal read)."""
+def workspace_resource(config: ServerConfig, service_url: str | None = None) -> dict:
+    """The workspace as ARM returns it (the fields azureml-core and the portal read).
+
+    ``service_url``: where this caller reaches the workspace's services (hosts.service_url).
+    """
+    service_url = service_url or config.public_url
     rg_id = f"/subscriptions/{config.subscription_id}/resourceGroups/{config.resource_group}"
     short = re.sub(r"[^a-z0-9]", "", config.workspace_name.lower())[:12] or "ws"
     tid = tenant_id(config.subscription_id)
@@ -61,14 +68,15 @@ def workspace_resource(config: ServerConfig) -> dict:
         "properties": {
             "friendlyName": config.workspace_name,
             "description": "Local Azure ML workspace emulator",
-            "storageAccount": f"{rg_id}/providers/Microsoft.Storage/storageAccounts/{short}storage",
+            "storageAccount": f"{rg_id}/providers/Microsoft.Storage/storageAccounts/{hosts.storage_account(config)}",
             "keyVault": f"{rg_id}/providers/Microsoft.KeyVault/vaults/{short}keyvault",
             "applicationInsights": f"{rg_id}/providers/Microsoft.insights/components/{short}insights",
             "containerRegistry": None,
             "hbiWorkspace": False,
             "provisioningState": "Succeeded",
-            "discoveryUrl": f"{config.public_url}/discovery",
-            "mlFlowTrackingUri": tracking_uri(config),
+            # fidelity: Azure ML real clients -- azureml://<tls netloc> for the plugin, https discovery
+            "discoveryUrl": f"{service_url}/discovery",
+            "mlFlowTrackingUri": tracking_uri(config, netloc=urlsplit(service_url).netloc),
             "workspaceId": workspace_id(config),
             "tenantId": tid,
             "creationTime": _CREATED,
@@ -103,7 +111,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     @app.route("/discovery")
     def _discovery():
         # Every Azure ML data-plane service of the region lives at this one address here.
-        base = config.public_url
+        base = hosts.service_url(config, request)
         return jsonify({name: base for name in (
             "api", "catalog", "experimentation", "gallery", "history", "hyperdrive",
             "labeling", "modelmanagement", "pipelines", "studio")})
@@ -121,6 +129,10 @@ def install(app: Flask, config: ServerConfig) -> None:
                 f"The api-version '{api_version}' is invalid. The supported versions are dates "
                 "such as '2023-10-01' or '2024-04-01-preview'.", 400)
         match = _ARM.match(arm_path)
+        if match is not None and match["rg"] is None and request.method == "GET":
+            if match["sub"].lower() != config.subscription_id.lower():
+                return arm_error("SubscriptionNotFound", f"The subscription '{match['sub']}' could not be found.", 404)
+            return jsonify(subscription(config))
         if match is None or match["rg"] is None:
             return arm_error("InvalidResourceType",
                              f"The resource type for '/subscriptions/{arm_path}' is not served by "
@@ -138,6 +150,7 @@ def install(app: Flask, config: ServerConfig) -> None:
                              "is not supported.", 405)
         if match["coll"] is None:
             return jsonify(resource_group(config))
+        resource = workspace_resource(config, hosts.service_url(config, request))
         if match["ws"] is None:
-            return jsonify({"value": [workspace_resource(config)]})
-        return jsonify(workspace_resource(config))
+            return jsonify({"value": [resource]})
+        return jsonify(resource)

@@ -29,7 +29,9 @@ def _oauth_error(error: str, description: str, status: int) -> Response:
 def install(app: Flask, config: ServerConfig) -> None:
     app.config["EMULATOR_PUBLIC_PREFIXES"].append(PATH)  # guarded by the identity header instead
 
+    # fidelity: Azure ML real clients -- azure-identity calls PATH, azureml-core PATH + "/"
     @app.route(PATH, methods=["GET"])
+    @app.route(PATH + "/", methods=["GET"])
     def _msi_token():
         secret = request.headers.get("X-IDENTITY-HEADER") or request.headers.get("secret")
         if not secret:

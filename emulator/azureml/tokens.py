@@ -81,7 +81,7 @@ def mint(workspace_token: str, resource: str, subscription_id: str, *, ttl: int 
     }
 
 
-def check(presented: str, workspace_token: str) -> str | None:
+def check(presented: str, workspace_token: str, extra_audiences: frozenset[str] = frozenset()) -> str | None:
     """None if the workspace accepts ``presented``; otherwise why not (for the 401 message)."""
     if hmac.compare_digest(presented.encode(), workspace_token.encode()):
         return None
@@ -101,7 +101,7 @@ def check(presented: str, workspace_token: str) -> str | None:
         return "The access token has expired."
     if isinstance(claims.get("nbf"), int) and claims["nbf"] > now + 300:
         return "The access token is not yet valid."
-    if str(claims.get("aud", "")).rstrip("/") not in ACCEPTED_AUDIENCES:
+    if str(claims.get("aud", "")).rstrip("/") not in ACCEPTED_AUDIENCES | extra_audiences:
         return (f"The access token has an invalid audience '{claims.get('aud')}'; an Azure ML workspace "
                 f"takes tokens for https://management.azure.com/ or https://ml.azure.com.")
     return None

@@ -107,8 +107,12 @@ class Deployment:
             raise ComposeError(f"{exc}\nNo registry here? Build the image first: "
                                "`emulator images build --offline`.") from None
         urls = public_urls(env)
+        host = env.get(PUBLIC_HOST_ENV) or settings.DEFAULT_HOST
+        extra = settings.azureml_extra_ports()  # the published HTTPS and CONNECT-proxy ports
         status.record_deployment(state, "docker", urls=urls, project=self.project,
-                                 compose_file=str(self.compose_file))
+                                 compose_file=str(self.compose_file),
+                                 azureml_tls_url=f"https://{host}:{extra['tls']}",
+                                 azureml_proxy_url=f"http://{host}:{extra['proxy']}")
         self.wait_healthy(urls, timeout)
         return urls
 

@@ -1,0 +1,92 @@
+"""Separate virtualenvs for real client stacks that can't live beside the emulator's own MLflow.
+
+azureml-mlflow 1.62.0.post6 (the newest plugin) requires mlflow-skinny<=3.15.0; beside the
+emulator's MLflow 3.17.2 pip silently picks 1.60.0, whose artifact path is broken. So the Azure ML
+client stack gets its own venv, built once under ``~/.cache/mlflow-azure-emulator/venvs/<name>-<hash of pins>`` (``$XDG_CACHE_HOME`` is honoured)
+(``EMULATOR_CACHE_DIR`` moves it) and reused while the pins and the Python version stay the same.
+
+    python -m harness.client_venvs            # build (or find) every client venv, print its python
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# The real Azure client stack the seed's AML-only code imports (pinned: what was measured).
+AZUREML_CLIENTS = (
+    "mlflow==3.15.0",
+    "azureml-mlflow==1.62.0.post6",
+    "azureml-core==1.61.0.post4",
+    "azure-ai-ml==1.35.2",
+    "azure-identity==1.27.0",
+    "azure-storage-blob==12.27.1",
+    "scikit-learn==1.9.1",
+)
+VENVS = {"azureml-clients": AZUREML_CLIENTS}
+CACHE_ENV = "EMULATOR_CACHE_DIR"
+_DONE = ".complete"
+
+
+class ClientVenvError(RuntimeError):
+    """The venv could not be built (pip's output says why)."""
+
+
+def cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    # Outside any checkout, so CI's fresh clones and every project on the machine reuse one build.
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mlflow-azure-emulator"
+
+
+def venv_dir(name: str, pins: tuple[str, ...] | None = None) -> Path:
+    pins = VENVS[name] if pins is None else pins
+    key = "\n".join([sys.version.split()[0], *sorted(pins)])
+    return cache_dir() / "venvs" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def python(root: Path) -> Path:
+    return root / "bin" / "python"
+
+
+def ensure(name: str, pins: tuple[str, ...] | None = None, log=print) -> Path:
+    """The venv's python, building the venv first if needed (safe across concurrent callers)."""
+    pins = VENVS[name] if pins is None else pins
+    root = venv_dir(name, pins)
+    if (root / _DONE).exists():
+        return python(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / _DONE).exists():  # another process built it meanwhile
+            return python(root)
+        shutil.rmtree(root, ignore_errors=True)  # a half-built one from an interrupted run
+        log(f"building the {name} client venv in {root} (once; reused while the pins stay the same)")
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+        cmd = [str(python(root)), "-m", "pip", "install", "--disable-pip-version-check",
+               "--progress-bar", "off", *pins]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            tail = []
+            for line in proc.stdout:
+                tail = (tail + [line.rstrip()])[-40:]
+                if line.startswith(("Collecting", "Successfully", "ERROR")):
+                    log(f"  {line.rstrip()}")
+        if proc.returncode != 0:
+            raise ClientVenvError(f"pip could not build the {name} venv ({' '.join(pins)}):\n" + "\n".join(tail))
+        (root / _DONE).write_text("\n".join(pins) + "\n")
+    return python(root)
+
+
+def main() -> None:
+    for name in VENVS:
+        print(ensure(name))
+
+
+if __name__ == "__main__":
+    main()
