@@ -14,6 +14,12 @@ from flask import Flask, request
 from emulator.settings import ServerConfig
 
 
+def _tracking_store():
+    from mlflow.server.handlers import _get_tracking_store
+
+    return _get_tracking_store()
+
+
 def install(app: Flask, config: ServerConfig) -> None:
     from emulator.azureml import async_logging, auth, discovery, msi, validation
     from emulator.azureml.azure_errors import arm_error, is_arm_path, mlflow_error, request_ids
@@ -47,3 +53,9 @@ def install(app: Flask, config: ServerConfig) -> None:
         return mlflow_error("ENDPOINT_NOT_FOUND", message, 404)
 
     app.config["EMULATOR_NOT_FOUND"] = not_found
+
+    # Deploying to Azure ML (issue 13): the registry takes Databricks-tracked sources through the
+    # mirror, ARM model assets are the registry, online endpoints serve registered versions.
+    from emulator.azureml import registry_sources
+
+    registry_sources.install(app, _tracking_store)
