@@ -209,3 +209,50 @@ def test_azureml_tracked_models_register_as_before(linked):
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)
+
+
+# -- item 2: model assets = registry -----------------------------------------------------------
+
+
+def _arm(emu: Emulator, path: str, method: str = "GET", api_version: str | None = "2025-12-01", token=True, **kw):
+    aml = emu.azureml
+    scope = (f"/subscriptions/{aml.subscription_id}/resourceGroups/{aml.resource_group}"
+             f"/providers/Microsoft.MachineLearningServices/workspaces/{aml.workspace_name}")
+    params = {"api-version": api_version} if api_version else {}
+    headers = {"Authorization": f"Bearer {aml.token}"} if token else {}
+    return requests.request(method, f"{aml.url}{scope}{path}", params=params, headers=headers, timeout=30, **kw)
+
+
+def test_arm_model_assets_are_the_registry(linked, dbx_tracking_aml_registry):
+    emu = linked
+    name = f"asset-{uuid.uuid4().hex[:6]}"
+    _log(emu, "asset1", registered_model_name=name)
+    _log(emu, "asset2", coef=2.0, registered_model_name=name)
+
+    listed = _arm(emu, "/models")
+    assert listed.status_code == 200, listed.text
+    names = {m["name"] for m in listed.json()["value"]}
+    assert name in names
+
+    got = _arm(emu, f"/models/{name}").json()
+    assert got["type"] == "Microsoft.MachineLearningServices/workspaces/models"
+    assert got["id"].endswith(f"/workspaces/{emu.azureml.workspace_name}/models/{name}")
+    assert got["properties"]["latestVersion"] == "2" and got["properties"]["nextVersion"] == "3"
+
+    versions = _arm(emu, f"/models/{name}/versions").json()["value"]
+    assert [v["name"] for v in versions] == ["1", "2"]
+    v2 = _arm(emu, f"/models/{name}/versions/2").json()
+    props = v2["properties"]
+    assert props["modelType"] == "mlflow_model" and props["provisioningState"] == "Succeeded"
+    assert {"python_function", "sklearn"} <= set(props["flavors"]), props["flavors"]
+    aml = MlflowClient(emu.azureml.tracking_uri, emu.azureml.tracking_uri)
+    assert props["jobName"] == aml.get_model_version(name, "2").run_id
+
+    # What a user gets wrong, in ARM's shape.
+    missing = _arm(emu, f"/models/{name}/versions/9")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "ResourceNotFound"
+    assert _arm(emu, "/models/no-such-model").status_code == 404
+    assert _arm(emu, f"/models/{name}", api_version=None).json()["error"]["code"] == "MissingApiVersionParameter"
+    put = _arm(emu, f"/models/{name}/versions/3", method="PUT", json={"properties": {}})
+    assert put.status_code == 405 and "registered through MLflow" in put.json()["error"]["message"]
+    assert _arm(emu, "/models", token=False).status_code == 401

@@ -11,10 +11,11 @@ handler runs: runs are found by their ``emulator.source_run_id`` tag and logged 
 needs nothing from the Databricks side.
 
 Mirror lag: a model registered right after ``log_model`` may not be mirrored yet. If this
-workspace has ever received mirrored runs (it is a link target), the create waits up to
+workspace has received mirrored runs (it is a link target), the create waits up to
 ``EMULATOR_AZUREML_MIRROR_WAIT_S`` seconds (default 30) for the copy to arrive complete (logged
-model READY: the relay delivers files before the finalize); otherwise, and after the wait, a 404
-``RESOURCE_DOES_NOT_EXIST`` naming the source and why (never a 5xx).
+model READY: the relay delivers files before the finalize); if it never has, 5 s at most (the
+first run after linking may still be on its way). Then a 404 ``RESOURCE_DOES_NOT_EXIST`` naming
+the source and why (never a 5xx, which the client would retry for minutes).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SOURCE_MODEL_TAG = "emulator.source_model_id"
 WAIT_ENV = "EMULATOR_AZUREML_MIRROR_WAIT_S"
 DEFAULT_WAIT_S = 30.0
 POLL_S = 0.2
+UNLINKED_GRACE_S = 5.0
 
 _MODEL_ID_URI = re.compile(r"^models:/(?P<model>m-[0-9a-zA-Z]+)/?$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run>[^/]+)(?:/(?P<path>.*))?$")
@@ -191,15 +193,20 @@ class SourceResolver:
         """None when nothing in the request is foreign (MLflow handles it as usual)."""
         if not self.foreign(source, run_id, model_id):
             return None
-        deadline = time.monotonic() + (wait_seconds() if wait is None else wait)
+        started = time.monotonic()
+        wait = wait_seconds() if wait is None else wait
         while True:
             try:
                 return self.resolve_once(source, run_id, model_id)
             except NotMirroredYet as why:
                 # fidelity: Registering a Databricks-tracked model in Azure ML
+                waited = time.monotonic() - started
                 if not self.is_link_target():
-                    raise EmulatorError("RESOURCE_DOES_NOT_EXIST", _not_linked(source), 404) from None
-                if time.monotonic() >= deadline:
+                    # Right after linking the first mirrored run can take a moment (the relay may
+                    # be backing off): a short grace, not the full wait, before "not linked".
+                    if waited >= min(wait, UNLINKED_GRACE_S):
+                        raise EmulatorError("RESOURCE_DOES_NOT_EXIST", _not_linked(source), 404) from None
+                elif waited >= wait:
                     raise EmulatorError("RESOURCE_DOES_NOT_EXIST", _not_mirrored(source, str(why)), 404) from None
             time.sleep(POLL_S)
 
