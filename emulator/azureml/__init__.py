@@ -56,7 +56,8 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     # Deploying to Azure ML (issue 13): the registry takes Databricks-tracked sources through the
     # mirror, ARM model assets are the registry, online endpoints serve registered versions.
-    from emulator.azureml import arm_models, registry_sources
+    from emulator.azureml import arm_models, online_endpoints, registry_sources
 
     registry_sources.install(app, _tracking_store)
     arm_models.install(app, config)
+    online_endpoints.install(app, config)
