@@ -11,6 +11,7 @@ import textwrap
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import mlflow
@@ -258,13 +259,29 @@ def test_hanging_and_crashing_models_do_not_take_the_workspace_down(emu, ml, ser
 
         mlflow.models.set_model(Crashes())
     """)
-    ml.create_deployment("ep-main", "hangs", "azureml:hanging-model:1", request_timeout="PT2S")
+    ml.create_deployment("ep-main", "hangs", "azureml:hanging-model:1", request_timeout="PT8S")
     ml.create_deployment("ep-main", "crashes", "azureml:crashing-model:1")
     payload = {"input_data": [[1.0, 2.0]]}
-    started = time.monotonic()
-    hung = ml.score("ep-main", payload, deployment="hangs")
-    assert hung.status_code == 408 and "2 s" in hung.json()["error"]["message"], hung.text
-    assert time.monotonic() - started < 30
+    key = ml.keys("ep-main")["primaryKey"]
+    uri = ml.get_endpoint("ep-main")["properties"]["scoringUri"]
+
+    def call(_):
+        return requests.post(uri, json=payload, timeout=120,
+                             headers={"Authorization": f"Bearer {key}", "azureml-model-deployment": "hangs"})
+
+    # Six at once: four are held (and time out), the others get 429 instead of more server threads;
+    # meanwhile the workspace answers its own API at once.
+    with ThreadPoolExecutor(6) as pool:
+        pending = [pool.submit(call, i) for i in range(6)]
+        time.sleep(2)
+        t = time.monotonic()
+        assert requests.get(f"{emu.azureml.url}/health", timeout=10).status_code == 200
+        assert ml.get_endpoint("ep-main")["properties"]["provisioningState"] == "Succeeded"
+        assert time.monotonic() - t < 5
+        statuses = Counter(f.result().status_code for f in pending)
+    assert statuses == {408: 4, 429: 2}, statuses
+    hung = call(0)
+    assert hung.status_code == 408 and "8 s" in hung.json()["error"]["message"], hung.text
     crashed = ml.score("ep-main", payload, deployment="crashes")
     assert crashed.status_code == 502, crashed.text
     # The workspace and the other deployments are unaffected.

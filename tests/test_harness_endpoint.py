@@ -51,11 +51,11 @@ def registered(emu):
                 with mlflow.start_run():
                     mlflow.sklearn.log_model(LinearRegression().fit(DATA, TARGET * coef), name="model",
                                              input_example=DATA.head(3), registered_model_name=name)
+            aml = MlflowClient(emu.azureml.tracking_uri, emu.azureml.tracking_uri)
+            assert sorted(v.version for v in aml.search_model_versions(f"name = '{name}'")) == ["1", "2"]
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)
-    aml = MlflowClient(emu.azureml.tracking_uri, emu.azureml.tracking_uri)
-    assert [v.version for v in aml.search_model_versions(f"name = '{name}'")] in (["2", "1"], ["1", "2"])
     return name
 
 

@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 
 import requests
@@ -38,6 +39,10 @@ TOKEN_LIFETIME_S = 24 * 3600
 DEFAULT_REQUEST_TIMEOUT = "PT1M"  # the real default is PT5S: too tight for loaded CI machines
 _DURATION = re.compile(r"^PT(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?$")
 _random = random.SystemRandom()
+# Proxied scoring requests hold a server thread each (waitress runs 8): at most this many at once,
+# so slow or hung models never starve the workspace's own API. Others wait briefly, then 429.
+SCORING_SLOTS = 4
+QUEUE_WAIT_S = 0.5  # as the real max_queue_wait_ms default (500 ms)
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
@@ -114,6 +119,7 @@ def choose(ep: dict, wanted: str | None) -> tuple[str | None, str | None]:
 
 def install(app: Flask, config: ServerConfig, service, ws_tokens) -> None:
     app.config["EMULATOR_PUBLIC_PREFIXES"].append(PREFIX)  # the endpoint checks its own credentials
+    slots = threading.BoundedSemaphore(SCORING_SLOTS)
 
     def authenticate(ep: dict) -> Response | None:
         presented = common_auth.presented_token(request)
@@ -164,6 +170,10 @@ def install(app: Flask, config: ServerConfig, service, ws_tokens) -> None:
                           f"The inference server of deployment '{name}' exited (code {proc.proc.returncode}); it is "
                           "being restarted. See the deployment logs.", headers)
         timeout = request_timeout(dep)
+        if not slots.acquire(timeout=QUEUE_WAIT_S):
+            # fidelity: Online endpoints - scoring errors
+            return _error(429, "TooManyRequests", f"More than {SCORING_SLOTS} scoring requests are in flight on "
+                          "this workspace; retry later.", {**headers, "Retry-After": "1"})
         try:
             answer = requests.post(f"http://127.0.0.1:{proc.port}/score", data=request.get_data(),
                                    headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
@@ -176,6 +186,8 @@ def install(app: Flask, config: ServerConfig, service, ws_tokens) -> None:
             service.restart_if_dead(endpoint, name, proc)
             return _error(502, "ModelContainerCrashed",
                           f"The inference server of deployment '{name}' dropped the request: {exc}", headers)
+        finally:
+            slots.release()
         headers["Content-Type"] = answer.headers.get("Content-Type", "application/json")
         return Response(answer.content, status=answer.status_code, headers=headers)
 
