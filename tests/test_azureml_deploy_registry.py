@@ -176,6 +176,31 @@ def test_models_id_and_dbfs_sources_resolve_through_the_mirror(linked, dbx_track
         assert aml.get_logged_model(got.source.split("/")[-1]).tags["emulator.source_model_id"] == info.model_id
 
 
+def test_run_artifact_model_mlflow2_layout_resolves_through_the_mirror(linked, dbx_tracking_aml_registry, tmp_path):
+    """A model saved as run artifacts (MLflow 2 layout): the client sends the run's dbfs:/ location."""
+    emu = linked
+    model = LinearRegression().fit(X, Y * 5)
+    mlflow.sklearn.save_model(model, tmp_path / "model", input_example=X.head(2))
+    mlflow.set_experiment(_experiment(emu, "mlflow2"))
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(tmp_path / "model"), "model")
+    _wait_drained(emu)
+    name = f"mlflow2-{uuid.uuid4().hex[:6]}"
+    mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    assert mv.version == "1"
+    aml = MlflowClient(emu.azureml.tracking_uri, emu.azureml.tracking_uri)
+    got = aml.get_model_version(name, "1")
+    assert got.source.startswith("mlflow-artifacts:/") and got.source.endswith("/artifacts/model")
+    assert aml.get_run(got.run_id).data.tags["emulator.source_run_id"] == run.info.run_id
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": emu.azureml.token}):
+        mlflow.set_tracking_uri(emu.azureml.tracking_uri)
+        try:
+            loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
+            np.testing.assert_allclose(np.ravel(loaded.predict(X)), model.predict(X))
+        finally:
+            mlflow.set_tracking_uri("databricks")
+
+
 def test_not_mirrored_model_is_a_404_after_a_bounded_wait(linked, before_link, dbx_tracking_aml_registry):
     run_id, info = before_link
     started = time.monotonic()
