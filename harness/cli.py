@@ -275,6 +275,13 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
         out["verdict"] = _verdict(res)
     results.append(res)
 
+    with progress.step("endpoint scoring (online endpoint vs pyfunc predict / spark_udf)", log) as out:
+        from harness.checks.endpoint_scoring import run_for_harness
+
+        res = run_for_harness(info, seed, aml_seed, session, rows, stamp)
+        out["verdict"] = _verdict(res)
+    results.append(res)
+
     if use_spark:
         with progress.step("UDF batch scoring (spark_udf vs pyfunc predict)", log) as out:
             if session is None or seed is None:
@@ -284,13 +291,6 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 res = check_udf_scoring(session, seed.model_uri, data, partitions=2)
             out["verdict"] = _verdict(res)
         results.append(res)
-
-    with progress.step("endpoint scoring (online endpoint vs pyfunc predict / spark_udf)", log) as out:
-        from harness.checks.endpoint_scoring import run_for_harness
-
-        res = run_for_harness(info, seed, aml_seed, session, rows, stamp)
-        out["verdict"] = _verdict(res)
-    results.append(res)
     return results, status.collect(state)
 
 

@@ -6,6 +6,7 @@ spark_udf row by row, and fails (naming rows) for a wrong version or columns out
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from unittest import mock
@@ -138,3 +139,26 @@ def test_scoring_uri_answers_on_the_workspace_listener(emu):
     # No endpoint: a clear 404 in the data plane's shape, not the workspace's 401.
     resp = requests.post(f"{emu.azureml.url}/inference/nope/score", json={"input_data": [[1]]}, timeout=30)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "EndpointNotFound"
+
+
+def test_harness_check_reports_the_endpoint_check(emu, tmp_path):
+    """`harness check` (what `make run` runs) includes endpoint scoring: linked, on the seed's
+    Databricks model registered in Azure ML through the mirror."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    saved = dict(os.environ)
+    try:
+        result = CliRunner().invoke(main, ["check", "--state-dir", str(emu.state.root), "--no-spark",
+                                           "--rows", "200", "--json", str(tmp_path / "report.json")])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    data = json.loads((tmp_path / "report.json").read_text())
+    endpoint = next(c for c in data["checks"] if c["name"] == "endpoint_scoring")
+    assert endpoint["passed"], result.output
+    assert "registered in Azure ML through the mirror" in endpoint["notes"][0]
+    assert endpoint["compared"]["rows"] == 200 and endpoint["details"]["mismatches_vs_predict"] == 0
+    assert "spark_udf comparison skipped: no Spark session" in " ".join(endpoint["notes"])
+    assert "endpoint_scoring" in result.output and result.exit_code == 0, result.output

@@ -53,6 +53,7 @@ class Operations:
 
     def headers(self, op_id: str) -> dict[str, str]:
         """The LRO headers for an answer; URLs on the listener the client used (plain or TLS)."""
+        # fidelity: Online endpoints - LRO
         base = (f"{request.host_url.rstrip('/')}/subscriptions/{self.config.subscription_id}/providers/"
                 f"{PROVIDER}/locations/{self.config.location}")
         version = request.args.get("api-version", "2025-12-01")
