@@ -203,6 +203,9 @@ def test_traffic_split_and_deployment_header(ml, served):
         model = served["v2"] if resp.headers["azureml-model-deployment"] == "blue" else served["v1"]
         np.testing.assert_allclose(_predictions(resp), model.predict(X.head(1)))
     assert 110 <= served_by["blue"] <= 170 and served_by["blue"] + served_by["green"] == 200, served_by
+    # Loaded once per deployment, not per request.
+    for dep in ("blue", "green"):
+        assert ml.logs("ep-main", dep).count("loading model") == 1
     ml.set_traffic("ep-main", {"blue": 100, "green": 0})
     for _ in range(5):
         assert ml.score("ep-main", payload, credential=key, deployment="green").headers[
