@@ -191,7 +191,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     os.environ.update({"DATABRICKS_HOST": db["url"], "DATABRICKS_TOKEN": db["token"],
                        "MLFLOW_TRACKING_TOKEN": aml["token"], "AZUREML_EMULATOR_URL": aml["url"]})
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    progress = Progress(8 if use_spark else 6)
+    progress = Progress(9 if use_spark else 7)
     results: list[CheckResult] = []
     session = None
 
@@ -266,6 +266,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
             out["verdict"] = _verdict(res)
         results.append(res)
 
+    aml_seed = None
     with progress.step("registry increments, azureml (seed's AML-only flow)", log) as out:
         try:
             aml_seed = scenarios.run_azureml_scenario(aml["subscription_id"], aml["resource_group"],
@@ -276,6 +277,13 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
         except Exception as exc:
             res = CheckResult("registry_increments", error=f"{type(exc).__name__}: {exc}")
         res.name = "registry_increments[azureml, sequential]"
+        out["verdict"] = _verdict(res)
+    results.append(res)
+
+    with progress.step("endpoint scoring (online endpoint vs pyfunc predict / spark_udf)", log) as out:
+        from harness.checks.endpoint_scoring import run_for_harness
+
+        res = run_for_harness(info, seed, aml_seed, session, rows, stamp)
         out["verdict"] = _verdict(res)
     results.append(res)
 

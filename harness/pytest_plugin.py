@@ -192,3 +192,36 @@ def assert_udf_matches_predict(spark, model_uri: str, data, **kwargs) -> CheckRe
     result = check_udf_scoring(spark, model_uri, data, **kwargs)
     _fail_with(result)
     return result
+
+
+def assert_endpoint_matches_predict(model_name: str, version, data, *, endpoints=None, **kwargs) -> CheckResult:
+    """Fail unless a managed online endpoint serving `model_name` `version` (Azure ML registry)
+    answers what pyfunc predict answers for `data`, row by row (see check_endpoint_scoring).
+    `endpoints` defaults to the session's Azure ML workspace; the reference model loads through
+    the Azure ML tracking/registry URI."""
+    __tracebackhide__ = True
+    import os
+
+    import mlflow
+
+    from harness.checks.endpoint_scoring import check_endpoint_scoring
+    from harness.online_endpoints import OnlineEndpointsClient
+
+    active = _ACTIVE.get("workspaces")
+    if endpoints is None:
+        if active is None:
+            raise RuntimeError("give endpoints=OnlineEndpointsClient(...) (or use the plugin's fixtures)")
+        endpoints = OnlineEndpointsClient.for_workspace(active.azureml)
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    if active is not None:
+        os.environ.update(active.azureml.env)
+        mlflow.set_tracking_uri(active.azureml.tracking_uri)
+        mlflow.set_registry_uri(active.azureml.tracking_uri)
+    try:
+        result = check_endpoint_scoring(endpoints, model_name, version, data, **kwargs)
+    finally:
+        if active is not None:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
+    _fail_with(result)
+    return result

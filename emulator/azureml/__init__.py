@@ -17,6 +17,12 @@ from flask import Flask, Response, request
 from emulator.settings import ServerConfig
 
 
+def _tracking_store():
+    from mlflow.server.handlers import _get_tracking_store
+
+    return _get_tracking_store()
+
+
 def install(app: Flask, config: ServerConfig) -> None:
     from emulator.azureml import (arm_cloud, async_logging, auth, discovery, msi, run_history, tls,
                                   validation)
@@ -67,3 +73,11 @@ def install(app: Flask, config: ServerConfig) -> None:
         return mlflow_error("ENDPOINT_NOT_FOUND", message, 404)
 
     app.config["EMULATOR_NOT_FOUND"] = not_found
+
+    # Deploying to Azure ML (issue 13): the registry takes Databricks-tracked sources through the
+    # mirror, ARM model assets are the registry, online endpoints serve registered versions.
+    from emulator.azureml import arm_models, online_endpoints, registry_sources
+
+    registry_sources.install(app, _tracking_store)
+    arm_models.install(app, config)
+    online_endpoints.install(app, config)

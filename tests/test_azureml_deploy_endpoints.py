@@ -1,0 +1,343 @@
+"""Managed online endpoints on the Azure ML workspace (issue 13, items 3-4): the ARM protocol as
+azure-ai-ml 1.35.2 speaks it (raw requests with its shapes, LRO polling like azure-core's
+ARMPolling), deployments of registered MLflow models served by their own processes, scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from mlflow import MlflowClient
+from sklearn.linear_model import LinearRegression
+
+from harness.online_endpoints import EndpointError, OnlineEndpointsClient
+from harness.workspaces import Emulator
+
+X = pd.DataFrame({"a": np.linspace(0, 1, 12), "b": np.linspace(2, 5, 12)})
+Y = 3 * X["a"] - X["b"] + 1
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    emu = Emulator(tmp_path_factory.mktemp("deploy-endpoints")).up()
+    yield emu
+    emu.down()
+
+
+@pytest.fixture(scope="module")
+def ml(emu):
+    return OnlineEndpointsClient.for_workspace(emu.azureml)
+
+
+@pytest.fixture(scope="module")
+def aml_mlflow(emu):
+    aml = emu.azureml
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
+        mlflow.set_tracking_uri(aml.tracking_uri)
+        mlflow.set_registry_uri(aml.tracking_uri)
+        mlflow.set_experiment("deploy-endpoints")
+        try:
+            yield MlflowClient(aml.tracking_uri, aml.tracking_uri)
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+
+
+def _register_sklearn(name: str, coef: float) -> LinearRegression:
+    model = LinearRegression().fit(X, Y * coef)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(model, name="model", input_example=X.head(2), registered_model_name=name)
+    return model
+
+
+def _register_code(tmp_path, name: str, code: str) -> None:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(code))
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="model", python_model=str(path), registered_model_name=name)
+
+
+@pytest.fixture(scope="module")
+def served(ml, aml_mlflow):
+    """An endpoint 'ep-main' with deployment 'blue' (model v2) at 100% and 'green' (v1) at 0%."""
+    name = f"reg-{uuid.uuid4().hex[:6]}"
+    m1 = _register_sklearn(name, 1.0)
+    m2 = _register_sklearn(name, 2.0)
+    ml.create_endpoint("ep-main")
+    blue = ml.create_deployment("ep-main", "blue", ml.model_id(name, 2))
+    green = ml.create_deployment("ep-main", "green", f"azureml:{name}:1")
+    assert blue["properties"]["provisioningState"] == "Succeeded", blue
+    assert green["properties"]["provisioningState"] == "Succeeded", green
+    ml.set_traffic("ep-main", {"blue": 100, "green": 0})
+    return {"name": name, "v1": m1, "v2": m2}
+
+
+def _predictions(resp: requests.Response):
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    return np.ravel(body["predictions"] if isinstance(body, dict) else body)
+
+
+def test_endpoint_lro_shapes(ml, served):
+    ep = ml.get_endpoint("ep-main")
+    assert ep["type"] == "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+    assert ep["properties"]["provisioningState"] == "Succeeded"
+    assert ep["properties"]["scoringUri"] == f"{ml.url}/inference/ep-main/score"
+    assert ep["properties"]["traffic"] == {"blue": 100, "green": 0}
+    # A create answers 201 in Creating with Azure-AsyncOperation; the operation goes to Succeeded.
+    resp = ml.call("PUT", "/onlineEndpoints/ep-lro", {"location": "westeurope",
+                                                      "properties": {"authMode": "Key"}})
+    assert resp.status_code == 201 and resp.json()["properties"]["provisioningState"] == "Creating"
+    operation = resp.headers["Azure-AsyncOperation"]
+    assert "/providers/Microsoft.MachineLearningServices/locations/" in operation
+    deadline = time.monotonic() + 60
+    while (status := requests.get(operation, headers={"Authorization": f"Bearer {ml.token}"}).json())["status"] \
+            == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert status["status"] == "Succeeded"
+    listed = ml.call("GET", "/onlineEndpoints").json()["value"]
+    assert {"ep-main", "ep-lro"} <= {e["name"] for e in listed}
+    deps = ml.call("GET", "/onlineEndpoints/ep-main/deployments").json()["value"]
+    assert {d["name"] for d in deps} == {"blue", "green"}
+    blue = ml.get_deployment("ep-main", "blue")
+    assert blue["properties"]["model"] == ml.model_id(served["name"], 2)
+    assert blue["sku"]["capacity"] == 1 and blue["properties"]["endpointComputeType"] == "Managed"
+    ml.delete_endpoint("ep-lro")
+    with pytest.raises(EndpointError) as err:
+        ml.get_endpoint("ep-lro")
+    assert err.value.status == 404
+
+
+def test_scoring_payload_formats(ml, served):
+    expected = served["v2"].predict(X)
+    split = json.loads(X.to_json(orient="split"))
+    for payload in (
+        {"input_data": split},                                           # Azure ML tabular
+        {"input_data": {"a": X["a"].tolist(), "b": X["b"].tolist()}},    # named columns
+        {"input_data": X.to_dict(orient="records")},                     # records
+        {"dataframe_split": split},                                      # MLflow's formats
+        {"dataframe_records": X.to_dict(orient="records")},
+        {"inputs": {"a": X["a"].tolist(), "b": X["b"].tolist()}},
+    ):
+        got = _predictions(ml.score("ep-main", payload))
+        np.testing.assert_allclose(got, expected, rtol=1e-9, err_msg=str(list(payload)))
+    resp = ml.score("ep-main", {"input_data": split})
+    assert resp.headers["azureml-model-deployment"] == "blue"
+    assert isinstance(resp.json(), list)  # input_data -> a plain list; MLflow formats -> {"predictions"}
+    assert "predictions" in ml.score("ep-main", {"dataframe_split": split}).json()
+
+
+def test_bad_payloads_are_4xx_with_the_reason(ml, served):
+    key = ml.keys("ep-main")["primaryKey"]
+    missing = ml.score("ep-main", {"input_data": {"columns": ["a"], "data": [[1.0]]}}, credential=key)
+    assert missing.status_code == 400, missing.text
+    assert "b" in missing.json()["error"]["message"] and "missing" in missing.json()["error"]["message"].lower()
+    uri = ml.get_endpoint("ep-main")["properties"]["scoringUri"]
+    not_json = requests.post(uri, data=b"{oops", headers={"Authorization": f"Bearer {key}",
+                                                          "Content-Type": "application/json"})
+    assert not_json.status_code == 400 and "JSON" in not_json.json()["error"]["message"]
+    wrong_shape = ml.score("ep-main", [1, 2, 3], credential=key)
+    assert wrong_shape.status_code == 400
+    unknown_key = ml.score("ep-main", {"foo": 1}, credential=key)
+    assert 400 <= unknown_key.status_code < 500, unknown_key.text
+    strings = ml.score("ep-main", {"input_data": {"columns": ["a", "b"], "data": [["x", "y"]]}}, credential=key)
+    assert strings.status_code == 400, strings.text
+
+
+def test_auth_keys_and_regeneration(ml, served):
+    payload = {"input_data": json.loads(X.head(2).to_json(orient="split"))}
+    uri = ml.get_endpoint("ep-main")["properties"]["scoringUri"]
+    assert requests.post(uri, json=payload).status_code == 401
+    assert ml.score("ep-main", payload, credential="not-the-key").status_code == 401
+    assert ml.score("ep-main", payload, credential=ml.token).status_code == 401  # the workspace token is not a key
+    keys = ml.keys("ep-main")
+    assert ml.score("ep-main", payload, credential=keys["secondaryKey"]).status_code == 200
+    ml.regenerate_key("ep-main", "Primary")
+    new = ml.keys("ep-main")
+    assert new["primaryKey"] != keys["primaryKey"] and new["secondaryKey"] == keys["secondaryKey"]
+    assert ml.score("ep-main", payload, credential=keys["primaryKey"]).status_code == 401
+    assert ml.score("ep-main", payload, credential=new["primaryKey"]).status_code == 200
+    assert ml.call("POST", "/onlineEndpoints/ep-main/token", raw=True).status_code == 400
+
+
+def test_aml_token_endpoint(ml, served):
+    ml.create_endpoint("ep-token", auth_mode="AMLToken")
+    ml.create_deployment("ep-token", "only", f"azureml:{served['name']}:2")
+    ml.set_traffic("ep-token", {"only": 100})
+    token = ml.endpoint_token("ep-token")
+    assert token["tokenType"] == "Bearer" and token["expiryTimeUtc"] > time.time()
+    payload = {"input_data": json.loads(X.head(3).to_json(orient="split"))}
+    np.testing.assert_allclose(_predictions(ml.score("ep-token", payload, credential=token["accessToken"])),
+                               served["v2"].predict(X.head(3)))
+    # A token for another endpoint, a key-style value or a forged signature: 401.
+    main_key = ml.keys("ep-main")["primaryKey"]
+    assert ml.score("ep-token", payload, credential=main_key).status_code == 401
+    forged = token["accessToken"][:-4] + "AAAA"
+    assert ml.score("ep-token", payload, credential=forged).status_code == 401
+    assert ml.call("POST", "/onlineEndpoints/ep-token/listKeys", raw=True).status_code == 400
+
+
+def test_traffic_split_and_deployment_header(ml, served):
+    ml.set_traffic("ep-main", {"blue": 70, "green": 30})
+    key = ml.keys("ep-main")["primaryKey"]
+    payload = {"input_data": json.loads(X.head(1).to_json(orient="split"))}
+    served_by = Counter()
+    for _ in range(200):
+        resp = ml.score("ep-main", payload, credential=key)
+        assert resp.status_code == 200
+        served_by[resp.headers["azureml-model-deployment"]] += 1
+        # The answer matches the model of the deployment that served it.
+        model = served["v2"] if resp.headers["azureml-model-deployment"] == "blue" else served["v1"]
+        np.testing.assert_allclose(_predictions(resp), model.predict(X.head(1)))
+    assert 110 <= served_by["blue"] <= 170 and served_by["blue"] + served_by["green"] == 200, served_by
+    # Loaded once per deployment, not per request.
+    for dep in ("blue", "green"):
+        assert ml.logs("ep-main", dep).count("loading model") == 1
+    ml.set_traffic("ep-main", {"blue": 100, "green": 0})
+    for _ in range(5):
+        assert ml.score("ep-main", payload, credential=key, deployment="green").headers[
+            "azureml-model-deployment"] == "green"
+    unknown = ml.score("ep-main", payload, credential=key, deployment="nope")
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]["message"]
+
+
+def test_broken_model_fails_with_its_error_in_the_logs(ml, served, tmp_path):
+    _register_code(tmp_path, "broken-model", """
+        import mlflow
+
+        class Broken(mlflow.pyfunc.PythonModel):
+            def load_context(self, context):
+                raise RuntimeError("weights file is corrupt")
+
+            def predict(self, context, model_input):
+                return model_input
+
+        mlflow.models.set_model(Broken())
+    """)
+    with pytest.raises(EndpointError) as err:
+        ml.create_deployment("ep-main", "broken", "azureml:broken-model:1")
+    assert err.value.code == "DeploymentFailed"
+    dep = ml.get_deployment("ep-main", "broken")
+    assert dep["properties"]["provisioningState"] == "Failed"
+    assert "weights file is corrupt" in ml.logs("ep-main", "broken")
+    assert "weights file is corrupt" in ml.logs("ep-main", "broken", tail=200)
+    # The endpoint keeps serving its other deployments; the failed one answers 424.
+    payload = {"input_data": json.loads(X.head(2).to_json(orient="split"))}
+    np.testing.assert_allclose(_predictions(ml.score("ep-main", payload)), served["v2"].predict(X.head(2)))
+    assert ml.score("ep-main", payload, deployment="broken").status_code == 424
+    ml.delete_deployment("ep-main", "broken")
+
+
+def test_hanging_and_crashing_models_do_not_take_the_workspace_down(emu, ml, served, tmp_path):
+    _register_code(tmp_path, "hanging-model", """
+        import time
+        import mlflow
+
+        class Hangs(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                time.sleep(3600)
+
+        mlflow.models.set_model(Hangs())
+    """)
+    _register_code(tmp_path, "crashing-model", """
+        import os
+        import mlflow
+
+        class Crashes(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                os._exit(3)
+
+        mlflow.models.set_model(Crashes())
+    """)
+    ml.create_deployment("ep-main", "hangs", "azureml:hanging-model:1", request_timeout="PT8S")
+    ml.create_deployment("ep-main", "crashes", "azureml:crashing-model:1")
+    payload = {"input_data": [[1.0, 2.0]]}
+    key = ml.keys("ep-main")["primaryKey"]
+    uri = ml.get_endpoint("ep-main")["properties"]["scoringUri"]
+
+    def call(_):
+        return requests.post(uri, json=payload, timeout=120,
+                             headers={"Authorization": f"Bearer {key}", "azureml-model-deployment": "hangs"})
+
+    # Six at once: four are held (and time out), the others get 429 instead of more server threads;
+    # meanwhile the workspace answers its own API at once.
+    with ThreadPoolExecutor(6) as pool:
+        pending = [pool.submit(call, i) for i in range(6)]
+        time.sleep(2)
+        t = time.monotonic()
+        assert requests.get(f"{emu.azureml.url}/health", timeout=10).status_code == 200
+        assert ml.get_endpoint("ep-main")["properties"]["provisioningState"] == "Succeeded"
+        assert time.monotonic() - t < 5
+        statuses = Counter(f.result().status_code for f in pending)
+    assert statuses == {408: 4, 429: 2}, statuses
+    hung = call(0)
+    assert hung.status_code == 408 and "8 s" in hung.json()["error"]["message"], hung.text
+    crashed = ml.score("ep-main", payload, deployment="crashes")
+    assert crashed.status_code == 502, crashed.text
+    # The workspace and the other deployments are unaffected.
+    assert requests.get(f"{emu.azureml.url}/health", timeout=10).status_code == 200
+    good = ml.score("ep-main", {"input_data": json.loads(X.head(2).to_json(orient="split"))})
+    np.testing.assert_allclose(_predictions(good), served["v2"].predict(X.head(2)))
+    # The crashed inference server is restarted (its log shows a second start).
+    deadline = time.monotonic() + 120
+    while ml.logs("ep-main", "crashes").count("=== starting inference server") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    ml.delete_deployment("ep-main", "hangs")
+    ml.delete_deployment("ep-main", "crashes")
+
+
+def test_arm_validation_errors(ml, served):
+    def put(path, body):
+        return ml.call("PUT", path, body, raw=True)
+
+    bad_name = put("/onlineEndpoints/1bad_name", {"location": "westeurope", "properties": {"authMode": "Key"}})
+    assert bad_name.status_code == 400 and bad_name.json()["error"]["code"] == "BadArgument"
+    bad_mode = put("/onlineEndpoints/ep-bad", {"location": "westeurope", "properties": {"authMode": "Password"}})
+    assert bad_mode.status_code == 400 and "Password" in bad_mode.json()["error"]["message"]
+    base = ml.get_endpoint("ep-main")
+    body = {"location": base["location"], "properties": {"authMode": "Key", "traffic": {"blue": 90}}}
+    assert put("/onlineEndpoints/ep-main", body).status_code == 400
+    body["properties"]["traffic"] = {"blue": 50, "ghost": 50}
+    ghost = put("/onlineEndpoints/ep-main", body)
+    assert ghost.status_code == 400 and "ghost" in ghost.json()["error"]["message"]
+    no_model = put("/onlineEndpoints/ep-main/deployments/nomodel", ml.deployment_body("azureml:no-such-model:1"))
+    assert no_model.status_code == 400 and "no-such-model" in no_model.json()["error"]["message"]
+    scripted = ml.deployment_body(f"azureml:{served['name']}:1")
+    scripted["properties"]["codeConfiguration"] = {"codeId": "x", "scoringScript": "score.py"}
+    assert put("/onlineEndpoints/ep-main/deployments/scripted", scripted).status_code == 400
+    bad_timeout = ml.deployment_body(f"azureml:{served['name']}:1", request_timeout="five seconds")
+    assert put("/onlineEndpoints/ep-main/deployments/slow", bad_timeout).status_code == 400
+    assert put("/onlineEndpoints/missing-ep/deployments/dep1", ml.deployment_body(f"azureml:{served['name']}:1")
+               ).status_code == 404
+    short = put("/onlineEndpoints/ep-main/deployments/d1", ml.deployment_body(f"azureml:{served['name']}:1"))
+    assert short.status_code == 400 and "d1" in short.json()["error"]["message"]
+    with_traffic = ml.call("DELETE", "/onlineEndpoints/ep-main/deployments/blue", raw=True)
+    assert with_traffic.status_code == 400 and "traffic" in with_traffic.json()["error"]["message"]
+    no_version = requests.get(f"{ml.url}{ml.scope}/onlineEndpoints", headers={"Authorization": f"Bearer {ml.token}"})
+    assert no_version.status_code == 400
+    assert requests.get(f"{ml.url}{ml.scope}/onlineEndpoints", params={"api-version": "2025-12-01"}).status_code == 401
+    for resp in (bad_name, bad_mode, ghost, no_model):
+        assert set(resp.json()) == {"error"}
+
+
+def test_deployments_serve_again_after_a_restart(emu, ml, served):
+    emu.stop("azureml")
+    emu.start("azureml")
+    payload = {"input_data": json.loads(X.head(2).to_json(orient="split"))}
+    resp = ml.score("ep-main", payload)
+    np.testing.assert_allclose(_predictions(resp), served["v2"].predict(X.head(2)))
+    assert ml.get_deployment("ep-main", "blue")["properties"]["provisioningState"] == "Succeeded"
