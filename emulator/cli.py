@@ -176,9 +176,23 @@ def status_cmd(state_dir, as_json):
 @main.command()
 @_state_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def reset(state_dir, yes):
-    """Stop everything and delete all state (runs, models, artifacts, tokens)."""
+@click.option("--live", is_flag=True,
+              help="Empty the running workspaces in place (well under a second) instead of deleting the state dir.")
+def reset(state_dir, yes, live):
+    """Stop everything and delete all state (runs, models, artifacts, tokens); --live: empty both
+    running workspaces in place, keeping tokens, ports and the link."""
     state = StateDir(state_dir)
+    if live:
+        from emulator.reset import request_reset
+
+        info = status.collect(state)
+        down = [r for r in settings.ROLES if not info[r]["healthy"]]
+        if down:
+            raise click.ClickException(f"not running here ({state.root}): {', '.join(down)}; `emulator up` first")
+        for role in settings.ROLES:  # both together: a linked pair's mirror state goes with its stores
+            took = request_reset(info[role]["url"], info[role]["token"])["seconds"]
+            click.echo(f"{role}: emptied in {took:.3f} s")
+        return
     if not yes:
         click.confirm(f"Delete everything under {state.root}?", abort=True)
     _down_docker(state, volumes=True)

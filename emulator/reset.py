@@ -103,6 +103,17 @@ def reset(app: Flask, role: str, db_path: Path, file_roots: list[Path]) -> dict:
     return {"reset": True, "seconds": round(time.monotonic() - started, 4)}
 
 
+def request_reset(url: str, token: str, timeout: float = 120.0) -> dict:
+    """Client side (``emulator reset --live``, the pytest plugin): reset the workspace at ``url``."""
+    import requests
+
+    answer = requests.post(f"{url}/__emulator/reset", json={}, timeout=timeout,
+                           headers={"Authorization": f"Bearer {token}"})
+    if answer.status_code != 200:
+        raise RuntimeError(f"reset of {url} failed ({answer.status_code}): {answer.text[:300]}")
+    return answer.json()
+
+
 def install(app: Flask, role: str, db_path: Path, file_roots: list[Path]) -> None:
     """``db_path``: the role's SQLite store; ``file_roots``: its data folders, emptied on reset (never
     the state dir itself). The template is built in the background now, so the first reset is fast too."""
