@@ -42,7 +42,7 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import common_routes, reset
+    from emulator import common_routes, pipeline, reset
 
     if config.role == "databricks":
         from emulator.databricks import install
@@ -52,6 +52,7 @@ def build_app(config: ServerConfig):
     install(app, config)
     state = Path(config.state_dir)
     reset.install(app, config.role, state / "mlflow.db", [state / "artifacts"])
+    pipeline.install(app, config)  # journal -> faults around everything above (emulator/pipeline)
     return app
 
 

@@ -28,6 +28,7 @@ from emulator.databricks import (
     dbfs_api,
     experiment_rules,
     files_api,
+    registration_lifecycle,
     registry_artifacts,
     server_artifacts,
     scim,
@@ -65,6 +66,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes")))
     dbfs_api.install(app, dbfs_api.Dbfs(artifacts, Storage(state / "dbfs")))
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
+    registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
     ui_links.install(app)

@@ -1,0 +1,121 @@
+"""Fault rules and the request journal from Python and pytest.
+
+    from harness.faults import inject_fault
+
+    with inject_fault(ws, "POST", "/api/2.0/mlflow/model-versions/create", after_commit="status", times=1) as rule:
+        client.create_model_version(...)     # the server creates the version, the answer is lost
+    assert rule.hits == 1
+
+``ws`` is any workspace handle with ``url`` and ``token`` (the plugin's ``databricks_workspace``
+/ ``azureml_workspace``, ``Emulator().databricks``...). Rules a ``with`` block adds are removed
+when it ends, whatever happens inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import requests
+
+
+class AdminError(RuntimeError):
+    """An admin call was refused (the message is the workspace's)."""
+
+
+def _call(ws, method: str, path: str, **kwargs) -> dict:
+    answer = requests.request(method, f"{ws.url}{path}", headers={"Authorization": f"Bearer {ws.token}"},
+                              timeout=60, **kwargs)
+    if answer.status_code >= 400:
+        raise AdminError(f"{method} {path}: {answer.status_code} {answer.text}")
+    return answer.json()
+
+
+@dataclass
+class Rule:
+    """A rule added to a workspace; ``hits`` / ``matched`` are read live from the workspace."""
+
+    ws: object
+    id: int
+    spec: dict
+
+    def state(self) -> dict:
+        for rule in list_faults(self.ws):
+            if rule["id"] == self.id:
+                return rule
+        raise AdminError(f"fault rule {self.id} is gone (cleared or the workspace was reset)")
+
+    @property
+    def hits(self) -> int:
+        return self.state()["hits"]
+
+    @property
+    def matched(self) -> int:
+        return self.state()["matched"]
+
+    def remove(self) -> None:
+        with contextlib.suppress(AdminError):
+            _call(self.ws, "DELETE", f"/__emulator/faults/{self.id}")
+
+
+def add_fault(ws, method: str = "*", path: str = "*", **effect) -> Rule:
+    """Add one rule (fields as in emulator.pipeline.faults: body, skip, times, status, retry_after,
+    delay_s, drop, after_commit, hold_pending_s, fail_registration, error_code, message)."""
+    spec = {"method": method, "path": path, **effect}
+    return Rule(ws, _call(ws, "POST", "/__emulator/faults", json=spec)["rule"]["id"], spec)
+
+
+def list_faults(ws) -> list[dict]:
+    return _call(ws, "GET", "/__emulator/faults")["rules"]
+
+
+def clear_faults(ws) -> int:
+    return _call(ws, "DELETE", "/__emulator/faults")["cleared"]
+
+
+@contextlib.contextmanager
+def inject_fault(ws, method: str = "*", path: str = "*", **effect):
+    """The rule is in force inside the block and removed after it."""
+    rule = add_fault(ws, method, path, **effect)
+    try:
+        yield rule
+    finally:
+        rule.remove()
+
+
+def journal(ws, enabled: bool = True) -> dict:
+    """Turn the workspace's request journal on (or off)."""
+    return _call(ws, "POST", "/__emulator/requests", json={"enabled": enabled})
+
+
+def clear_journal(ws) -> dict:
+    return _call(ws, "DELETE", "/__emulator/requests")
+
+
+def requests_of(ws, since: int = 0, path: str | None = None) -> list[dict]:
+    """The journal's entries (oldest first), after sequence number ``since``, whose path contains
+    ``path`` (or matches it as a glob)."""
+    params = {"since": since, **({"path": path} if path else {})}
+    return _call(ws, "GET", "/__emulator/requests", params=params)["requests"]
+
+
+class WorkspaceAdmin:
+    """Mixed into the workspace handles: ``ws.requests()``, ``ws.inject_fault(...)``, ``ws.clear_faults()``."""
+
+    def requests(self, since: int = 0, path: str | None = None) -> list[dict]:
+        return requests_of(self, since, path)
+
+    def inject_fault(self, method: str = "*", path: str = "*", **effect):
+        return inject_fault(self, method, path, **effect)
+
+    def add_fault(self, method: str = "*", path: str = "*", **effect) -> Rule:
+        return add_fault(self, method, path, **effect)
+
+    def faults(self) -> list[dict]:
+        return list_faults(self)
+
+    def clear_faults(self) -> int:
+        return clear_faults(self)
+
+    def journal(self, enabled: bool = True) -> dict:
+        return journal(self, enabled)
