@@ -88,6 +88,11 @@ def journal(ws, enabled: bool = True) -> dict:
     return _call(ws, "POST", "/__emulator/requests", json={"enabled": enabled})
 
 
+def journal_state(ws) -> dict:
+    return {k: v for k, v in _call(ws, "GET", "/__emulator/requests", params={"limit": 1}).items()
+            if k not in ("requests", "next_since")}
+
+
 def clear_journal(ws) -> dict:
     return _call(ws, "DELETE", "/__emulator/requests")
 

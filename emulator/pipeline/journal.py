@@ -8,7 +8,7 @@ noted with its rule. Bounded: the oldest entries are dropped beyond ``max_entrie
 
 Off by default (it costs a hash per byte and memory): ``EMULATOR_JOURNAL=1`` in the server's
 environment, or ``POST /__emulator/requests {"enabled": true}`` at run time (the pytest fixture
-does that). ``/__emulator/*`` admin calls are not journaled.
+does that). ``/__emulator/*`` admin calls and ``/health`` probes are not journaled.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from werkzeug.http import parse_cookie
 from emulator import auth
 
 ADMIN_PREFIX = "/__emulator/"
+# Liveness probes (Docker healthchecks, `emulator status`) would crowd real calls out of the bound.
+UNJOURNALED = {"/health"}
 REDACTED = "REDACTED"
 SECRET_QUERY_KEYS = {"token", "access_token", "sig", "code"}
 
@@ -155,7 +157,7 @@ class JournalMiddleware:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if not self.journal.enabled or path.startswith(ADMIN_PREFIX):
+        if not self.journal.enabled or path.startswith(ADMIN_PREFIX) or path in UNJOURNALED:
             return self.wsgi_app(environ, start_response)
         started = time.monotonic()
         entry = {"seq": self.journal.next_seq(), "time": round(time.time(), 6),
@@ -194,22 +196,35 @@ class JournalMiddleware:
 
 
 class _ClosingIterator:
-    """Passes the answer through, capturing it; records the entry when the server closes it."""
+    """Passes the answer through, capturing it. The entry is recorded just before the last chunk is
+    handed to the server, so a client that reads the journal right after its call finds the call."""
 
-    def __init__(self, result, capture: _Capture, on_close):
-        self._result, self._capture, self._on_close = result, capture, on_close
-        self._closed = False
+    def __init__(self, result, capture: _Capture, on_done):
+        self._result, self._capture, self._on_done = result, capture, on_done
+        self._done = False
+
+    def _finish(self):
+        if not self._done:
+            self._done = True
+            self._on_done()
 
     def __iter__(self):
-        for chunk in self._result:
-            yield self._capture.feed(chunk)
+        chunks = iter(self._result)
+        try:
+            previous = next(chunks)
+        except StopIteration:
+            self._finish()
+            return
+        for chunk in chunks:
+            yield self._capture.feed(previous)
+            previous = chunk
+        self._capture.feed(previous)
+        self._finish()
+        yield previous
 
     def close(self):
-        if self._closed:
-            return
-        self._closed = True
         try:
             if hasattr(self._result, "close"):
                 self._result.close()
         finally:
-            self._on_close()
+            self._finish()  # a client that went away mid-answer is journaled too
