@@ -73,6 +73,12 @@ def clear_faults(ws) -> int:
     return _call(ws, "DELETE", "/__emulator/faults")["cleared"]
 
 
+def clear_faults_after_test(ws) -> None:
+    """The fixtures' teardown: remove every rule; a workspace that is gone holds none to leak."""
+    with contextlib.suppress(requests.ConnectionError):
+        clear_faults(ws)
+
+
 @contextlib.contextmanager
 def inject_fault(ws, method: str = "*", path: str = "*", **effect):
     """The rule is in force inside the block and removed after it."""
@@ -124,3 +130,39 @@ class WorkspaceAdmin:
 
     def journal(self, enabled: bool = True) -> dict:
         return journal(self, enabled)
+
+
+# --- pytest fixtures (registered by harness.pytest_plugin) ----------------------------------------
+
+def _fixtures():
+    import pytest
+
+    @pytest.fixture
+    def inject_fault(emulated_workspaces):
+        """``inject_fault(ws, method, path, **effect)`` -> Rule; every rule it added is removed after the test."""
+        added: list[Rule] = []
+
+        def add(ws, method: str = "*", path: str = "*", **effect) -> Rule:
+            rule = add_fault(ws, method, path, **effect)
+            added.append(rule)
+            return rule
+
+        yield add
+        for rule in added:
+            rule.remove()
+
+    @pytest.fixture
+    def request_journal(emulated_workspaces):
+        """Both workspaces journal every request during the test (emptied first); read with ``ws.requests()``."""
+        handles = (emulated_workspaces.databricks, emulated_workspaces.azureml)
+        for ws in handles:
+            clear_journal(ws)
+            journal(ws, True)
+        yield handles
+        for ws in handles:
+            journal(ws, False)
+
+    return inject_fault, request_journal
+
+
+inject_fault_fixture, request_journal_fixture = _fixtures()
