@@ -133,6 +133,7 @@ class _TeeInput:
         return iter(self.readline, b"")
 
 
+# fidelity: Request journal
 def redact_query(query: str) -> str:
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode([(k, REDACTED if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs])
