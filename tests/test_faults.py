@@ -67,6 +67,10 @@ def test_fault_routes_need_the_token_and_json(emulator):
                              headers={**_auth(ws), "Content-Type": "application/x-www-form-urlencoded"})
         assert form.status_code == 415
         assert requests.get(url, headers=_auth(ws), timeout=30).json() == {"rules": []}
+        # The UI's ?token= and cookie log a browser in, but not into these routes: bearer only.
+        for admin in (url, f"{ws.url}/__emulator/requests"):
+            assert requests.get(admin, params={"token": ws.token}, timeout=30).status_code == 401
+            assert requests.get(admin, cookies={"emulator_token": ws.token}, timeout=30).status_code == 401
 
 
 @pytest.mark.parametrize("rule, problem", [

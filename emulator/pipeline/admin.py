@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
+from emulator import auth
 from emulator.errors import EmulatorError
 from emulator.pipeline.faults import FaultRule, FaultRules
 from emulator.pipeline.journal import Journal
@@ -36,9 +37,18 @@ def _int_arg(name: str, default: int | None) -> int | None:
     return int(value)
 
 
+def _bearer_only():
+    # The token check before this accepts the UI's ?token= and cookie too; these routes change how
+    # the workspace answers and show what it was sent, so only an API client's bearer token will do
+    # (the check already validated it: it looks at the Authorization header first).
+    if auth.bearer_token(request) is None:
+        raise EmulatorError("UNAUTHENTICATED", f"{request.path} needs Authorization: Bearer <token>.", 401)
+
+
 def install(app: Flask, rules: FaultRules, journal: Journal) -> None:
     @app.route("/__emulator/faults", methods=["GET", "POST", "DELETE"])
     def _faults():
+        _bearer_only()
         if request.method == "GET":
             return jsonify({"rules": rules.list()})
         if request.method == "DELETE":
@@ -54,6 +64,7 @@ def install(app: Flask, rules: FaultRules, journal: Journal) -> None:
 
     @app.route("/__emulator/faults/<int:rule_id>", methods=["DELETE"])
     def _fault(rule_id: int):
+        _bearer_only()
         cleared = rules.clear(rule_id)
         if not cleared:
             raise EmulatorError("RESOURCE_DOES_NOT_EXIST", f"No fault rule {rule_id}.", 404)
@@ -61,6 +72,7 @@ def install(app: Flask, rules: FaultRules, journal: Journal) -> None:
 
     @app.route("/__emulator/requests", methods=["GET", "POST", "DELETE"])
     def _requests():
+        _bearer_only()
         if request.method == "DELETE":
             journal.clear()
             return jsonify(journal.state())
