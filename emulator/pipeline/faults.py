@@ -156,10 +156,11 @@ class FaultRule:
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, {}) or k in ("times",)}
 
+    def matches_route(self, method: str, paths: tuple[str, ...]) -> bool:
+        return self.method in ("*", method) and any(fnmatch.fnmatchcase(p, self.path) for p in paths)
+
     def matches(self, method: str, paths: tuple[str, ...], fields: dict) -> bool:
-        if self.method != "*" and self.method != method:
-            return False
-        if not any(fnmatch.fnmatchcase(p, self.path) for p in paths):
+        if not self.matches_route(method, paths):
             return False
         return all(str(fields.get(k)) == str(v) for k, v in self.body.items())
 
@@ -191,8 +192,9 @@ class FaultRules:
             self._rules = [r for r in self._rules if rule_id is not None and r.id != rule_id]
             return before - len(self._rules)
 
-    def needs_body(self, method: str) -> bool:
-        return any(r.body and r.method in ("*", method) for r in self._rules)
+    def candidates(self, method: str, paths: tuple[str, ...]) -> list[FaultRule]:
+        """Rules whose method and path match (no body check): most calls have none, and skip the rest."""
+        return [r for r in list(self._rules) if r.matches_route(method, paths)]
 
     def take(self, method: str, paths: tuple[str, ...], fields: dict) -> FaultRule | None:
         """Count the call against every matching rule; return the one whose effect applies."""
@@ -315,11 +317,14 @@ class FaultMiddleware:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if not self.rules or path.startswith(ADMIN_PREFIX) or not self.authenticated(environ):
+        if not self.rules or path.startswith(ADMIN_PREFIX):
             return self.wsgi_app(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        fields = _request_fields(environ, method, self.rules.needs_body(method))
-        rule = self.rules.take(method, _route_paths(path), fields)
+        method, paths = environ.get("REQUEST_METHOD", "GET").upper(), _route_paths(path)
+        candidates = self.rules.candidates(method, paths)
+        if not candidates or not self.authenticated(environ):
+            return self.wsgi_app(environ, start_response)
+        fields = _request_fields(environ, method, any(r.body for r in candidates))
+        rule = self.rules.take(method, paths, fields)
         if rule is None:
             return self.wsgi_app(environ, start_response)
         environ[ENVIRON_RULE] = rule
