@@ -49,7 +49,7 @@ def fault():
 @_state_option
 @click.option("--role", type=ROLE, default="databricks", show_default=True)
 @click.option("--method", default="*", show_default=True, help="HTTP method, or * for any.")
-@click.option("--path", required=True, help="Path or glob, e.g. '*/api/2.0/mlflow/model-versions/create'.")
+@click.option("--path", default=None, help="[required without --json] Path or glob, e.g. '*/api/2.0/mlflow/model-versions/create'.")
 @click.option("--body", "body", multiple=True, metavar="FIELD=VALUE", help="Only calls whose JSON body (or query) has it.")
 @click.option("--skip", type=int, default=0, help="Let the first N matching calls pass.")
 @click.option("--times", type=int, default=None, help="Fire N times (default: every matching call).")
@@ -69,8 +69,13 @@ def fault_add(state_dir, role, method, path, body, skip, times, status, retry_af
               drop, after_commit, hold_pending_s, fail_registration, as_json):
     """Add a fault rule; prints it with its id."""
     if as_json:
-        rule = json.loads(as_json)
+        try:
+            rule = json.loads(as_json)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
     else:
+        if not path:
+            raise click.UsageError("give --path (or the whole rule with --json)")
         pairs = {}
         for item in body:
             key, sep, value = item.partition("=")

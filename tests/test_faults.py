@@ -300,7 +300,11 @@ def test_cli_fault_add_list_clear_and_requests(emulator):
     assert f"#{rule['id']} GET */experiments/search" in runner.invoke(emulator_cli, ["fault", "list", *state]).output
     bad = runner.invoke(emulator_cli, ["fault", "add", *state, "--path", "*"])
     assert bad.exit_code == 1 and "needs an effect" in bad.output
-    assert "azureml: cleared 1" in runner.invoke(emulator_cli, ["fault", "clear", *state]).output
+    as_json = runner.invoke(emulator_cli, ["fault", "add", *state, "--json", '{"path": "/x", "delay_s": 0.1}'])
+    assert as_json.exit_code == 0 and json.loads(as_json.output)["delay_s"] == 0.1
+    assert runner.invoke(emulator_cli, ["fault", "add", *state, "--json", "{x"]).exit_code == 2
+    cleared = runner.invoke(emulator_cli, ["fault", "clear", *state]).output
+    assert "databricks: cleared 1" in cleared and "azureml: cleared 1" in cleared
     assert ws.faults() == []
 
     on = runner.invoke(emulator_cli, ["requests", *state, "--role", "azureml", "--on"])
