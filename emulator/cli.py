@@ -303,5 +303,9 @@ def unlink_cmd(state_dir):
     click.echo(json.dumps(result, indent=2))
 
 
+from emulator import cli_faults  # noqa: E402  (`emulator fault ...`, `emulator requests`)
+
+cli_faults.register(main)
+
 if __name__ == "__main__":
     main()

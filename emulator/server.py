@@ -49,7 +49,7 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import artifact_repositories, common_routes, reset, startup
+    from emulator import artifact_repositories, common_routes, pipeline, reset, startup
 
     # Before any route is installed (the mirror reads the store at start-up) and before the
     # server listens: /health answers only once the stores are open.
@@ -64,6 +64,7 @@ def build_app(config: ServerConfig):
     artifact_repositories.install(app.config.get("EMULATOR_DBFS_LOCATE"))
     state = Path(config.state_dir)
     reset.install(app, config.role, state / "mlflow.db", [state / "artifacts"])
+    pipeline.install(app, config)  # journal -> faults around everything above (emulator/pipeline)
     return app
 
 

@@ -299,5 +299,9 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     return results, status.collect(state)
 
 
+from harness import cli_faults  # noqa: E402  (`harness scenario ...`, `harness replay`)
+
+cli_faults.register(main)
+
 if __name__ == "__main__":
     main()

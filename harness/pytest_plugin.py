@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness import links
+from harness.faults import clear_faults_after_test
+from harness.faults import inject_fault_fixture as inject_fault, request_journal_fixture as request_journal  # noqa: F401
 from harness.workspaces import Emulator
 
 if TYPE_CHECKING:  # the checks import MLflow: loaded only when a helper runs, not at pytest start-up
@@ -59,7 +61,8 @@ def databricks_workspace(emulated_workspaces, monkeypatch):
     ws = emulated_workspaces.databricks
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
-    return ws
+    yield ws
+    clear_faults_after_test(ws)  # no fault rule outlives the test that added it
 
 
 @pytest.fixture
@@ -68,7 +71,8 @@ def azureml_workspace(emulated_workspaces, monkeypatch):
     ws = emulated_workspaces.azureml
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
-    return ws
+    yield ws
+    clear_faults_after_test(ws)  # no fault rule outlives the test that added it
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from emulator import launcher, settings, status
 from emulator.state import StateDir
+from harness.faults import WorkspaceAdmin
 
 
 @dataclass(frozen=True)
-class DatabricksWorkspace:
+class DatabricksWorkspace(WorkspaceAdmin):
     url: str
     token: str
     user: str
@@ -23,7 +24,7 @@ class DatabricksWorkspace:
 
 
 @dataclass(frozen=True)
-class AzureMLWorkspace:
+class AzureMLWorkspace(WorkspaceAdmin):
     url: str
     token: str
     subscription_id: str

@@ -31,6 +31,7 @@ from emulator.databricks import (
     dbfs_api,
     experiment_rules,
     files_api,
+    registration_lifecycle,
     registry_artifacts,
     run_lineage,
     server_artifacts,
@@ -75,6 +76,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     # MLflow's own server-side artifact code resolves dbfs:/ here too (emulator.artifact_repositories).
     app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
+    registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
     ui_links.install(app)

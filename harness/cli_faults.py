@@ -1,0 +1,118 @@
+"""`harness scenario list|run NAME` and `harness replay JOURNAL`: registration bugs, reproduced."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+
+import click
+
+from emulator import settings, status
+from emulator.state import StateDir
+
+EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
+
+
+def _state_option(fn):
+    return click.option("--state-dir", envvar=settings.STATE_DIR_ENV, default=settings.DEFAULT_STATE_DIR,
+                        show_default=True, help="The running emulator's state dir.")(fn)
+
+
+def _workspaces(state_dir: str):
+    """The running emulator's workspace handles; exits 2 if it is not running."""
+    from harness.workspaces import Emulator
+
+    emu = Emulator(state_dir)  # handles on the running workspaces (nothing is started)
+    info = emu.status()
+    down = [r for r in settings.ROLES if not info[r]["healthy"]]
+    if down:
+        click.secho(f"error: the emulator is not running ({', '.join(down)} down) in {state_dir}: run `emulator up`",
+                    fg="red", err=True)
+        sys.exit(EXIT_NO_EMULATOR)
+    return emu
+
+
+@click.group()
+def scenario():
+    """Named reproductions of registration bugs (fault injection + the real MLflow client)."""
+
+
+@scenario.command("list")
+def scenario_list():
+    """The scenarios, the bug each shows, and the workspaces it runs on."""
+    from harness.fault_scenarios import SCENARIOS
+
+    for s in SCENARIOS.values():
+        click.echo(f"{s.name}  [{', '.join(s.roles)}]\n    bug: {s.bug}\n    expected: {s.expected}")
+
+
+@scenario.command("run")
+@_state_option
+@click.argument("name")
+@click.option("--role", type=click.Choice([*settings.ROLES, "all"]), default="all", show_default=True,
+              help="Which workspace(s); 'all' = every one that has the behaviour.")
+@click.option("--json", "as_json", is_flag=True)
+def scenario_run(state_dir, name, role, as_json):
+    """Run one scenario (or `all`); exit 0 if each reproduced as documented."""
+    from harness.fault_scenarios import SCENARIOS, run_scenario
+
+    if name != "all" and name not in SCENARIOS:
+        raise click.BadParameter(f"unknown scenario {name!r}; `harness scenario list` names them", param_hint="NAME")
+    emu = _workspaces(state_dir)
+    outcomes = []
+    for s in SCENARIOS.values() if name == "all" else [SCENARIOS[name]]:
+        for r in s.roles if role == "all" else [role]:
+            if r not in s.roles:
+                click.secho(f"{s.name}: not a {r} behaviour (runs on {', '.join(s.roles)})", fg="yellow", err=True)
+                continue
+            # With --json, stdout is the JSON only: anything the client prints goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+                outcomes.append(run_scenario(s.name, getattr(emu, r)))
+            if not as_json:
+                click.echo(outcomes[-1].summary())
+    if as_json:
+        click.echo(json.dumps([o.to_json() for o in outcomes], indent=2))
+    sys.exit(EXIT_OK if outcomes and all(o.reproduced for o in outcomes) else EXIT_FAILED)
+
+
+@click.command("replay")
+@click.argument("journal", type=click.Path(exists=True, dir_okay=False))
+@click.option("--state-dir", default=None,
+              help="Replay into this running emulator, RESETTING the workspace first (default: a throwaway emulator).")
+@click.option("--role", type=click.Choice(settings.ROLES), default=None, help="Default: the journal's.")
+@click.option("--no-faults", is_flag=True, help="Do not re-inject the faults the recorded calls met.")
+@click.option("--json", "as_json", is_flag=True)
+def replay_cmd(journal, state_dir, role, no_faults, as_json):
+    """Send a recorded journal's tracking and registry calls to a fresh workspace; exit 1 if any outcome differs."""
+    import requests
+
+    from harness import replay
+    from harness.workspaces import Emulator
+
+    entries = replay.load(journal)
+    role = role or replay.role_of_journal(entries)
+    with contextlib.ExitStack() as stack:
+        if state_dir:
+            ws = getattr(_workspaces(state_dir), role)
+            base = getattr(ws, "tracking_uri", ws.url)
+            # MLflow makes its tables on the first call; a reset before that fails (emulator.reset).
+            requests.get(f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=300,
+                         headers={"Authorization": f"Bearer {ws.token}"})
+            answer = requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=300,
+                                   headers={"Authorization": f"Bearer {ws.token}"})
+            answer.raise_for_status()
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-replay-"))
+            emu = Emulator(tmp).up()
+            stack.callback(emu.down)
+            ws = getattr(emu, role)
+        report = replay.replay(entries, ws, with_faults=not no_faults)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.summary())
+    sys.exit(EXIT_FAILED if report.differing else EXIT_OK)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(scenario)
+    main.add_command(replay_cmd)

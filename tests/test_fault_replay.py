@@ -1,0 +1,93 @@
+"""`harness replay`: a journal recorded while a registration bug happened reproduces it on a fresh workspace."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from harness import replay
+from harness.cli import main as harness_cli
+from harness.fault_scenarios import run_scenario
+
+
+def _reset(ws) -> None:
+    # A workspace no MLflow call has touched yet has no tables, and its reset answers 500 (reset.py):
+    # one call first creates them.
+    _client(ws).search_experiments(max_results=1)
+    answer = requests.post(f"{ws.url}/__emulator/reset", json={}, headers={"Authorization": f"Bearer {ws.token}"},
+                           timeout=300)
+    assert answer.status_code == 200, answer.text
+
+
+def _client(ws) -> MlflowClient:
+    uri = getattr(ws, "tracking_uri", "databricks")
+    return MlflowClient(uri, uri)
+
+
+@pytest.fixture
+def recorded(emulator, request, monkeypatch, tmp_path):
+    """The journal of one run of the duplicate-version scenario, saved to a file; then the workspace is reset."""
+    ws = getattr(emulator, request.param)
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    _reset(ws)
+    ws.journal(True)
+    outcome = run_scenario("duplicate_version_after_lost_response", ws)
+    assert outcome.reproduced
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps({"requests": ws.requests()}))
+    ws.journal(False)
+    _reset(ws)
+    yield ws, outcome.observed["model"], path
+    ws.clear_faults()
+
+
+@pytest.mark.parametrize("recorded", ["databricks", "azureml"], indirect=True)
+def test_replay_reproduces_the_duplicate_version(recorded):
+    ws, model, path = recorded
+    entries = replay.load(path)
+    assert replay.role_of_journal(entries) == ("azureml" if hasattr(ws, "tracking_uri") else "databricks")
+    report = replay.replay(entries, ws)
+    print(report.summary())
+    assert report.differing == [], report.summary()
+    creates = [s for s in report.steps if s.path.endswith("/model-versions/create")]
+    assert [s.replayed for s in creates] == [503, 200] and creates[0].fault
+    assert any("not an MLflow" in why or "body" in why for _, _, why in report.skipped) or not report.skipped
+    versions = _client(ws).search_model_versions(f"name = '{model}'")
+    assert sorted(v.version for v in versions) == ["1", "2"]  # the bug, again, on a fresh workspace
+
+
+@pytest.mark.parametrize("recorded", ["azureml"], indirect=True)
+def test_replay_without_the_faults_reports_the_difference(recorded):
+    ws, model, path = recorded
+    report = replay.replay(replay.load(path), ws, with_faults=False)
+    create = next(s for s in report.differing if s.path.endswith("/model-versions/create"))
+    assert create.differences[0] == "status: recorded 503, replayed 200"
+    # The client's retry is in the journal too: replayed as recorded, it still makes version 2.
+    assert sorted(v.version for v in _client(ws).search_model_versions(f"name = '{model}'")) == ["1", "2"]
+
+
+@pytest.mark.parametrize("recorded", ["azureml"], indirect=True)
+def test_harness_replay_cli(recorded, emulator):
+    ws, model, path = recorded
+    result = CliRunner().invoke(harness_cli, ["replay", str(path), "--state-dir", str(emulator.state.root)])
+    assert result.exit_code == 0, result.output
+    assert "same outcome" in result.output
+    assert sorted(v.version for v in _client(ws).search_model_versions(f"name = '{model}'")) == ["1", "2"]
+
+
+def test_harness_scenario_cli(emulator):
+    runner = CliRunner()
+    listed = runner.invoke(harness_cli, ["scenario", "list"])
+    assert "pending_version_times_out  [databricks]" in listed.output
+    ran = runner.invoke(harness_cli, ["scenario", "run", "empty_model_after_failed_first_version", "--role", "azureml",
+                                      "--state-dir", str(emulator.state.root), "--json"])
+    assert ran.exit_code == 0, ran.output
+    outcome = json.loads(ran.stdout)[0]
+    assert outcome["reproduced"] and outcome["observed"]["versions"] == []
+    unknown = runner.invoke(harness_cli, ["scenario", "run", "nope", "--state-dir", str(emulator.state.root)])
+    assert unknown.exit_code == 2 and "harness scenario list" in unknown.output

@@ -1,0 +1,39 @@
+"""The shipped registration-bug reproductions, each on every workspace that has the behaviour."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.fault_scenarios import SCENARIOS, run_scenario
+
+CASES = [(name, role) for name, s in SCENARIOS.items() for role in s.roles]
+
+
+@pytest.mark.parametrize("name, role", CASES, ids=[f"{n}-{r}" for n, r in CASES])
+def test_scenario_reproduces(emulator, name, role):
+    ws = getattr(emulator, role)
+    outcome = run_scenario(name, ws)
+    print(outcome.summary())
+    assert outcome.reproduced, outcome.summary()
+    assert ws.faults() == []  # the scenario leaves no rule behind
+
+
+def test_duplicate_is_what_the_registry_check_reports(emulator, monkeypatch):
+    """The bug the scenario shows is the one `harness check`'s registry check names."""
+    from mlflow import MlflowClient
+
+    from harness.checks.registry import verify_registry_versions
+
+    ws = emulator.azureml
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    outcome = run_scenario("duplicate_version_after_lost_response", ws)
+    client = MlflowClient(ws.tracking_uri, ws.tracking_uri)
+    result = verify_registry_versions(client, outcome.observed["model"], expected_count=1)
+    assert not result.passed
+    assert any("duplicate of version 1" in d.message for d in result.differences), result.summary()
+
+
+def test_pending_scenario_is_refused_on_azureml(emulator):
+    with pytest.raises(ValueError, match="needs a databricks workspace"):
+        run_scenario("pending_version_times_out", emulator.azureml)
