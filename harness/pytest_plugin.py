@@ -18,41 +18,116 @@ if TYPE_CHECKING:  # the checks import MLflow: loaded only when a helper runs, n
 _ACTIVE: dict = {}
 
 
+# How the session's workspaces are set up: a pytest option, else an EMULATOR_* variable (README
+# "pytest plugin"). Ports default to free ones; a state dir whose workspaces already run is reused.
+_OPTIONS = {
+    # option dest: (flag, environment variable, help)
+    "emulator_docker": ("--emulator-docker", "EMULATOR_DOCKER",
+                        "Use the workspaces from Docker Compose (pytest-docker, image built offline) "
+                        "instead of local processes."),
+    "emulator_linked": ("--emulator-linked", "EMULATOR_LINKED",
+                        "Link the session's workspaces from the start (Databricks runs mirrored to Azure ML)."),
+}
+_VALUES = {
+    "emulator_state_dir": ("--emulator-state-dir", "EMULATOR_PYTEST_STATE_DIR",
+                           "State dir for the session's workspaces (default: a temporary one); if its "
+                           "workspaces already run (`emulator up --state-dir`), they are used and left running."),
+    "emulator_databricks_port": ("--emulator-databricks-port", "EMULATOR_DATABRICKS_PORT",
+                                 "Port of the Databricks workspace (default: a free one)."),
+    "emulator_azureml_port": ("--emulator-azureml-port", "EMULATOR_AZUREML_PORT",
+                              "Port of the Azure ML workspace (default: a free one)."),
+}
+_TRUE = ("1", "true", "yes", "on")
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("mlflow-azure-emulator")
-    group.addoption(
-        "--emulator-docker", action="store_true", default=False,
-        help="Use the workspaces from Docker Compose (pytest-docker, image built offline) "
-             "instead of local processes.",
-    )
+    for dest, (flag, env, text) in _OPTIONS.items():
+        group.addoption(flag, dest=dest, action="store_true", default=None, help=f"{text} Env: {env}=1.")
+    for dest, (flag, env, text) in _VALUES.items():
+        group.addoption(flag, dest=dest, default=None, help=f"{text} Env: {env}.")
+
+
+def setting(config, dest: str):
+    """A plugin setting: the command-line option wins, then its EMULATOR_* environment variable."""
+    import os
+
+    value = config.getoption(dest)
+    if value is not None:
+        return value
+    if dest in _OPTIONS:
+        return os.environ.get(_OPTIONS[dest][1], "").strip().lower() in _TRUE
+    return os.environ.get(_VALUES[dest][1]) or None
+
+
+def _ports(config) -> dict[str, int] | None:
+    """Configured ports; each pytest-xdist worker gets its own (offset by its number)."""
+    import os
+
+    wanted = {role: setting(config, f"emulator_{role}_port") for role in ("databricks", "azureml")}
+    if not any(wanted.values()):
+        return None
+    from emulator import launcher
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    offset = 10 * int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return {role: int(port) + offset if port else launcher.free_port() for role, port in wanted.items()}
 
 
 def pytest_configure(config):
-    if config.getoption("emulator_docker") and not config.pluginmanager.has_plugin("harness.compose_fixtures"):
+    if setting(config, "emulator_docker") and not config.pluginmanager.has_plugin("harness.compose_fixtures"):
+        try:
+            import pytest_docker  # noqa: F401  (checked first: pytest wraps a plugin's ImportError)
+        except ImportError as exc:
+            raise pytest.UsageError(
+                f"--emulator-docker needs pytest-docker and the docker SDK ({exc}): "
+                "pip install 'mlflow-azure-emulator[pytest,docker]'") from None
         config.pluginmanager.import_plugin("harness.compose_fixtures")
 
 
 @pytest.fixture(scope="session")
 def emulated_workspaces(request, tmp_path_factory):
-    """Both workspaces for the session: local server processes on free loopback ports, or with
-    --emulator-docker the Compose deployment (anything with .databricks and .azureml handles)."""
+    """Both workspaces for the session: local server processes on free loopback ports (or the
+    configured ports / state dir), or with --emulator-docker the Compose deployment (anything with
+    .databricks and .azureml handles). --emulator-linked links them for the whole session."""
     previous = _ACTIVE.get("workspaces")  # a nested in-process session (pytester) must not leak its own
-    if request.config.getoption("emulator_docker"):
+    if setting(request.config, "emulator_docker"):
         try:
             workspaces = request.getfixturevalue("docker_workspaces")
         except pytest.FixtureLookupError:
             pytest.fail("--emulator-docker needs a `docker_workspaces` fixture (harness.compose_fixtures)")
         _ACTIVE["workspaces"] = workspaces
+        if setting(request.config, "emulator_linked"):
+            links.link(workspaces.databricks, workspaces.azureml)
         yield workspaces
         _ACTIVE["workspaces"] = previous
         return
-    emu = Emulator(tmp_path_factory.mktemp("emulator-state")).up()
+    state_dir = setting(request.config, "emulator_state_dir")
+    emu = Emulator(state_dir or tmp_path_factory.mktemp("emulator-state"), ports=_ports(request.config))
+    started_here = not emu.running()
+    if started_here:
+        emu.up()
     _ACTIVE["workspaces"] = emu
+    if setting(request.config, "emulator_linked"):
+        links.link(emu.databricks, emu.azureml)
     try:
         yield emu
     finally:
         _ACTIVE["workspaces"] = previous
-        emu.down()
+        if started_here:
+            emu.down()
+
+
+@pytest.fixture
+def fresh_workspaces(emulated_workspaces, databricks_workspace, azureml_workspace):
+    """The session's workspaces, emptied in place before the test (runs, models, artifacts,
+    folders, faults, mirror state: POST /__emulator/reset, well under a second), as moto users
+    expect of a fresh backend. The link state is kept."""
+    from emulator.reset import request_reset
+
+    for ws in (databricks_workspace, azureml_workspace):
+        request_reset(ws.url, ws.token)
+    return emulated_workspaces
 
 
 @pytest.fixture

@@ -49,6 +49,10 @@ class Emulator:
         # The Azure ML HTTPS listener and CONNECT proxy, fixed for the same reason.
         self.azureml_extra_ports = {"tls": launcher.free_port(), "proxy": launcher.free_port()}
 
+    def running(self) -> bool:
+        """Both workspaces of this state dir run (started by it, answering as it): reuse them."""
+        return self.state.root.is_dir() and all(launcher.owned(self.state, role) for role in settings.ROLES)
+
     def up(self, timeout: float = 90.0) -> Emulator:
         procs = [self.start_process(role) for role in settings.ROLES]
         status.record_deployment(self.state, "local")

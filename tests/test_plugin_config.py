@@ -1,0 +1,74 @@
+"""The pytest plugin's settings (options and EMULATOR_* variables) and per-test fresh workspaces."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from emulator import launcher
+
+pytest_plugins = ["pytester"]
+
+
+def test_ports_from_the_environment_and_fresh_workspaces_per_test(pytester, monkeypatch, tmp_path):
+    db_port, aml_port = launcher.free_port(), launcher.free_port()
+    monkeypatch.setenv("EMULATOR_DATABRICKS_PORT", str(db_port))
+    monkeypatch.setenv("EMULATOR_AZUREML_PORT", str(aml_port))
+    pytester.makepyfile(f"""
+        from mlflow import MlflowClient
+
+        def test_ports_are_honoured(databricks_workspace, azureml_workspace):
+            assert databricks_workspace.url.endswith(":{db_port}")
+            assert azureml_workspace.url.endswith(":{aml_port}")
+
+        def test_one_writes(fresh_workspaces):
+            client = MlflowClient("databricks", "databricks")
+            exp = client.create_experiment("/Users/" + fresh_workspaces.databricks.user + "/mine")
+            client.create_run(exp)
+            aml = MlflowClient(fresh_workspaces.azureml.tracking_uri)
+            aml.create_experiment("aml-mine")
+
+        def test_two_finds_nothing(fresh_workspaces):
+            client = MlflowClient("databricks", "databricks")
+            assert [e.name for e in client.search_experiments()] == ["Default"]
+            aml = MlflowClient(fresh_workspaces.azureml.tracking_uri)
+            assert [e.name for e in aml.search_experiments()] == ["Default"]
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+
+
+def test_a_running_state_dir_is_reused_and_left_running(pytester, tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    env = {**os.environ, "EMULATOR_DATABRICKS_PORT": "0", "EMULATOR_AZUREML_PORT": "0"}
+    up = subprocess.run([sys.executable, "-m", "emulator.cli", "up", "--state-dir", str(state)],
+                        capture_output=True, text=True, timeout=300, env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        pids = {r: launcher.running(launcher.StateDir(state), r).pid for r in ("databricks", "azureml")}
+        pytester.makepyfile("""
+            import os
+            def test_uses_it(emulated_workspaces):
+                assert str(emulated_workspaces.state.root) == os.environ["EMULATOR_PYTEST_STATE_DIR"]
+        """)
+        monkeypatch.setenv("EMULATOR_PYTEST_STATE_DIR", str(state.resolve()))
+        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+        for role, pid in pids.items():  # not stopped by the session that only borrowed them
+            now = launcher.running(launcher.StateDir(state), role)
+            assert now is not None and now.pid == pid
+    finally:
+        subprocess.run([sys.executable, "-m", "emulator.cli", "down", "--state-dir", str(state)],
+                       capture_output=True, timeout=120)
+
+
+def test_docker_option_without_pytest_docker_says_what_to_install(pytester):
+    pytester.makeconftest("""
+        import sys
+        sys.modules["pytest_docker"] = None  # as if pytest-docker were not installed
+        sys.modules["pytest_docker.plugin"] = None
+    """)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("--emulator-docker", "-p", "no:cacheprovider")
+    assert result.ret != 0
+    assert "pip install 'mlflow-azure-emulator[pytest,docker]'" in result.stderr.str()
