@@ -9,7 +9,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
 * ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
-* ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
+* ``uc``                 the Unity Catalog model registry (``databricks-uc``) and its catalogs/schemas
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
 * ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
 * ``storage``            the path guard every file access goes through
@@ -31,8 +31,8 @@ from emulator.databricks import (
     registry_artifacts,
     server_artifacts,
     scim,
+    uc,
     ui_links,
-    unity_catalog,
     workspace_api,
 )
 from emulator.databricks.storage import Storage
@@ -59,7 +59,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         return jsonify({"workspace_id": WORKSPACE_ID, "host": request.host_url.rstrip("/")})
 
     # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
-    unity_catalog.install(app)
+    uc.install(app, config)
     experiment_rules.install(app, config, tree)
     workspace_api.install(app, tree)
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes")))
