@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 from emulator import reset
 from emulator.databricks.uc import catalogs, registry, versions
@@ -31,3 +31,13 @@ def install(app: Flask, config: ServerConfig) -> None:
     versions.install(app, store, s3)
     reset.on_reset(app, store.reset)
     reset.on_reset(app, s3.reset)
+
+    @app.after_request
+    def _org_id(response):
+        # Databricks answers carry the workspace id; the UC client reads it from runs/get to link a
+        # model version to its source run (else it warns "Unable to get ... workspace ID").
+        from emulator.databricks import WORKSPACE_ID
+
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("x-databricks-org-id", WORKSPACE_ID)
+        return response

@@ -97,8 +97,9 @@ def page(items: list, data: dict, default_max: int = 100) -> tuple[list, str | N
         offset = int(data.get("page_token") or 0)
     except (TypeError, ValueError):
         raise EmulatorError("INVALID_PARAMETER_VALUE", "Invalid 'max_results' or 'page_token'.", 400) from None
-    if max_results < 1 or max_results > 1000 or offset < 0:
-        raise EmulatorError("INVALID_PARAMETER_VALUE", "'max_results' must be between 1 and 1000.", 400)
+    if max_results < 1 or offset < 0:
+        raise EmulatorError("INVALID_PARAMETER_VALUE", "'max_results' must be positive.", 400)
+    max_results = min(max_results, 1000)  # larger asks (the client's default is 200,000) get pages of 1,000
     chunk = items[offset:offset + max_results]
     token = str(offset + max_results) if offset + max_results < len(items) else None
     return chunk, token
