@@ -11,7 +11,7 @@ from flask import Flask
 from emulator.databricks.uc import credentials
 from emulator.databricks.uc.s3_link import S3Link
 from emulator.databricks.uc.s3_server import BUCKET
-from emulator.databricks.uc.store import UcStore, full_model_name, new_id, now_ms
+from emulator.databricks.uc.store import UcStore, full_model_name, new_id, now_ms, split_name
 from emulator.databricks.uc.views import (
     PREFIX, ok, optional_str, page, params, required, tag_list, version_json,
 )
@@ -131,8 +131,12 @@ def install(app: Flask, store: UcStore, s3: S3Link) -> None:
                                 "versions are searched by name = '<catalog>.<schema>.<model>' or run_id = '<id>'.", 400)
         with store.tx() as db:
             if match and match.group(1) == "name":
-                model = store.model_row(db, match.group(2))
-                rows = [(model, v) for v in db.execute(
+                catalog, schema, name = split_name(match.group(2))
+                model = db.execute("SELECT * FROM models WHERE catalog = ? AND schema = ? AND name = ?",
+                                   (catalog, schema, name)).fetchone()
+                # A name with no model matches nothing (as MLflow's own stores answer): callers
+                # check "does it have versions yet" this way before registering.
+                rows = [] if model is None else [(model, v) for v in db.execute(
                     "SELECT * FROM versions WHERE model = ? ORDER BY version DESC", (model["id"],))]
             else:
                 where, args = ("WHERE v.run_id = ?", (match.group(2),)) if match else ("", ())
