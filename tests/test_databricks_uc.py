@@ -286,3 +286,20 @@ def test_bad_input_is_4xx_never_5xx(databricks_ws):
         assert 400 <= resp.status_code < 500, (path, resp.status_code, resp.text)
         assert set(resp.json()) == {"error_code", "message"}, resp.text
     assert requests.get(f"{ws.url}{UC}/registered-models/search", timeout=10).status_code == 401
+
+
+def test_registry_increments_check_accepts_uc_version_and_alias_uris(experiment, model_and_data, uc_client):
+    from harness.checks import check_registry_increments
+
+    model, X = model_and_data
+    _register(model, X, "main.default.source_model", signature=infer_signature(X, model.predict(X)))
+    uc_client.set_registered_model_alias("main.default.source_model", "champion", 1)
+    # The process-wide registry stays "databricks" (the fixture's): the check resolves the models:/ URI in
+    # the registry it checks, Unity Catalog.
+    assert mlflow.get_registry_uri() == "databricks"
+    for name, source in (("main.default.copy_by_version", "models:/main.default.source_model/1"),
+                         ("main.default.copy_by_alias", "models:/main.default.source_model@champion")):
+        result = check_registry_increments(uc_client, name, source, registrations=2)
+        assert result.passed, result.summary()
+        assert result.details["versions"] == [1, 2]
+    assert mlflow.get_registry_uri() == "databricks"
