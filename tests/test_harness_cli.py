@@ -105,3 +105,10 @@ def test_registry_databricks_uc_variant_passes_with_alias_scoring(own_emulator, 
     assert checks["registry_increments[databricks-uc, 2 at once]"]["details"]["versions"] == [1, 2]
     assert checks["udf_scoring"]["subject"].startswith("spark_udf(models:/main.default.seed_model@champion)")
     assert checks["udf_scoring"]["details"]["mismatches"] == 0
+    # The registry is not dual: nothing of Unity Catalog reached the linked Azure ML workspace.
+    from mlflow import MlflowClient
+
+    aml = own_emulator.azureml
+    os.environ["MLFLOW_TRACKING_TOKEN"] = aml.token
+    aml_models = [m.name for m in MlflowClient(aml.tracking_uri, aml.tracking_uri).search_registered_models()]
+    assert aml_models and not [n for n in aml_models if n.startswith("main.default.")]
