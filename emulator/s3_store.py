@@ -48,12 +48,31 @@ def running_url(state: StateDir) -> str | None:
 
 def url(state: StateDir) -> str:
     """Where clients reach S3: the running process, else where it will listen."""
-    return os.environ.get(URL_ENV) or running_url(state) or f"http://{settings.DEFAULT_HOST}:{_port()}"
+    return os.environ.get(URL_ENV) or running_url(state) or f"http://{settings.DEFAULT_HOST}:{_remembered(state) or _port()}"
 
 
 def _port() -> int:
     value = os.environ.get(PORT_ENV)
     return int(value) if value and value.isdigit() else DEFAULT_PORT
+
+
+def _remembered(state: StateDir) -> int | None:
+    try:
+        return int((_dir(state) / "port").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _pick_port(state: StateDir, host: str) -> int:
+    """EMULATOR_S3_PORT if set (it must be free); else the port this state dir used last, so
+    MLFLOW_S3_ENDPOINT_URL stays valid across down/up; else 5003; else any free port (two emulators
+    with their own state dirs, e.g. tests, must not collide on the default)."""
+    if os.environ.get(PORT_ENV):
+        return _port()
+    for candidate in (_remembered(state), DEFAULT_PORT):
+        if candidate and not launcher.port_in_use(host, candidate):
+            return candidate
+    return launcher.free_port(host)
 
 
 def healthy(base_url: str, timeout: float = 2.0) -> bool:
@@ -69,7 +88,7 @@ def start(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None =
     if current:
         return current
     state.config()
-    port = _port() if port is None else port
+    port = _pick_port(state, host) if port is None else port
     if port == 0:
         port = launcher.free_port(host)
     if launcher.port_in_use(host, port):
@@ -84,6 +103,7 @@ def start(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None =
              "--host", host, "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     _runfile(state).write_text(json.dumps({"pid": proc.pid, "host": host, "port": port}))
+    (_dir(state) / "port").write_text(str(port))
     base = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout
     while not healthy(base):

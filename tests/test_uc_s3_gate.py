@@ -110,3 +110,40 @@ def test_sealing_needs_the_workspaces_admin_token_and_stops_writes(store):
     assert _code(lambda: s3.put_object(Bucket=BUCKET, Key=f"{prefix}/MLmodel", Body=b"3")) == "AccessDenied"
     assert _code(lambda: s3.put_object(Bucket=BUCKET, Key=f"{prefix}/new", Body=b"3")) == "AccessDenied"
     assert s3.get_object(Bucket=BUCKET, Key=f"{prefix}/MLmodel")["Body"].read() == b"2"
+
+
+def test_emulator_up_runs_the_s3_store_and_down_stops_it(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    env = {**os.environ, "EMULATOR_DATABRICKS_PORT": str(launcher.free_port()),
+           "EMULATOR_AZUREML_PORT": str(launcher.free_port())}
+    env.pop("EMULATOR_S3_PORT", None)
+    cli = [sys.executable, "-m", "emulator.cli"]
+    # Hold the default port if it is free: a second emulator must not fail on it.
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", s3_store.DEFAULT_PORT))
+        holder.listen()
+    except OSError:
+        pass
+    try:
+        subprocess.run([*cli, "up", "--state-dir", str(state)], env=env, check=True, capture_output=True, timeout=300)
+        try:
+            info = json.loads(subprocess.run([*cli, "status", "--json", "--state-dir", str(state)], env=env,
+                                             capture_output=True, text=True, timeout=120).stdout)
+            url = info["databricks"]["client_env"]["MLFLOW_S3_ENDPOINT_URL"]
+            assert info["s3"]["healthy"] and url != f"http://127.0.0.1:{s3_store.DEFAULT_PORT}"
+        finally:
+            down = subprocess.run([*cli, "down", "--state-dir", str(state)], env=env, capture_output=True,
+                                  text=True, timeout=120)
+        assert "stopped s3" in down.stdout
+        assert not s3_store.healthy(url) and s3_store.running_url(StateDir(state)) is None
+        # Next time it comes back on the same port, so the exported MLFLOW_S3_ENDPOINT_URL stays valid.
+        assert s3_store.url(StateDir(state)) == url
+    finally:
+        holder.close()
