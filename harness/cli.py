@@ -206,6 +206,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     os.environ.update({"DATABRICKS_HOST": db["url"], "DATABRICKS_TOKEN": db["token"],
                        "MLFLOW_TRACKING_TOKEN": aml["token"], "AZUREML_EMULATOR_URL": aml["url"]})
     uc = registry_uri == "databricks-uc"
+    aml_model_name = model_name  # Azure ML's registry has no catalogs: its seed flow keeps the plain name
     if uc:  # model files go to the emulator's S3 with the credentials Unity Catalog hands out
         os.environ["MLFLOW_S3_ENDPOINT_URL"] = db["client_env"]["MLFLOW_S3_ENDPOINT_URL"]
         model_name = uc_name(model_name)
@@ -290,7 +291,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     with progress.step("registry increments, azureml (seed's AML-only flow)", log) as out:
         try:
             aml_seed = scenarios.run_azureml_scenario(aml["subscription_id"], aml["resource_group"],
-                                                      aml["workspace_name"], model_name=model_name)
+                                                      aml["workspace_name"], model_name=aml_model_name)
             res = check_registry_increments(azureml, f"harness-seq-{stamp}", aml_seed.registered_source,
                                             run_id=aml_seed.run_id, model_id=aml_seed.model_id,
                                             registrations=registrations)
