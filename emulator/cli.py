@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from emulator import launcher, settings, status
+from emulator import launcher, s3_store, settings, status
 from emulator.state import StateDir
 
 ROLE = click.Choice(settings.ROLES)
@@ -57,6 +57,7 @@ def up(state_dir, host, timeout, docker, compose_file, project_name):
             started.append(launcher.start(state, role, host=host))
         status.record_deployment(state, "local")
         launcher.wait_healthy(state, started, timeout=timeout)
+        s3_store.start(state, host=host, timeout=timeout)  # Unity Catalog model files
     except (launcher.LaunchError, ValueError) as exc:
         _fail(str(exc))
     _print_endpoints(state)
@@ -110,6 +111,8 @@ def down(state_dir, docker, volumes):
     for role in settings.ROLES:
         if launcher.stop(state, role):
             click.echo(f"stopped {role}")
+    if s3_store.stop(state):
+        click.echo("stopped s3 (Unity Catalog model files)")
 
 
 @main.command()
@@ -163,6 +166,8 @@ def status_cmd(state_dir, as_json):
             health = click.style("healthy", fg="green") if ws["healthy"] else click.style("down", fg="red")
             click.echo(f"{role:>10}: {ws['url']}  {health}  token={ws['token']}")
         click.echo(f"AML tracking URI: {info['azureml']['tracking_uri']}")
+        click.echo(f"Unity Catalog model files: MLFLOW_S3_ENDPOINT_URL={info['s3']['url']}"
+                   + ("" if info["s3"]["healthy"] else "  (down)"))
         if info.get("mirror"):
             m = info["mirror"]
             click.echo(f"mirror: backlog={m.get('backlog')} failed={m.get('failed')} "
@@ -198,6 +203,7 @@ def reset(state_dir, yes, live):
     _down_docker(state, volumes=True)
     for role in settings.ROLES:
         launcher.stop(state, role)
+    s3_store.stop(state)
     state.wipe()
     click.echo(f"deleted {state.root}")
 

@@ -121,6 +121,13 @@ def collect(state: StateDir) -> dict:
             **azureml_client_env(state, aml_url, identity_header(cfg["azureml_token"])),
         },
     }
+    # Unity Catalog model files: the S3 endpoint clients set as MLFLOW_S3_ENDPOINT_URL.
+    from emulator import s3_store
+
+    s3_url = s3_store.url(state)
+    info["databricks"]["client_env"] = {"DATABRICKS_HOST": db_url, "DATABRICKS_TOKEN": cfg["databricks_token"],
+                                        "MLFLOW_S3_ENDPOINT_URL": s3_url}
+    info["s3"] = {"url": s3_url, "healthy": s3_store.healthy(s3_url)}
     # Linked workspaces: the mirror's backlog and last error (None until a Databricks server ran).
     from emulator.mirror.control import mirror_status
 

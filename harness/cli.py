@@ -74,12 +74,17 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
     """Roles this command started (to stop them again); exits 2 if the emulator is down and not --start.
     Only servers this state dir started count (status.serving): never another emulator that happens
     to listen on the default ports. Without --start nothing is created."""
+    from emulator import s3_store
+
     try:
         info = status.collect(state)
         down = [r for r in settings.ROLES if not info[r]["healthy"]]
     except status.NotRunningHere:
         down = list(settings.ROLES)
     if not down:
+        if start and not s3_store.running_url(state):
+            s3_store.start(state)  # Unity Catalog model files
+            return ["s3"]
         return []
     if not start:
         click.secho(
@@ -92,6 +97,9 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
         started.append(role)
     status.record_deployment(state, "local")
     launcher.wait_healthy(state, procs, timeout=90)
+    if not s3_store.running_url(state):
+        s3_store.start(state)  # Unity Catalog model files
+        started.append("s3")
     return started
 
 
@@ -134,9 +142,13 @@ def main():
 @click.option("--rows", default=1000, show_default=True, help="Rows scored in the UDF check.")
 @click.option("--mirror-timeout", default=30.0, show_default=True,
               help="Seconds to wait for the Azure ML mirror to catch up (when linked).")
-@click.option("--model-name", default="seed-model", show_default=True)
+@click.option("--model-name", default="seed-model", show_default=True,
+              help="With --registry databricks-uc a name without three levels goes to main.default.")
+@click.option("--registry", "registry_uri", type=click.Choice(["databricks", "databricks-uc"]), default="databricks",
+              show_default=True, help="The Databricks registry: the seed's workspace registry, or Unity Catalog "
+                                      "(MLflow 3's default; model files in the emulator's S3).")
 def check(state_dir, start, keep_running, link_first, json_path, junit_path, spark, spark_master, registrations,
-          concurrency, rows, mirror_timeout, model_name):
+          concurrency, rows, mirror_timeout, model_name, registry_uri):
     """Run the seed scenario and all checks; print a table; exit 0 only if every check passed."""
     state = StateDir(state_dir)
     started = _ensure_running(state, start)
@@ -151,11 +163,13 @@ def check(state_dir, start, keep_running, link_first, json_path, junit_path, spa
     log = io.StringIO()
     try:
         results, info = _run_all(state, log, spark, spark_master, registrations, concurrency, rows,
-                                 mirror_timeout, model_name)
+                                 mirror_timeout, model_name, registry_uri)
     finally:
         if started and not keep_running:
+            from emulator import s3_store
+
             for role in started:
-                launcher.stop(state, role)
+                s3_store.stop(state) if role == "s3" else launcher.stop(state, role)
         log_path = state.root / "harness.log"
         with contextlib.suppress(OSError):
             log_path.write_text(log.getvalue())
@@ -177,7 +191,13 @@ def check(state_dir, start, keep_running, link_first, json_path, junit_path, spa
     sys.exit(EXIT_OK if all(r.passed for r in results) else EXIT_FAILED)
 
 
-def _run_all(state, log, use_spark, spark_master, registrations, concurrency, rows, mirror_timeout, model_name):
+def uc_name(name: str) -> str:
+    """A Unity Catalog name for `name`: three levels (main.default. by default), no dashes."""
+    return name if name.count(".") == 2 else "main.default." + name.replace("-", "_").replace(".", "_")
+
+
+def _run_all(state, log, use_spark, spark_master, registrations, concurrency, rows, mirror_timeout, model_name,
+             registry_uri="databricks"):
     from mlflow import MlflowClient
 
     from harness import scenarios
@@ -190,7 +210,14 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     # Both sets of credentials at once: "databricks" reads DATABRICKS_*, the Azure ML URI MLFLOW_TRACKING_TOKEN.
     os.environ.update({"DATABRICKS_HOST": db["url"], "DATABRICKS_TOKEN": db["token"],
                        "MLFLOW_TRACKING_TOKEN": aml["token"], "AZUREML_EMULATOR_URL": aml["url"]})
+    uc = registry_uri == "databricks-uc"
+    aml_model_name = model_name  # Azure ML's registry has no catalogs: its seed flow keeps the plain name
+    if uc:  # model files go to the emulator's S3 with the credentials Unity Catalog hands out
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = db["client_env"]["MLFLOW_S3_ENDPOINT_URL"]
+        model_name = uc_name(model_name)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    new_name = (lambda kind: uc_name(f"harness_{kind}_{stamp.replace('-', '_')}")) if uc else (
+        lambda kind: f"harness-{kind}-{stamp}")
     progress = Progress(9 if use_spark else 7)
     results: list[CheckResult] = []
     session = None
@@ -214,7 +241,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
         t = time.perf_counter()
         try:
             seed = scenarios.run_databricks_scenario(db["url"], db["token"], db["user"], model_name=model_name,
-                                                     spark=session, score_rows=rows)
+                                                     spark=session, score_rows=rows, registry_uri=registry_uri)
             seed_result.compared.update(epochs=5, scored_rows=seed.scored_rows)
             seed_result.details.update(run_id=seed.run_id, experiment=seed.experiment_name,
                                        model=f"{seed.model_name} v{seed.model_version}", model_uri=seed.model_uri)
@@ -225,7 +252,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
         out["verdict"] = _verdict(seed_result)
     results.append(seed_result)
 
-    databricks = MlflowClient("databricks", "databricks")
+    databricks = MlflowClient("databricks", registry_uri)
     azureml = MlflowClient(aml["tracking_uri"], aml["tracking_uri"])
 
     with progress.step("dual logging (databricks run vs azureml mirror)", log) as out:
@@ -247,22 +274,22 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
         out["verdict"] = _verdict(res)
     results.append(res)
 
-    with progress.step(f"registry versions of {model_name!r} (databricks)", log) as out:
+    with progress.step(f"registry versions of {model_name!r} ({registry_uri})", log) as out:
         res = verify_registry_versions(databricks, model_name)
         res.name = "registry_versions[seed model]"
         out["verdict"] = _verdict(res)
     results.append(res)
 
     for label, conc in (("sequential", 1), (f"{concurrency} at once", concurrency)):
-        with progress.step(f"registry increments, databricks, {label}", log) as out:
+        with progress.step(f"registry increments, {registry_uri}, {label}", log) as out:
             if seed is None or not seed.registered_source:
                 res = _skipped("registry_increments", "no registered seed model to register again")
             else:
                 res = check_registry_increments(
-                    databricks, f"harness-{'seq' if conc == 1 else 'conc'}-{stamp}", seed.registered_source,
+                    databricks, new_name("seq" if conc == 1 else "conc"), seed.registered_source,
                     run_id=seed.run_id, model_id=seed.model_id, registrations=registrations if conc == 1 else conc,
                     concurrency=conc)
-            res.name = f"registry_increments[databricks, {label}]"
+            res.name = f"registry_increments[{registry_uri}, {label}]"
             out["verdict"] = _verdict(res)
         results.append(res)
 
@@ -270,7 +297,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     with progress.step("registry increments, azureml (seed's AML-only flow)", log) as out:
         try:
             aml_seed = scenarios.run_azureml_scenario(aml["subscription_id"], aml["resource_group"],
-                                                      aml["workspace_name"], model_name=model_name)
+                                                      aml["workspace_name"], model_name=aml_model_name)
             res = check_registry_increments(azureml, f"harness-seq-{stamp}", aml_seed.registered_source,
                                             run_id=aml_seed.run_id, model_id=aml_seed.model_id,
                                             registrations=registrations)
@@ -293,7 +320,12 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 res = _skipped("udf_scoring", "no Spark session" if session is None else "the seed scenario failed")
             else:
                 data, _ = scenarios.training_data(rows, seed=2)
-                res = check_udf_scoring(session, seed.model_uri, data, partitions=2)
+                model_uri = seed.model_uri
+                if uc and seed.model_version:
+                    # Unity Catalog deploys by alias: score the registered version through models:/c.s.m@alias.
+                    databricks.set_registered_model_alias(model_name, "champion", seed.model_version)
+                    model_uri = f"models:/{model_name}@champion"
+                res = check_udf_scoring(session, model_uri, data, partitions=2)
             out["verdict"] = _verdict(res)
         results.append(res)
     return results, status.collect(state)

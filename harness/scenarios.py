@@ -84,8 +84,12 @@ def run_databricks_scenario(
     epochs: int = 5,
     spark=None,
     score_rows: int = 1000,
+    registry_uri: str = "databricks",
 ) -> SeedRun:
-    """The seed notebook against the Databricks workspace at `url` (sets DATABRICKS_HOST/TOKEN)."""
+    """The seed notebook against the Databricks workspace at `url` (sets DATABRICKS_HOST/TOKEN).
+
+    `registry_uri`: "databricks" (the seed's workspace registry) or "databricks-uc" (MLflow 3's
+    default: `model_name` is then catalog.schema.model and MLFLOW_S3_ENDPOINT_URL must be set)."""
     import mlflow
     from databricks.sdk import WorkspaceClient
 
@@ -94,7 +98,7 @@ def run_databricks_scenario(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     mlflow.set_tracking_uri("databricks")
-    mlflow.set_registry_uri("databricks")  # the workspace registry, not Unity Catalog
+    mlflow.set_registry_uri(registry_uri)
     folder_path = f"/Users/{user}/{folder}"
     WorkspaceClient().workspace.mkdirs(folder_path)
     experimentName = f"{folder_path}/{experiment}"

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator import launcher, settings, status
+from emulator import launcher, s3_store, settings, status
 from emulator.state import StateDir
 from harness.faults import WorkspaceAdmin
 
@@ -16,11 +16,15 @@ class DatabricksWorkspace(WorkspaceAdmin):
     url: str
     token: str
     user: str
+    s3_url: str = ""  # Unity Catalog model files (MLFLOW_S3_ENDPOINT_URL)
 
     @property
     def env(self) -> dict[str, str]:
-        """What a notebook's MLflow client reads for tracking URI ``databricks``."""
-        return {"DATABRICKS_HOST": self.url, "DATABRICKS_TOKEN": self.token}
+        """What a notebook's MLflow client reads for tracking URI ``databricks`` (and registry ``databricks-uc``)."""
+        env = {"DATABRICKS_HOST": self.url, "DATABRICKS_TOKEN": self.token}
+        if self.s3_url:
+            env["MLFLOW_S3_ENDPOINT_URL"] = self.s3_url
+        return env
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,14 @@ class Emulator:
         procs = [self.start_process(role) for role in settings.ROLES]
         status.record_deployment(self.state, "local")
         launcher.wait_healthy(self.state, procs, timeout=timeout)
+        self.start_s3(timeout)
         return self
+
+    def start_s3(self, timeout: float = 90.0) -> str:
+        """The S3 store of Unity Catalog model files, on a fixed port like the workspaces."""
+        if "s3" not in self.ports:
+            self.ports["s3"] = launcher.free_port()
+        return s3_store.start(self.state, port=self.ports["s3"], timeout=timeout)
 
     def start_process(self, role: str):
         extra = self.azureml_extra_ports if role == "azureml" else None
@@ -72,6 +83,7 @@ class Emulator:
     def down(self) -> None:
         for role in settings.ROLES:
             launcher.stop(self.state, role)
+        s3_store.stop(self.state)
 
     def status(self) -> dict:
         return status.collect(self.state)
@@ -79,7 +91,7 @@ class Emulator:
     @property
     def databricks(self) -> DatabricksWorkspace:
         info = self.status()["databricks"]
-        return DatabricksWorkspace(info["url"], info["token"], info["user"])
+        return DatabricksWorkspace(info["url"], info["token"], info["user"], info["client_env"]["MLFLOW_S3_ENDPOINT_URL"])
 
     @property
     def azureml(self) -> AzureMLWorkspace:

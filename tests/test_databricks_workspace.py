@@ -10,7 +10,7 @@ from databricks.sdk.service.workspace import ObjectType
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from emulator.databricks.unity_catalog import BAD_NAME
+from emulator.databricks.uc.store import BAD_NAME
 
 
 def home(databricks_ws, *parts):
@@ -147,10 +147,6 @@ def test_default_unity_catalog_registry_answers_like_databricks(databricks_ws):
         client.create_registered_model("model_name")
     assert "INVALID_PARAMETER_VALUE" in str(err.value)
     assert BAD_NAME in str(err.value)
-    with pytest.raises(MlflowException) as err:
-        client.create_registered_model("main.default.model_name")
-    assert err.value.error_code == "NOT_IMPLEMENTED"
-    assert 'mlflow.set_registry_uri("databricks")' in str(err.value)
     raw = requests.post(f"{databricks_ws.url}/api/2.0/mlflow/unity-catalog/registered-models/create",
                         json={"name": "two.levels"}, headers={"Authorization": f"Bearer {databricks_ws.token}"}, timeout=60)
     assert raw.status_code == 400 and raw.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message": BAD_NAME}

@@ -95,3 +95,28 @@ def test_reports_render_differences_errors_and_passes():
     assert root.find(".//testcase[@name='c']/error") is not None
     data = report.to_json([good, bad])
     assert data["passed"] is False and data["checks"][1]["differences"][0]["location"] == "metric epoch_loss step 3"
+
+
+def test_registry_databricks_uc_variant_passes_with_alias_scoring(own_emulator, spark, tmp_path, restore_environ):
+    """`harness check --registry databricks-uc`: the seed registers main.default.seed_model in Unity Catalog
+    (files in the emulator's S3), the increments checks run there, and the UDF check scores models:/...@champion."""
+    links.link(own_emulator.databricks, own_emulator.azureml)
+    try:
+        result, data, _ = run_check(own_emulator, tmp_path, "--registry", "databricks-uc", "--rows", "200",
+                                    "--registrations", "2", "--concurrency", "2")
+    finally:
+        links.unlink(own_emulator.databricks)
+    assert result.exit_code == 0, result.output
+    checks = {c["name"]: c for c in data["checks"]}
+    assert checks["seed_scenario"]["details"]["model"] == "main.default.seed_model v1"
+    assert "registry_increments[databricks-uc, sequential]" in checks
+    assert checks["registry_increments[databricks-uc, 2 at once]"]["details"]["versions"] == [1, 2]
+    assert checks["udf_scoring"]["subject"].startswith("spark_udf(models:/main.default.seed_model@champion)")
+    assert checks["udf_scoring"]["details"]["mismatches"] == 0
+    # The registry is not dual: nothing of Unity Catalog reached the linked Azure ML workspace.
+    from mlflow import MlflowClient
+
+    aml = own_emulator.azureml
+    os.environ["MLFLOW_TRACKING_TOKEN"] = aml.token
+    aml_models = [m.name for m in MlflowClient(aml.tracking_uri, aml.tracking_uri).search_registered_models()]
+    assert aml_models and not [n for n in aml_models if n.startswith("main.default.")]

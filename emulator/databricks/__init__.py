@@ -9,7 +9,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
 * ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
-* ``unity_catalog``      the ``databricks-uc`` registry's answers (not emulated)
+* ``uc``                 the Unity Catalog model registry (``databricks-uc``) and its catalogs/schemas
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
 * ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
 * ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
@@ -36,8 +36,8 @@ from emulator.databricks import (
     run_lineage,
     server_artifacts,
     scim,
+    uc,
     ui_links,
-    unity_catalog,
     workspace_api,
 )
 from emulator.databricks.artifact_owners import ArtifactOwners
@@ -66,7 +66,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         return jsonify({"workspace_id": WORKSPACE_ID, "host": config.public_url.rstrip("/")})
 
     # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
-    unity_catalog.install(app)
+    uc.install(app, config)
     experiment_rules.install(app, config, tree)
     workspace_api.install(app, tree)
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS

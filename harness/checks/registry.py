@@ -8,6 +8,7 @@ duplicate."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 import time
@@ -79,6 +80,9 @@ def register_once(target: Target, index: int, description: str, client: MlflowCl
 
 
 def _process_worker(target: Target, index: int, description: str, barrier, queue) -> None:
+    import mlflow
+
+    mlflow.set_registry_uri(target.registry_uri)  # a models:/ source resolves in this registry
     client = MlflowClient(target.tracking_uri, target.registry_uri)
     barrier.wait()
     queue.put(register_once(target, index, description, client))
@@ -231,6 +235,24 @@ def _verify(result, name, versions, registrations, expected_count, first_version
                       expected_count, len(numbers))
 
 
+@contextlib.contextmanager
+def _models_uri_registry(source: str, registry_uri: str):
+    """A ``models:/c.s.m/N`` or ``models:/c.s.m@alias`` source is resolved by the client in the
+    process-wide registry (the Unity Catalog store downloads it with only a tracking URI): make that
+    the registry being checked while the registrations run."""
+    import mlflow
+
+    if not str(source).startswith("models:/"):
+        yield
+        return
+    previous = mlflow.get_registry_uri()
+    mlflow.set_registry_uri(registry_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_registry_uri(previous)
+
+
 def check_registry_increments(
     client: MlflowClient,
     name: str,
@@ -246,7 +268,8 @@ def check_registry_increments(
     existing = client.search_model_versions(f"name = '{name}'")
     target = client_target(client, name, source, run_id, model_id)
     t = time.perf_counter()
-    regs = register_versions(target, registrations, concurrency, processes)
+    with _models_uri_registry(source, client._registry_uri):
+        regs = register_versions(target, registrations, concurrency, processes)
     elapsed = time.perf_counter() - t
     first = max((int(v.version) for v in existing), default=0) + 1
     result = verify_registry_versions(
