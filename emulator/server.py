@@ -1,7 +1,8 @@
 """One workspace server process: MLflow's own tracking server app plus the role's behaviour.
 
 Run as ``emulator serve --role databricks|azureml`` (the launcher and the Docker image both do).
-Each process holds exactly one workspace: MLflow keeps its stores in module globals.
+Each process holds exactly one workspace: MLflow keeps its stores in module globals. It may answer
+on several listeners (addresses, HTTP or HTTPS), all served by the same app (``http_server``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+from emulator import http_server
+from emulator.http_server import Listener
 from emulator.settings import ServerConfig
 
 _logger = logging.getLogger(__name__)
@@ -42,29 +45,26 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import common_routes
+    from emulator import body_limits, common_routes, errors
 
     if config.role == "databricks":
         from emulator.databricks import install
     else:
         from emulator.azureml import install
-    common_routes.install(app, config)
+    common_routes.install(app, config)  # the token check: the first before_request hook
+    body_limits.install(app)  # size caps, before any hook reads a body
+    errors.install_disk_full(app)
     install(app, config)
     return app
 
 
-def serve(config: ServerConfig, threads: int = 8) -> None:
-    from waitress import serve as waitress_serve
-
+def serve(config: ServerConfig, threads: int = 8, listeners: list[Listener] | None = None) -> None:
+    """Serve the workspace on ``listeners`` (default: plain HTTP on config.host:config.port), all
+    with the same app, until SIGTERM."""
     os.umask(0o077)  # stores, artifacts and logs are readable by the owner only
     app = build_app(config)
-    _logger.info("%s workspace listening on %s:%s", config.role, config.host, config.port)
-    waitress_serve(
-        app,
-        host=config.host,
-        port=config.port,
-        threads=threads,
-        # Model artifacts can be large; allow big request bodies (the default is 1 GiB).
-        max_request_body_size=8 * 1024**3,
-        ident=f"emulator-{config.role}",
-    )
+    listeners = listeners or [Listener(config.host, config.port)]
+    servers = http_server.Servers(app, listeners, threads, name=f"emulator-{config.role}")
+    for lst in listeners:
+        _logger.info("%s workspace listening on %s://%s:%s", config.role, lst.scheme, lst.host, lst.port)
+    http_server.run_until_signalled(servers)

@@ -1,13 +1,11 @@
 """The Azure Machine Learning workspace stand-in (ARM discovery and the scoped MLflow REST API).
 
 One module per job: discovery (ARM + discovery document), scope (the /mlflow/v*.0/<scope>
-prefix), auth + tokens + msi (who may call), validation (bad input), async_logging (AML's
-preview batch endpoints).
+prefix), auth + tokens + msi (who may call), async_logging (AML's preview batch endpoints);
+bad input is refused by the shared ``emulator.validation``.
 """
 
 from __future__ import annotations
-
-import os
 
 from flask import Flask, request
 
@@ -15,12 +13,10 @@ from emulator.settings import ServerConfig
 
 
 def install(app: Flask, config: ServerConfig) -> None:
-    from emulator.azureml import async_logging, auth, discovery, msi, validation
+    from emulator import validation
+    from emulator.azureml import async_logging, auth, discovery, msi
     from emulator.azureml.azure_errors import arm_error, is_arm_path, mlflow_error, request_ids
     from emulator.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
-
-    # Over-long params/tags are a 400, not silently cut (this server process only).
-    os.environ["MLFLOW_TRUNCATE_LONG_VALUES"] = "false"
 
     app.wsgi_app = ScopePrefixMiddleware(app.wsgi_app, config)
     auth.install(app, config)
@@ -37,7 +33,7 @@ def install(app: Flask, config: ServerConfig) -> None:
             return mlflow_error("RESOURCE_DOES_NOT_EXIST", message, 404, azure_code=code)
         return None
 
-    app.before_request(validation.check_request)
+    validation.install(app)
     app.after_request(request_ids)
 
     def not_found():

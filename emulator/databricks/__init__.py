@@ -22,7 +22,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
-from emulator import mirror
+from emulator import mirror, validation
 from emulator.databricks import (
     dbfs_api,
     experiment_rules,
@@ -57,6 +57,8 @@ def install(app: Flask, config: ServerConfig) -> None:
         return jsonify({"workspace_id": WORKSPACE_ID, "host": request.host_url.rstrip("/")})
 
     # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
+    # fidelity: Bad input
+    validation.install(app)  # as strict as Azure ML: bad input is a 400 before any handler runs
     unity_catalog.install(app)
     experiment_rules.install(app, config, tree)
     workspace_api.install(app, tree)
@@ -68,7 +70,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
-        # Waitress writes no access log; this one helps find routes a client calls that 404/501.
+        # The WSGI server (cheroot) writes no access log; this one helps find routes a client calls that 404/501.
         _access_log.setLevel(logging.INFO)
 
         @app.after_request
