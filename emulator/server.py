@@ -35,6 +35,11 @@ def _configure_mlflow_env(config: ServerConfig) -> None:
         os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = "mlflow-artifacts:/"
         os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"
         os.environ["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] = artifacts.as_uri()
+    # The server never uses real cloud credentials: MLflow's server-side artifact code would
+    # read them (env vars, ~/.databrickscfg) for a dbfs:/ location it does not find locally.
+    for name in [k for k in os.environ if k.startswith("DATABRICKS_")]:
+        del os.environ[name]
+    os.environ["DATABRICKS_CONFIG_FILE"] = str(state / "no-databrickscfg")  # never created
     # Host-header checks would reject Compose service names; the token is the gate here.
     os.environ.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", "*")
     # No background job runner or huey consumers: one small process per workspace.

@@ -13,7 +13,7 @@ from emulator.settings import ServerConfig
 
 
 def install(app: Flask, config: ServerConfig) -> None:
-    from emulator import validation
+    from emulator import artifact_locations, validation
     from emulator.azureml import async_logging, auth, discovery, msi
     from emulator.azureml.azure_errors import arm_error, is_arm_path, mlflow_error, request_ids
     from emulator.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
@@ -34,6 +34,8 @@ def install(app: Flask, config: ServerConfig) -> None:
         return None
 
     validation.install(app)
+    # fidelity: Artifact locations
+    artifact_locations.install_check(app, artifact_locations.AZUREML_SCHEMES)
     app.after_request(request_ids)
 
     def not_found():

@@ -63,9 +63,10 @@ def install(app: Flask, config: ServerConfig) -> None:
     experiment_rules.install(app, config, tree)
     workspace_api.install(app, tree)
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes")))
-    dbfs_api.install(app, dbfs_api.Dbfs(artifacts, Storage(state / "dbfs")))
+    dbfs = Storage(state / "dbfs")
+    dbfs_api.install(app, dbfs_api.Dbfs(artifacts, dbfs))
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
-    server_artifacts.install(app, artifacts)
+    server_artifacts.install(app, artifacts, dbfs)  # fidelity: Artifact locations
     scim.install(app, config)
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
 
@@ -77,6 +78,14 @@ def install(app: Flask, config: ServerConfig) -> None:
         def _log_access(response):
             _access_log.info("%s %s -> %s", request.method, request.full_path.rstrip("?"), response.status_code)
             return response
+
+    @app.before_request
+    def _no_proxied_artifacts():
+        # MLflow's proxied-artifact API is not a Databricks API; MLflow's handlers would answer a
+        # plain-text 503 (retried by clients for minutes) since this server does not serve them.
+        if request.path.startswith(("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/")):
+            return not_implemented("Databricks", request.method, request.path)
+        return None
 
     def not_found():
         # Databricks clients retry 5xx for minutes and treat 404 as "missing"; an unknown API is
