@@ -60,7 +60,17 @@ def build_app(config: ServerConfig):
     body_limits.install(app)  # size caps, before any hook reads a body
     errors.install_disk_full(app)
     install(app, config)
+    _open_stores()
     return app
+
+
+def _open_stores() -> None:
+    """Create/migrate the stores now, not on the first API call: that took ~10 s on a loaded
+    machine, so the first client call could time out although /health already answered."""
+    from mlflow.server.handlers import _get_model_registry_store, _get_tracking_store
+
+    _get_tracking_store()
+    _get_model_registry_store()
 
 
 def serve(config: ServerConfig, threads: int = 8, listeners: list[Listener] | None = None) -> None:
@@ -71,5 +81,5 @@ def serve(config: ServerConfig, threads: int = 8, listeners: list[Listener] | No
     listeners = listeners or [Listener(config.host, config.port)]
     servers = http_server.Servers(app, listeners, threads, name=f"emulator-{config.role}")
     for lst in listeners:
-        _logger.info("%s workspace listening on %s://%s:%s", config.role, lst.scheme, lst.host, lst.port)
+        _logger.info("%s workspace: Serving on %s://%s:%s", config.role, lst.scheme, lst.host, lst.port)
     http_server.run_until_signalled(servers)
