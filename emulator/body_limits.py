@@ -63,6 +63,7 @@ def install(app: Flask) -> None:
     the body (Flask runs before_request hooks in registration order)."""
     upload_limit = max_upload_bytes()  # a bad setting fails the start, not a request
 
+    # fidelity: Body sizes
     @app.before_request
     def _cap_body():
         limit = upload_limit if is_upload(request.method, request.path) else MAX_JSON_BODY

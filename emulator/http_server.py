@@ -59,6 +59,7 @@ class Listener:
         return "https" if self.ssl_context else "http"
 
 
+# fidelity: Body sizes
 class _CloseUnreadGateway(wsgi.Gateway_10):
     """cheroot's WSGI 1.0 gateway, but an answer sent before the request body was fully read
     closes the connection rather than draining the body from the socket."""

@@ -132,6 +132,7 @@ class Relay(threading.Thread):
             for event in group:
                 self._deliver_group(ctx, [event])
             return
+        # fidelity: Mirror: refused batch items
         if group[0]["kind"] == "data" and len(_items(group[0]["payload"])) > 1:
             # One log-batch refused as a whole: never lose its valid points because of one bad item.
             error = _deliver_valid_items(ctx, group[0], error)
