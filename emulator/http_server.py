@@ -44,6 +44,9 @@ SOCKET_TIMEOUT = 60
 # sends before closing, so the close is a FIN after the answer, not a reset that can destroy it
 # (Apache's "lingering close"). Bounded in time; nothing is stored.
 LINGER_SECONDS = 2.0
+# Request line + headers (cheroot's default is unlimited; waitress allowed 256 KiB). Answered with
+# cheroot's plain-text 413/414 before the app runs: no backend shape is possible there.
+MAX_HEADER_BYTES = 1024**2
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ def make_server(app, listener: Listener, threads: int, name: str) -> wsgi.Server
     server.gateway = _CloseUnreadGateway
     server.ConnectionClass = _LingeringConnection
     server.max_request_body_size = 0  # limits are per route, in the app (emulator.body_limits)
+    server.max_request_header_size = MAX_HEADER_BYTES
     if listener.ssl_context is not None:
         server.ssl_adapter = _ContextSSLAdapter(listener.ssl_context)
     return server

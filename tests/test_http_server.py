@@ -68,6 +68,25 @@ def test_an_answer_to_an_unread_body_closes_the_connection():
         servers.stop()
 
 
+def test_oversized_headers_are_refused_before_the_app():
+    servers = Servers(app, [Listener("127.0.0.1", 0)], threads=2, name="t").start()
+    try:
+        (_, port), = servers.bound
+        received = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            try:  # the server stops reading at the limit and closes: sending may be cut off
+                sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n" + b"X-Pad: " + b"p" * (2 * 1024**2) + b"\r\n\r\n")
+                while chunk := sock.recv(65536):
+                    received += chunk
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        # Refused (413, or the close cut it off), never served: unlimited, the app would answer 200.
+        assert b" 200 " not in received
+        assert not received or received.startswith(b"HTTP/1.1 413"), received[:200]
+    finally:
+        servers.stop()
+
+
 def test_a_port_in_use_fails_the_start():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
