@@ -67,7 +67,11 @@ def install(app: Flask) -> None:
     @app.before_request
     def _cap_body():
         limit = upload_limit if is_upload(request.method, request.path) else MAX_JSON_BODY
-        request.max_content_length = limit  # enforced while reading a chunked body
+        # Werkzeug reads a (chunked) body up to max_content_length and raises 413 only on a read
+        # past it; its readall() stops quietly AT the limit. One byte more lets a body of exactly
+        # `limit` bytes through and makes an over-long one visible (413 on the next read, or a
+        # `limit + 1`-byte body that readers of whole bodies check: validation.parse_body()).
+        request.max_content_length = limit + 1
         size = request.content_length
         if size is not None and size > limit:
             raise too_large(limit, size)

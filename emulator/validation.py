@@ -16,6 +16,7 @@ import os
 
 from flask import Flask, request
 
+from emulator.body_limits import MAX_JSON_BODY, too_large
 from emulator.errors import EmulatorError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -83,8 +84,10 @@ def _non_finite_as_strings(value):
 
 
 def parse_body() -> dict | None:
-    # Capped by emulator.body_limits (413 past MAX_JSON_BODY, also for chunked bodies).
+    # Capped by emulator.body_limits; a chunked body is read at most one byte past the cap.
     raw = request.get_data(cache=True)
+    if len(raw) > MAX_JSON_BODY:
+        raise too_large(MAX_JSON_BODY)
     if not raw.strip():
         return None
     try:
