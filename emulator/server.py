@@ -1,7 +1,8 @@
 """One workspace server process: MLflow's own tracking server app plus the role's behaviour.
 
 Run as ``emulator serve --role databricks|azureml`` (the launcher and the Docker image both do).
-Each process holds exactly one workspace: MLflow keeps its stores in module globals.
+Each process holds exactly one workspace: MLflow keeps its stores in module globals. It may answer
+on several listeners (addresses, HTTP or HTTPS), all served by the same app (``http_server``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+from emulator import http_server
+from emulator.http_server import Listener
 from emulator.settings import ServerConfig
 
 _logger = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator import artifact_repositories, common_routes, pipeline, reset, startup
+    from emulator import artifact_repositories, body_limits, common_routes, errors, pipeline, reset, startup
 
     # Before any route is installed (the mirror reads the store at start-up) and before the
     # server listens: /health answers only once the stores are open.
@@ -59,7 +62,9 @@ def build_app(config: ServerConfig):
         from emulator.databricks import install
     else:
         from emulator.azureml import install
-    common_routes.install(app, config)
+    common_routes.install(app, config)  # the token check: the first before_request hook
+    body_limits.install(app)  # size caps, before any hook reads a body
+    errors.install_disk_full(app)
     install(app, config)
     artifact_repositories.install(app.config.get("EMULATOR_DBFS_LOCATE"))
     state = Path(config.state_dir)
@@ -68,24 +73,28 @@ def build_app(config: ServerConfig):
     return app
 
 
-def serve(config: ServerConfig, threads: int = 8) -> None:
-    from waitress import serve as waitress_serve
+def _role_listeners(config: ServerConfig) -> list[Listener]:
+    """Azure ML also answers on HTTPS (the real Azure clients speak nothing else)."""
+    if config.role != "azureml":
+        return []
+    from emulator.azureml.listeners import tls_listener
 
+    tls = tls_listener(config)
+    return [Listener(tls.host, tls.port, tls.ssl_context)] if tls else []
+
+
+def serve(config: ServerConfig, threads: int = 8, listeners: list[Listener] | None = None) -> None:
+    """Serve the workspace on ``listeners`` (default: plain HTTP on config.host:config.port), all
+    with the same app, until SIGTERM."""
     os.umask(0o077)  # stores, artifacts and logs are readable by the owner only
     app = build_app(config)
+    listeners = listeners or [Listener(config.host, config.port), *_role_listeners(config)]
+    servers = http_server.Servers(app, listeners, threads, name=f"emulator-{config.role}")
     if config.role == "azureml":
-        # Azure ML's HTTPS listener and CONNECT proxy (emulator.azureml.listeners), in threads
-        # beside the plain listener until serve() runs a list of listeners itself.
-        from emulator.azureml.listeners import start_background
+        # arrangement A: real Azure host names tunnelled to the HTTPS listener (emulator.azureml.listeners)
+        from emulator.azureml.listeners import start_proxy
 
-        start_background(app, config, threads=threads)
-    _logger.info("%s workspace listening on %s:%s", config.role, config.host, config.port)
-    waitress_serve(
-        app,
-        host=config.host,
-        port=config.port,
-        threads=threads,
-        # Model artifacts can be large; allow big request bodies (the default is 1 GiB).
-        max_request_body_size=8 * 1024**3,
-        ident=f"emulator-{config.role}",
-    )
+        start_proxy(config)
+    for lst in listeners:
+        _logger.info("%s workspace: Serving on %s://%s:%s", config.role, lst.scheme, lst.host, lst.port)
+    http_server.run_until_signalled(servers)

@@ -24,6 +24,7 @@ import mlflow
 import pytest
 import requests
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from harness.workspaces import Emulator
 
@@ -189,8 +190,13 @@ def test_edits_are_mirrored_as_databricks_stored_them(linked):
         exp_id = db.create_experiment(exp_name(linked, "edits"), tags={"owner": "me"})
         run = db.create_run(exp_id, run_name="before")
         run_id = run.info.run_id
-        db.log_param(run_id, "long", "p" * 7000)  # Databricks truncates to 6000; Azure ML would refuse 7000
-        db.set_tag(run_id, "long_tag", "t" * 9000)
+        # Over-long values are refused by Databricks as by Azure ML (not truncated): nothing to mirror.
+        with pytest.raises(MlflowException, match="6000"):
+            db.log_param(run_id, "long", "p" * 6001)
+        with pytest.raises(MlflowException, match="8000"):
+            db.set_tag(run_id, "long_tag", "t" * 8001)
+        db.log_param(run_id, "long", "p" * 6000)
+        db.set_tag(run_id, "long_tag", "t" * 8000)
         db.set_tag(run_id, "gone", "x")
         db.delete_tag(run_id, "gone")
         db.set_tag(run_id, "ünïcode key", "välue ✓")

@@ -2,15 +2,13 @@
 
 One module per job: discovery (ARM + discovery document), arm_cloud (cloud metadata,
 subscriptions), scope (the /mlflow/v*.0/<scope> prefix), auth + tokens + msi (who may call),
-validation (bad input), async_logging (AML's preview batch endpoints); for the real Azure client
-stack: hosts (which address a client gets), tls + listeners (HTTPS, CONNECT proxy), artifact_views
-(azureml:// artifact URIs for the plugin), run_history + blob_service + blob_sas (where the plugin
-reads and writes artifacts).
+async_logging (AML's preview batch endpoints); for the real Azure client stack: hosts (which
+address a client gets), tls + listeners (HTTPS, CONNECT proxy), artifact_views (azureml://
+artifact URIs for the plugin), run_history + blob_service + blob_sas (where the plugin reads and
+writes artifacts). Bad input is refused by the shared ``emulator.validation``.
 """
 
 from __future__ import annotations
-
-import os
 
 from flask import Flask, Response, request
 
@@ -24,15 +22,12 @@ def _tracking_store():
 
 
 def install(app: Flask, config: ServerConfig) -> None:
-    from emulator.azureml import (arm_cloud, async_logging, auth, discovery, msi, run_history, tls,
-                                  validation)
+    from emulator import artifact_locations, validation
+    from emulator.azureml import arm_cloud, async_logging, auth, discovery, msi, run_history, tls
     from emulator.azureml.artifact_views import ArtifactViewMiddleware
     from emulator.azureml.azure_errors import arm_error, is_azure_path, mlflow_error, request_ids
     from emulator.azureml.blob_service import BlobService
     from emulator.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
-
-    # Over-long params/tags are a 400, not silently cut (this server process only).
-    os.environ["MLFLOW_TRUNCATE_LONG_VALUES"] = "false"
 
     # Outermost first: blob requests (SAS-authenticated) never reach MLflow; the plugin's view of
     # artifact URIs is applied to the raw bodies; then the scope prefix is stripped for MLflow.
@@ -63,7 +58,9 @@ def install(app: Flask, config: ServerConfig) -> None:
             return mlflow_error("RESOURCE_DOES_NOT_EXIST", message, 404, azure_code=code)
         return None
 
-    app.before_request(validation.check_request)
+    validation.install(app)
+    # fidelity: Artifact locations
+    artifact_locations.install_check(app, artifact_locations.AZUREML_SCHEMES)
     app.after_request(request_ids)
 
     def not_found():

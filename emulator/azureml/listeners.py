@@ -6,8 +6,8 @@ the real Azure host names offline: it accepts ``CONNECT <name>:443`` only for th
 Azure names and tunnels it to the HTTPS listener; anything else is refused, so nothing ever goes
 out to the network.
 
-``listeners(config)`` describes them (host, port, SSL context) for a server that runs a list of
-listeners; ``start_background(app, config)`` runs them in daemon threads next to the plain server.
+``tls_listener(config)`` describes the HTTPS listener (host, port, SSL context) for the server's
+list of listeners (emulator.server); ``start_proxy(config)`` runs the proxy in a daemon thread.
 """
 
 from __future__ import annotations
@@ -46,22 +46,6 @@ def tls_listener(config: ServerConfig) -> Listener | None:
         return None
     files = tls.ensure(config.state_dir, certificate_names(config))
     return Listener(config.host, config.tls_port, tls.server_context(files), str(files.cert), str(files.key))
-
-
-def _serve_cheroot(app, listener: Listener, threads: int) -> threading.Thread:
-    from cheroot import wsgi
-    from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-    server = wsgi.Server((listener.host, listener.port), app, numthreads=threads,
-                         server_name="emulator-azureml-tls")
-    if listener.ssl_context is not None:
-        adapter = BuiltinSSLAdapter(listener.certfile, listener.keyfile)
-        adapter.context = listener.ssl_context
-        server.ssl_adapter = adapter
-    server.prepare()  # binds now: a port in use fails the start, not a background thread
-    thread = threading.Thread(target=server.serve, name=f"https-{listener.port}", daemon=True)
-    thread.start()
-    return thread
 
 
 class _ConnectProxy(socketserver.ThreadingTCPServer):
@@ -146,20 +130,3 @@ def start_proxy(config: ServerConfig) -> threading.Thread | None:
     thread.start()
     _logger.info("azureml CONNECT proxy listening on %s:%s", config.host, config.proxy_port)
     return thread
-
-
-def start_background(app, config: ServerConfig, threads: int = 8) -> list[threading.Thread]:
-    """Start the HTTPS listener and the CONNECT proxy (those configured) in daemon threads.
-
-    A server that runs a list of listeners itself adds ``tls_listener(config)`` to its list and
-    calls only ``start_proxy(config)``.
-    """
-    started = []
-    listener = tls_listener(config)
-    if listener is not None:
-        started.append(_serve_cheroot(app, listener, threads))
-        _logger.info("azureml HTTPS listening on %s:%s", listener.host, listener.port)
-        proxy = start_proxy(config)
-        if proxy is not None:
-            started.append(proxy)
-    return started

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
-from emulator import access_log, mirror, reset
+from emulator import access_log, mirror, reset, validation
 from emulator.databricks import (
     clusters_api,
     dbfs_api,
@@ -66,18 +66,21 @@ def install(app: Flask, config: ServerConfig) -> None:
         return jsonify({"workspace_id": WORKSPACE_ID, "host": config.public_url.rstrip("/")})
 
     # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
+    # fidelity: Bad input
+    validation.install(app)  # as strict as Azure ML: bad input is a 400 before any handler runs
     uc.install(app, config)
     experiment_rules.install(app, config, tree)
     workspace_api.install(app, tree)
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))
-    dbfs = dbfs_api.Dbfs(artifacts, Storage(state / "dbfs"), owners)
+    dbfs_root = Storage(state / "dbfs")
+    dbfs = dbfs_api.Dbfs(artifacts, dbfs_root, owners)
     dbfs_api.install(app, dbfs)
     # MLflow's own server-side artifact code resolves dbfs:/ here too (emulator.artifact_repositories).
     app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
-    server_artifacts.install(app, artifacts)
+    server_artifacts.install(app, artifacts, dbfs_root)  # fidelity: Artifact locations
     scim.install(app, config)
     ui_links.install(app)
     clusters_api.install(app, config)
@@ -91,7 +94,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     reset.on_reset(app, owners.forget_all)
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
-        # Waitress writes no access log; this one helps find routes a client calls that 404/501.
+        # The WSGI server (cheroot) writes no access log; this one helps find routes a client calls that 404/501.
         _access_log.setLevel(logging.INFO)
 
         @app.after_request
@@ -99,6 +102,14 @@ def install(app: Flask, config: ServerConfig) -> None:
             _access_log.info("%s %s -> %s", access_log.printable(request.method),
                              access_log.request_target(request), response.status_code)
             return response
+
+    @app.before_request
+    def _no_proxied_artifacts():
+        # MLflow's proxied-artifact API is not a Databricks API; MLflow's handlers would answer a
+        # plain-text 503 (retried by clients for minutes) since this server does not serve them.
+        if request.path.startswith(("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/")):
+            return not_implemented("Databricks", request.method, request.path)
+        return None
 
     def not_found():
         # Databricks clients retry 5xx for minutes and treat 404 as "missing"; an unknown API is

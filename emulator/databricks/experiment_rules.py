@@ -2,7 +2,8 @@
 
 * Experiment names are absolute workspace paths whose parent folder exists (Workspace API folders or
   the built-in homes); a leading ``/Workspace`` is stripped; renames obey the same rules.
-* New experiments get the tags a workspace adds (owner, source name, experiment type).
+* New experiments get the tags a workspace adds (owner, source name, experiment type); a given
+  artifact location must be a safe ``dbfs:/`` path (``emulator.artifact_locations``).
 * Runs are owned by the token's user, not by the OS user the client reports.
 
 The hooks rewrite the request JSON (or query) that MLflow's handlers then read, so MLflow's store
@@ -16,6 +17,7 @@ import hashlib
 from flask import Flask, request
 from werkzeug.datastructures import ImmutableMultiDict
 
+from emulator import artifact_locations
 from emulator.databricks.workspace_tree import WorkspaceTree, normalize, parent_of
 from emulator.errors import EmulatorError
 from emulator.settings import ServerConfig
@@ -123,6 +125,8 @@ def install(app: Flask, config: ServerConfig, tree: WorkspaceTree) -> None:
             return None
         if route == "experiments/create" and request.method == "POST":
             body = _json_body()
+            # fidelity: Artifact locations
+            artifact_locations.check(body.get("artifact_location"), artifact_locations.DATABRICKS_SCHEMES)
             name = check_experiment_path(tree, body.get("name"))
             tags = [t for t in _tags(body) if t.get("key") not in owner_tags]
             tags += [{"key": k, "value": v} for k, v in owner_tags.items()]

@@ -7,7 +7,9 @@ the client retries 5xx for minutes. Here they read the workspace's own files:
 * ``logged-models/<id>/artifacts/directories`` and the UI's ``.../artifacts/files``
 * the UI's ``model-versions/get-artifact``
 
-Runs or models whose artifacts are not under ``dbfs:/`` fall through to MLflow's own handlers.
+Runs or models of experiments with a user-given ``dbfs:/`` location read the workspace's DBFS
+(``<state>/dbfs``). Others (none: ``emulator.artifact_locations`` allows only ``dbfs:/``) fall
+through to MLflow's own handlers.
 """
 
 from __future__ import annotations
@@ -36,7 +38,17 @@ def _clean(path: str | None) -> str:
     return path
 
 
-def install(app: Flask, artifacts: Storage) -> None:
+def _in_dbfs(dbfs: Storage, root: str, path: str):
+    """A run or model under a user-given ``dbfs:/`` location outside the tracking root: its files
+    are in the workspace's DBFS (where the client put them through the DBFS API), read from there
+    - never through MLflow's DBFS client, which would look for real Databricks credentials."""
+    if not (root or "").startswith("dbfs:/") or root.startswith("dbfs://"):
+        return None
+    joined = "/".join(p for p in (root[len("dbfs:/"):].strip("/"), path) if p)
+    return dbfs.resolve(split_segments(joined) if joined else [], joined)
+
+
+def install(app: Flask, artifacts: Storage, dbfs: Storage | None = None) -> None:
     from mlflow.exceptions import MlflowException
 
     def root_of(match: re.Match, kind: str) -> str:
@@ -77,6 +89,8 @@ def install(app: Flask, artifacts: Storage) -> None:
         except MlflowException as exc:
             return mlflow_error(exc)
         target = local_path(artifacts, root, path)
+        if target is None and dbfs is not None:
+            target = _in_dbfs(dbfs, root, path)
         if target is None:
             return None  # not a dbfs:/ location: MLflow's own handler
         if action == "get":

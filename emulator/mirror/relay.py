@@ -13,7 +13,9 @@ Azure ML accepted it; a crash in between means it is sent again, which is harmle
 
 Azure ML down (or refusing the token): retried with exponential backoff, shown as the last
 error. Azure ML refusing one write for good (4xx): that event is set aside as a dead letter
-(counted in the status) so the rest of the backlog is not blocked behind it.
+(counted in the status) so the rest of the backlog is not blocked behind it. A refused
+``log-batch`` is split until the refused items are found: the valid points are delivered and the
+dead letter names only the refused ones.
 """
 
 from __future__ import annotations
@@ -130,9 +132,47 @@ class Relay(threading.Thread):
             for event in group:
                 self._deliver_group(ctx, [event])
             return
+        # fidelity: Mirror: refused batch items
+        if group[0]["kind"] == "data" and len(_items(group[0]["payload"])) > 1:
+            # One log-batch refused as a whole: never lose its valid points because of one bad item.
+            error = _deliver_valid_items(ctx, group[0], error)
         _logger.warning("mirror: event %s set aside: %s", group[0]["seq"], error)
         self.outbox.dead_letter(group[0]["seq"], error)
         self._erroring = True  # cleared by the next successful delivery; the dead letter stays listed
+
+
+_ITEM_FIELDS = ("metrics", "params", "tags")
+
+
+def _items(payload: dict) -> list[tuple[str, dict]]:
+    return [(field, item) for field in _ITEM_FIELDS for item in payload.get(field) or []]
+
+
+def _deliver_valid_items(ctx: _Context, event: dict, error: str) -> str:
+    """Azure ML refused the event's batch: deliver its items in halves until the refused ones are
+    isolated. Returns the dead letter's error, naming only those; a transient failure raises (the
+    event stays pending and is re-sent whole, which is idempotent)."""
+    refused: list[tuple[str, dict, str]] = []
+    pending = [(_items(event["payload"]), error)]
+    while pending:
+        items, why = pending.pop()
+        if len(items) == 1:
+            refused.append((*items[0], why))
+            continue
+        for half in (items[: len(items) // 2], items[len(items) // 2:]):
+            payload: dict = {field: [] for field in _ITEM_FIELDS}
+            for field, item in half:
+                payload[field].append(item)
+            try:
+                ctx.log_batch([{**event, "payload": payload}])
+            except AzureMLError as exc:
+                if exc.transient:
+                    raise
+                pending.append((half, str(exc)))
+    total = len(_items(event["payload"]))
+    shown = "; ".join(f"{field[:-1]} {item.get('key')!r}: {why}" for field, item, why in refused[:5])
+    return (f"{len(refused)} of {total} items refused, the other {total - len(refused)} delivered: {shown}"
+            + (" ..." if len(refused) > 5 else ""))
 
 
 def _data_group(events: list[dict], start: int) -> list[dict]:

@@ -1,22 +1,25 @@
-"""Bad-input checks in front of MLflow's handlers, for what they would answer with a 500.
+"""Bad-input checks in front of MLflow's handlers, shared by both workspaces.
 
 MLflow's server already rejects most bad requests with 400 INVALID_PARAMETER_VALUE; these cover
-what it does not: bodies that are not JSON objects, list items that are not objects, integers
-that do not fit the store's 64-bit columns (silently stored wrong, or a 500), deeply nested
-or oversized bodies. Values over MLflow's length limits (param value 6000, tag value 8000)
-are rejected instead of silently truncated (MLFLOW_TRUNCATE_LONG_VALUES=false in install()).
+what it does not (it would answer a 500, or silently store something else): bodies that are not
+JSON objects, list items that are not objects, integers that do not fit the store's 64-bit
+columns, deeply nested or oversized bodies, unknown enum values. Values over MLflow's length
+limits (param value 6000, tag value 8000) are rejected instead of silently truncated
+(MLFLOW_TRUNCATE_LONG_VALUES=false in install()), as both real services do.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 
-from flask import request
+from flask import Flask, request
 
+from emulator.body_limits import MAX_JSON_BODY, too_large
 from emulator.errors import EmulatorError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MAX_JSON_BODY = 16 * 1024**2  # far above MLflow's 1 MB batch limit; below anything that hurts
 MAX_DEPTH = 64
 # Top-level repeated fields whose items are messages (objects) in MLflow's protos.
 MESSAGE_LISTS = ("metrics", "params", "tags", "datasets", "models")
@@ -29,7 +32,8 @@ ENUMS = {
 }
 _ENUM_PATHS = ("/mlflow/runs/", "/mlflow/experiments/")
 _API_PREFIXES = ("/api/", "/ajax-api/")
-_RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact")
+# Bodies that are files, whatever their Content-Type (a JSON artifact is not an API call).
+_RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact", "/api/2.0/fs/files/")
 
 
 def _bad(message: str) -> EmulatorError:
@@ -61,12 +65,31 @@ def _walk(body) -> None:
             stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
 
 
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _non_finite_as_strings(value):
+    """``value`` with every NaN/Infinity float (bare JSON tokens, which Python's parser accepts)
+    replaced by protobuf's JSON spelling; the same object when there is none. Called after
+    _walk(), so the depth is bounded."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE[repr(value)]
+    if isinstance(value, dict):
+        items = {k: _non_finite_as_strings(v) for k, v in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items
+    if isinstance(value, list):
+        items = [_non_finite_as_strings(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    return value
+
+
 def parse_body() -> dict | None:
+    # Capped by emulator.body_limits; a chunked body is read at most one byte past the cap.
     raw = request.get_data(cache=True)
+    if len(raw) > MAX_JSON_BODY:
+        raise too_large(MAX_JSON_BODY)
     if not raw.strip():
         return None
-    if len(raw) > MAX_JSON_BODY:  # chunked uploads carry no Content-Length
-        raise _bad(f"The request body exceeds the {MAX_JSON_BODY // 1024**2} MiB limit for MLflow API calls.")
     try:
         body = json.loads(raw)
         if isinstance(body, str):  # MLflow accepts double-encoded JSON from old clients
@@ -89,13 +112,17 @@ def check_request() -> None:
             _check_ids(name, request.args.getlist(name))
     if request.method not in ("POST", "PATCH", "PUT", "DELETE") or not request.is_json:
         return
-    if (request.content_length or 0) > MAX_JSON_BODY:
-        raise _bad(f"The request body ({request.content_length} bytes) exceeds the "
-                   f"{MAX_JSON_BODY // 1024**2} MiB limit for MLflow API calls.")
     body = parse_body()
     if body is None:
         return
     _walk(body)
+    exact = _non_finite_as_strings(body)
+    if exact is not body:
+        # fidelity: NaN metrics
+        # MLflow's handlers (protobuf's parser) store bare NaN/Infinity tokens as 0.0; the client
+        # itself sends the strings "NaN"/"Infinity", which they store exactly. Same value, same result.
+        body = exact
+        request._cached_json = (body, body)
     for name in ID_FIELDS:
         if name in body:
             _check_ids(name, body[name])
@@ -113,3 +140,11 @@ def check_request() -> None:
                 if not isinstance(item, dict):
                     raise _bad(f"Invalid value {json.dumps(item)} for parameter '{name}[{i}]': "
                                "expected an object.")
+
+
+def install(app: Flask) -> None:
+    """Register the checks (after the token check) for this server process."""
+    # fidelity: Bad input
+    # Over-long params/tags are a 400 on Databricks and Azure ML alike, not silently cut.
+    os.environ["MLFLOW_TRUNCATE_LONG_VALUES"] = "false"
+    app.before_request(check_request)

@@ -1,0 +1,195 @@
+"""Garbage in, on both workspaces: a 400 in MLflow's shape, the server keeps serving, written data
+stays intact. The same checks (``emulator.validation``) guard Databricks and Azure ML."""
+
+import json
+import math
+import os
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+JSON = {"Content-Type": "application/json"}
+ROLES = ["databricks", "azureml"]
+
+
+class Target:
+    """One workspace as the tests drive it: tracking URI, env, base URL for raw calls, token."""
+
+    def __init__(self, emulator, role):
+        self.role = role
+        if role == "databricks":
+            ws = emulator.databricks
+            self.tracking_uri, self.base, self.token, self.env = "databricks", ws.url, ws.token, ws.env
+        else:
+            ws = emulator.azureml
+            self.tracking_uri, self.base, self.token = ws.tracking_uri, ws.tracking_uri, ws.token
+            self.env = {"MLFLOW_TRACKING_TOKEN": ws.token}
+        self.user = emulator.databricks.user
+
+    def post(self, path, body: bytes):
+        return requests.post(f"{self.base}/api/2.0/mlflow/{path}", data=body, timeout=60,
+                             headers={"Authorization": f"Bearer {self.token}", **JSON})
+
+
+@pytest.fixture(params=ROLES)
+def target(request, emulator, monkeypatch):
+    t = Target(emulator, request.param)
+    for key, value in t.env.items():
+        monkeypatch.setenv(key, value)
+    mlflow.set_tracking_uri(t.tracking_uri)
+    yield t
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def logged(target):
+    """A run with known good data, logged with the real client."""
+    exp = mlflow.set_experiment(f"/Users/{target.user}/bad-input-exp")
+    with mlflow.start_run(experiment_id=exp.experiment_id) as run:
+        mlflow.log_param("good", "value")
+        mlflow.set_tag("kept", "yes")
+        for step in range(3):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_dict({"a": 1}, "data/a.json")
+    yield target, run.info.run_id, exp.experiment_id
+
+
+def assert_intact(run_id):
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    assert run.data.params == {"good": "value"}
+    assert run.data.tags["kept"] == "yes"
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0, 0.5, 1.0 / 3]
+    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/data/a.json") == {"a": 1}
+
+
+def garbage(run_id, experiment_id):
+    deep = "[" * 100_000 + "]" * 100_000
+    return [
+        ("runs/log-parameter", b'{"run_id": "' + run_id.encode() + b'", "key": "x", '),  # truncated JSON
+        ("runs/log-parameter", b"\xff\xfe\x00garbage"),
+        ("experiments/create", b"[1, 2, 3]"),
+        ("experiments/create", b'"just a string"'),
+        ("experiments/create", deep.encode()),
+        ("experiments/create", json.dumps({"name": 5}).encode()),
+        ("runs/log-parameter", json.dumps({"run_id": run_id, "key": "good", "value": "v" * 6001}).encode()),
+        ("runs/log-parameter", json.dumps({"run_id": run_id, "key": "k" * 300, "value": "v"}).encode()),
+        ("runs/set-tag", json.dumps({"run_id": run_id, "key": "kept", "value": "v" * 9000}).encode()),
+        ("runs/log-metric", json.dumps({"run_id": run_id, "key": "loss", "value": "abc", "timestamp": 1}).encode()),
+        ("runs/log-metric", json.dumps({"run_id": run_id, "key": "loss", "value": 1, "timestamp": 10**30}).encode()),
+        ("runs/log-metric", json.dumps({"run_id": run_id, "key": "loss", "value": 1, "timestamp": 1,
+                                        "step": 2**70}).encode()),
+        ("runs/log-batch", json.dumps({"run_id": run_id, "metrics": [1, 2]}).encode()),
+        ("runs/log-batch", json.dumps({"run_id": run_id, "params": "nope"}).encode()),
+        ("runs/log-batch", json.dumps({"run_id": run_id, "metrics": [
+            {"key": "loss", "value": 0.0, "timestamp": 1, "step": i} for i in range(5000)]}).encode()),
+        ("runs/log-batch", json.dumps({"run_id": run_id, "params": [
+            {"key": f"p{i}", "value": "v"} for i in range(500)]}).encode()),
+        ("runs/create", json.dumps({"experiment_id": "9" * 40}).encode()),
+        ("runs/update", json.dumps({"run_id": run_id, "status": "NOT_A_STATUS"}).encode()),
+    ]
+
+
+def test_garbage_gets_400_and_nothing_is_lost(logged):
+    target, run_id, experiment_id = logged
+    for path, body in garbage(run_id, experiment_id):
+        answer = target.post(path, body)
+        assert answer.status_code == 400, (path, body[:80], answer.status_code, answer.text[:300])
+        error = answer.json()
+        assert error["error_code"] == "INVALID_PARAMETER_VALUE", (path, error)
+        assert error["message"]
+    assert_intact(run_id)
+    # And it still takes good writes.
+    MlflowClient().log_metric(run_id, "loss", 0.1, step=3)
+    assert len(MlflowClient().get_metric_history(run_id, "loss")) == 4
+
+
+def test_oversized_values_through_the_client_are_rejected_not_truncated(logged, monkeypatch):
+    _, run_id, _ = logged
+    # The client truncates long values itself unless told not to; the server must refuse them.
+    monkeypatch.setenv("MLFLOW_TRUNCATE_LONG_VALUES", "false")
+    with pytest.raises(MlflowException) as err:
+        MlflowClient().log_param(run_id, "long", "x" * 6001)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException) as err:
+        MlflowClient().set_tag(run_id, "long", "x" * 8001)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    data = MlflowClient().get_run(run_id).data
+    assert "long" not in data.params and "long" not in data.tags
+    assert_intact(run_id)
+
+
+def test_bad_query_and_unknown_paths(logged):
+    target, run_id, _ = logged
+    headers = {"Authorization": f"Bearer {target.token}"}
+    too_big = requests.get(f"{target.base}/api/2.0/mlflow/experiments/get", headers=headers,
+                           params={"experiment_id": "9" * 40}, timeout=10)
+    assert too_big.status_code == 400 and too_big.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    unknown = requests.get(f"{target.base}/api/2.0/mlflow/no-such-api", headers=headers, timeout=10)
+    # Databricks answers unknown APIs 501 (its clients retry 404s as "missing"; README).
+    assert (unknown.status_code, unknown.json()["error_code"]) in ((404, "ENDPOINT_NOT_FOUND"),
+                                                                   (501, "NOT_IMPLEMENTED"))
+    escape = requests.get(f"{target.base}/api/2.0/mlflow-artifacts/artifacts/%2e%2e/%2e%2e/etc/passwd",
+                          headers=headers, timeout=10)
+    # Azure ML: refused path; Databricks has no proxied-artifact API: 501 (not a retried 503).
+    assert escape.status_code in (400, 404, 501) and "root:" not in escape.text
+    assert escape.json()["error_code"]
+    assert_intact(run_id)
+
+
+def test_one_out_of_range_timestamp_refuses_the_batch_and_stores_nothing(logged):
+    target, run_id, _ = logged
+    metrics = [{"key": "batch", "value": float(i), "timestamp": 1_700_000_000_000 + i, "step": i} for i in range(100)]
+    metrics[57]["timestamp"] = 2**63  # one past int64
+    answer = target.post("runs/log-batch", json.dumps({"run_id": run_id, "metrics": metrics}).encode())
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "timestamp" in answer.json()["message"]
+    assert MlflowClient().get_metric_history(run_id, "batch") == []  # not stored as 0, not stored at all
+    assert_intact(run_id)
+
+
+@pytest.mark.parametrize("body", [b"[]", b"null", b'"x"', b"[" * 1500 + b"]" * 1500, b"{" * 3 + b"}"])
+def test_malformed_bodies_are_400_not_500(logged, body):
+    target, run_id, _ = logged
+    for path in ("runs/log-metric", "experiments/create", "runs/update"):
+        answer = target.post(path, body)
+        assert answer.status_code == 400, (path, body[:20], answer.status_code, answer.text[:200])
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_bogus_run_status_is_refused_and_the_run_keeps_its_status(logged):
+    target, run_id, _ = logged
+    answer = target.post("runs/update", json.dumps({"run_id": run_id, "status": "BOGUS"}).encode())
+    assert answer.status_code == 400 and answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert MlflowClient().get_run(run_id).info.status == "FINISHED"
+
+
+def test_nan_metric_round_trips_as_nan(logged):
+    """What the real client sends for nan/inf (the strings "NaN", "Infinity"), stored exactly."""
+    target, run_id, _ = logged
+    client = MlflowClient()
+    client.log_metric(run_id, "nan_metric", float("nan"), step=0)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metric("nan_fluent", float("nan"))
+    assert math.isnan(client.get_metric_history(run_id, "nan_metric")[0].value)
+    assert math.isnan(client.get_metric_history(run_id, "nan_fluent")[0].value)
+    assert math.isnan(client.get_run(run_id).data.metrics["nan_metric"])
+
+
+@pytest.mark.parametrize("token,check", [
+    ("NaN", math.isnan),
+    ("Infinity", lambda v: v > 1e308),  # MLflow's store keeps +-inf as +-max float, as for the client's
+    ("-Infinity", lambda v: v < -1e308),
+])
+def test_bare_non_finite_tokens_are_stored_exactly_not_as_zero(logged, token, check):
+    target, run_id, _ = logged
+    body = f'{{"run_id": "{run_id}", "key": "bare", "value": {token}, "timestamp": 1700000000000, "step": 4}}'
+    answer = target.post("runs/log-metric", body.encode())
+    assert answer.status_code == 200, answer.text[:300]
+    [point] = [m for m in MlflowClient().get_metric_history(run_id, "bare") if m.step == 4]
+    assert check(point.value), point
+    assert point.timestamp == 1700000000000  # the whole message, not a zeroed one
+    assert_intact(run_id)

@@ -1,0 +1,68 @@
+"""A batch Azure ML refuses because of one item: the valid items still arrive, only the refused
+one is a dead letter (emulator/mirror/relay.py). Real servers, linked, real MLflow clients."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from unittest import mock
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from harness.workspaces import Emulator
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory):
+    emu = Emulator(tmp_path_factory.mktemp("split-state")).up()
+    proc = subprocess.run([sys.executable, "-m", "emulator.cli", "link", "--state-dir", str(emu.state.root)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    yield emu
+    emu.down()
+
+
+def _admin(emu, path):
+    db = emu.databricks
+    answer = requests.get(f"{db.url}{path}", headers={"Authorization": f"Bearer {db.token}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _wait_drained(emu, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while (state := _admin(emu, "/__emulator/mirror"))["backlog"]:
+        assert time.monotonic() < deadline, f"mirror did not catch up: {state}"
+        time.sleep(0.1)
+    return state
+
+
+def test_one_refused_item_does_not_dead_letter_the_valid_points(linked):
+    env = {**linked.databricks.env, "MLFLOW_TRACKING_TOKEN": linked.azureml.token}
+    with mock.patch.dict(os.environ, env):
+        db, aml = MlflowClient("databricks"), MlflowClient(linked.azureml.tracking_uri)
+        exp = db.create_experiment(f"/Users/{linked.databricks.user}/split-{uuid.uuid4().hex[:6]}")
+        run_id = db.create_run(exp).info.run_id
+        db.log_metric(run_id, "warmup", 1.0)
+        failed_before = _wait_drained(linked)["failed"]
+        mirror = _admin(linked, f"/__emulator/mirror/runs/{run_id}")["azureml_run_id"]
+        # Someone logged "lr" in the Azure ML mirror directly: MLflow refuses a different value for it,
+        # so Azure ML answers the whole mirrored log-batch 400 INVALID_PARAMETER_VALUE.
+        aml.log_param(mirror, "lr", "0.5")
+        points = [Metric("loss", 1.0 / (i + 1), 1_700_000_000_000 + i, i) for i in range(100)]
+        db.log_batch(run_id, metrics=points, params=[Param("lr", "0.1"), Param("epochs", "10")])
+        state = _wait_drained(linked)
+        got = sorted((m.step, m.value) for m in aml.get_metric_history(mirror, "loss"))
+        assert got == [(p.step, p.value) for p in points]  # all 100 valid points arrived
+        assert aml.get_run(mirror).data.params == {"lr": "0.5", "epochs": "10"}
+        assert state["failed"] == failed_before + 1
+        error = state["recent_failures"][0]["error"]
+        assert "1 of 102 items refused" in error and "param 'lr'" in error, error
+        # The relay goes on: later writes are mirrored.
+        db.log_metric(run_id, "after", 2.0)
+        _wait_drained(linked)
+        assert [m.value for m in aml.get_metric_history(mirror, "after")] == [2.0]
