@@ -39,7 +39,7 @@ TOKEN_LIFETIME_S = 24 * 3600
 DEFAULT_REQUEST_TIMEOUT = "PT1M"  # the real default is PT5S: too tight for loaded CI machines
 _DURATION = re.compile(r"^PT(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?$")
 _random = random.SystemRandom()
-# Proxied scoring requests hold a server thread each (waitress runs 8): at most this many at once,
+# Proxied scoring requests hold a server thread each (the server runs 8): at most this many at once,
 # so slow or hung models never starve the workspace's own API. Others wait briefly, then 429.
 SCORING_SLOTS = 4
 QUEUE_WAIT_S = 0.5  # as the real max_queue_wait_ms default (500 ms)

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 
 
 class Outbox:
-    """Thread-safe: the waitress request threads record, the relay thread delivers."""
+    """Thread-safe: the server's request threads record, the relay thread delivers."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
