@@ -65,47 +65,30 @@ class ArtifactOwners:
             raise _missing(f"No experiment with id {experiment_id} in this workspace: {shown}") from None
         self._remember(key)
 
-    def run(self, experiment_id: str, run_id: str, shown: str) -> None:
-        key = ("run", experiment_id, run_id)
+    def _belongs(self, kind: str, experiment_id: str, ident: str, shown: str, experiment_of) -> None:
+        """``experiment_of(store, ident)`` names the experiment ``ident`` is in; it must be ``experiment_id``."""
+        key = (kind, experiment_id, ident)
         if self._cached(key):
             return
         from mlflow.exceptions import MlflowException
 
         try:
-            found = self._store().get_run(run_id).info.experiment_id
+            found = experiment_of(self._store(), ident)
         except (MlflowException, ValueError):
             found = None
         if found != experiment_id:
-            raise _missing(f"No run {run_id} in experiment {experiment_id} in this workspace: {shown}")
+            raise _missing(f"No {kind} {ident} in experiment {experiment_id} in this workspace: {shown}")
         self._remember(key)
+
+    def run(self, experiment_id: str, run_id: str, shown: str) -> None:
+        self._belongs("run", experiment_id, run_id, shown, lambda store, i: store.get_run(i).info.experiment_id)
 
     def logged_model(self, experiment_id: str, model_id: str, shown: str) -> None:
-        key = ("model", experiment_id, model_id)
-        if self._cached(key):
-            return
-        from mlflow.exceptions import MlflowException
-
-        try:
-            found = self._store().get_logged_model(model_id).experiment_id
-        except (MlflowException, ValueError):
-            found = None
-        if found != experiment_id:
-            raise _missing(f"No logged model {model_id} in experiment {experiment_id} in this workspace: {shown}")
-        self._remember(key)
+        self._belongs("logged model", experiment_id, model_id, shown,
+                      lambda store, i: store.get_logged_model(i).experiment_id)
 
     def trace(self, experiment_id: str, trace_id: str, shown: str) -> None:
-        key = ("trace", experiment_id, trace_id)
-        if self._cached(key):
-            return
-        from mlflow.exceptions import MlflowException
-
-        try:
-            found = self._store().get_trace_info(trace_id).experiment_id
-        except (MlflowException, ValueError):
-            found = None
-        if found != experiment_id:
-            raise _missing(f"No trace {trace_id} in experiment {experiment_id} in this workspace: {shown}")
-        self._remember(key)
+        self._belongs("trace", experiment_id, trace_id, shown, lambda store, i: store.get_trace_info(i).experiment_id)
 
     def check_root_path(self, segments: list[str], shown: str) -> None:
         """For segments relative to the artifact root (``<exp>/<run>/...``, ``<exp>/logged_models/<id>/...``):
