@@ -22,6 +22,7 @@ from harness import report
 from harness.checks.result import CheckResult
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
+SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
 
 
 class Progress:
@@ -186,7 +187,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     os.environ.update({"DATABRICKS_HOST": db["url"], "DATABRICKS_TOKEN": db["token"],
                        "MLFLOW_TRACKING_TOKEN": aml["token"], "AZUREML_EMULATOR_URL": aml["url"]})
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    progress = Progress(8 if use_spark else 6)
+    progress = Progress((8 + SPARK_ML_STEPS) if use_spark else 6)
     results: list[CheckResult] = []
     session = None
 
@@ -283,7 +284,32 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 res = check_udf_scoring(session, seed.model_uri, data, partitions=2)
             out["verdict"] = _verdict(res)
         results.append(res)
+        results.extend(_run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, stamp, rows,
+                                     registrations, mirror_timeout))
     return results, status.collect(state)
+
+
+def _run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, stamp, rows, registrations,
+                  mirror_timeout):
+    """The seed's Spark ML flavour (harness.spark_ml_steps), one progress line per step."""
+    from harness.spark_ml_steps import spark_ml_steps
+
+    results = []
+    steps = spark_ml_steps(session, databricks, azureml, aml["tracking_uri"], db["user"], db["url"], db["token"],
+                           info["linked"], stamp, rows=rows, registrations=registrations,
+                           mirror_timeout=mirror_timeout)
+    for label, step in steps:
+        with progress.step(label, log) as out:
+            if session is None:
+                res = _skipped(label, "no Spark session")
+            else:
+                try:
+                    res = step()
+                except Exception as exc:
+                    res = CheckResult(label, error=f"{type(exc).__name__}: {exc}")
+            out["verdict"] = _verdict(res)
+        results.append(res)
+    return results
 
 
 if __name__ == "__main__":
