@@ -98,7 +98,7 @@ def _missing_inputs(text: str, ctx: Context) -> str | None:
 def _result_type(text: str, ctx: Context) -> str | None:
     # fidelity: Spark UDF scoring — array vs scalar result types.
     if not re.search(r"result_type|ArrayType|array<|Unsupported type in conversion|"
-                     r"cannot be converted to|Expected \d+ values", text):
+                     r"cannot be converted to|Expected \d+ values|'numpy\.float64' object is not iterable", text):
         return None
     return ("the UDF's result_type does not fit what the model returns (one number per row needs "
             "result_type='double'; several outputs per row need result_type=ArrayType(FloatType()) or "

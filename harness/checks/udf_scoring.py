@@ -33,7 +33,7 @@ def explain_pitfalls(result: CheckResult, model, data: pd.DataFrame, columns: li
         if positional:
             result.notes.append(
                 "the model has no signature: positional UDF columns reach it named 0, 1, ... "
-                "(scikit-learn then fails on feature names)"
+                "(a model that looks its inputs up by name then fails; struct(*cols) keeps the names)"
             )
         return
     missing = [c for c in expected if c not in columns]
@@ -53,7 +53,7 @@ def explain_pitfalls(result: CheckResult, model, data: pd.DataFrame, columns: li
     nulls = {c: int(n) for c, n in data[[c for c in columns if c in data]].isna().sum().items() if n}
     if nulls:
         result.notes.append(f"null values {nulls}: most models fail with 'Input X contains NaN'")
-    strings = [c for c in columns if c in data and data[c].dtype == object]
+    strings = [c for c in columns if c in data and (data[c].dtype == object or pd.api.types.is_string_dtype(data[c]))]
     if strings:
         result.notes.append(f"columns {strings} hold strings: spark_udf fails with 'Can not safely convert'")
 
