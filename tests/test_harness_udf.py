@@ -165,3 +165,9 @@ def test_result_type_for_a_multi_output_model(spark, data, tmp_path):
     assert first.startswith("result type: the model returns 2 values per row but result_type is 'double'")
     assert "ArrayType(FloatType())" in first
     assert any(t.startswith("values per row: spark_udf returns 1, predict 2") for t in texts(result))
+
+    # No result_type: spark_udf takes array<double> from the tensor signature and fails converting.
+    result = check_udf_scoring(spark, uri, data, positional=True, partitions=1)
+    assert not result.passed and result.error is None
+    assert any(t.startswith("spark_udf: failed: the UDF's result_type does not fit") and "not iterable" in t
+               for t in texts(result)), result.summary()
