@@ -22,6 +22,7 @@ from harness import report
 from harness.checks.result import CheckResult
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
+SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
 
 
 class Progress:
@@ -218,7 +219,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     stamp = time.strftime("%Y%m%d-%H%M%S")
     new_name = (lambda kind: uc_name(f"harness_{kind}_{stamp.replace('-', '_')}")) if uc else (
         lambda kind: f"harness-{kind}-{stamp}")
-    progress = Progress(9 if use_spark else 7)
+    progress = Progress((9 + SPARK_ML_STEPS) if use_spark else 7)
     results: list[CheckResult] = []
     session = None
 
@@ -328,7 +329,32 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 res = check_udf_scoring(session, model_uri, data, partitions=2)
             out["verdict"] = _verdict(res)
         results.append(res)
+        results.extend(_run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, stamp, rows,
+                                     registrations, mirror_timeout))
     return results, status.collect(state)
+
+
+def _run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, stamp, rows, registrations,
+                  mirror_timeout):
+    """The seed's Spark ML flavour (harness.spark_ml_steps), one progress line per step."""
+    from harness.spark_ml_steps import spark_ml_steps
+
+    results = []
+    steps = spark_ml_steps(session, databricks, azureml, aml["tracking_uri"], db["user"], db["url"], db["token"],
+                           info["linked"], stamp, rows=rows, registrations=registrations,
+                           mirror_timeout=mirror_timeout)
+    for label, step in steps:
+        with progress.step(label, log) as out:
+            if session is None:
+                res = _skipped(label, "no Spark session")
+            else:
+                try:
+                    res = step()
+                except Exception as exc:
+                    res = CheckResult(label, error=f"{type(exc).__name__}: {exc}")
+            out["verdict"] = _verdict(res)
+        results.append(res)
+    return results
 
 
 from harness import cli_faults  # noqa: E402  (`harness scenario ...`, `harness replay`)

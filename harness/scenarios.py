@@ -128,14 +128,14 @@ def run_databricks_scenario(
 
 
 def batch_score(spark, model_uri: str, rows: int = 1000) -> tuple[int, list]:
-    """The seed's batch-scoring cell; columns go in as a struct so they keep their names."""
+    """The seed's batch-scoring cell as written: positional column names (the model has a signature,
+    so spark_udf maps them to its inputs in the signature's order)."""
     import mlflow
-    from pyspark.sql import functions as F
 
-    pyfunc_udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local")
+    pyfunc_udf = mlflow.pyfunc.spark_udf(spark, model_uri)
     X, _ = training_data(rows, seed=1)
     scoreDf = spark.createDataFrame(X)
-    preds = scoreDf.withColumn("prediction", pyfunc_udf(F.struct(*FEATURES)))
+    preds = scoreDf.withColumn("prediction", pyfunc_udf('Input_column1', 'Input_column2', 'Input_column3'))
     sample = [row.asDict() for row in preds.limit(3).collect()]
     return preds.count(), sample
 
@@ -174,3 +174,119 @@ def run_azureml_scenario(
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
+
+
+# The seed's Spark ML flavour: `mlflow.spark.log_model(model, artifact_path="model", registered_model_name=...)`
+# and its scoring line `pyfunc_udf('Input_column1', 'Input_column2', ...)`.
+SPARK_FEATURES = FEATURES[:2]
+
+
+@dataclass
+class SparkMLRuns:
+    """The Spark ML flavour's runs: as the seed writes it (no signature), and with a signature."""
+
+    experiment_name: str
+    model_name: str
+    plain: SeedRun  # mlflow.spark.log_model(model, artifact_path="model", registered_model_name=...)
+    signed: SeedRun  # the same, with signature= and input_example=
+    versions: list[int] = field(default_factory=list)  # what each log_model registered, in order
+
+
+def spark_training_frame(spark, rows: int = 200, seed: int = 0):
+    X, y = training_data(rows, seed)
+    return spark.createDataFrame(X[SPARK_FEATURES].assign(target=y))
+
+
+def train_spark_pipeline(spark, rows: int = 200):
+    """Pipeline(VectorAssembler(["Input_column1", "Input_column2"]), LinearRegression), fitted on `rows` rows."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+
+    assembler = VectorAssembler(inputCols=SPARK_FEATURES, outputCol="features")
+    return Pipeline(stages=[assembler, LinearRegression(labelCol="target", maxIter=10)]).fit(
+        spark_training_frame(spark, rows))
+
+
+def _log_spark_model(spark, model, model_name: str, with_signature: bool) -> tuple:
+    import mlflow
+    import mlflow.spark
+    from mlflow.models import infer_signature
+
+    X, _ = training_data(20, seed=4)
+    X = X[SPARK_FEATURES]
+    with mlflow.start_run() as run:
+        mlflow.set_tag("scenario", "seed-spark-ml")
+        mlflow.log_param("signature", with_signature)
+        if with_signature:
+            preds = model.transform(spark.createDataFrame(X)).select("prediction").toPandas()["prediction"]
+            info = mlflow.spark.log_model(model, artifact_path="model", registered_model_name=model_name,
+                                          signature=infer_signature(X, preds), input_example=X.head(3))
+        else:
+            # The seed's line, as written.
+            info = mlflow.spark.log_model(model, artifact_path = "model",  # noqa: E251
+                                          registered_model_name = model_name)  # noqa: E251
+    return run, info
+
+
+def run_spark_ml_scenario(url: str, token: str, user: str, spark, folder: str = "harness",
+                          experiment: str = "seed-experiment", model_name: str = "seed-model-spark",
+                          rows: int = 200) -> SparkMLRuns:
+    """The seed's `mlflow.spark.log_model(..., registered_model_name=...)` on the Databricks workspace:
+    one run as the seed writes it (no signature), one with signature and input example; each
+    registers a new version of `model_name`."""
+    import mlflow
+    from databricks.sdk import WorkspaceClient
+
+    os.environ["DATABRICKS_HOST"] = url
+    os.environ["DATABRICKS_TOKEN"] = token
+    mlflow.set_tracking_uri("databricks")
+    mlflow.set_registry_uri("databricks")
+    folder_path = f"/Users/{user}/{folder}"
+    WorkspaceClient().workspace.mkdirs(folder_path)
+    exp = mlflow.set_experiment(f"{folder_path}/{experiment}")
+    t = time.perf_counter()
+    model = train_spark_pipeline(spark, rows)
+    fit_s = time.perf_counter() - t
+    client = mlflow.MlflowClient()
+    out = []
+    for with_signature in (False, True):
+        t = time.perf_counter()
+        run, info = _log_spark_model(spark, model, model_name, with_signature)
+        # mlflow.spark.log_model returns the info without the version: the registry says which it made.
+        made = client.search_model_versions(f"name='{model_name}' and run_id='{run.info.run_id}'")
+        version = max((int(v.version) for v in made), default=None)
+        out.append(SeedRun(
+            experiment_name=exp.name, experiment_id=exp.experiment_id, run_id=run.info.run_id,
+            model_name=model_name, model_version=version, model_uri=f"runs:/{run.info.run_id}/model",
+            logged_model_uri=info.model_uri, model_id=getattr(info, "model_id", None),
+            registered_source=client.get_model_version(model_name, str(version)).source if version else None,
+            timings={"fit": fit_s, "log_model": time.perf_counter() - t},
+        ))
+    return SparkMLRuns(experiment_name=exp.name, model_name=model_name, plain=out[0], signed=out[1],
+                       versions=[r.model_version for r in out])
+
+
+def log_multi_output_model(rows: int = 200) -> str:
+    """A scikit-learn model with two outputs per row (logged in the active experiment, not registered):
+    the case for the seed's `result_type=ArrayType(FloatType())`. Returns its runs:/ URI."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    X, y = training_data(rows)
+    Y = np.c_[y, -2 * y]
+    model = LinearRegression().fit(X, Y)
+    with mlflow.start_run() as run:
+        mlflow.set_tag("scenario", "seed-multi-output")
+        mlflow.sklearn.log_model(model, artifact_path="model", signature=infer_signature(X, model.predict(X)))
+    return f"runs:/{run.info.run_id}/model"
+
+
+def mirrored_model_path(azureml_tracking_uri: str, azureml_run_id: str, dst: str) -> str:
+    """The Azure ML mirror's copy of a run's model, downloaded through the Azure ML tracking URI."""
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(f"runs:/{azureml_run_id}/model", dst_path=dst,
+                                               tracking_uri=azureml_tracking_uri)

@@ -79,3 +79,95 @@ def test_different_reference_model_and_positional_column_order(seed, spark, data
     texts = [str(d) for d in result.differences]
     assert texts[0].startswith(f"udf columns: positional order {reordered} differs from the model signature's")
     assert any(t.startswith("predictions: ") for t in texts)
+
+
+# Each explanation appears for the case that triggers it, with its fix; passing forms have none.
+EXPLANATION_MARKS = ("logged without a signature", "Spark workers cannot import", "as strings",
+                     "result_type", "values per row")
+
+
+def texts(result):
+    return [str(d) for d in result.differences]
+
+
+def test_passing_forms_carry_no_explanation(seed, spark, data):
+    # The seed's positional line on a model with a signature, and the struct form.
+    for positional in (True, False):
+        result = check_udf_scoring(spark, seed.model_uri, data, positional=positional, partitions=1)
+        assert result.passed, result.summary()
+        assert not [t for t in texts(result) + result.notes if any(m in t for m in EXPLANATION_MARKS)]
+
+
+def test_no_signature_positional_sklearn_is_explained(spark, data, tmp_path):
+    from sklearn.linear_model import LinearRegression
+
+    X, y = scenarios.training_data(50)
+    mlflow.sklearn.save_model(LinearRegression().fit(X, y), tmp_path / "nosig")  # fitted on named columns
+    result = check_udf_scoring(spark, str(tmp_path / "nosig"), data, positional=True, partitions=1)
+    assert not result.passed and result.error is None
+    explained = [t for t in texts(result) if "logged without a signature" in t]
+    assert explained and "struct('Input_column1', 'Input_column2', 'Input_column3')" in explained[0], result.summary()
+    assert "feature names" in result.details["spark_udf_error"]
+
+
+def test_workers_without_the_models_dependency_are_explained(spark, data, tmp_path, monkeypatch):
+    """A module the driver can import (sys.path) but the Spark workers cannot: as a venv package
+    on a driver whose workers run another Python."""
+    dep = tmp_path / "dep"
+    dep.mkdir()
+    (dep / "harness_driver_only_dep.py").write_text("K = 2.0\n")
+    monkeypatch.syspath_prepend(str(dep))
+
+    class UsesDep(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            import harness_driver_only_dep
+
+            return model_input["Input_column1"] * harness_driver_only_dep.K
+
+    X = scenarios.training_data(20)[0]
+    mlflow.pyfunc.save_model(tmp_path / "dep-model", python_model=UsesDep(),
+                             signature=infer_signature(X, pd.Series(np.zeros(20), name="prediction")))
+    result = check_udf_scoring(spark, str(tmp_path / "dep-model"), data, partitions=1)
+    assert not result.passed and result.error is None
+    explained = [t for t in texts(result) if "Spark workers cannot import 'harness_driver_only_dep'" in t]
+    assert explained, result.summary()
+    assert "PYSPARK_PYTHON" in explained[0] and "env_manager='virtualenv'" in explained[0]
+
+
+def test_string_columns_are_explained(seed, spark, data):
+    as_strings = data.astype(str)
+    result = check_udf_scoring(spark, seed.model_uri, as_strings, positional=True, partitions=1)
+    assert not result.passed and result.error is None
+    assert any("as strings" in t and "cast('double')" in t for t in texts(result)), result.summary()
+    assert any("hold strings" in n for n in result.notes)
+
+
+def test_result_type_for_a_multi_output_model(spark, data, tmp_path):
+    from pyspark.sql.types import ArrayType, FloatType
+    from sklearn.linear_model import LinearRegression
+
+    X, y = scenarios.training_data(50)
+    Y = np.c_[y, -2 * y]
+    model = LinearRegression().fit(X, Y)
+    mlflow.sklearn.save_model(model, tmp_path / "multi", signature=infer_signature(X, model.predict(X)))
+    uri = str(tmp_path / "multi")
+
+    # The seed's ArrayType(FloatType()): both outputs, compared at float32 precision.
+    result = check_udf_scoring(spark, uri, data, positional=True, result_type=ArrayType(FloatType()), partitions=1)
+    assert result.passed, result.summary()
+    assert result.compared["values_per_row"] == 2 and result.details["mismatches"] == 0
+    assert any("32-bit" in n for n in result.notes)
+
+    # A scalar result type: spark_udf silently keeps the first output only.
+    result = check_udf_scoring(spark, uri, data, positional=True, result_type="double", partitions=1)
+    assert not result.passed
+    first = texts(result)[0]
+    assert first.startswith("result type: the model returns 2 values per row but result_type is 'double'")
+    assert "ArrayType(FloatType())" in first
+    assert any(t.startswith("values per row: spark_udf returns 1, predict 2") for t in texts(result))
+
+    # No result_type: spark_udf takes array<double> from the tensor signature and fails converting.
+    result = check_udf_scoring(spark, uri, data, positional=True, partitions=1)
+    assert not result.passed and result.error is None
+    assert any(t.startswith("spark_udf: failed: the UDF's result_type does not fit") and "not iterable" in t
+               for t in texts(result)), result.summary()

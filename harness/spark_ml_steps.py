@@ -1,0 +1,173 @@
+"""The seed's Spark ML flavour as `harness check` steps: log + register (v1, v2), registry
+increments, dual tracking (the mirrored Spark model loads from Azure ML and predicts the same),
+and the seed's scoring line in each form (positional, struct, result_type=ArrayType(FloatType())).
+
+Each step is (label, function returning a CheckResult); the steps share the scenario's runs, so a
+step whose input failed is reported as not run rather than raising."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+
+from harness import scenarios
+from harness.checks.result import CheckResult
+
+# The explanation the seed's positional line must get on a Spark ML model logged without a signature.
+NO_SIGNATURE_MARK = "logged without a signature"
+
+
+def _not_run(name: str, why: str) -> CheckResult:
+    return CheckResult(name, error=f"not run: {why}")
+
+
+def expected_failure(result: CheckResult, name: str, mark: str, why: str) -> CheckResult:
+    """The seed's line fails on a real cluster; passing means the harness saw that failure and explained it."""
+    out = CheckResult(name, subject=result.subject, compared=result.compared, timings=result.timings,
+                      details={**result.details, "expected_failure": why})
+    explained = [str(d) for d in result.differences if mark in d.message]
+    if explained:
+        out.notes.append(f"as on a real cluster, this fails: {explained[0]}")
+    elif result.passed:
+        out.differ("udf", f"expected to fail as on Databricks ({why}), but it scored without error")
+    else:
+        out.differ("udf", f"failed without the expected explanation ({why}): "
+                          + "; ".join(str(d) for d in result.differences[:2]) + (result.error or ""))
+    return out
+
+
+def mirrored_model_predicts(databricks, azureml, aml_tracking_uri: str, run_id: str, data) -> CheckResult:
+    """The Azure ML mirror of a run's Spark model loads from Azure ML and predicts what the Databricks copy does."""
+    import mlflow
+
+    from harness.checks.dual_logging import find_mirror
+
+    result = CheckResult("mirrored_model", subject=f"runs:/{run_id}/model (databricks) vs its azureml mirror")
+    source = databricks.get_run(run_id)
+    exp = databricks.get_experiment(source.info.experiment_id)
+    mirror, why = find_mirror(source, exp.name, azureml)
+    if mirror is None:
+        result.differ("mirror run", why)
+        return result
+    with tempfile.TemporaryDirectory(prefix="harness-mirrored-model-") as tmp:
+        path = scenarios.mirrored_model_path(aml_tracking_uri, mirror.info.run_id, tmp)
+        got = np.asarray(mlflow.pyfunc.load_model(path).predict(data), dtype="float64")
+    want = np.asarray(mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(data), dtype="float64")
+    result.compared.update(rows=len(data), azureml_run_id=mirror.info.run_id)
+    bad = int((~np.isclose(got, want, rtol=1e-9, atol=1e-9)).sum())
+    if bad:
+        result.differ("predictions", f"{bad} of {len(data)} rows differ between the azureml and databricks copies")
+    return result
+
+
+def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: str, url: str, token: str,
+                   linked: bool, stamp: str, rows: int = 200, registrations: int = 3,
+                   mirror_timeout: float = 30.0, model_name: str = "seed-model-spark") -> list:
+    """The steps, in order. `databricks` / `azureml` are MlflowClients for each workspace."""
+    from pyspark.sql.types import ArrayType, FloatType
+
+    from harness.checks import check_dual_logging, check_registry_increments, check_udf_scoring
+    from harness.checks.registry import verify_registry_versions
+
+    state: dict = {}
+    rows = min(rows, 200)  # a Spark ML UDF starts a JVM in each worker: keep its jobs small
+    data = scenarios.training_data(rows, seed=5)[0][scenarios.SPARK_FEATURES]
+
+    def scenario():
+        res = CheckResult("seed_scenario[spark ML]", subject="mlflow.spark.log_model(..., registered_model_name=...)")
+        t = time.perf_counter()
+        try:
+            runs = scenarios.run_spark_ml_scenario(url, token, user, session, model_name=model_name)
+            state["runs"] = runs
+            res.compared.update(runs=2, versions=runs.versions)
+            res.details.update(plain_run=runs.plain.run_id, signed_run=runs.signed.run_id, model=model_name)
+            first = runs.versions[0]
+            if first is None or runs.versions != [first, first + 1]:
+                res.differ("registered versions", f"two log_model calls registered {runs.versions}, expected "
+                                                  "consecutive versions (1, 2 for a new name)")
+        except Exception as exc:
+            res.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        res.timings["total"] = time.perf_counter() - t
+        return res
+
+    def versions():
+        if "runs" not in state:
+            return _not_run("registry_versions[spark ML model]", "the Spark ML scenario failed")
+        res = verify_registry_versions(databricks, model_name)
+        res.name = "registry_versions[spark ML model]"
+        return res
+
+    def increments():
+        runs = state.get("runs")
+        if runs is None or not runs.signed.registered_source:
+            return _not_run("registry_increments[databricks, spark ML]", "no registered Spark ML model")
+        res = check_registry_increments(databricks, f"harness-spark-{stamp}", runs.signed.registered_source,
+                                        run_id=runs.signed.run_id, model_id=runs.signed.model_id,
+                                        registrations=registrations)
+        res.name = "registry_increments[databricks, spark ML]"
+        return res
+
+    def dual():
+        runs = state.get("runs")
+        if runs is None:
+            return _not_run("dual_logging[spark ML]", "the Spark ML scenario failed")
+        deadline = time.monotonic() + (mirror_timeout if linked else 0)
+        while True:
+            res = check_dual_logging(databricks, azureml, run_id=runs.signed.run_id)
+            if res.passed or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+        res.name = "dual_logging[spark ML]"
+        if not linked:
+            res.notes.append("the workspaces are not linked (`emulator link`): nothing is mirrored")
+        elif res.passed:
+            loaded = mirrored_model_predicts(databricks, azureml, aml_tracking_uri, runs.signed.run_id, data)
+            res.differences.extend(loaded.differences)
+            res.compared["mirrored_model_rows"] = loaded.compared.get("rows")
+            if loaded.passed:
+                res.notes.append("the mirrored Spark model loads from Azure ML and predicts as the Databricks one")
+        return res
+
+    def udf(name, pick, **kwargs):
+        def step():
+            runs = state.get("runs")
+            if runs is None:
+                return _not_run(name, "the Spark ML scenario failed")
+            res = check_udf_scoring(session, pick(runs), data, partitions=1, **kwargs)
+            res.name = name
+            return res
+        return step
+
+    def seed_line_without_signature():
+        res = udf("udf", lambda r: r.plain.model_uri, positional=True)()
+        if res.error and res.error.startswith("not run"):
+            res.name = "udf_scoring[spark ML, no signature, seed's line]"
+            return res
+        return expected_failure(res, "udf_scoring[spark ML, no signature, seed's line]", NO_SIGNATURE_MARK,
+                                "positional columns reach a model without signature as 0, 1, ...")
+
+    def multi_output():
+        try:
+            state["multi"] = state.get("multi") or scenarios.log_multi_output_model()
+        except Exception as exc:
+            return CheckResult("udf_scoring[multi-output, ArrayType(FloatType())]",
+                               error=f"{type(exc).__name__}: {exc}")
+        res = check_udf_scoring(session, state["multi"], scenarios.training_data(rows, seed=6)[0],
+                                positional=True, result_type=ArrayType(FloatType()), partitions=1)
+        res.name = "udf_scoring[multi-output, ArrayType(FloatType())]"
+        return res
+
+    return [
+        ("seed scenario, Spark ML flavour (databricks)", scenario),
+        (f"registry versions of {model_name!r} (databricks)", versions),
+        ("registry increments, databricks, Spark ML model", increments),
+        ("dual logging, Spark ML run (mirrored model loads from azureml)", dual),
+        ("UDF: the seed's positional line, Spark ML without signature", seed_line_without_signature),
+        ("UDF: struct(*cols), Spark ML without signature",
+         udf("udf_scoring[spark ML, no signature, struct]", lambda r: r.plain.model_uri)),
+        ("UDF: the seed's positional line, Spark ML with signature",
+         udf("udf_scoring[spark ML, signature, seed's line]", lambda r: r.signed.model_uri, positional=True)),
+        ("UDF: result_type=ArrayType(FloatType()), multi-output model", multi_output),
+    ]
