@@ -24,7 +24,8 @@ import pandas as pd
 
 import mlflow
 from harness.checks.result import CheckResult
-from harness.checks.udf_scoring import ROW_ID, _short_error, _signature_columns
+from harness.checks.udf_failures import short_error
+from harness.checks.udf_scoring import ROW_ID, _signature_columns
 
 BATCH_ROWS = 500
 
@@ -121,7 +122,7 @@ def check_endpoint_scoring(
                             f"{rows / max(score_s, 1e-9):,.0f} rows/s; deployment ready in "
                             f"{result.timings['deploy']:.1f} s")
     except Exception as exc:
-        result.error = _short_error(exc)
+        result.error = short_error(exc)
     finally:
         if created and not keep_endpoint:
             try:
@@ -203,7 +204,7 @@ def run_for_harness(info: dict, seed, aml_seed, spark, rows: int, stamp: str) ->
             result.notes.insert(0, note)
         return result
     except Exception as exc:
-        return CheckResult("endpoint_scoring", error=_short_error(exc))
+        return CheckResult("endpoint_scoring", error=short_error(exc))
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
