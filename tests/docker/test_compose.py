@@ -199,7 +199,7 @@ def test_online_endpoint_scoring_runs_inside_the_azureml_container(docker_worksp
     resp = ml.score("docker-ep", {"input_data": {"columns": ["x"], "index": [0, 1], "data": [[1.0], [2.5]]}})
     assert resp.status_code == 200, resp.text
     assert resp.headers["azureml-model-deployment"] == "blue"
-    assert resp.json() == [3.0, 6.0]
+    assert resp.json() == [{"x": 3.0}, {"x": 6.0}], resp.text  # a named Series answers as records
     # No ps in the image: the container's processes from /proc.
     procs = docker_workspaces.compose.execute(
         "exec -T azureml sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null; true'").replace(b"\0", b" ").decode()
