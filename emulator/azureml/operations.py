@@ -81,7 +81,10 @@ def install(app: Flask, config: ServerConfig, ops: Operations) -> None:
         if problem:
             return problem
         op["id"] = request.path
-        return jsonify(op)
+        # fidelity: Online endpoints - LRO (azure-core waits Retry-After of the LAST poll, else its
+        # default: 30 s for endpoints, azure-ai-ml's 5 s for deployments)
+        headers = {"Retry-After": RETRY_AFTER_S} if op["status"] == "InProgress" else {}
+        return jsonify(op), 200, headers
 
     @app.route(prefix + "/mfeOperationResults/<op_id>", methods=["GET"])
     def _operation_result(sub, loc, op_id):

@@ -159,6 +159,54 @@ def test_containers_run_as_non_root_with_private_state(docker_workspaces):
         assert out[-3:] == ["10001", "700", "700"], (service, out)
 
 
+SCALING_MODEL = """
+import mlflow
+import pandas as pd
+
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: pd.DataFrame) -> pd.Series:
+        return model_input["x"] * 2.0 + 1.0
+
+
+mlflow.models.set_model(Doubler())
+"""
+
+
+def test_online_endpoint_scoring_runs_inside_the_azureml_container(docker_workspaces, monkeypatch, tmp_path):
+    """A deployment's inference server is a child process of the Azure ML container (the image has
+    no scikit-learn, so the model is pure pyfunc code); scoring goes host -> workspace -> child."""
+    from harness.online_endpoints import OnlineEndpointsClient
+
+    aml = docker_workspaces.azureml
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+    (tmp_path / "doubler.py").write_text(SCALING_MODEL)
+    mlflow.set_tracking_uri(aml.tracking_uri)
+    mlflow.set_registry_uri(aml.tracking_uri)
+    try:
+        mlflow.set_experiment("docker-deploy")
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "doubler.py"),
+                                    registered_model_name="docker-doubler")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    ml = OnlineEndpointsClient.for_workspace(aml)
+    ml.create_endpoint("docker-ep")
+    dep = ml.create_deployment("docker-ep", "blue", "azureml:docker-doubler:1")
+    assert dep["properties"]["provisioningState"] == "Succeeded", dep
+    ml.set_traffic("docker-ep", {"blue": 100})
+    resp = ml.score("docker-ep", {"input_data": {"columns": ["x"], "index": [0, 1], "data": [[1.0], [2.5]]}})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["azureml-model-deployment"] == "blue"
+    assert resp.json() == [{"x": 3.0}, {"x": 6.0}], resp.text  # a named Series answers as records
+    # No ps in the image: the container's processes from /proc.
+    procs = docker_workspaces.compose.execute(
+        "exec -T azureml sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null; true'").replace(b"\0", b" ").decode()
+    assert "emulator.azureml.deployment_runner" in procs, procs
+    ml.delete_endpoint("docker-ep")
+
+
 def test_state_survives_restart_and_is_gone_after_down_v(docker_workspaces, aml_client, databricks_client,
                                                          tmp_path):
     exp_id = aml_client.create_experiment("survivor")
