@@ -35,17 +35,44 @@ def on_reset(app: Flask, fn) -> None:
     app.config.setdefault(_RESETTERS, []).append(fn)
 
 
+def _template_path(db_path: Path) -> Path:
+    import mlflow
+
+    return db_path.with_name(f".pristine-{mlflow.__version__}.db")
+
+
+def _is_pristine(db_path: Path) -> bool:
+    """The store holds only what MLflow seeds (the Default experiment): a new workspace's store."""
+    with closing(sqlite3.connect(db_path, timeout=60)) as db:
+        return db.execute(
+            "SELECT (SELECT COUNT(*) FROM experiments) = 1 AND NOT EXISTS (SELECT 1 FROM runs)"
+            " AND NOT EXISTS (SELECT 1 FROM registered_models) AND NOT EXISTS (SELECT 1 FROM logged_models)"
+        ).fetchone()[0] == 1
+
+
+def _snapshot_if_new(db_path: Path) -> None:
+    """A new store is its own template: copied (SQLite's backup API, a few ms) before the server
+    listens, so nothing writes into the state dir later while tests may be watching it."""
+    path = _template_path(db_path)
+    if path.exists() or not _is_pristine(db_path):
+        return
+    partial = path.with_name(path.name + ".tmp")
+    with closing(sqlite3.connect(db_path, timeout=60)) as source, closing(sqlite3.connect(partial)) as target:
+        source.backup(target)
+    partial.replace(path)
+
+
 def _template(role: str, db_path: Path) -> Path:
     """A pristine database made by this role's own store class and artifact root, through MLflow's
-    store registry as the server makes its own (built once per MLflow version, kept beside the store)."""
+    store registry as the server makes its own (once per MLflow version, kept beside the store).
+    Only a store that was not new at start-up needs this (its first reset takes a second or two)."""
     import os
 
-    import mlflow
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
     from emulator.stores import store_uri
 
-    path = db_path.with_name(f".pristine-{mlflow.__version__}.db")
+    path = _template_path(db_path)
     if not path.exists():
         partial = path.with_name(path.name + ".tmp")
         partial.unlink(missing_ok=True)
@@ -115,14 +142,9 @@ def request_reset(url: str, token: str, timeout: float = 120.0) -> dict:
 
 
 def install(app: Flask, role: str, db_path: Path, file_roots: list[Path]) -> None:
-    """``db_path``: the role's SQLite store; ``file_roots``: its data folders, emptied on reset (never
-    the state dir itself). The template is built in the background now, so the first reset is fast too."""
-
-    def build_template():
-        with _lock:
-            _template(role, db_path)
-
-    threading.Thread(target=build_template, name="reset-template", daemon=True).start()
+    """``db_path``: the role's SQLite store (open and migrated by now); ``file_roots``: its data
+    folders, emptied on reset (never the state dir itself)."""
+    _snapshot_if_new(db_path)
 
     @app.route("/__emulator/reset", methods=["POST"])
     def _reset():
