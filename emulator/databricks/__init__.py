@@ -6,6 +6,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``experiment_rules``   absolute experiment paths, parent folders, owner tags, run ownership
 * ``workspace_api``      ``/api/2.0/workspace/mkdirs|get-status|list|delete`` (``workspace_tree``)
 * ``files_api``          ``/api/2.0/fs/files|directories/...`` (MLflow 3's artifact transport)
+* ``artifact_credentials`` ``artifacts/credentials-for-*`` signed blob URLs (MLflow 2.x's transport)
 * ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
 * ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
@@ -27,6 +28,7 @@ from flask import Flask, jsonify, request
 
 from emulator import access_log, mirror, reset
 from emulator.databricks import (
+    artifact_credentials,
     clusters_api,
     dbfs_api,
     experiment_rules,
@@ -74,6 +76,10 @@ def install(app: Flask, config: ServerConfig) -> None:
     dbfs_api.install(app, dbfs)
     # MLflow's own server-side artifact code resolves dbfs:/ here too (emulator.artifact_repositories).
     app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
+    credentials = artifact_credentials.ArtifactCredentials(config, dbfs, WORKSPACE_ID)
+    artifact_credentials.install(app, credentials)
+    # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks.
+    app.wsgi_app = credentials.blob_service(app.wsgi_app, state / "artifacts", state / "blob-staging", owners)
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     server_artifacts.install(app, artifacts)
     scim.install(app, config)
