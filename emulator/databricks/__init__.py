@@ -92,7 +92,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id
     # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
     run_lineage.install(app)
-    for extra in ("volumes", "dbfs"):
+    for extra in ("volumes", "dbfs", "blob-staging"):  # blob-staging: uncommitted Put Blocks
         reset.on_reset(app, lambda root=state / extra: reset.empty_dir(root))
     reset.on_reset(app, tree.reset)
     reset.on_reset(app, owners.forget_all)
