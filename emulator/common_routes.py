@@ -81,6 +81,11 @@ def install(app: Flask, config: ServerConfig) -> None:
         return jsonify({"role": config.role, "url": config.public_url, "healthy": True,
                         "instance": os.environ.get("EMULATOR_INSTANCE_ID")})
 
+    # What stock MLflow serves only from its FastAPI app: OTLP span ingestion (tracing parity).
+    from emulator import otlp_traces
+
+    otlp_traces.install(app)
+
 
 def _ui_login(app: Flask, config: ServerConfig, cookie: str):
     """``/?token=<token>``: set the UI cookie and redirect to the URL without the token."""

@@ -6,6 +6,7 @@ client stack gets its own venv, built once under ``~/.cache/mlflow-azure-emulato
 (``EMULATOR_CACHE_DIR`` moves it) and reused while the pins and the Python version stay the same.
 
     python -m harness.client_venvs            # build (or find) every client venv, print its python
+    python -m harness.client_venvs mlflow-2.9.2   # just that one
 """
 
 from __future__ import annotations
@@ -28,7 +29,22 @@ AZUREML_CLIENTS = (
     "azure-storage-blob==12.27.1",
     "scikit-learn==1.9.1",
 )
-VENVS = {"azureml-clients": AZUREML_CLIENTS}
+# The MLflow clients teams run against Databricks (DBR ML images ship 2.x and 3.x) and Azure ML
+# (azureml-mlflow caps MLflow at 3.15): one venv each for the version matrix (tests/clients/).
+# 2.x predates numpy 2 and scikit-learn 1.6's pickles; databricks-sdk is what the seed's
+# WorkspaceClient().workspace.mkdirs imports (MLflow 2.9 does not depend on it).
+_MLFLOW2_DEPS = ("numpy==1.26.4", "pandas==2.2.3", "scikit-learn==1.5.2", "databricks-sdk==0.162.0")
+_MLFLOW3_DEPS = ("scikit-learn==1.9.1", "databricks-sdk==0.162.0")
+MATRIX = {
+    "2.9.2": ("mlflow==2.9.2", "pyarrow==14.0.2", *_MLFLOW2_DEPS),
+    "2.16.2": ("mlflow==2.16.2", *_MLFLOW2_DEPS),
+    "2.22.5": ("mlflow==2.22.5", *_MLFLOW2_DEPS),
+    "3.1.4": ("mlflow==3.1.4", *_MLFLOW3_DEPS),
+    "3.10.1": ("mlflow==3.10.1", *_MLFLOW3_DEPS),
+    "3.15.0": ("mlflow==3.15.0", *_MLFLOW3_DEPS),
+    "3.17.2": ("mlflow==3.17.2", *_MLFLOW3_DEPS),
+}
+VENVS = {"azureml-clients": AZUREML_CLIENTS, **{f"mlflow-{v}": pins for v, pins in MATRIX.items()}}
 CACHE_ENV = "EMULATOR_CACHE_DIR"
 _DONE = ".complete"
 
@@ -84,7 +100,8 @@ def ensure(name: str, pins: tuple[str, ...] | None = None, log=print) -> Path:
 
 
 def main() -> None:
-    for name in VENVS:
+    names = sys.argv[1:] or list(VENVS)
+    for name in names:
         print(ensure(name))
 
 

@@ -25,9 +25,10 @@ from urllib.parse import urlencode, urlparse
 from flask import Flask, jsonify, request
 from mlflow.exceptions import MlflowException
 
-from emulator.azureml import blob_sas, hosts
+from emulator.azureml import hosts
+from emulator.blob import sas as blob_sas
 from emulator.azureml.azure_errors import arm_error
-from emulator.azureml.blob_service import CONTAINER
+from emulator.blob.service import CONTAINER
 from emulator.azureml.scope import scope_problem
 from emulator.settings import ServerConfig
 

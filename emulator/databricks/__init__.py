@@ -6,6 +6,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``experiment_rules``   absolute experiment paths, parent folders, owner tags, run ownership
 * ``workspace_api``      ``/api/2.0/workspace/mkdirs|get-status|list|delete`` (``workspace_tree``)
 * ``files_api``          ``/api/2.0/fs/files|directories/...`` (MLflow 3's artifact transport)
+* ``artifact_credentials`` ``artifacts/credentials-for-*`` signed blob URLs (MLflow 2.x's transport)
 * ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
 * ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
@@ -14,6 +15,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
 * ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
 * ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
+* ``traces_v4``          the V4 (Unity Catalog) trace API answers ENDPOINT_NOT_FOUND (V3 fallback)
 * ``storage``            the path guard every file access goes through
 """
 
@@ -27,6 +29,7 @@ from flask import Flask, jsonify, request
 
 from emulator import access_log, mirror, reset, validation
 from emulator.databricks import (
+    artifact_credentials,
     clusters_api,
     dbfs_api,
     experiment_rules,
@@ -36,6 +39,7 @@ from emulator.databricks import (
     run_lineage,
     server_artifacts,
     scim,
+    traces_v4,
     uc,
     ui_links,
     workspace_api,
@@ -78,17 +82,22 @@ def install(app: Flask, config: ServerConfig) -> None:
     dbfs_api.install(app, dbfs)
     # MLflow's own server-side artifact code resolves dbfs:/ here too (emulator.artifact_repositories).
     app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
+    credentials = artifact_credentials.ArtifactCredentials(config, dbfs, WORKSPACE_ID)
+    artifact_credentials.install(app, credentials)
+    # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks.
+    app.wsgi_app = credentials.blob_service(app.wsgi_app, state / "artifacts", state / "blob-staging", owners)
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
     server_artifacts.install(app, artifacts, dbfs_root)  # fidelity: Artifact locations
     scim.install(app, config)
     ui_links.install(app)
     clusters_api.install(app, config)
+    traces_v4.install(app)  # V4 trace search -> 404, so mlflow.search_traces falls back to V3
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
     # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id
     # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
     run_lineage.install(app)
-    for extra in ("volumes", "dbfs"):
+    for extra in ("volumes", "dbfs", "blob-staging"):  # blob-staging: uncommitted Put Blocks
         reset.on_reset(app, lambda root=state / extra: reset.empty_dir(root))
     reset.on_reset(app, tree.reset)
     reset.on_reset(app, owners.forget_all)

@@ -125,6 +125,9 @@ def install(app: Flask, config: ServerConfig, tree: WorkspaceTree) -> None:
             return None
         if route == "experiments/create" and request.method == "POST":
             body = _json_body()
+            if not isinstance(body.get("name"), str) or not body["name"]:
+                # fidelity: Databricks error text parity -- MLflow's own missing/type message
+                return None
             # fidelity: Artifact locations
             artifact_locations.check(body.get("artifact_location"), artifact_locations.DATABRICKS_SCHEMES)
             name = check_experiment_path(tree, body.get("name"))
@@ -136,7 +139,7 @@ def install(app: Flask, config: ServerConfig, tree: WorkspaceTree) -> None:
             _replace_json(body)
         elif route == "experiments/update" and request.method == "POST":
             body = _json_body()
-            if body.get("new_name") is not None:
+            if isinstance(body.get("new_name"), str) and body["new_name"]:
                 body["new_name"] = check_experiment_path(tree, body["new_name"])
                 _replace_json(body)
         elif route == "experiments/get-by-name":
@@ -145,6 +148,17 @@ def install(app: Flask, config: ServerConfig, tree: WorkspaceTree) -> None:
                 args = request.args.to_dict(flat=False)
                 args["experiment_name"] = [name[len("/Workspace"):] or "/"]
                 request.args = ImmutableMultiDict(args)
+        elif route == "runs/create-promptlab-run" and request.method == "POST":
+            # fidelity: Databricks error text parity -- a prompt-lab run is owned by the token's user
+            body = _json_body()
+            body["user_id"] = config.user
+            tags = [t for t in _tags(body) if t.get("key") != "mlflow.user"]
+            if tags:
+                # MLflow's handler passes these JSON objects on as RunTags and fails with a 500.
+                raise EmulatorError("INVALID_PARAMETER_VALUE", "create-promptlab-run takes no 'tags'; set "
+                                    "tags on the run afterwards with runs/set-tag.", 400)
+            body["tags"] = []
+            _replace_json(body)
         elif route == "runs/create" and request.method == "POST":
             body = _json_body()
             body["user_id"] = config.user

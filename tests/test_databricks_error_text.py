@@ -1,0 +1,52 @@
+"""Databricks error text parity: a missing or non-string experiment name gets MLflow's own
+missing/type message (not the path rule's message about 'None'), and ``create-promptlab-run``
+obeys run ownership like ``runs/create``. Raw requests: a client never sends these bodies."""
+
+import requests
+
+
+def post(ws, route, body, api="api"):
+    return requests.post(f"{ws.url}/{api}/2.0/mlflow/{route}", json=body,
+                         headers={"Authorization": f"Bearer {ws.token}"}, timeout=60)
+
+
+def test_missing_or_non_string_experiment_name_gets_mlflows_message(databricks_ws):
+    missing = post(databricks_ws, "experiments/create", {})
+    assert missing.status_code == 400, missing.text
+    assert missing.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert missing.json()["message"] == ("Missing value for required parameter 'name'. See the API docs for more "
+                                         "information about request parameters.")
+    for body in ({"name": 123}, {"name": ["/Users/x"]}, {"name": None}, {"name": ""}):
+        answer = post(databricks_ws, "experiments/create", body)
+        assert answer.status_code == 400, (body, answer.text)
+        message = answer.json()["message"]
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "parameter 'name'" in message and "Got an invalid experiment name" not in message, (body, message)
+    exp = post(databricks_ws, "experiments/create", {"name": "/Users/someone@example.com/err-text"}).json()
+    renamed = post(databricks_ws, "experiments/update", {"experiment_id": exp["experiment_id"], "new_name": 7})
+    assert renamed.status_code == 400 and "'None'" not in renamed.text and "'7'" not in renamed.text, renamed.text
+    # A string name still gets the workspace's path rule.
+    relative = post(databricks_ws, "experiments/create", {"name": "exp"})
+    assert relative.status_code == 400 and "Got an invalid experiment name 'exp'" in relative.json()["message"]
+
+
+def test_promptlab_run_is_owned_by_the_tokens_user(databricks_ws):
+    exp = post(databricks_ws, "experiments/create", {"name": "/Users/someone@example.com/promptlab"}).json()
+    answer = post(databricks_ws, "runs/create-promptlab-run", {
+        "experiment_id": exp["experiment_id"], "prompt_template": "Say {{ x }}",
+        "prompt_parameters": [{"key": "x", "value": "hi"}], "model_route": "chat",
+        "model_input": "Say hi", "mlflow_version": "3.17.2", "user_id": "mallory@example.com",
+        "tags": [{"key": "mlflow.user", "value": "mallory@example.com"}],
+    }, api="ajax-api")  # MLflow serves it only under /ajax-api (the UI's prompt lab)
+    assert answer.status_code == 200, answer.text
+    run = answer.json()["run"]
+    assert run["info"]["user_id"] == databricks_ws.user
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags.get("mlflow.user") in (None, databricks_ws.user), tags
+    # Other tags: MLflow's handler would fail with a 500; here a clear 400.
+    tagged = post(databricks_ws, "runs/create-promptlab-run", {
+        "experiment_id": exp["experiment_id"], "prompt_template": "Say {{ x }}",
+        "prompt_parameters": [{"key": "x", "value": "hi"}], "model_route": "chat",
+        "model_input": "Say hi", "mlflow_version": "3.17.2", "tags": [{"key": "team", "value": "a"}],
+    }, api="ajax-api")
+    assert tagged.status_code == 400 and tagged.json()["error_code"] == "INVALID_PARAMETER_VALUE", tagged.text
