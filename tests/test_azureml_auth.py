@@ -22,7 +22,7 @@ def clean_env(monkeypatch):
 
 
 def msi_token(info, resource="https://management.azure.com/", header=None):
-    return requests.get(info["identity_endpoint"], timeout=10,
+    return requests.get(info["identity_endpoint"], timeout=60,
                         params={"resource": resource, "api-version": "2019-08-01"},
                         headers={"X-IDENTITY-HEADER": header or info["identity_header"]})
 
@@ -36,7 +36,7 @@ def test_mlflow_client_without_or_with_wrong_token_gets_401(emulator, monkeypatc
     with pytest.raises(MlflowException) as err:
         MlflowClient(uri).search_experiments()
     assert err.value.error_code == "UNAUTHENTICATED"
-    raw = requests.get(f"{uri}/api/2.0/mlflow/experiments/search", timeout=10,
+    raw = requests.get(f"{uri}/api/2.0/mlflow/experiments/search", timeout=60,
                        headers={"Authorization": "Bearer aml-wrong"})
     assert raw.status_code == 401
     assert raw.json() == {"error_code": "UNAUTHENTICATED", "message": "The access token is invalid."}
@@ -76,11 +76,11 @@ def test_msi_endpoint_rejects_bad_requests(emulator):
     info = emulator.status()["azureml"]
     wrong = msi_token(info, header="not-the-secret")
     assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized_client"
-    none = requests.get(info["identity_endpoint"], timeout=10,
+    none = requests.get(info["identity_endpoint"], timeout=60,
                         params={"resource": "https://ml.azure.com", "api-version": "2019-08-01"})
     assert none.status_code == 401 and none.json()["error"] == "invalid_request"
     no_resource = requests.get(info["identity_endpoint"], params={"api-version": "2019-08-01"},
-                               headers={"X-IDENTITY-HEADER": info["identity_header"]}, timeout=10)
+                               headers={"X-IDENTITY-HEADER": info["identity_header"]}, timeout=60)
     assert no_resource.status_code == 400
 
 
@@ -89,7 +89,7 @@ def test_tokens_for_other_audiences_expired_or_forged_are_refused(emulator):
     url = f"{aml.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=5"
 
     def call(token):
-        return requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        return requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     storage = msi_token(info, resource="https://storage.azure.com/").json()["access_token"]
     assert "invalid audience" in call(storage).json()["message"]
@@ -113,7 +113,7 @@ def test_issued_tokens_survive_a_restart(emulator):
     while launcher.port_in_use("127.0.0.1", emulator.ports["azureml"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     emulator.start("azureml")
-    answer = requests.get(f"{aml.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=5", timeout=10,
+    answer = requests.get(f"{aml.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=5", timeout=60,
                           headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200
 
@@ -135,15 +135,15 @@ def test_wrong_scope_is_404_never_this_workspace_data(emulator, monkeypatch, par
     with pytest.raises(MlflowException) as err:
         MlflowClient(other).get_experiment(exp_id)
     assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
-    raw = requests.get(f"{other}/api/2.0/mlflow/experiments/search", timeout=10,
+    raw = requests.get(f"{other}/api/2.0/mlflow/experiments/search", timeout=60,
                        headers={"Authorization": f"Bearer {aml.token}"})
     assert raw.status_code == 404
     assert raw.json()["error"]["code"] == code
     assert "experiments" not in raw.json()
     # Even artifacts and health under a wrong scope are refused.
     for path in ("api/2.0/mlflow-artifacts/artifacts", "health"):
-        assert requests.get(f"{other}/{path}", timeout=10,
+        assert requests.get(f"{other}/{path}", timeout=60,
                             headers={"Authorization": f"Bearer {aml.token}"}).status_code == 404
     garbage = requests.get(f"{aml.url}/mlflow/v2.0/not-a-scope/api/2.0/mlflow/experiments/search",
-                           headers={"Authorization": f"Bearer {aml.token}"}, timeout=10)
+                           headers={"Authorization": f"Bearer {aml.token}"}, timeout=60)
     assert garbage.status_code == 404 and garbage.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"

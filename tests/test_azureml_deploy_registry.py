@@ -80,7 +80,7 @@ def _wait_drained(emu: Emulator, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         state = requests.get(f"{db.url}/__emulator/mirror", headers={"Authorization": f"Bearer {db.token}"},
-                             timeout=10).json()
+                             timeout=60).json()
         if state["backlog"] == 0:
             return
         assert time.monotonic() < deadline, state

@@ -14,7 +14,7 @@ def arm_url(aml, sub=None, rg=None, ws=None):
 
 
 def get(url, token, **params):
-    return requests.get(url, params=params, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    return requests.get(url, params=params, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
 def test_workspace_resource_is_shaped_like_arm(emulator):
@@ -41,7 +41,7 @@ def test_workspace_resource_is_shaped_like_arm(emulator):
     upper = arm_url(aml, rg=aml.resource_group.upper(), ws=aml.workspace_name.upper())
     assert get(upper, aml.token, **API).status_code == 200
     # The discovery document names the service addresses, anonymously as in Azure.
-    assert requests.get(props["discoveryUrl"], timeout=10).json()["experimentation"] == aml.url
+    assert requests.get(props["discoveryUrl"], timeout=60).json()["experimentation"] == aml.url
 
 
 def test_list_and_resource_group(emulator):
@@ -70,7 +70,7 @@ def test_api_version_and_auth_errors(emulator):
     assert missing.json()["error"]["code"] == "MissingApiVersionParameter"
     assert get(arm_url(aml), aml.token, **{"api-version": "latest"}).json()["error"]["code"] == \
         "InvalidApiVersionParameter"
-    anonymous = requests.get(arm_url(aml), params=API, timeout=10)
+    anonymous = requests.get(arm_url(aml), params=API, timeout=60)
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "AuthenticationFailed"
     assert anonymous.headers["WWW-Authenticate"].startswith("Bearer authorization_uri=")
@@ -78,8 +78,8 @@ def test_api_version_and_auth_errors(emulator):
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "InvalidAuthenticationToken"
     # An unknown workspace is not revealed to anonymous callers either.
-    assert requests.get(arm_url(aml, ws="other"), params=API, timeout=10).status_code == 401
-    put = requests.put(arm_url(aml), params=API, json={}, timeout=10,
+    assert requests.get(arm_url(aml, ws="other"), params=API, timeout=60).status_code == 401
+    put = requests.put(arm_url(aml), params=API, json={}, timeout=60,
                        headers={"Authorization": f"Bearer {aml.token}"})
     assert put.status_code == 405 and put.json()["error"]["code"] == "MethodNotAllowed"
 

@@ -89,16 +89,16 @@ def test_plain_experiment_names_and_the_v1_prefix(ws, emulator):
     # Same workspace, same data at v2.0 and at the root (what the MLflow UI uses).
     for uri in (ws.get_mlflow_tracking_uri(), emulator.azureml.url):
         assert MlflowClient(uri).get_run(run.info.run_id).data.metrics == {"m": 1.5}
-    ui = requests.get(f"{emulator.azureml.url}/?token={emulator.azureml.token}", timeout=10)
+    ui = requests.get(f"{emulator.azureml.url}/?token={emulator.azureml.token}", timeout=60)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
     # The UI also works under the scope prefix (run links printed by the client point there):
     # its asset and ajax paths are relative, so they stay inside the prefix.
     browser = requests.Session()
-    scoped = browser.get(f"{ws.get_mlflow_tracking_uri()}/?token={emulator.azureml.token}", timeout=10)
+    scoped = browser.get(f"{ws.get_mlflow_tracking_uri()}/?token={emulator.azureml.token}", timeout=60)
     script = re.search(r'src="(static-files/[^"]+\.js)"', scoped.text).group(1)
     assert browser.get(f"{ws.get_mlflow_tracking_uri()}/{script}", timeout=30).status_code == 200
     ajax = browser.post(f"{ws.get_mlflow_tracking_uri()}/ajax-api/2.0/mlflow/experiments/search",
-                        json={"max_results": 10}, timeout=10, headers={"Origin": emulator.azureml.url})
+                        json={"max_results": 10}, timeout=60, headers={"Origin": emulator.azureml.url})
     assert "plain-name" in {e["name"] for e in ajax.json()["experiments"]}
 
 
@@ -112,18 +112,18 @@ def test_async_batch_logging_endpoints(ws):
     body = {"run_id": run.info.run_id, "metrics": [
         {"key": "acc", "value": 0.5 + i / 10, "timestamp": 1000 + i, "step": i} for i in range(3)],
         "params": [{"key": "lr", "value": "0.01"}]}
-    answer = requests.post(f"{base}/log-batch-async", json=body, headers=headers, timeout=10)
+    answer = requests.post(f"{base}/log-batch-async", json=body, headers=headers, timeout=60)
     assert answer.status_code == 200, answer.text
     batch_id = answer.json()["batch_tracking_id"]
-    status = requests.get(f"{base}/get-run-data-status", headers=headers, timeout=10,
+    status = requests.get(f"{base}/get-run-data-status", headers=headers, timeout=60,
                           params={"run_id": run.info.run_id, "batch_tracking_id": batch_id})
     assert status.json() == {"is_complete": True}
     client = MlflowClient()
     assert [m.value for m in client.get_metric_history(run.info.run_id, "acc")] == [0.5, 0.6, 0.7]
     assert client.get_run(run.info.run_id).data.params == {"lr": "0.01"}
     bad = requests.post(f"{base}/log-batch-async", json={"run_id": run.info.run_id, "metrics": [1]},
-                        headers=headers, timeout=10)
+                        headers=headers, timeout=60)
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-    missing = requests.get(f"{base}/get-run-data-status", headers=headers, timeout=10,
+    missing = requests.get(f"{base}/get-run-data-status", headers=headers, timeout=60,
                            params={"run_id": "0" * 32, "batch_tracking_id": batch_id})
     assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"

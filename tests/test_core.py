@@ -79,15 +79,15 @@ def test_state_dir_is_private(emulator):
 
 def test_health_is_public_but_api_needs_the_token(emulator):
     for ws in (emulator.databricks, emulator.azureml):
-        assert requests.get(f"{ws.url}/health", timeout=5).text == "OK"
-        resp = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=5)
+        assert requests.get(f"{ws.url}/health", timeout=60).text == "OK"
+        resp = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=60)
         assert resp.status_code == 401
         assert resp.json()["error_code"] == "UNAUTHENTICATED"
         ok = requests.get(
             f"{ws.url}/api/2.0/mlflow/experiments/search",
             params={"max_results": 1},
             headers={"Authorization": f"Bearer {ws.token}"},
-            timeout=5,
+            timeout=60,
         )
         assert ok.status_code == 200, ok.text
 
@@ -140,7 +140,7 @@ def test_stop_and_start_one_workspace(emulator):
 
 def test_unexpected_paths_answer_json_not_tracebacks(emulator):
     ws = emulator.azureml
-    resp = requests.get(f"{ws.url}/no/such/thing", headers={"Authorization": f"Bearer {ws.token}"}, timeout=5)
+    resp = requests.get(f"{ws.url}/no/such/thing", headers={"Authorization": f"Bearer {ws.token}"}, timeout=60)
     assert resp.status_code == 404
     assert resp.json()["error_code"] == "ENDPOINT_NOT_FOUND"
 

@@ -119,5 +119,5 @@ def test_seed_snippet_with_name_registers_version_2(workspace, tmp_path):
     # MLflow 3 logged models sit under <experiment>/logged_models/<id>/artifacts.
     headers = {"Authorization": f"Bearer {workspace['token']}"}
     mv = requests.get(f"{workspace['url']}/api/2.0/mlflow/model-versions/get",
-                      params={"name": "model_name", "version": "2"}, headers=headers, timeout=10).json()
+                      params={"name": "model_name", "version": "2"}, headers=headers, timeout=60).json()
     assert "/logged_models/m-" in mv["model_version"]["source"]

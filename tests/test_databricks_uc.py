@@ -110,7 +110,7 @@ def test_two_level_name_is_the_real_bad_model_name_with_the_clients_hint(uc_clie
         uc_client.create_registered_model("default.model_name")
     assert BAD_NAME in str(err.value) and "set the Model Registry URI to 'databricks'" in str(err.value)
     raw = requests.get(f"{databricks_ws.url}{UC}/registered-models/get", params={"name": "a.b.c.d"},
-                       headers=_headers(databricks_ws), timeout=10)
+                       headers=_headers(databricks_ws), timeout=60)
     assert raw.status_code == 400 and raw.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message": BAD_NAME}
 
 
@@ -217,7 +217,7 @@ def _s3(ws, creds):
 def _credentials(ws, name, version, operation):
     return requests.post(f"{ws.url}{UC}/model-versions/generate-temporary-credentials",
                          json={"name": name, "version": str(version), "operation": operation},
-                         headers=_headers(ws), timeout=10)
+                         headers=_headers(ws), timeout=60)
 
 
 def test_files_are_written_once_by_the_holder_of_the_versions_credentials(databricks_ws, uc_client):
@@ -226,7 +226,7 @@ def test_files_are_written_once_by_the_holder_of_the_versions_credentials(databr
     created = []
     for _ in range(2):
         resp = requests.post(f"{ws.url}{UC}/model-versions/create", json={"name": "main.default.raw", "source": "x"},
-                             headers=_headers(ws), timeout=10)
+                             headers=_headers(ws), timeout=60)
         assert resp.status_code == 200, resp.text
         created.append(resp.json()["model_version"])
     assert created[0]["status"] == "PENDING_REGISTRATION"
@@ -251,11 +251,11 @@ def test_files_are_written_once_by_the_holder_of_the_versions_credentials(databr
     with pytest.raises(ClientError) as err:
         _s3(ws, forged).get_object(Bucket=bucket, Key=f"{prefix}/MLmodel")
     assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
-    anonymous = requests.get(f"{ws.s3_url}/{bucket}/{prefix}/MLmodel", timeout=10)
+    anonymous = requests.get(f"{ws.s3_url}/{bucket}/{prefix}/MLmodel", timeout=60)
     assert anonymous.status_code == 403 and b"AccessDenied" in anonymous.content
 
     finalized = requests.post(f"{ws.url}{UC}/model-versions/finalize", json={"name": "main.default.raw", "version": "1"},
-                              headers=_headers(ws), timeout=10)
+                              headers=_headers(ws), timeout=60)
     assert finalized.json()["model_version"]["status"] == "READY"
     # fidelity: immutable after finalize, even with a read-write credential that has not expired
     with pytest.raises(ClientError) as err:
@@ -282,10 +282,10 @@ def test_bad_input_is_4xx_never_5xx(databricks_ws):
     ]
     for method, path, kwargs in cases:
         headers = {**_headers(ws), **kwargs.pop("headers", {})}
-        resp = getattr(requests, method)(f"{ws.url}{UC}/{path}", headers=headers, timeout=10, **kwargs)
+        resp = getattr(requests, method)(f"{ws.url}{UC}/{path}", headers=headers, timeout=60, **kwargs)
         assert 400 <= resp.status_code < 500, (path, resp.status_code, resp.text)
         assert set(resp.json()) == {"error_code", "message"}, resp.text
-    assert requests.get(f"{ws.url}{UC}/registered-models/search", timeout=10).status_code == 401
+    assert requests.get(f"{ws.url}{UC}/registered-models/search", timeout=60).status_code == 401
 
 
 def test_registry_increments_check_accepts_uc_version_and_alias_uris(experiment, model_and_data, uc_client):

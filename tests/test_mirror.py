@@ -40,7 +40,7 @@ def cli(emu: Emulator, *args: str) -> subprocess.CompletedProcess:
 
 def admin(emu: Emulator, path: str) -> requests.Response:
     db = emu.databricks
-    return requests.get(f"{db.url}{path}", headers={"Authorization": f"Bearer {db.token}"}, timeout=10)
+    return requests.get(f"{db.url}{path}", headers={"Authorization": f"Bearer {db.token}"}, timeout=60)
 
 
 def mirror_state(emu: Emulator) -> dict:
@@ -374,10 +374,10 @@ def test_unlink_stops_mirroring_and_link_resumes(linked):
 
 def test_admin_routes_need_the_token(linked):
     url = linked.databricks.url
-    assert requests.get(f"{url}/__emulator/mirror", timeout=10).status_code == 401
-    assert requests.post(f"{url}/__emulator/unlink", timeout=10,
+    assert requests.get(f"{url}/__emulator/mirror", timeout=60).status_code == 401
+    assert requests.post(f"{url}/__emulator/unlink", timeout=60,
                          headers={"Authorization": "Bearer wrong"}).status_code == 401
-    resp = requests.post(f"{url}/__emulator/link", json={"azureml_url": "ftp://x", "azureml_token": "t"}, timeout=10,
+    resp = requests.post(f"{url}/__emulator/link", json={"azureml_url": "ftp://x", "azureml_token": "t"}, timeout=60,
                          headers={"Authorization": f"Bearer {linked.databricks.token}"})
     assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert mirror_state(linked)["linked"] is True  # a refused link leaves the link as it was
@@ -662,7 +662,7 @@ def test_kill_9_in_a_loop_while_a_client_logs_loses_nothing(crash_emulator):
             ]
             for path, body in calls:
                 try:  # no retry: a write that got no answer is simply not repeated
-                    requests.post(f"{base}/{path}", json=body, headers=headers, timeout=10)
+                    requests.post(f"{base}/{path}", json=body, headers=headers, timeout=60)
                 except requests.RequestException:
                     pass
 

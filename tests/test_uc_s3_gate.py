@@ -70,12 +70,12 @@ def test_signatures_tokens_and_presigned_urls_are_checked(store):
     s3 = _client(url, creds)
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/a.txt", Body=b"a")
     signed = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": f"{PREFIX}/a.txt"})
-    assert requests.get(signed, timeout=10).content == b"a"
-    tampered = requests.get(signed.replace("a.txt", "small.txt"), timeout=10)
+    assert requests.get(signed, timeout=60).content == b"a"
+    tampered = requests.get(signed.replace("a.txt", "small.txt"), timeout=60)
     assert tampered.status_code == 403 and b"SignatureDoesNotMatch" in tampered.content
     short = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": f"{PREFIX}/a.txt"}, ExpiresIn=1)
     time.sleep(2.1)
-    expired = requests.get(short, timeout=10)
+    expired = requests.get(short, timeout=60)
     assert expired.status_code == 403 and b"Request has expired" in expired.content
 
     assert _code(lambda: _client(url, creds, secret="y" * 40).get_object(Bucket=BUCKET, Key=f"{PREFIX}/a.txt")) \
@@ -101,11 +101,11 @@ def test_sealing_needs_the_workspaces_admin_token_and_stops_writes(store):
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/MLmodel", Body=b"1")
     for token in ("", "wrong"):
         resp = requests.post(f"{url}/__emulator/s3/seal", json={"prefix": prefix},
-                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+                             headers={"Authorization": f"Bearer {token}"}, timeout=60)
         assert resp.status_code == 401
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/MLmodel", Body=b"2")  # not sealed yet
     resp = requests.post(f"{url}/__emulator/s3/seal", json={"prefix": prefix},
-                         headers={"Authorization": f"Bearer {credentials.admin_token(master)}"}, timeout=10)
+                         headers={"Authorization": f"Bearer {credentials.admin_token(master)}"}, timeout=60)
     assert resp.status_code == 200
     assert _code(lambda: s3.put_object(Bucket=BUCKET, Key=f"{prefix}/MLmodel", Body=b"3")) == "AccessDenied"
     assert _code(lambda: s3.put_object(Bucket=BUCKET, Key=f"{prefix}/new", Body=b"3")) == "AccessDenied"

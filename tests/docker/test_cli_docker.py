@@ -50,7 +50,7 @@ def test_up_docker_status_down(emulator_image, tmp_path, monkeypatch):
         client = MlflowClient(tracking_uri=aml["tracking_uri"])
         assert client.get_experiment(client.create_experiment("via-cli")).name == "via-cli"
         resp = requests.get(f"{info['databricks']['url']}/api/2.0/mlflow/experiments/search",
-                            params={"max_results": 1}, timeout=5,
+                            params={"max_results": 1}, timeout=60,
                             headers={"Authorization": f"Bearer {info['databricks']['token']}"})
         assert resp.status_code == 200, resp.text
         # `emulator link` goes through the running container (the link file lives in its volume).

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.docker
 
 
 def get(ws, path: str, **kw) -> requests.Response:
-    return requests.get(f"{ws.url}{path}", headers={"Authorization": f"Bearer {ws.token}"}, timeout=10, **kw)
+    return requests.get(f"{ws.url}{path}", headers={"Authorization": f"Bearer {ws.token}"}, timeout=60, **kw)
 
 
 @pytest.fixture
@@ -39,10 +39,10 @@ def databricks_client(docker_workspaces, monkeypatch):
 
 def test_health_is_public_and_every_api_call_needs_the_token(docker_workspaces):
     for ws in (docker_workspaces.databricks, docker_workspaces.azureml):
-        assert requests.get(f"{ws.url}/health", timeout=5).status_code == 200
+        assert requests.get(f"{ws.url}/health", timeout=60).status_code == 200
         path = f"{ws.url}/api/2.0/mlflow/experiments/search"
         for headers in ({}, {"Authorization": "Bearer not-the-token"}):
-            resp = requests.get(path, params={"max_results": 1}, headers=headers, timeout=5)
+            resp = requests.get(path, params={"max_results": 1}, headers=headers, timeout=60)
             assert resp.status_code == 401, (ws.url, resp.text)
             assert resp.json()  # a JSON error body, not an HTML page
         assert get(ws, "/api/2.0/mlflow/experiments/search", params={"max_results": 1}).status_code == 200
@@ -111,7 +111,7 @@ def test_databricks_tracking_with_the_real_client(databricks_client, docker_work
 def test_databricks_reaches_azureml_by_service_name(docker_workspaces):
     # The Databricks container gets the in-network AML address for linking (mirroring runs).
     script = ("import os, urllib.request; url = os.environ['EMULATOR_AZUREML_INTERNAL_URL']; "
-              "print(url, urllib.request.urlopen(url + '/health', timeout=5).status)")
+              "print(url, urllib.request.urlopen(url + '/health', timeout=60).status)")
     out = docker_workspaces.compose.execute(f'exec -T databricks python -c "{script}"').decode()
     assert out.strip().splitlines()[-1] == "http://azureml:5002 200"
 
@@ -123,7 +123,7 @@ def test_linked_databricks_mirrors_to_azureml_over_the_compose_network(docker_wo
     db, aml = docker_workspaces.databricks, docker_workspaces.azureml
     auth = {"Authorization": f"Bearer {db.token}"}
     # What `emulator link` sends; the container swaps in EMULATOR_AZUREML_INTERNAL_URL.
-    linked = requests.post(f"{db.url}/__emulator/link", headers=auth, timeout=10,
+    linked = requests.post(f"{db.url}/__emulator/link", headers=auth, timeout=60,
                            json={"azureml_url": aml.url, "azureml_token": aml.token})
     assert linked.status_code == 200, linked.text
     assert "http://azureml:5002" in linked.text
@@ -148,7 +148,7 @@ def test_linked_databricks_mirrors_to_azureml_over_the_compose_network(docker_wo
         src = databricks_client.download_artifacts(run_id, "model.txt", str(tmp_path / "db"))
         assert open(src).read() == "mirrored"
     finally:
-        requests.post(f"{db.url}/__emulator/unlink", headers=auth, timeout=10)
+        requests.post(f"{db.url}/__emulator/unlink", headers=auth, timeout=60)
 
 
 def test_containers_run_as_non_root_with_private_state(docker_workspaces):
