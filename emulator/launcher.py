@@ -152,9 +152,19 @@ def _azureml_ports(host: str, wanted: dict | None) -> dict:
     return ports
 
 
+def wait_ports_free(host: str, ports, timeout: float) -> None:
+    """Wait (bounded, condition-based) until none of ``ports`` is bound: a restart on the same ports
+    may meet a socket of the process just stopped, or a client connection that happened to take
+    one of them as its ephemeral local port."""
+    deadline = time.monotonic() + timeout
+    while any(port_in_use(host, p) for p in ports if p) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None,
-          extra_ports: dict | None = None) -> Running:
-    """Start one workspace unless it already runs; returns once it is listening."""
+          extra_ports: dict | None = None, wait_free: float = 0.0) -> Running:
+    """Start one workspace unless it already runs; returns once it is listening. ``wait_free``:
+    seconds to wait for given ports to become free (restarts on fixed ports) before refusing."""
     current = running(state, role)
     if current:
         return current
@@ -162,6 +172,8 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
     port = settings.port_for(role) if port is None else port
     if port == 0:
         port = free_port(host)
+    if wait_free:
+        wait_ports_free(host, [port, *(extra_ports or {}).values()], wait_free)
     if port_in_use(host, port):
         raise LaunchError(
             f"cannot start the {role} workspace: {host}:{port} is already in use. "
@@ -217,10 +229,13 @@ def stop(state: StateDir, role: str, timeout: float = 15.0) -> bool:
     os.kill(current.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
 
+    # Every port it listened on: Azure ML's HTTPS listener and proxy too (a restart re-binds them all).
+    ports = [current.port, *(current.extra_ports or {}).values()]
+
     def gone() -> bool:
         # A leader that has exited can look like a zombie while its other threads still hold the
-        # listening socket: done means the process is gone AND its port is free again.
-        return not _alive(current.pid) and not port_in_use(current.host, current.port)
+        # listening sockets: done means the process is gone AND its ports are free again.
+        return not _alive(current.pid) and not any(port_in_use(current.host, p) for p in ports)
 
     while not gone() and time.monotonic() < deadline:
         time.sleep(0.1)

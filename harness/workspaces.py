@@ -72,7 +72,8 @@ class Emulator:
 
     def start_process(self, role: str):
         extra = self.azureml_extra_ports if role == "azureml" else None
-        return launcher.start(self.state, role, port=self.ports.get(role), extra_ports=extra)
+        # Fixed ports (a restart keeps its address): give a just-stopped server's sockets time to go.
+        return launcher.start(self.state, role, port=self.ports.get(role), extra_ports=extra, wait_free=60)
 
     def start(self, role: str, timeout: float = 90.0) -> None:
         launcher.wait_healthy(self.state, [self.start_process(role)], timeout=timeout)
