@@ -329,8 +329,11 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 res = check_udf_scoring(session, model_uri, data, partitions=2)
             out["verdict"] = _verdict(res)
         results.append(res)
-        results.extend(_run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, stamp, rows,
-                                     registrations, mirror_timeout))
+        # The seed's Spark ML flavour registers a two-level name in the workspace registry, also
+        # when the sklearn flavour was checked against Unity Catalog (--registry databricks-uc).
+        workspace_registry = databricks if not uc else MlflowClient("databricks", "databricks")
+        results.extend(_run_spark_ml(progress, log, session, workspace_registry, azureml, aml, db, info, stamp,
+                                     rows, registrations, mirror_timeout))
     return results, status.collect(state)
 
 

@@ -8,6 +8,26 @@ from databricks.sdk.config import Config
 from harness.workspaces import Emulator
 
 
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_client_state():
+    """No test leaks its tracking/registry URI (mlflow.set_tracking_uri also exports
+    MLFLOW_TRACKING_URI, which subprocesses of later tests would inherit) or an active run."""
+    import os
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in keys}
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     """Both workspaces as real local server processes on free loopback ports."""

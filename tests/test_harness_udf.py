@@ -137,9 +137,12 @@ def test_workers_without_the_models_dependency_are_explained(spark, data, tmp_pa
 def test_string_columns_are_explained(seed, spark, data):
     as_strings = data.astype(str)
     result = check_udf_scoring(spark, seed.model_uri, as_strings, positional=True, partitions=1)
-    assert not result.passed and result.error is None
-    assert any("as strings" in t and "cast('double')" in t for t in texts(result)), result.summary()
-    assert any("hold strings" in n for n in result.notes)
+    assert result.error is None
+    assert any("hold strings" in n for n in result.notes)  # explained before scoring, always
+    if not result.passed:  # pandas 3 refuses the conversion inside the workers; pandas 2 converts
+        assert any("as strings" in t and "cast('double')" in t for t in texts(result)), result.summary()
+    else:
+        assert result.details["mismatches"] == 0, result.summary()
 
 
 def test_result_type_for_a_multi_output_model(spark, data, tmp_path):

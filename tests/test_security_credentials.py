@@ -187,12 +187,17 @@ def test_azureml_refuses_dbfs_and_remote_artifact_locations_without_calling_out(
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
     client = MlflowClient(aml.tracking_uri)
     ui = ui_session(aml)
+    from mlflow.exceptions import RestException
+
     for location in ("dbfs:/databricks/mlflow-tracking/elsewhere", "s3://a-bucket/path"):
-        exp = client.create_experiment(f"remote-{len(location)}", artifact_location=location)
-        run_id = client.create_run(exp).info.run_id
-        answer = ui.post(f"{aml.url}/ajax-api/2.0/mlflow/upload-artifact", data=b"x", timeout=30,
-                         params={"run_uuid": run_id, "path": "x.txt"})
-        assert 400 <= answer.status_code < 500, (location, answer.status_code, answer.text)
+        # Refused where it is given (emulator.artifact_locations), so no upload can ever go there.
+        with pytest.raises(RestException) as refused:
+            client.create_experiment(f"remote-{len(location)}", artifact_location=location)
+        assert refused.value.error_code == "INVALID_PARAMETER_VALUE", refused.value
+    run_id = client.create_run(client.create_experiment("local-root")).info.run_id
+    answer = ui.post(f"{aml.url}/ajax-api/2.0/mlflow/upload-artifact", data=b"x", timeout=30,
+                     params={"run_uuid": run_id, "path": "x.txt"})
+    assert answer.status_code < 500, (answer.status_code, answer.text)
     assert listener.received == []
 
 
