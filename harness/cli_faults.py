@@ -9,8 +9,7 @@ import tempfile
 
 import click
 
-from emulator import settings, status
-from emulator.state import StateDir
+from emulator import settings
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
 

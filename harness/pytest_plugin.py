@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import links
+from harness import links, mlflow_uris
 from harness.faults import clear_faults_after_test
 from harness.faults import inject_fault_fixture as inject_fault, request_journal_fixture as request_journal  # noqa: F401
 from harness.workspaces import Emulator
@@ -281,8 +281,6 @@ def assert_endpoint_matches_predict(model_name: str, version, data, *, endpoints
     __tracebackhide__ = True
     import os
 
-    import mlflow
-
     from harness.checks.endpoint_scoring import check_endpoint_scoring
     from harness.online_endpoints import OnlineEndpointsClient
 
@@ -291,16 +289,10 @@ def assert_endpoint_matches_predict(model_name: str, version, data, *, endpoints
         if active is None:
             raise RuntimeError("give endpoints=OnlineEndpointsClient(...) (or use the plugin's fixtures)")
         endpoints = OnlineEndpointsClient.for_workspace(active.azureml)
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    uri = active.azureml.tracking_uri if active is not None else None
     if active is not None:
         os.environ.update(active.azureml.env)
-        mlflow.set_tracking_uri(active.azureml.tracking_uri)
-        mlflow.set_registry_uri(active.azureml.tracking_uri)
-    try:
+    with mlflow_uris.using(uri, uri):
         result = check_endpoint_scoring(endpoints, model_name, version, data, **kwargs)
-    finally:
-        if active is not None:
-            mlflow.set_tracking_uri(previous[0])
-            mlflow.set_registry_uri(previous[1])
     _fail_with(result)
     return result

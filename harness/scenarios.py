@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from harness import mlflow_uris
+
 FEATURES = ["Input_column1", "Input_column2", "Input_column3"]
 TRUE_COEF = np.array([1.5, -2.0, 0.5])
 
@@ -155,10 +157,7 @@ def run_azureml_scenario(
 
     ws = Workspace.get(name=workspace_name, subscription_id=subscription_id, resource_group=resource_group)
     uri = ws.get_mlflow_tracking_uri()
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with mlflow_uris.using(uri, uri):
         exp = mlflow.set_experiment(experiment)
         t = time.perf_counter()
         run, info = _train_and_log(epochs, model_name, notes="seed scenario, Azure ML only\n")
@@ -171,9 +170,6 @@ def run_azureml_scenario(
             model_id=getattr(info, "model_id", None), registered_source=source,
             timings={"train_and_log": time.perf_counter() - t},
         )
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
 
 
 # The seed's Spark ML flavour: `mlflow.spark.log_model(model, artifact_path="model", registered_model_name=...)`

@@ -5,27 +5,28 @@ import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
 
+from harness import mlflow_uris
 from harness.workspaces import Emulator
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _isolate_mlflow_uris_per_module():
+    """No module leaks the URIs its module-scoped fixtures set (mlflow.set_registry_uri exports
+    MLFLOW_REGISTRY_URI, and set_registry_uri(None) never removes it: later modules' subprocesses
+    and models:/ loads then went to "databricks")."""
+    saved = mlflow_uris.snapshot()
+    yield
+    mlflow_uris.restore(saved)
 
 
 @pytest.fixture(autouse=True)
 def _isolate_mlflow_client_state():
-    """No test leaks its tracking/registry URI (mlflow.set_tracking_uri also exports
-    MLFLOW_TRACKING_URI, which subprocesses of later tests would inherit) or an active run."""
-    import os
-
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {k: os.environ.get(k) for k in keys}
+    """No test leaks its tracking/registry URI or an active run into the next test."""
+    saved = mlflow_uris.snapshot()
     yield
     while mlflow.active_run():
         mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    mlflow_uris.restore(saved)
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +44,8 @@ def databricks_ws(emulator):
     with pytest.MonkeyPatch.context() as mp:
         for key, value in ws.env.items():
             mp.setenv(key, value)
-        mlflow.set_tracking_uri("databricks")
-        mlflow.set_registry_uri("databricks")
-        yield ws
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+        with mlflow_uris.using("databricks", "databricks"):
+            yield ws
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ stays intact. The same checks (``emulator.validation``) guard Databricks and Azu
 
 import json
 import math
-import os
 
 import mlflow
 import pytest

@@ -5,7 +5,7 @@ with MLFLOW_DISABLE_DATABRICKS_SDK_FOR_RUN_ARTIFACTS) moves Databricks artifacts
 
 import hashlib
 import os
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import mlflow
 import pytest

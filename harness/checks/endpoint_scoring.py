@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 import mlflow
+from harness import mlflow_uris
 from harness.checks.result import CheckResult
 from harness.checks.udf_failures import short_error
 from harness.checks.udf_scoring import ROW_ID, _signature_columns
@@ -176,7 +177,7 @@ def run_for_harness(info: dict, seed, aml_seed, spark, rows: int, stamp: str) ->
 
     aml = info["azureml"]
     aml_uri = aml["tracking_uri"]
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    saved = mlflow_uris.snapshot()
     note = None
     try:
         if info.get("linked") and seed is not None and seed.logged_model_uri:
@@ -206,5 +207,4 @@ def run_for_harness(info: dict, seed, aml_seed, spark, rows: int, stamp: str) ->
     except Exception as exc:
         return CheckResult("endpoint_scoring", error=short_error(exc))
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        mlflow_uris.restore(saved)

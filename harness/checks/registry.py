@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from harness import mlflow_uris
 from harness.checks.result import CheckResult
 
 ALREADY_EXISTS = ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS")
@@ -240,17 +241,11 @@ def _models_uri_registry(source: str, registry_uri: str):
     """A ``models:/c.s.m/N`` or ``models:/c.s.m@alias`` source is resolved by the client in the
     process-wide registry (the Unity Catalog store downloads it with only a tracking URI): make that
     the registry being checked while the registrations run."""
-    import mlflow
-
     if not str(source).startswith("models:/"):
         yield
         return
-    previous = mlflow.get_registry_uri()
-    mlflow.set_registry_uri(registry_uri)
-    try:
+    with mlflow_uris.using(registry_uri=registry_uri):
         yield
-    finally:
-        mlflow.set_registry_uri(previous)
 
 
 def check_registry_increments(

@@ -1,0 +1,31 @@
+"""harness.mlflow_uris puts MLflow's URIs back exactly: globals and the exported variables."""
+import os
+
+import mlflow
+
+from harness import mlflow_uris
+
+
+def test_using_leaves_no_exported_registry_uri_behind(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    local = tmp_path.as_uri()
+    mlflow.set_tracking_uri(local)
+    os.environ.pop("MLFLOW_TRACKING_URI")  # as if set in-process only
+    with mlflow_uris.using("databricks", "databricks"):
+        assert os.environ["MLFLOW_REGISTRY_URI"] == "databricks"
+        assert mlflow.get_registry_uri() == "databricks"
+    # set_registry_uri(None) alone would have left MLFLOW_REGISTRY_URI=databricks for every subprocess.
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == local
+    assert mlflow.get_registry_uri() == local  # derived again from tracking, not pinned
+
+
+def test_restore_keeps_a_users_own_variables(monkeypatch):
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "databricks-uc")
+    saved = mlflow_uris.snapshot()
+    mlflow.set_registry_uri("http://127.0.0.1:1")
+    mlflow_uris.restore(saved)
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "databricks-uc"
+    assert mlflow.get_registry_uri() == "databricks-uc"
