@@ -1,5 +1,7 @@
 """Databricks: MLflow 3 GenAI APIs an export tool walks (evaluation datasets, the UC prompt registry)."""
 
+import base64
+
 import mlflow
 import pytest
 import requests
@@ -41,7 +43,9 @@ def test_search_datasets_on_databricks_lists_the_workspaces_datasets(databricks_
     # Bad input is a clear 400 in Databricks' shape.
     url, auth = f"{databricks_ws.url}/api/2.0/managed-evals/datasets", {"Authorization": f"Bearer {databricks_ws.token}"}
     for query in ({"filter": "name = 'x'"}, {"filter": "experiment_id='1' OR 1=1"}, {"page_size": "-3"},
-                  {"page_size": "many"}, {"page_token": "not-a-token"}):
+                  {"page_size": "many"}, {"page_token": "not-a-token"},
+                  {"page_token": base64.b64encode(b"[1]").decode()},  # was the store's 500
+                  {"page_token": base64.b64encode(b'{"offset": -5}').decode()}):
         answer = requests.get(url, params=query, headers=auth, timeout=60)
         assert answer.status_code == 400, (query, answer.status_code, answer.text)
         assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"

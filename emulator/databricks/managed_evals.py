@@ -46,6 +46,22 @@ def _experiment_ids(raw: str | None) -> list[str] | None:
     return [match.group("id")]
 
 
+def _page_token(raw: str | None) -> str | None:
+    """The store's own token (base64 ``{"offset": n}``); anything else is a 400, never the store's 500."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.search_utils import SearchUtils
+
+    if not raw:
+        return None
+    try:
+        offset = SearchUtils.parse_start_offset_from_page_token(raw)
+    except (MlflowException, AttributeError, TypeError, ValueError):  # e.g. a token of base64 "[1]"
+        offset = -1
+    if not isinstance(offset, int) or offset < 0:
+        raise EmulatorError("INVALID_PARAMETER_VALUE", f"Invalid page_token '{raw}'.")
+    return raw
+
+
 def dataset_json(dataset) -> dict:
     return {
         "dataset_id": dataset.dataset_id,
@@ -61,17 +77,14 @@ def dataset_json(dataset) -> dict:
 def install(app: Flask) -> None:
     @app.route(PATH, methods=["GET"])
     def _managed_evals_datasets():
-        from mlflow.exceptions import MlflowException
         from mlflow.server.handlers import _get_tracking_store
 
         size = _page_size(request.args.get("page_size"))
         experiment_ids = _experiment_ids(request.args.get("filter"))
-        try:
-            # fidelity: Evaluation datasets, traces and prompts
-            page = _get_tracking_store().search_datasets(experiment_ids=experiment_ids, max_results=size,
-                                                         page_token=request.args.get("page_token") or None)
-        except MlflowException as exc:  # a page token that is not the store's own
-            raise EmulatorError("INVALID_PARAMETER_VALUE", exc.message) from None
+        token = _page_token(request.args.get("page_token"))
+        # fidelity: Evaluation datasets, traces and prompts
+        page = _get_tracking_store().search_datasets(experiment_ids=experiment_ids, max_results=size,
+                                                     page_token=token)
         body = {"datasets": [dataset_json(d) for d in page]}
         if page.token:  # the SQL store's token is base64 bytes
             body["next_page_token"] = page.token.decode() if isinstance(page.token, bytes) else page.token
