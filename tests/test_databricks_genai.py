@@ -80,3 +80,31 @@ def test_azureml_serves_datasets_and_prompts_as_stock(emulator, monkeypatch):
     assert mlflow.genai.datasets.get_dataset(dataset_id=dataset.dataset_id).to_df().shape[0] == 1
     mlflow.genai.register_prompt(name="greeting", template="Hi {{name}}")
     assert mlflow.genai.load_prompt("prompts:/greeting/1").format(name="Ada") == "Hi Ada"
+
+
+def test_prompt_registry_round_trips_three_level_prompts(databricks_ws):
+    # Was 501 for every call: a full export found no prompts and could not write any.
+    mlflow.set_registry_uri("databricks-uc")
+    name = "main.default.greeting"
+    first = mlflow.genai.register_prompt(name=name, template="Hi {{who}}", commit_message="first", tags={"team": "a"})
+    # The second registration meets ALREADY_EXISTS on create and goes on to version 2.
+    chat = mlflow.genai.register_prompt(name=name, template=[{"role": "user", "content": "Hey {{who}}"}])
+    assert (first.version, chat.version) == (1, 2)
+    assert mlflow.genai.load_prompt(f"prompts:/{name}/1").format(who="Ada") == "Hi Ada"
+    assert mlflow.genai.load_prompt(f"prompts:/{name}/2").format(who="Ada") == [{"role": "user", "content": "Hey Ada"}]
+    mlflow.genai.set_prompt_alias(name, alias="prod", version=1)
+    assert mlflow.genai.load_prompt(f"prompts:/{name}@prod").version == 1
+    client = MlflowClient()
+    assert [p.name for p in mlflow.genai.search_prompts("catalog = 'main' AND schema = 'default'")] == [name]
+    assert [v.version for v in client.search_prompt_versions(name)] == [2, 1]
+    info = client.get_prompt(name)
+    # (the client also tags the prompt with the experiments it was registered from)
+    assert info.description == "first" and info.tags["team"] == "a"
+    with pytest.raises(MlflowException, match="Schema 'main.nope' does not exist"):
+        mlflow.genai.register_prompt(name="main.nope.greeting", template="x")
+    assert mlflow.genai.load_prompt("prompts:/main.default.missing/1", allow_missing=True) is None
+    # The client refuses to delete a prompt with versions; once they are gone, so is the prompt.
+    for version in (2, 1):
+        client.delete_prompt_version(name, version)
+    client.delete_prompt(name)
+    assert client.get_prompt(name) is None
