@@ -103,6 +103,15 @@ def test_prompt_registry_round_trips_three_level_prompts(databricks_ws):
     with pytest.raises(MlflowException, match="Schema 'main.nope' does not exist"):
         mlflow.genai.register_prompt(name="main.nope.greeting", template="x")
     assert mlflow.genai.load_prompt("prompts:/main.default.missing/1", allow_missing=True) is None
+    # Bad input is a clear 4xx in Databricks' shape.
+    base, auth = f"{databricks_ws.url}/api/2.0/mlflow/unity-catalog/prompts", {"Authorization": f"Bearer {databricks_ws.token}"}
+    for method, path, body, status in (("GET", f"/{name}/versions/abc", None, 400),
+                                       ("GET", f"/{name}/versions/{10**30}", None, 400),
+                                       ("POST", f"/{name}/versions", {"prompt_version": {}}, 400),
+                                       ("POST", f"/{name}/aliases/x", {"version": "7"}, 404),
+                                       ("POST", "/search", {}, 400)):
+        answer = requests.request(method, base + path, json=body, headers=auth, timeout=60)
+        assert answer.status_code == status and "error_code" in answer.json(), (path, answer.status_code, answer.text)
     # The client refuses to delete a prompt with versions; once they are gone, so is the prompt.
     for version in (2, 1):
         client.delete_prompt_version(name, version)

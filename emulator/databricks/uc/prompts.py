@@ -74,7 +74,7 @@ def _version_number(version) -> int:
         number = int(str(version))
     except ValueError:
         number = 0
-    if number < 1:
+    if not 1 <= number < 2**63:  # beyond int64 SQLite would raise (a 500)
         raise EmulatorError("INVALID_PARAMETER_VALUE", f"Invalid prompt version '{version}': "
                             "a version is a positive integer.", 400)
     return number
