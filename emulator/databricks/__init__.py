@@ -15,6 +15,7 @@ Databricks workspace does on top (see README "Databricks workspace"):
 * ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
 * ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
 * ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
+* ``managed_evals``      ``managed-evals/datasets`` (how the client searches evaluation datasets there)
 * ``traces_v4``          the V4 (Unity Catalog) trace API answers ENDPOINT_NOT_FOUND (V3 fallback)
 * ``storage``            the path guard every file access goes through
 """
@@ -34,6 +35,7 @@ from emulator.databricks import (
     dbfs_api,
     experiment_rules,
     files_api,
+    managed_evals,
     registration_lifecycle,
     registry_artifacts,
     run_lineage,
@@ -92,6 +94,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     scim.install(app, config)
     ui_links.install(app)
     clusters_api.install(app, config)
+    managed_evals.install(app)  # search_datasets on tracking URI "databricks"
     traces_v4.install(app)  # V4 trace search -> 404, so mlflow.search_traces falls back to V3
     mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
     # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id

@@ -3,6 +3,7 @@
 * ``catalogs``     UC's catalog/schema API (``/api/2.1/unity-catalog/catalogs|schemas``); ``main.default`` exists
 * ``registry``     registered models, tags, aliases (``/api/2.0/mlflow/unity-catalog/registered-models/...``)
 * ``versions``     model versions, temporary credentials, finalize
+* ``prompts``      the prompt registry (``/api/2.0/mlflow/unity-catalog/prompts/...``)
 * ``store``        all of it in ``<state>/databricks/uc.db``
 * ``credentials``  the temporary AWS-style credentials (issued here, checked by the S3 gate)
 * ``s3_server`` / ``s3_gate`` / ``s3_auth`` / ``s3_files``  the S3 process holding the files (moto behind a gate)
@@ -16,7 +17,7 @@ from pathlib import Path
 from flask import Flask, request
 
 from emulator import reset
-from emulator.databricks.uc import catalogs, registry, versions
+from emulator.databricks.uc import catalogs, prompts, registry, versions
 from emulator.databricks.uc.s3_link import S3Link
 from emulator.databricks.uc.store import UcStore
 from emulator.settings import ServerConfig
@@ -29,6 +30,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     catalogs.install(app, store)
     registry.install(app, store)
     versions.install(app, store, s3)
+    prompts.install(app, store)
     reset.on_reset(app, store.reset)
     reset.on_reset(app, s3.reset)
 

@@ -1,5 +1,6 @@
 """Unity Catalog's state in one SQLite file (``<state>/databricks/uc.db``): catalogs, schemas,
-registered models, versions, tags and aliases. Survives restarts; ``reset`` empties it.
+registered models, versions, tags and aliases, and prompts (versions, tags, aliases). Survives
+restarts; ``reset`` empties it.
 
 Names are three-level and kept lowercase, as Unity Catalog stores object names. A model's files live
 under a prefix made of ids, not names, so a rename moves nothing and a re-created name never sees an
@@ -30,8 +31,17 @@ CREATE TABLE IF NOT EXISTS model_tags (model TEXT, key TEXT, value TEXT, PRIMARY
 CREATE TABLE IF NOT EXISTS version_tags (model TEXT, version INTEGER, key TEXT, value TEXT,
     PRIMARY KEY (model, version, key));
 CREATE TABLE IF NOT EXISTS aliases (model TEXT, alias TEXT, version INTEGER, PRIMARY KEY (model, alias));
+CREATE TABLE IF NOT EXISTS prompts (id TEXT PRIMARY KEY, catalog TEXT, schema TEXT, name TEXT, description TEXT,
+    created INTEGER, updated INTEGER, next_version INTEGER, UNIQUE (catalog, schema, name));
+CREATE TABLE IF NOT EXISTS prompt_versions (prompt TEXT, version INTEGER, template TEXT, description TEXT,
+    created INTEGER, updated INTEGER, PRIMARY KEY (prompt, version));
+CREATE TABLE IF NOT EXISTS prompt_tags (prompt TEXT, key TEXT, value TEXT, PRIMARY KEY (prompt, key));
+CREATE TABLE IF NOT EXISTS prompt_version_tags (prompt TEXT, version INTEGER, key TEXT, value TEXT,
+    PRIMARY KEY (prompt, version, key));
+CREATE TABLE IF NOT EXISTS prompt_aliases (prompt TEXT, alias TEXT, version INTEGER, PRIMARY KEY (prompt, alias));
 """
-TABLES = ("catalogs", "schemas", "models", "versions", "model_tags", "version_tags", "aliases")
+TABLES = ("catalogs", "schemas", "models", "versions", "model_tags", "version_tags", "aliases",
+          "prompts", "prompt_versions", "prompt_tags", "prompt_version_tags", "prompt_aliases")
 
 # fidelity: Unity Catalog model registry
 BAD_NAME = ("Bad model name: please specify all three levels of the model in the form "
