@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from emulator import settings
+from emulator import settings, store_templates
 from emulator.state import StateDir
 
 
@@ -191,7 +191,8 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, INSTANCE_ENV: instance},
+            # The store template folder is chosen here, on the user's side: the server scrubs HOME.
+            env={store_templates.ENV: str(store_templates.default_dir()), **os.environ, INSTANCE_ENV: instance},
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     runfile = _runfile(state, role)
@@ -217,7 +218,7 @@ def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -
             names = ", ".join(p.role for p in pending)
             raise LaunchError(f"timed out after {timeout:.0f}s waiting for {names} to answer /health")
         if pending:
-            time.sleep(0.2)
+            time.sleep(0.05)  # a local probe is cheap; each poll period is start-up users wait
 
 
 def stop(state: StateDir, role: str, timeout: float = 15.0) -> bool:
