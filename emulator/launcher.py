@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,7 +203,15 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
     return Running(role, proc.pid, host, port, instance, extra)
 
 
-def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -> None:
+def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0, alongside=None) -> None:
+    """Wait until every one of ``procs`` answers /health. ``alongside()``: more start-up work (e.g.
+    the S3 store) run in a thread meanwhile; its exception, if any, is raised once they are up."""
+    if alongside is not None:
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(alongside)
+            wait_healthy(state, procs, timeout)
+            other.result()
+        return
     deadline = time.monotonic() + timeout
     pending = list(procs)
     while pending:
