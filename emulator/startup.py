@@ -22,7 +22,10 @@ def write_ahead_log(db_path: Path) -> str:
     machine). ``synchronous`` stays FULL (the build's default, for WAL too), so an acknowledged
     write is on disk as before. Returns the mode the file is in."""
     with closing(sqlite3.connect(db_path, timeout=60)) as db:
-        return db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":  # e.g. a file system without shared memory: slower, as durable
+        _logger.warning("%s stays in journal mode %s (WAL refused)", db_path, mode)
+    return mode
 
 
 def open_stores(db_path: Path) -> None:
