@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -132,6 +133,7 @@ def run(args) -> dict:
         _more(args, work, env, result)
     result["load_average_at_end"] = _load()
     result["targets"] = report.targets(result)
+    shutil.rmtree(work, ignore_errors=True)  # kept only when a step failed (its logs are there)
     return result
 
 
