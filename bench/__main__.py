@@ -1,7 +1,8 @@
-"""Run every benchmark and print one JSON document: `python -m bench [--quick] [--out FILE]`.
+"""Run the benchmarks: `python -m bench [--quick] [--targets-only] [--json] [--out FILE]`.
 
 Every comparison is measured side by side in the same run (emulator vs a stock `mlflow server`
-on the same kind of SQLite store), and reported as a ratio.
+on the same kind of SQLite store), and reported as a ratio. Prints issue 16's targets as a table
+(or, with --json, the whole JSON document); a full run also writes bench/latest.json.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import procs, registry, tracking
-from emulator import launcher
+from bench import first_answer, procs, registry, report, tracking
+from bench import reset as bench_reset
+from emulator import launcher, store_templates
 from emulator.mirror import control
 from harness.workspaces import Emulator
 
@@ -38,71 +41,104 @@ def _emulator_pids(emu: Emulator) -> dict[str, int]:
     return {role: launcher.running(emu.state, role).pid for role in ("databricks", "azureml")}
 
 
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="emulator-bench-"))
-    calls, points, singles = (20, 1000, 200) if args.quick else (200, 1000, 1000)
+    calls, points, singles = (5, 1000, 50) if args.quick else (200, 1000, 1000)
+    reset_rounds = 1 if args.quick else 5
+    reset_load = {"runs": 20, "versions": 2} if args.quick else {"runs": 100, "versions": 10}
     writers, per_writer = 8, 25
-    result: dict = {"machine": machine(), "quick": args.quick}
+    result: dict = {"machine": machine(), "quick": args.quick, "load_average_at_start": _load()}
     env = os.environ
 
-    _progress("start-up: emulator (local mode) and stock mlflow server")
-    started = time.perf_counter()
-    emu = Emulator(work / "state").up()
-    emu_start = time.perf_counter() - started
+    _progress("start-up to first answer: `emulator up` on a new state dir, then a stock mlflow server")
+    template_cached = store_templates.default_dir().is_dir() and any(store_templates.default_dir().iterdir())
+    emu, emu_start = first_answer.emulator_up(work / "state")
+    stock = procs.StockServer(work / "stock")
     try:
+        stock_start = stock.start()
+        result["startup"] = {"emulator": {**emu_start, "store_template_cached": template_cached},
+                             "stock": stock_start}
         pids = _emulator_pids(emu)
         result["memory_idle_mb"] = {role: round(procs.rss_mb(pid), 1) for role, pid in pids.items()}
+        result["memory_idle_mb"]["stock_mlflow_server"] = round(procs.rss_mb(stock.pid), 1)
         db = emu.databricks
-        with procs.stock_mlflow_server(work / "stock") as (stock_url, stock_pid, stock_start):
-            result["startup"] = {
-                "emulator_both_healthy_s": round(emu_start, 2),
-                "stock_mlflow_server_healthy_s": round(stock_start, 2),
-            }
-            result["memory_idle_mb"]["stock_mlflow_server"] = round(procs.rss_mb(stock_pid), 1)
 
-            _progress(f"tracking overhead: log_batch {calls} x {points} points, {singles} log_metric calls")
-            emu_batch = tracking.log_batch_load(db.url, db.token, env, calls=calls, points=points,
-                                                experiment=f"/Users/{db.user}/bench-batch")
-            stock_batch = tracking.log_batch_load(stock_url, None, env, calls=calls, points=points,
-                                                  experiment="bench-batch")
-            emu_single = tracking.log_metric_load(db.url, db.token, env, calls=singles,
-                                                  experiment=f"/Users/{db.user}/bench-single")
-            stock_single = tracking.log_metric_load(stock_url, None, env, calls=singles,
-                                                    experiment="bench-single")
-            _progress("tracking overhead while linked (every write also goes to the outbox)")
-            control.link_workspaces(emu.state, db.url)
-            linked_batch = tracking.log_batch_load(db.url, db.token, env, calls=calls, points=points,
-                                                   experiment=f"/Users/{db.user}/bench-batch-linked")
-            linked_single = tracking.log_metric_load(db.url, db.token, env, calls=singles,
-                                                     experiment=f"/Users/{db.user}/bench-single-linked")
-            control.unlink_workspaces(emu.state, db.url)
-            result["tracking"] = {
-                "log_batch": {"databricks_emulator": emu_batch, "databricks_emulator_linked": linked_batch,
-                              "stock": stock_batch,
-                              "ratio_emulator_over_stock": round(emu_batch["seconds"] / stock_batch["seconds"], 2),
-                              "ratio_linked_over_stock": round(linked_batch["seconds"] / stock_batch["seconds"], 2)},
-                "log_metric": {"databricks_emulator": emu_single, "databricks_emulator_linked": linked_single,
-                               "stock": stock_single,
-                               "ratio_emulator_over_stock": round(emu_single["seconds"] / stock_single["seconds"], 2),
-                               "ratio_linked_over_stock": round(linked_single["seconds"] / stock_single["seconds"], 2)},
-            }
+        _progress(f"reset in place of a workspace holding {reset_load['runs']} runs and {reset_load['versions']} "
+                  f"model versions, {reset_rounds} round(s)")
+        result["reset"] = {"emulator": bench_reset.reset_times(db.url, db.token, env, user=db.user,
+                                                               rounds=reset_rounds, **reset_load)}
 
+        _progress(f"tracking overhead: log_batch {calls} x {points} points, {singles} log_metric calls")
+        emu_batch = tracking.log_batch_load(db.url, db.token, env, calls=calls, points=points,
+                                            experiment=f"/Users/{db.user}/bench-batch")
+        stock_batch = tracking.log_batch_load(stock.url, None, env, calls=calls, points=points,
+                                              experiment="bench-batch")
+        emu_single = tracking.log_metric_load(db.url, db.token, env, calls=singles,
+                                              experiment=f"/Users/{db.user}/bench-single")
+        stock_single = tracking.log_metric_load(stock.url, None, env, calls=singles,
+                                                experiment="bench-single")
+        _progress("tracking overhead while linked (every write also goes to the outbox)")
+        control.link_workspaces(emu.state, db.url)
+        linked_batch = tracking.log_batch_load(db.url, db.token, env, calls=calls, points=points,
+                                               experiment=f"/Users/{db.user}/bench-batch-linked")
+        linked_single = tracking.log_metric_load(db.url, db.token, env, calls=singles,
+                                                 experiment=f"/Users/{db.user}/bench-single-linked")
+        control.unlink_workspaces(emu.state, db.url)
+        result["tracking"] = {
+            "log_batch": {"databricks_emulator": emu_batch, "databricks_emulator_linked": linked_batch,
+                          "stock": stock_batch,
+                          "ratio_emulator_over_stock": round(emu_batch["seconds"] / stock_batch["seconds"], 2),
+                          "ratio_linked_over_stock": round(linked_batch["seconds"] / stock_batch["seconds"], 2)},
+            "log_metric": {"databricks_emulator": emu_single, "databricks_emulator_linked": linked_single,
+                           "stock": stock_single,
+                           "ratio_emulator_over_stock": round(emu_single["seconds"] / stock_single["seconds"], 2),
+                           "ratio_linked_over_stock": round(linked_single["seconds"] / stock_single["seconds"], 2)},
+        }
+
+        if not args.targets_only:
             _progress(f"registry: {writers} writers x {per_writer} registrations of one name")
             env["MLFLOW_TRACKING_TOKEN"] = emu.azureml.token
             aml_reg = registry.concurrent_registrations(
                 emu.azureml.url, writers=writers, per_writer=per_writer, name="bench-model")
             env.pop("MLFLOW_TRACKING_TOKEN")
             stock_reg = registry.concurrent_registrations(
-                stock_url, writers=writers, per_writer=per_writer, name="bench-model")
+                stock.url, writers=writers, per_writer=per_writer, name="bench-model")
             result["registry_concurrency"] = {
                 "azureml_emulator": aml_reg, "stock": stock_reg,
                 "ratio_emulator_over_stock": round(aml_reg["seconds"] / stock_reg["seconds"], 2),
             }
             result["memory_peak_mb"] = {role: round(procs.peak_rss_mb(pid), 1) for role, pid in pids.items()}
-            result["memory_peak_mb"]["stock_mlflow_server"] = round(procs.peak_rss_mb(stock_pid), 1)
+            result["memory_peak_mb"]["stock_mlflow_server"] = round(procs.peak_rss_mb(stock.pid), 1)
+
+        if not args.quick:  # a second stock start-up: seconds, left out of the smoke run
+            # What a stock server offers instead of a reset: stop it, start one on a new store.
+            _progress("stock server restart on a new store (what it has instead of a reset)")
+            stopped_s = stock.stop()
+            fresh = procs.StockServer(work / "stock-new")
+            restart_s = stopped_s + fresh.start()["first_answer_s"]
+            fresh.stop()
+            result["reset"]["stock_restart_new_store_s"] = round(restart_s, 3)
+            result["reset"]["ratio_emulator_over_stock_restart"] = round(
+                result["reset"]["emulator"]["median_s"] / restart_s, 3)
     finally:
+        if stock.proc is not None and stock.proc.poll() is None:
+            stock.stop()
         emu.down()
 
+    if not args.targets_only:
+        _more(args, work, env, result)
+    result["load_average_at_end"] = _load()
+    result["targets"] = report.targets(result)
+    shutil.rmtree(work, ignore_errors=True)  # kept only when a step failed (its logs are there)
+    return result
+
+
+def _more(args, work: Path, env, result: dict) -> None:
+    """The figures without a target: mirror lag and catch-up, Docker start-up, Spark UDF scoring."""
     from bench import mirror
 
     lag_points, backlog_points = (100, 2000) if args.quick else (300, 10_000)
@@ -126,20 +162,27 @@ def run(args) -> dict:
         rows = 100_000 if args.quick else 1_000_000
         _progress(f"UDF scoring: spark_udf vs pyfunc.predict on {rows} rows")
         result["udf_scoring"] = udf.udf_vs_pandas(rows, work)
-    return result
+
+
+LATEST = Path(__file__).with_name("latest.json")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="Smaller loads (a smoke run).")
+    parser.add_argument("--targets-only", action="store_true",
+                        help="Only issue 16's target figures (start-up, reset, tracking overhead).")
     parser.add_argument("--skip-spark", action="store_true", help="Skip the Spark UDF benchmark.")
-    parser.add_argument("--out", type=Path, help="Also write the JSON here.")
+    parser.add_argument("--json", action="store_true", help="Print the JSON document instead of the table.")
+    parser.add_argument("--out", type=Path, help="Also write the JSON here (a full run writes bench/latest.json).")
     args = parser.parse_args(argv)
     result = run(args)
     text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    print(text if args.json else report.table(result["targets"]))
+    out = args.out or (LATEST if not (args.quick or args.targets_only) else None)
+    if out:
+        out.write_text(text + "\n")
+        _progress(f"figures written to {out}")
     return 0
 
 

@@ -56,8 +56,9 @@ def up(state_dir, host, timeout, docker, compose_file, project_name):
         for role in settings.ROLES:
             started.append(launcher.start(state, role, host=host))
         status.record_deployment(state, "local")
-        launcher.wait_healthy(state, started, timeout=timeout)
-        s3_store.start(state, host=host, timeout=timeout)  # Unity Catalog model files
+        # Unity Catalog model files: started alongside the workspaces, not after them.
+        launcher.wait_healthy(state, started, timeout=timeout,
+                              alongside=lambda: s3_store.start(state, host=host, timeout=timeout))
     except (launcher.LaunchError, ValueError) as exc:
         _fail(str(exc))
     _print_endpoints(state)

@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-from emulator import settings
+from emulator import settings, store_templates
 from emulator.state import StateDir
 
 
@@ -191,7 +192,8 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, INSTANCE_ENV: instance},
+            # The store template folder is chosen here, on the user's side: the server scrubs HOME.
+            env={store_templates.ENV: str(store_templates.default_dir()), **os.environ, INSTANCE_ENV: instance},
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     runfile = _runfile(state, role)
@@ -201,7 +203,15 @@ def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: i
     return Running(role, proc.pid, host, port, instance, extra)
 
 
-def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -> None:
+def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0, alongside=None) -> None:
+    """Wait until every one of ``procs`` answers /health. ``alongside()``: more start-up work (e.g.
+    the S3 store) run in a thread meanwhile; its exception, if any, is raised once they are up."""
+    if alongside is not None:
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(alongside)
+            wait_healthy(state, procs, timeout)
+            other.result()
+        return
     deadline = time.monotonic() + timeout
     pending = list(procs)
     while pending:
@@ -217,7 +227,7 @@ def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0) -
             names = ", ".join(p.role for p in pending)
             raise LaunchError(f"timed out after {timeout:.0f}s waiting for {names} to answer /health")
         if pending:
-            time.sleep(0.2)
+            time.sleep(0.05)  # a local probe is cheap; each poll period is start-up users wait
 
 
 def stop(state: StateDir, role: str, timeout: float = 15.0) -> bool:

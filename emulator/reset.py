@@ -41,7 +41,7 @@ def _template_path(db_path: Path) -> Path:
     return db_path.with_name(f".pristine-{mlflow.__version__}.db")
 
 
-def _is_pristine(db_path: Path) -> bool:
+def is_pristine(db_path: Path) -> bool:
     """The store holds only what MLflow seeds (the Default experiment): a new workspace's store."""
     with closing(sqlite3.connect(db_path, timeout=60)) as db:
         return db.execute(
@@ -54,7 +54,7 @@ def _snapshot_if_new(db_path: Path) -> None:
     """A new store is its own template: copied (SQLite's backup API, a few ms) before the server
     listens, so nothing writes into the state dir later while tests may be watching it."""
     path = _template_path(db_path)
-    if path.exists() or not _is_pristine(db_path):
+    if path.exists() or not is_pristine(db_path):
         return
     partial = path.with_name(path.name + ".tmp")
     with closing(sqlite3.connect(db_path, timeout=60)) as source, closing(sqlite3.connect(partial)) as target:

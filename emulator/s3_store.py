@@ -111,7 +111,7 @@ def start(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None =
             raise launcher.LaunchError(f"the S3 store exited during start-up; last lines of {log}:\n{launcher.tail(log)}")
         if time.monotonic() > deadline:
             raise launcher.LaunchError(f"timed out after {timeout:.0f}s waiting for the S3 store at {base}")
-        time.sleep(0.2)
+        time.sleep(0.05)
     return base
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from emulator import http_server
+from emulator import http_server, store_templates
 from emulator.http_server import Listener
 from emulator.settings import ServerConfig
 
@@ -50,6 +50,10 @@ def _configure_mlflow_env(config: ServerConfig) -> None:
 
 def build_app(config: ServerConfig):
     _configure_mlflow_env(config)
+    state = Path(config.state_dir)
+    # A new store copied from a template skips MLflow's migrations (seconds of start-up).
+    # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+    store_templates.restore(config.role, state / "mlflow.db")
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
     from emulator import artifact_repositories, body_limits, common_routes, errors, pipeline, reset, startup
@@ -57,7 +61,8 @@ def build_app(config: ServerConfig):
     # Before any route is installed (the mirror reads the store at start-up) and before the
     # server listens: /health answers only once the stores are open.
     # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
-    startup.open_stores()
+    startup.open_stores(state / "mlflow.db")
+    store_templates.remember(config.role, state / "mlflow.db")
     if config.role == "databricks":
         from emulator.databricks import install
     else:
@@ -67,7 +72,6 @@ def build_app(config: ServerConfig):
     errors.install_disk_full(app)
     install(app, config)
     artifact_repositories.install(app.config.get("EMULATOR_DBFS_LOCATE"))
-    state = Path(config.state_dir)
     reset.install(app, config.role, state / "mlflow.db", [state / "artifacts"])
     pipeline.install(app, config)  # journal -> faults around everything above (emulator/pipeline)
     return app

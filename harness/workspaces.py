@@ -60,8 +60,8 @@ class Emulator:
     def up(self, timeout: float = 90.0) -> Emulator:
         procs = [self.start_process(role) for role in settings.ROLES]
         status.record_deployment(self.state, "local")
-        launcher.wait_healthy(self.state, procs, timeout=timeout)
-        self.start_s3(timeout)
+        # The S3 store starts alongside the workspaces: start-up is what every test session waits for.
+        launcher.wait_healthy(self.state, procs, timeout=timeout, alongside=lambda: self.start_s3(timeout))
         return self
 
     def start_s3(self, timeout: float = 90.0) -> str:

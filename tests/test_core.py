@@ -105,6 +105,8 @@ def test_ready_means_ready_then_state_survives_down_and_up(tmp_path, monkeypatch
             db = emu.state.role_dir(role) / "mlflow.db"
             assert db.exists(), f"{role}: /health answered before the store was created"
             assert {"alembic_version", "runs", "metrics", "registered_models", "model_versions"} <= tables(db), role
+            with closing(sqlite3.connect(db)) as conn:  # one fsync per commit, still synchronous=FULL
+                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal", role
         for ws in (emu.databricks, emu.azureml):
             first = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
                                  headers={"Authorization": f"Bearer {ws.token}"}, timeout=30)
@@ -127,6 +129,32 @@ def test_ready_means_ready_then_state_survives_down_and_up(tmp_path, monkeypatch
         assert open(dst).read() == "kept"
     finally:
         emu.down()
+
+
+def test_a_new_store_is_copied_from_the_template_the_first_start_kept(tmp_path, monkeypatch):
+    """The first start-up on a new state dir keeps its freshly migrated store as a template; the next
+    new state dir starts from a copy (no migrations) and behaves as a migrated one."""
+    templates = tmp_path / "templates"
+    monkeypatch.setenv("EMULATOR_STORE_TEMPLATES", str(templates))
+    first = Emulator(tmp_path / "first").up()
+    first.down()
+    kept = {p.name.split("-mlflow-")[0] for p in templates.glob("*.db")}
+    assert kept == {"databricks", "azureml"}
+    second = Emulator(tmp_path / "second").up()
+    try:
+        for role in ("databricks", "azureml"):
+            log = launcher.log_path(second.state, role).read_text()
+            assert "new store copied from" in log, role
+            assert "Creating initial MLflow database tables" not in log, role
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", second.azureml.token)
+        client = MlflowClient(tracking_uri=second.azureml.url)
+        assert [e.name for e in client.search_experiments()] == ["Default"]
+        run = client.create_run(client.create_experiment("after-copy"))
+        client.log_metric(run.info.run_id, "loss", 0.5)
+        assert client.get_run(run.info.run_id).data.metrics == {"loss": 0.5}
+        assert client.get_experiment("0").artifact_location == "mlflow-artifacts:/0"
+    finally:
+        second.down()
 
 
 def test_stop_and_start_one_workspace(emulator):

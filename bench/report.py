@@ -1,0 +1,47 @@
+"""Issue 16's target figures, each beside a stock `mlflow server`'s in the same run: rows for the
+JSON document and the table `python -m bench` prints."""
+
+from __future__ import annotations
+
+
+def _row(figure: str, unit: str, ours: float, stock: float | None, target: str, passed: bool) -> dict:
+    ratio = round(ours / stock, 2) if stock else None
+    return {"figure": figure, "unit": unit, "emulator": ours, "stock": stock, "ratio": ratio,
+            "target": target, "pass": passed}
+
+
+def _ratio_row(figure: str, unit: str, ours: float, stock: float, limit: float) -> dict:
+    return _row(figure, unit, ours, stock, f"ratio <= {limit}", ours / stock <= limit)
+
+
+def targets(result: dict) -> list[dict]:
+    """One row per target; stock's figure is None where the run did not measure it."""
+    rows = []
+    start = result["startup"]
+    rows.append(_ratio_row("start-up to first authenticated API answer (both workspaces vs one server)", "s",
+                           start["emulator"]["both_first_answer_s"], start["stock"]["first_answer_s"], 0.5))
+    reset = result["reset"]
+    restart = reset.get("stock_restart_new_store_s")
+    rows.append(_row(f"reset, {reset['emulator']['runs']} runs + {reset['emulator']['model_versions']} model "
+                     "versions (stock: restart on a new store)", "s",
+                     reset["emulator"]["median_s"], restart, "<= 0.2 s", reset["emulator"]["median_s"] <= 0.2))
+    for name, unit, key in (("log_batch", "s", "seconds"), ("log_metric", "ms/call", "ms_per_call")):
+        figures = result["tracking"][name]
+        load = figures["stock"]
+        what = (f"{load['calls']} x {load['points_per_call']} points" if name == "log_batch"
+                else f"{load['calls']} calls")
+        stock = figures["stock"][key]
+        rows.append(_ratio_row(f"{name} unlinked ({what})", unit, figures["databricks_emulator"][key], stock, 0.6))
+        rows.append(_ratio_row(f"{name} linked ({what})", unit, figures["databricks_emulator_linked"][key], stock, 0.8))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """A Markdown table (pastes into bench/README.md as is)."""
+    lines = ["| figure | emulator | stock mlflow server | ratio | target | met |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        stock = "-" if r["stock"] is None else f"{r['stock']:g} {r['unit']}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(f"| {r['figure']} | {r['emulator']:g} {r['unit']} | {stock} | {ratio} | {r['target']} | "
+                     f"{'yes' if r['pass'] else 'NO'} |")
+    return "\n".join(lines)
