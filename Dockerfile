@@ -3,6 +3,7 @@
 # Online (a registry and PyPI are reachable):   docker compose build
 # Offline (no registry, no PyPI in containers):  emulator images build --offline
 #   which passes BASE_IMAGE=<a debootstrap-made Debian image> and WHEELHOUSE=<wheels built on the host>.
+#   From an installed package (no checkout) it also passes PROJECT_WHEEL=<a wheel of the installed one>.
 # Works with the classic builder (Debian's docker.io has no buildx): no RUN --mount. Stages are split
 # so a source change rebuilds a small layer, not the ~1 GB of pinned dependencies.
 ARG BASE_IMAGE=python:3.11-slim
@@ -22,11 +23,14 @@ RUN set -eu; \
     if [ -n "$WHEELHOUSE" ]; then set -- --no-index --find-links /wheels; else set --; fi; \
     /opt/emulator/bin/pip install --no-cache-dir --disable-pip-version-check "$@" -r /src/requirements.txt
 
-# 2. A wheel of the project itself (offline: setuptools from the wheelhouse, no build isolation).
+# 2. A wheel of the project itself (offline: setuptools from the wheelhouse, no build isolation),
+#    or the one given: from an installed package the context holds a wheel of it, not its sources.
 FROM deps AS build
 ARG WHEELHOUSE=
+ARG PROJECT_WHEEL=
 COPY . /src
 RUN set -eu; \
+    if [ -n "$PROJECT_WHEEL" ]; then mkdir -p /dist; cp "/src/$PROJECT_WHEEL" /dist/; exit 0; fi; \
     if [ -n "$WHEELHOUSE" ]; then \
         /opt/emulator/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
             --find-links /wheels "setuptools>=68" wheel; \

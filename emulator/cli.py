@@ -39,7 +39,7 @@ def main():
 @click.option("--host", default=settings.DEFAULT_HOST, show_default=True)
 @click.option("--timeout", default=None, type=float, help="Seconds to wait for /health [90; 240 with --docker].")
 @click.option("--docker", is_flag=True, help="Run them as Docker Compose services instead of local processes.")
-@click.option("--compose-file", default=None, help="[--docker] Defaults to the checkout's docker-compose.yml.")
+@click.option("--compose-file", default=None, help="[--docker] Defaults to the one the package ships (a checkout's own).")
 @click.option("--project-name", envvar="EMULATOR_COMPOSE_PROJECT", default="mlflow-azure-emulator",
               show_default=True, help="[--docker] The Compose project (names the containers and volumes).")
 def up(state_dir, host, timeout, docker, compose_file, project_name):

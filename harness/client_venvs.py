@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from emulator.docker import packaged
 
 # The real Azure client stack the seed's AML-only code imports (pinned: what was measured).
 AZUREML_CLIENTS = (
@@ -45,7 +46,7 @@ MATRIX = {
     "3.17.2": ("mlflow==3.17.2", *_MLFLOW3_DEPS),
 }
 VENVS = {"azureml-clients": AZUREML_CLIENTS, **{f"mlflow-{v}": pins for v, pins in MATRIX.items()}}
-CACHE_ENV = "EMULATOR_CACHE_DIR"
+CACHE_ENV = packaged.CACHE_ENV
 _DONE = ".complete"
 
 
@@ -54,11 +55,8 @@ class ClientVenvError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
     # Outside any checkout, so CI's fresh clones and every project on the machine reuse one build.
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlflow-azure-emulator"
+    return packaged.cache_root()
 
 
 def venv_dir(name: str, pins: tuple[str, ...] | None = None) -> Path:

@@ -9,6 +9,7 @@ they fail, so CI cannot pass by skipping them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
@@ -44,6 +45,17 @@ def emulator_image():
         pytest.skip(why)
     result = images.build(offline=True)
     return result["image"]
+
+
+@pytest.fixture
+def compose_project():
+    """A unique Compose project name for one test; afterwards its containers, network and volumes
+    are removed even if its `up` failed halfway (nothing recorded, so `emulator down` cannot)."""
+    project = f"emutest{os.getpid()}{secrets.token_hex(3)}"
+    yield project
+    with contextlib.suppress(compose.ComposeError, subprocess.TimeoutExpired):
+        compose.Deployment(compose.default_compose_file(), project).compose(
+            "down", "-v", "--remove-orphans", timeout=300)
 
 
 @pytest.fixture(scope="session")

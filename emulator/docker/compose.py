@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from emulator import launcher, settings, status
+from emulator.docker import packaged
 from emulator.state import StateDir
 
 DEFAULT_PROJECT = "mlflow-azure-emulator"
@@ -40,14 +41,16 @@ def compose_command() -> list[str]:
 
 
 def default_compose_file() -> Path:
-    """The top-level docker-compose.yml of this checkout (or one named by EMULATOR_COMPOSE_FILE)."""
+    """EMULATOR_COMPOSE_FILE, else the checkout's docker-compose.yml, else the installed package's copy.
+
+    Never the working directory's: a user's own project may have a docker-compose.yml of its own.
+    """
     if os.environ.get(COMPOSE_FILE_ENV):
         return Path(os.environ[COMPOSE_FILE_ENV]).resolve()
-    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (candidate / "docker-compose.yml").is_file():
-            return candidate / "docker-compose.yml"
-    raise ComposeError("no docker-compose.yml found; run from the project checkout or set "
-                       f"{COMPOSE_FILE_ENV}")
+    try:
+        return packaged.shipped_file("docker-compose.yml")  # fidelity: Emulator-only controls
+    except packaged.PackagingError as exc:
+        raise ComposeError(f"{exc}; or set {COMPOSE_FILE_ENV}") from None
 
 
 def compose_env(state: StateDir) -> dict[str, str]:

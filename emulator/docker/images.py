@@ -8,6 +8,10 @@ Every step is skipped when its output is still current, so a second run takes se
    build backend; rebuilt when those lists change.
 3. image       - ``docker build --build-arg BASE_IMAGE=<base> --build-arg WHEELHOUSE=<dir>``; the
    Dockerfile installs with ``pip install --no-index``. Reused while its build key label matches.
+
+The build context is the source checkout when there is one; from an installed wheel it is a cache
+directory holding the packaged Dockerfile and pyproject.toml and a wheel of the installed
+distribution (``--build-arg PROJECT_WHEEL``), so no checkout is needed (emulator.docker.packaged).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.docker import packaged
+
 IMAGE = "mlflow-azure-emulator:latest"
 BASE_IMAGE = "mlflow-azure-emulator-base:bookworm"
 SUITE = "bookworm"  # its python3 is 3.11, the Python the wheelhouse is built for
@@ -38,17 +44,42 @@ class BuildError(RuntimeError):
     """A build step failed; the message says which and where its log is."""
 
 
-def project_root() -> Path:
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "Dockerfile").is_file() or not (root / "pyproject.toml").is_file():
-        raise BuildError(f"no Dockerfile/pyproject.toml at {root}: build images from a source checkout")
-    return root
+def cache_dir(checkout: Path | None) -> Path:
+    """Wheelhouse, logs and lock; always inside the build context, so the wheelhouse can be COPYed."""
+    if checkout is not None:
+        # .dockerignore keeps everything else in it out; gitignored.
+        return checkout / ".emulator-cache"
+    return packaged.cache_root() / "image-build"  # the build context itself (installed_context)
 
 
-def cache_dir(root: Path) -> Path:
-    # Inside the project so the wheelhouse is part of the Docker build context (.dockerignore keeps
-    # everything else in it out); gitignored.
-    return root / ".emulator-cache"
+@dataclass
+class Context:
+    """What `docker build` is given: the context directory, and what keys a rebuild."""
+
+    root: Path  # build context: Dockerfile and pyproject.toml at its top
+    cache: Path  # inside root
+    sources_key: str  # changes when what the image installs of the project changes
+    build_args: list[str]
+
+
+def checkout_context(root: Path) -> Context:
+    return Context(root, cache_dir(root), _hash_tree(root, PROJECT_SOURCES), [])
+
+
+# Only what the Dockerfile reads goes to the daemon: not the logs or a debootstrap rootfs.
+_INSTALLED_DOCKERIGNORE = "logs\nrootfs-*\n.lock\n"
+
+
+def installed_context(cache: Path) -> Context:
+    """A context made from the installed package: its shipped files and a wheel of itself."""
+    try:
+        for name in ("Dockerfile", "pyproject.toml"):
+            shutil.copyfile(packaged.shipped_file(name), cache / name)
+        wheel, key = packaged.write_wheel(cache / "dist")
+    except (packaged.PackagingError, OSError) as exc:
+        raise BuildError(str(exc)) from None
+    (cache / ".dockerignore").write_text(_INSTALLED_DOCKERIGNORE)
+    return Context(cache, cache, key, ["--build-arg", f"PROJECT_WHEEL=dist/{wheel.name}"])
 
 
 def _echo(message: str) -> None:
@@ -221,14 +252,13 @@ def build_requirements(root: Path) -> list[str]:
         return list(tomllib.load(fh)["build-system"]["requires"])
 
 
-def build_wheelhouse(root: Path, wheelhouse: Path, step: Step, python: str = sys.executable) -> str:
+def build_wheelhouse(root: Path, wheelhouse: Path, log: Path, step: Step, python: str = sys.executable) -> str:
     """Wheels of the pinned dependencies (and the build backend) for the container's Python.
 
     Returns a key that changes when the wanted set changes. The project itself is built from source
     inside the image build, so a source change does not touch the wheelhouse.
     """
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    log = root / ".emulator-cache" / "logs" / "wheelhouse.log"
     wanted = project_dependencies(root) + build_requirements(root)
     key = hashlib.sha256(("\n".join(wanted) + f"\npy{CONTAINER_PYTHON}").encode()).hexdigest()[:16]
     if _stamp(wheelhouse / ".key") == key:
@@ -251,17 +281,17 @@ def build_wheelhouse(root: Path, wheelhouse: Path, step: Step, python: str = sys
 
 # -- step 3: the image ---------------------------------------------------------------------------
 
-def build_image(root: Path, image: str, base: str, wheelhouse: Path | None, wheels_key: str,
+def build_image(ctx: Context, image: str, base: str, wheelhouse: Path | None, wheels_key: str,
                 step: Step, force: bool = False) -> str:
+    root = ctx.root
     base_id = docker_image_id(base) or base  # an online base is named, not local
     dockerfile = (root / "Dockerfile").read_bytes()
-    sources = _hash_tree(root, PROJECT_SOURCES)
-    key = hashlib.sha256(f"{base_id}|{wheels_key}|{sources}|".encode() + dockerfile).hexdigest()[:16]
+    key = hashlib.sha256(f"{base_id}|{wheels_key}|{ctx.sources_key}|".encode() + dockerfile).hexdigest()[:16]
     if not force and docker_image_label(image, BUILD_KEY_LABEL) == key:
         step.skip(f"reusing {image} (build key {key})")
         return image
-    log = root / ".emulator-cache" / "logs" / "image.log"
-    args = ["--build-arg", f"BASE_IMAGE={base}"]
+    log = ctx.cache / "logs" / "image.log"
+    args = ["--build-arg", f"BASE_IMAGE={base}", *ctx.build_args]
     if wheelhouse is not None:
         args += ["--build-arg", f"WHEELHOUSE={wheelhouse.relative_to(root).as_posix()}"]
     env = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: Debian's docker.io has no buildx
@@ -283,7 +313,7 @@ def build_image(root: Path, image: str, base: str, wheelhouse: Path | None, whee
 
 @contextlib.contextmanager
 def _lock(cache: Path):
-    """One build at a time per checkout (parallel test sessions share the cache)."""
+    """One build at a time per cache (parallel test sessions share it)."""
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -296,10 +326,11 @@ def _lock(cache: Path):
 def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False) -> dict:
     """Build (or reuse) the emulator image; returns what was built and how long each step took."""
     require_docker()
-    root = project_root()
-    cache = cache_dir(root)
+    checkout = packaged.checkout_root()
+    cache = cache_dir(checkout)
     timings: dict[str, float] = {}
     with _lock(cache):
+        ctx = checkout_context(checkout) if checkout else installed_context(cache)  # fidelity: Emulator-only controls
         total = 3 if offline else 1
         if offline:
             with Step(1, total, f"base image ({base_image or BASE_IMAGE})") as step:
@@ -309,11 +340,11 @@ def build(offline: bool = True, image: str = IMAGE, base_image: str | None = Non
             timings["base"] = step.elapsed
             with Step(2, total, "wheelhouse") as step:
                 wheelhouse = cache / "wheelhouse"
-                wheels_key = build_wheelhouse(root, wheelhouse, step)
+                wheels_key = build_wheelhouse(ctx.root, wheelhouse, cache / "logs" / "wheelhouse.log", step)
             timings["wheelhouse"] = step.elapsed
         else:
             base, wheelhouse, wheels_key = base_image or "python:3.11-slim", None, "online"
         with Step(total, total, f"image {image}") as step:
-            build_image(root, image, base, wheelhouse, wheels_key, step, force=force)
+            build_image(ctx, image, base, wheelhouse, wheels_key, step, force=force)
         timings["image"] = step.elapsed
-    return {"image": image, "base_image": base, "seconds": timings}
+    return {"image": image, "base_image": base, "context": str(ctx.root), "seconds": timings}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from emulator import launcher
+from emulator import launcher, settings
 
 pytestmark = pytest.mark.docker
 
@@ -25,14 +24,18 @@ def run_cli(*args, env, check=True):
     return proc
 
 
-def test_up_docker_status_down(emulator_image, tmp_path, monkeypatch):
+def test_up_docker_status_down(emulator_image, compose_project, tmp_path, monkeypatch):
     state = str(tmp_path / "state")
     ports = {"databricks": launcher.free_port(), "azureml": launcher.free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
     env.update({
         "EMULATOR_DATABRICKS_PORT": str(ports["databricks"]),
         "EMULATOR_AZUREML_PORT": str(ports["azureml"]),
-        "EMULATOR_COMPOSE_PROJECT": f"emucli{os.getpid()}{secrets.token_hex(3)}",
+        # Azure ML's published HTTPS and CONNECT-proxy ports too: not 5003/5004, which another
+        # deployment on this engine may hold.
+        settings.AZUREML_TLS_PORT_ENV: str(launcher.free_port()),
+        settings.AZUREML_PROXY_PORT_ENV: str(launcher.free_port()),
+        "EMULATOR_COMPOSE_PROJECT": compose_project,
         "EMULATOR_IMAGE": emulator_image,
     })
     up = run_cli("up", "--docker", "--state-dir", state, env=env)
