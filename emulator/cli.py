@@ -42,11 +42,17 @@ def main():
 @click.option("--compose-file", default=None, help="[--docker] Defaults to the one the package ships (a checkout's own).")
 @click.option("--project-name", envvar="EMULATOR_COMPOSE_PROJECT", default="mlflow-azure-emulator",
               show_default=True, help="[--docker] The Compose project (names the containers and volumes).")
-def up(state_dir, host, timeout, docker, compose_file, project_name):
+@click.option("--spark", is_flag=True,
+              help="[--docker] Also start a Spark standalone cluster (services spark-master, spark-worker).")
+@click.option("--spark-workers", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="[--spark] How many workers (`--scale spark-worker=N`).")
+def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spark_workers):
     """Start both workspaces and wait until they answer /health."""
     state = StateDir(state_dir)
+    if spark and not docker:
+        _fail("--spark runs the cluster under Compose: use it with --docker")
     if docker:
-        _up_docker(state, compose_file, project_name, timeout or 240.0)
+        _up_docker(state, compose_file, project_name, timeout or 240.0, spark_workers if spark else 0)
         return
     if status.deployment(state).get("mode") == "docker":
         _fail("this state dir runs in Docker mode; `emulator down` first (or use another --state-dir)")
@@ -70,16 +76,20 @@ def _print_endpoints(state) -> None:
         click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
 
 
-def _up_docker(state, compose_file, project_name, timeout):
+def _up_docker(state, compose_file, project_name, timeout, spark_workers=0):
     from emulator.docker import compose
 
     try:
         deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name)
         click.echo(f"starting Compose project {project_name} with `{' '.join(deployment.command)}`")
-        deployment.up(state, timeout=timeout)
+        deployment.up(state, timeout=timeout, spark_workers=spark_workers)
     except (compose.ComposeError, ValueError) as exc:
         _fail(str(exc))
     _print_endpoints(state)
+    spark = status.deployment(state).get("spark")
+    if spark:
+        click.echo(f"{'spark':>10}: {spark['master_url']}  ({spark['workers']} workers; UI: {spark['ui_url']})")
+        click.echo(f"            harness check --spark-master {spark['master_url']}")
 
 
 def _down_docker(state, volumes=False) -> bool:
@@ -265,17 +275,26 @@ def images():
 @click.option("--image", default=None, help="Tag to build (default: mlflow-azure-emulator:latest).")
 @click.option("--base-image", default=None, help="Use this base instead of building/pulling one.")
 @click.option("--force", is_flag=True, help="Rebuild the image even if it is current.")
-def images_build(offline, image, base_image, force):
+@click.option("--spark", is_flag=True, help="[--offline] Also the Spark image (for `emulator up --docker --spark`).")
+def images_build(offline, image, base_image, force, spark):
     """Build the emulator image (idempotent: current steps are reused)."""
     from emulator.docker import images as docker_images
 
+    if spark and not offline:
+        _fail("--spark builds offline only (Debian's JRE by debootstrap): add --offline")
+    results = []
     try:
-        result = docker_images.build(offline=offline, image=image or docker_images.IMAGE,
-                                     base_image=base_image, force=force)
+        results.append(docker_images.build(offline=offline, image=image or docker_images.IMAGE,
+                                           base_image=base_image, force=force))
+        if spark:
+            from emulator.docker import spark_image
+
+            results.append(spark_image.build(force=force))
     except docker_images.BuildError as exc:
         _fail(str(exc))
-    took = ", ".join(f"{k} {v:.1f}s" for k, v in result["seconds"].items())
-    click.echo(f"built {result['image']} ({took})")
+    for result in results:
+        took = ", ".join(f"{k} {v:.1f}s" for k, v in result["seconds"].items())
+        click.echo(f"built {result['image']} ({took})")
 
 
 

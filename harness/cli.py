@@ -137,7 +137,9 @@ def main():
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write a JSON report here.")
 @click.option("--junit-xml", "junit_path", type=click.Path(dir_okay=False), help="Write a JUnit XML report here.")
 @click.option("--spark/--no-spark", default=True, show_default=True, help="Run the Spark batch-scoring steps.")
-@click.option("--spark-master", default=None, help="Spark master (default: $SPARK_MASTER or local[*]).")
+@click.option("--spark-master", default=None,
+              help="Spark master, e.g. spark://127.0.0.1:7077 from `emulator up --docker --spark` (the driver runs "
+                   "here, executors on the workers). Default: $EMULATOR_SPARK_MASTER, $SPARK_MASTER or local[*].")
 @click.option("--registrations", default=3, show_default=True, help="Registrations per registry check.")
 @click.option("--concurrency", default=4, show_default=True, help="Registrations at once in the concurrent check.")
 @click.option("--rows", default=1000, show_default=True, help="Rows scored in the UDF check.")

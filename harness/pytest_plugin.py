@@ -164,7 +164,9 @@ def linked_workspaces(emulated_workspaces, databricks_workspace, azureml_workspa
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local SparkSession for the session (local[*], or $SPARK_MASTER)."""
+    """One SparkSession for the session: local[*], or the master in $EMULATOR_SPARK_MASTER (else
+    $SPARK_MASTER), e.g. spark://127.0.0.1:7077 from `emulator up --docker --spark`: the driver runs
+    here, the executors on the cluster's workers."""
     from harness.spark import get_spark
 
     session = get_spark()

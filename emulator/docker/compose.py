@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from emulator import launcher, settings, status
-from emulator.docker import packaged
+from emulator.docker import packaged, spark_cluster
 from emulator.state import StateDir
 
 DEFAULT_PROJECT = "mlflow-azure-emulator"
@@ -98,25 +98,36 @@ class Deployment:
         return _run([*self.command, "-f", str(self.compose_file), "-p", self.project, *args],
                     env=env, timeout=timeout)
 
-    def up(self, state: StateDir, timeout: float = 180.0) -> dict[str, str]:
+    def up(self, state: StateDir, timeout: float = 180.0, spark_workers: int = 0) -> dict[str, str]:
+        """Start both workspaces; with spark_workers > 0 also the Spark master and that many workers."""
         env = compose_env(state)
         for role in settings.ROLES:
             if launcher.running(state, role):
                 raise ComposeError(f"the {role} workspace already runs as a local process for this state "
                                    "dir; `emulator down` it first")
+        spark_args = (["--profile", spark_cluster.PROFILE], ["--scale", f"spark-worker={spark_workers}"]) \
+            if spark_workers else ([], [])
         try:
-            self.compose("up", "-d", env=env)
+            self.compose(*spark_args[0], "up", "-d", *spark_args[1], env=env)
         except ComposeError as exc:
-            raise ComposeError(f"{exc}\nNo registry here? Build the image first: "
-                               "`emulator images build --offline`.") from None
+            images = "`emulator images build --offline" + (" --spark`" if spark_workers else "`")
+            raise ComposeError(f"{exc}\nNo registry here? Build the images first: {images}.") from None
         urls = public_urls(env)
         host = env.get(PUBLIC_HOST_ENV) or settings.DEFAULT_HOST
         extra = settings.azureml_extra_ports()  # the published HTTPS and CONNECT-proxy ports
         status.record_deployment(state, "docker", urls=urls, project=self.project,
                                  compose_file=str(self.compose_file),
                                  azureml_tls_url=f"https://{host}:{extra['tls']}",
-                                 azureml_proxy_url=f"http://{host}:{extra['proxy']}")
+                                 azureml_proxy_url=f"http://{host}:{extra['proxy']}",
+                                 **({"spark": {**spark_cluster.urls(env), "workers": spark_workers}}
+                                    if spark_workers else {}))
         self.wait_healthy(urls, timeout)
+        if spark_workers:
+            try:
+                spark_cluster.wait_ready(spark_cluster.urls(env)["ui_url"], spark_workers, timeout)
+            except spark_cluster.ClusterNotReady as exc:
+                raise ComposeError(f"{exc}; last logs:\n{self.logs('spark-master', 20)}"
+                                   f"\n{self.logs('spark-worker', 20)}") from None
         return urls
 
     def wait_healthy(self, urls: dict[str, str], timeout: float = 180.0) -> None:
@@ -136,10 +147,12 @@ class Deployment:
 
     def logs(self, service: str | None = None, tail: int = 50) -> str:
         try:
-            return self.compose("logs", "--no-color", f"--tail={tail}", *([service] if service else []))
+            return self.compose("--profile", spark_cluster.PROFILE, "logs", "--no-color", f"--tail={tail}", *([service] if service else []))
         except ComposeError as exc:
             return str(exc)
 
     def down(self, state: StateDir, volumes: bool = False) -> None:
-        self.compose("down", *(["-v"] if volumes else []), env=compose_env(state))
+        # With the profile named, `down` also stops the Spark services if they run (and is a no-op if not).
+        self.compose("--profile", spark_cluster.PROFILE, "down", *(["-v"] if volumes else []),
+                     env=compose_env(state))
         status.record_deployment(state, "local")

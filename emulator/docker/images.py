@@ -183,22 +183,26 @@ def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
     raise BuildError(f"no apt source for Debian {SUITE} in {sources}; cannot pick a debootstrap mirror")
 
 
-def build_base(cache: Path, name: str, step: Step) -> str:
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+
+
+def build_base(cache: Path, name: str, step: Step, packages: tuple[str, ...] = BASE_PACKAGES) -> str:
+    """``debootstrap --variant=minbase --include=<packages>``, imported as image ``name``."""
     if docker_image_id(name):
         step.skip(f"reusing {name}")
         return name
     if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
         raise BuildError("debootstrap is missing: install it (`.ci/system-deps.sh docker`)")
     mirror = apt_mirror()
-    rootfs = cache / f"rootfs-{SUITE}"
+    rootfs = cache / f"rootfs-{re.sub(r'[^A-Za-z0-9]+', '-', name)}"
     sudo = _sudo()
     if rootfs.exists():  # a leftover from an interrupted run
         subprocess.run([*sudo, "rm", "-rf", str(rootfs)], check=True)
-    log = cache / "logs" / "base.log"
+    log = cache / "logs" / f"base-{re.sub(r'[^A-Za-z0-9]+', '-', name)}.log"
     _echo(f"      debootstrap {SUITE} from {mirror} (log: {log})")
     try:
-        run_logged([*sudo, "debootstrap", "--variant=minbase",
-                    "--include=python3,python3-venv,ca-certificates", SUITE, str(rootfs), mirror], log, label="debootstrap")
+        run_logged([*sudo, "debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+                    SUITE, str(rootfs), mirror], log, label="debootstrap")
         # Package lists and .debs are dead weight in the image.
         subprocess.run([*sudo, "sh", "-c", f"rm -rf {rootfs}/var/cache/apt/archives/*.deb "
                         f"{rootfs}/var/lib/apt/lists/*"], check=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -174,7 +176,8 @@ def check_udf_scoring(
         result.timings["spark_udf_create"] = time.perf_counter() - t
         call = udf(*columns) if positional else udf(F.struct(*columns))
         t = time.perf_counter()
-        scored = sdf.withColumn("prediction", call).select(ROW_ID, "prediction").toPandas()
+        with _job_group(spark) as group:
+            scored = sdf.withColumn("prediction", call).select(ROW_ID, "prediction").toPandas()
         spark_s = time.perf_counter() - t
         result.timings["spark_score"] = spark_s
     except Exception as exc:
@@ -189,6 +192,7 @@ def check_udf_scoring(
         spark_rows_per_s=rows / spark_s if spark_s else None,
         pandas_rows_per_s=rows / pandas_s if pandas_s else None,
     )
+    _report_executors(result, spark, group)
     if expected is not None:
         _compare(result, data, columns, scored, expected, atol, rtol, max_reported)
     result.notes.append(
@@ -198,6 +202,36 @@ def check_udf_scoring(
     )
     result.timings["total"] = time.perf_counter() - started
     return result
+
+
+@contextlib.contextmanager
+def _job_group(spark):
+    """The scoring job under a job group of its own, so its tasks can be found afterwards."""
+    sc = spark.sparkContext
+    previous = sc.getLocalProperty("spark.jobGroup.id")
+    group = f"harness-udf-scoring-{uuid.uuid4().hex[:12]}"
+    sc.setJobGroup(group, "harness UDF check: spark_udf scoring")
+    try:
+        yield group
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", previous)
+        sc.setLocalProperty("spark.job.description", None)
+
+
+def _report_executors(result: CheckResult, spark, group: str) -> None:
+    """Where the scoring tasks ran (on a cluster: which executors), from Spark's own records."""
+    from harness.spark import tasks_by_executor
+
+    try:
+        executors = tasks_by_executor(spark, group)
+    except Exception as exc:  # the report is a diagnostic: never fail the check over it
+        result.notes.append(f"could not read where the tasks ran: {type(exc).__name__}: {exc}")
+        return
+    if not executors:
+        return
+    result.details["executors"] = executors
+    where = ", ".join(f"{eid} ({e['host']}): {e['tasks']} tasks" for eid, e in sorted(executors.items()))
+    result.notes.append(f"scored on {len(executors)} executor(s) of {spark.sparkContext.master}: {where}")
 
 
 def _failed(result: CheckResult, where: str, exc: Exception, ctx: udf_failures.Context) -> None:
