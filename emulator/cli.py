@@ -42,12 +42,17 @@ def main():
 @click.option("--compose-file", default=None, help="[--docker] Defaults to the checkout's docker-compose.yml.")
 @click.option("--project-name", envvar="EMULATOR_COMPOSE_PROJECT", default="mlflow-azure-emulator",
               show_default=True, help="[--docker] The Compose project (names the containers and volumes).")
-def up(state_dir, host, timeout, docker, compose_file, project_name):
+@click.option("--store", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True,
+              help="[--docker] Where the MLflow stores live: SQLite in each workspace's volume, or the "
+                   "Compose `postgres` service (a database per workspace).")
+def up(state_dir, host, timeout, docker, compose_file, project_name, store):
     """Start both workspaces and wait until they answer /health."""
     state = StateDir(state_dir)
     if docker:
-        _up_docker(state, compose_file, project_name, timeout or 240.0)
+        _up_docker(state, compose_file, project_name, timeout or 240.0, store)
         return
+    if store != "sqlite":
+        _fail("--store postgres needs --docker (local processes: set EMULATOR_POSTGRES_URL to a server you run)")
     if status.deployment(state).get("mode") == "docker":
         _fail("this state dir runs in Docker mode; `emulator down` first (or use another --state-dir)")
     timeout = timeout or 90.0
@@ -69,12 +74,13 @@ def _print_endpoints(state) -> None:
         click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
 
 
-def _up_docker(state, compose_file, project_name, timeout):
+def _up_docker(state, compose_file, project_name, timeout, store="sqlite"):
     from emulator.docker import compose
 
     try:
-        deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name)
-        click.echo(f"starting Compose project {project_name} with `{' '.join(deployment.command)}`")
+        deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name, store=store)
+        click.echo(f"starting Compose project {project_name} with `{' '.join(deployment.command)}`"
+                   + (" (MLflow stores on PostgreSQL)" if store == "postgres" else ""))
         deployment.up(state, timeout=timeout)
     except (compose.ComposeError, ValueError) as exc:
         _fail(str(exc))
@@ -264,13 +270,15 @@ def images():
 @click.option("--image", default=None, help="Tag to build (default: mlflow-azure-emulator:latest).")
 @click.option("--base-image", default=None, help="Use this base instead of building/pulling one.")
 @click.option("--force", is_flag=True, help="Rebuild the image even if it is current.")
-def images_build(offline, image, base_image, force):
+@click.option("--postgres", is_flag=True,
+              help="Also build the PostgreSQL image (Debian's package, offline) for `up --docker --store postgres`.")
+def images_build(offline, image, base_image, force, postgres):
     """Build the emulator image (idempotent: current steps are reused)."""
     from emulator.docker import images as docker_images
 
     try:
         result = docker_images.build(offline=offline, image=image or docker_images.IMAGE,
-                                     base_image=base_image, force=force)
+                                     base_image=base_image, force=force, postgres=postgres)
     except docker_images.BuildError as exc:
         _fail(str(exc))
     took = ", ".join(f"{k} {v:.1f}s" for k, v in result["seconds"].items())

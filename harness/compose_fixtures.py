@@ -12,36 +12,40 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
-import subprocess
 import time
 
 import pytest
 from pytest_docker.plugin import DockerComposeExecutor
 
 from emulator import launcher, settings
-from emulator.docker import compose, images
+from emulator.docker import compose, engine, images
 from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
 
 TOKENS = {"databricks": f"dapi{secrets.token_hex(16)}", "azureml": f"aml{secrets.token_hex(16)}"}
 
 
-def _docker_ready() -> str | None:
+def docker_ready() -> str | None:
     """None if a Docker engine answers, else why not."""
     try:
-        proc = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker is not usable: {exc}"
-    return None if proc.returncode == 0 else f"the Docker engine is not running: {proc.stderr.strip()[:200]}"
+        engine.client()
+    except engine.EngineError as exc:
+        return str(exc)
+    return None
+
+
+def require_docker() -> None:
+    """Skip (or, with EMULATOR_REQUIRE_DOCKER=1 as `make test` sets, fail) without an engine."""
+    why = docker_ready()
+    if why:
+        if os.environ.get("EMULATOR_REQUIRE_DOCKER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
 def emulator_image():
     """The emulator image, built offline (debootstrap base + wheelhouse) unless it is current."""
-    why = _docker_ready()
-    if why:
-        if os.environ.get("EMULATOR_REQUIRE_DOCKER") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    require_docker()
     result = images.build(offline=True)
     return result["image"]
 
@@ -128,10 +132,7 @@ class DockerWorkspaces:
                                 ident["workspace_name"], f"{url}/mlflow/v2.0/{settings.azureml_scope(ident)}")
 
     def container_health(self, service: str) -> str:
-        cid = self.compose.execute(f"ps -q {service}").decode().strip().splitlines()[-1]
-        out = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", cid],
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return engine.health(self.project, service)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.docker import engine
+
 IMAGE = "mlflow-azure-emulator:latest"
 BASE_IMAGE = "mlflow-azure-emulator-base:bookworm"
 SUITE = "bookworm"  # its python3 is 3.11, the Python the wheelhouse is built for
@@ -106,25 +108,21 @@ def _sudo() -> list[str]:
 
 
 def docker_image_id(name: str) -> str | None:
-    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name],
-                          capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return engine.image_id(name)
 
 
 def docker_image_label(name: str, label: str) -> str | None:
-    proc = subprocess.run(
-        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', name],
-        capture_output=True, text=True,
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return engine.image_label(name, label)
 
 
 def require_docker() -> None:
+    """The engine answers (SDK) and the docker CLI is there (the classic builder and import use it)."""
+    try:
+        engine.client()
+    except engine.EngineError as exc:
+        raise BuildError(str(exc)) from None
     if shutil.which("docker") is None:
         raise BuildError("the docker command is missing: install docker.io (`.ci/system-deps.sh docker`)")
-    proc = subprocess.run(["docker", "info"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"the Docker engine is not reachable (is dockerd running?): {proc.stderr.strip()[:300]}")
 
 
 # -- step 1: base image --------------------------------------------------------------------------
@@ -152,22 +150,26 @@ def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
     raise BuildError(f"no apt source for Debian {SUITE} in {sources}; cannot pick a debootstrap mirror")
 
 
-def build_base(cache: Path, name: str, step: Step) -> str:
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+
+
+def build_base(cache: Path, name: str, step: Step, packages: tuple[str, ...] = BASE_PACKAGES) -> str:
+    """``debootstrap --variant=minbase --include=<packages>``, imported as image ``name``."""
     if docker_image_id(name):
         step.skip(f"reusing {name}")
         return name
     if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
         raise BuildError("debootstrap is missing: install it (`.ci/system-deps.sh docker`)")
     mirror = apt_mirror()
-    rootfs = cache / f"rootfs-{SUITE}"
+    rootfs = cache / f"rootfs-{re.sub(r'[^A-Za-z0-9]+', '-', name)}"
     sudo = _sudo()
     if rootfs.exists():  # a leftover from an interrupted run
         subprocess.run([*sudo, "rm", "-rf", str(rootfs)], check=True)
-    log = cache / "logs" / "base.log"
+    log = cache / "logs" / f"base-{re.sub(r'[^A-Za-z0-9]+', '-', name)}.log"
     _echo(f"      debootstrap {SUITE} from {mirror} (log: {log})")
     try:
-        run_logged([*sudo, "debootstrap", "--variant=minbase",
-                    "--include=python3,python3-venv,ca-certificates", SUITE, str(rootfs), mirror], log, label="debootstrap")
+        run_logged([*sudo, "debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+                    SUITE, str(rootfs), mirror], log, label="debootstrap")
         # Package lists and .debs are dead weight in the image.
         subprocess.run([*sudo, "sh", "-c", f"rm -rf {rootfs}/var/cache/apt/archives/*.deb "
                         f"{rootfs}/var/lib/apt/lists/*"], check=True)
@@ -188,9 +190,15 @@ def build_base(cache: Path, name: str, step: Step) -> str:
 
 # -- step 2: wheelhouse --------------------------------------------------------------------------
 
+# Extras the image installs too (the Dockerfile reads the same list): MLflow's PostgreSQL driver.
+IMAGE_EXTRAS = ("postgres",)
+
+
 def project_dependencies(root: Path) -> list[str]:
     with open(root / "pyproject.toml", "rb") as fh:
-        return list(tomllib.load(fh)["project"]["dependencies"])
+        project = tomllib.load(fh)["project"]
+    extras = [req for extra in IMAGE_EXTRAS for req in project["optional-dependencies"][extra]]
+    return list(project["dependencies"]) + extras
 
 
 def _hash_tree(root: Path, names: tuple[str, ...]) -> str:
@@ -276,8 +284,7 @@ def build_image(root: Path, image: str, base: str, wheelhouse: Path | None, whee
                log, label="docker build", env=env)
     # Untagged leftovers (the build stage, the images these replaced) would pile up ~1 GB a build.
     for label in ("org.mlflow-azure-emulator.stage=build", BUILD_KEY_LABEL):
-        subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={label}"],
-                       capture_output=True)
+        engine.client().images.prune(filters={"label": label})
     return image
 
 
@@ -293,8 +300,10 @@ def _lock(cache: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False) -> dict:
-    """Build (or reuse) the emulator image; returns what was built and how long each step took."""
+def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False,
+          postgres: bool = False) -> dict:
+    """Build (or reuse) the emulator image (and with ``postgres`` the PostgreSQL one,
+    emulator.docker.postgres_image); returns what was built and how long each step took."""
     require_docker()
     root = project_root()
     cache = cache_dir(root)
@@ -316,4 +325,11 @@ def build(offline: bool = True, image: str = IMAGE, base_image: str | None = Non
         with Step(total, total, f"image {image}") as step:
             build_image(root, image, base, wheelhouse, wheels_key, step, force=force)
         timings["image"] = step.elapsed
-    return {"image": image, "base_image": base, "seconds": timings}
+    result = {"image": image, "base_image": base, "seconds": timings}
+    if postgres:
+        from emulator.docker import postgres_image
+
+        built = postgres_image.build(force=force)
+        result["postgres_image"] = built["image"]
+        timings.update(built["seconds"])
+    return result
