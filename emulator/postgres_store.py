@@ -10,6 +10,10 @@ migrations); each workspace has a database of its own on the server, created at 
 
 A reset (emulator.reset) truncates every live table and copies the pristine rows and sequence
 positions back, the same "equal to a new store" the SQLite reset gives.
+
+The mirror's crash recovery numbers the store's runs in creation order (emulator.mirror.reconcile):
+SQLite's rowid does that; here a trigger on ``runs`` feeds ``emulator_run_order`` in the same
+transaction as each run's insert.
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ URL_ENV = "EMULATOR_POSTGRES_URL"  # postgresql://user:password@host:port (no da
 SCHEMES = ("postgresql", "postgresql+psycopg2")
 # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the [postgres] extra pins psycopg2.
 DRIVER = "postgresql+psycopg2"
+
+
+RUN_ORDER_TABLE = "emulator_run_order"
+RUN_ORDER_DDL = f"""
+CREATE TABLE {RUN_ORDER_TABLE} (seq BIGSERIAL PRIMARY KEY, run_uuid VARCHAR(32) NOT NULL);
+CREATE FUNCTION emulator_note_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO {RUN_ORDER_TABLE} (run_uuid) VALUES (NEW.run_uuid); RETURN NEW; END $$;
+CREATE TRIGGER emulator_run_order AFTER INSERT ON runs FOR EACH ROW EXECUTE FUNCTION emulator_note_run();
+"""
 
 
 class StoreUnavailable(RuntimeError):
@@ -91,6 +104,10 @@ def prepare(role: str, server_url: str, make_store: Callable[[str], object], tim
             conn.execute(text(f'CREATE DATABASE "{partial}"'))
             store = make_store(database_url(server_url, partial))
             store.engine.dispose()  # RENAME needs no open connections to it
+            extra = _engine(database_url(server_url, partial))
+            with extra.begin() as db:
+                db.execute(text(RUN_ORDER_DDL))
+            extra.dispose()
             conn.execute(text(f'ALTER DATABASE "{partial}" RENAME TO "{pristine}"'))
             _logger.info("pristine MLflow store %s made in %.1f s", pristine, time.perf_counter() - started)
         if not _exists(conn, live):
