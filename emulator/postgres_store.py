@@ -90,6 +90,7 @@ def _exists(conn, database: str) -> bool:
     return conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": database}).scalar() == 1
 
 
+# fidelity: Scaling out: PostgreSQL stores
 def prepare(role: str, server_url: str, make_store: Callable[[str], object], timeout: float = 120.0) -> str:
     """This role's live database (created from the pristine one unless it exists); returns its URL.
     ``make_store(url)`` opens the role's MLflow store on a database URL (migrating it)."""
@@ -115,6 +116,7 @@ def prepare(role: str, server_url: str, make_store: Callable[[str], object], tim
     return database_url(server_url, live)
 
 
+# fidelity: Scaling out: PostgreSQL stores
 class PristineCopy:
     """Makes the live database equal to the pristine one (rows and sequences) in one transaction."""
 

@@ -44,9 +44,10 @@ def require_docker() -> None:
 
 @pytest.fixture(scope="session")
 def emulator_image():
-    """The emulator image, built offline (debootstrap base + wheelhouse) unless it is current."""
+    """The emulator image, built offline (debootstrap base + wheelhouse) unless it is current; tagged
+    EMULATOR_IMAGE if set (a checkout of its own need not retag the engine's shared default)."""
     require_docker()
-    result = images.build(offline=True)
+    result = images.build(offline=True, image=os.environ.get("EMULATOR_IMAGE") or images.IMAGE)
     return result["image"]
 
 

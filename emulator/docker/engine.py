@@ -18,6 +18,7 @@ class EngineError(RuntimeError):
     """The engine cannot be reached or used; the message says where it was looked for and what to do."""
 
 
+# fidelity: Scaling out: PostgreSQL stores
 def explain(exc: Exception) -> str:
     where = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     text = str(exc)

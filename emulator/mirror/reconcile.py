@@ -61,6 +61,7 @@ def run(outbox, store) -> dict:
 RUNS_MARK = "store_runs_mark"
 
 
+# fidelity: Scaling out: PostgreSQL stores
 def _run_order(conn) -> tuple[str, str]:
     """(table, column) that number the store's runs in creation order."""
     if conn.dialect.name == "postgresql":

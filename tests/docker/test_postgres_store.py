@@ -9,8 +9,11 @@ down with its volumes at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 
@@ -45,6 +48,12 @@ class PostgresDeployment:
         code, out = container.exec_run(list(cmd))
         assert code == 0, (cmd, out.decode(errors="replace"))
         return out.decode().strip()
+
+    def cli(self, *args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args, "--state-dir", str(self.state.root)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
 
     def sql(self, role: str, query: str) -> str:
         return self.exec("postgres", "psql", "-U", "emulator", "-d", f"emulator_{role}", "-Atc", query)
@@ -100,6 +109,7 @@ def test_stores_are_databases_on_the_postgres_service(pg):
     for role in settings.ROLES:  # no SQLite MLflow store in the workspaces' volumes
         assert pg.exec(role, "sh", "-c", f"test ! -e /data/{role}/mlflow.db && echo none") == "none"
     assert engine.health(pg.deployment.project, "postgres") in ("starting", "healthy")
+    assert json.loads(pg.cli("status", "--json"))["store"] == "postgres"
 
 
 def test_seed_flow_on_both_workspaces(pg, restore_env, tmp_path):
