@@ -105,6 +105,9 @@ def run(quick: bool) -> dict:
 
 
 def main(argv=None) -> int:
+    import logging
+
+    logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)  # a line per version
     parser = argparse.ArgumentParser(prog="python -m bench.stores")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)

@@ -191,6 +191,31 @@ def test_concurrent_metric_writers_and_registrations(pg, restore_env):
     assert result.passed, str(result)
 
 
+def test_nul_in_text_is_a_400_in_the_backends_shape_not_a_500(pg, restore_env):
+    """PostgreSQL text cannot hold U+0000 (SQLite can): MLflow's store answered the driver's ValueError
+    with a 500, which clients retry for minutes. Nothing already written changes."""
+    aml = pg.azureml
+    restore_env.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+    client = MlflowClient(aml.tracking_uri)
+    run_id = client.create_run(client.create_experiment("pg-nul")).info.run_id
+    client.log_param(run_id, "kept", "v")
+    api = {"azureml": f"{aml.tracking_uri}/api/2.0/mlflow", "databricks": f"{pg.databricks.url}/api/2.0/mlflow"}
+    run_writes = (("runs/log-parameter", {"run_id": run_id, "key": "k", "value": "a\x00b"}),
+                  ("runs/log-batch", {"run_id": run_id, "tags": [{"key": "t", "value": "\x00"}]}))
+    for role, ws in (("azureml", aml), ("databricks", pg.databricks)):
+        auth = {"Authorization": f"Bearer {ws.token}"}
+        for path, body in (*(run_writes if role == "azureml" else ()),
+                           ("registered-models/create", {"name": "pg\x00nul"}),
+                           ("experiments/create", {"name": "/Users/x\x00"})):
+            resp = requests.post(f"{api[role]}/{path}", json=body, headers=auth, timeout=60)
+            assert resp.status_code == 400, (role, path, resp.status_code, resp.text)
+            assert resp.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "NUL" in resp.json()["message"]
+        resp = requests.get(f"{api[role]}/registered-models/get", params={"name": "a\x00"}, headers=auth, timeout=60)
+        assert resp.status_code == 400, (role, resp.text)
+    run = client.get_run(run_id)
+    assert run.data.params == {"kept": "v"} and "t" not in run.data.tags
+
+
 def test_reset_makes_the_postgres_store_new_again(pg, restore_env):
     aml = pg.azureml
     restore_env.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
