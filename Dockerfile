@@ -8,7 +8,8 @@
 # so a source change rebuilds a small layer, not the ~1 GB of pinned dependencies.
 ARG BASE_IMAGE=python:3.11-slim
 
-# 1. The pinned dependencies from pyproject.toml, in a venv. Cached until pyproject or wheels change.
+# 1. The pinned dependencies from pyproject.toml (and its [postgres] extra: MLflow's PostgreSQL driver,
+#    as emulator/docker/images.py IMAGE_EXTRAS), in a venv. Cached until pyproject or wheels change.
 FROM ${BASE_IMAGE} AS deps
 # Empty: install from PyPI. Else a directory of wheels in the build context: pip install --no-index.
 ARG WHEELHOUSE=
@@ -19,7 +20,8 @@ COPY ${WHEELHOUSE:-pyproject.toml} /wheels/
 COPY pyproject.toml /src/pyproject.toml
 RUN set -eu; \
     python3 -m venv /opt/emulator; \
-    python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /src/requirements.txt; \
+    python3 -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > /src/requirements.txt; \
     if [ -n "$WHEELHOUSE" ]; then set -- --no-index --find-links /wheels; else set --; fi; \
     /opt/emulator/bin/pip install --no-cache-dir --disable-pip-version-check "$@" -r /src/requirements.txt
 

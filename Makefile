@@ -40,7 +40,7 @@ test: setup images client-venvs
 ## The emulator's Docker image, built without a registry (idempotent: current steps are reused).
 images: setup
 	bash .ci/system-deps.sh docker
-	$(VENV)/bin/emulator images build --offline --spark
+	$(VENV)/bin/emulator images build --offline --spark --postgres
 
 down:
 	$(VENV)/bin/emulator down --state-dir $(STATE_DIR)

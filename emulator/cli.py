@@ -46,14 +46,19 @@ def main():
               help="[--docker] Also start a Spark standalone cluster (services spark-master, spark-worker).")
 @click.option("--spark-workers", default=2, show_default=True, type=click.IntRange(1, 16),
               help="[--spark] How many workers (`--scale spark-worker=N`).")
-def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spark_workers):
+@click.option("--store", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True,
+              help="[--docker] Where the MLflow stores live: SQLite in each workspace's volume, or the "
+                   "Compose `postgres` service (a database per workspace).")
+def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spark_workers, store):
     """Start both workspaces and wait until they answer /health."""
     state = StateDir(state_dir)
     if spark and not docker:
         _fail("--spark runs the cluster under Compose: use it with --docker")
     if docker:
-        _up_docker(state, compose_file, project_name, timeout or 240.0, spark_workers if spark else 0)
+        _up_docker(state, compose_file, project_name, timeout or 240.0, spark_workers if spark else 0, store)
         return
+    if store != "sqlite":
+        _fail("--store postgres needs --docker (local processes: set EMULATOR_POSTGRES_URL to a server you run)")
     if status.deployment(state).get("mode") == "docker":
         _fail("this state dir runs in Docker mode; `emulator down` first (or use another --state-dir)")
     timeout = timeout or 90.0
@@ -76,12 +81,13 @@ def _print_endpoints(state) -> None:
         click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
 
 
-def _up_docker(state, compose_file, project_name, timeout, spark_workers=0):
+def _up_docker(state, compose_file, project_name, timeout, spark_workers=0, store="sqlite"):
     from emulator.docker import compose
 
     try:
-        deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name)
-        click.echo(f"starting Compose project {project_name} with `{' '.join(deployment.command)}`")
+        deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name, store=store)
+        click.echo(f"starting Compose project {project_name} with `{' '.join(deployment.command)}`"
+                   + (" (MLflow stores on PostgreSQL)" if store == "postgres" else ""))
         deployment.up(state, timeout=timeout, spark_workers=spark_workers)
     except (compose.ComposeError, ValueError) as exc:
         _fail(str(exc))
@@ -276,7 +282,9 @@ def images():
 @click.option("--base-image", default=None, help="Use this base instead of building/pulling one.")
 @click.option("--force", is_flag=True, help="Rebuild the image even if it is current.")
 @click.option("--spark", is_flag=True, help="[--offline] Also the Spark image (for `emulator up --docker --spark`).")
-def images_build(offline, image, base_image, force, spark):
+@click.option("--postgres", is_flag=True,
+              help="Also build the PostgreSQL image (Debian's package, offline) for `up --docker --store postgres`.")
+def images_build(offline, image, base_image, force, spark, postgres):
     """Build the emulator image (idempotent: current steps are reused)."""
     from emulator.docker import images as docker_images
 
@@ -285,7 +293,7 @@ def images_build(offline, image, base_image, force, spark):
     results = []
     try:
         results.append(docker_images.build(offline=offline, image=image or docker_images.IMAGE,
-                                           base_image=base_image, force=force))
+                                           base_image=base_image, force=force, postgres=postgres))
         if spark:
             from emulator.docker import spark_image
 

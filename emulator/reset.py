@@ -5,7 +5,8 @@ processes cost seconds, a reset well under one. What "empty" means is what a new
 
 * the MLflow store (tracking and registry, one SQLite file) is made equal to a pristine copy —
   MLflow seeds rows of its own (the Default experiment, its id sequence), so rows are copied back
-  from a template database built once by the same store class, never hand-written;
+  from a template database built once by the same store class, never hand-written (on PostgreSQL
+  the same, with a template database on the server: emulator.postgres_store);
 * the workspace's file roots (artifacts, registry copies, DBFS, volumes) are emptied;
 * every other part (workspace folders, the mirror's outbox, endpoints, faults...) registers its own
   reset with ``on_reset(app, fn)``, so this module needs to know none of them.
@@ -119,10 +120,10 @@ def empty_dir(root: Path) -> None:
             child.unlink()
 
 
-def reset(app: Flask, role: str, db_path: Path, file_roots: list[Path]) -> dict:
+def reset(app: Flask, empty_store, file_roots: list[Path]) -> dict:
     started = time.monotonic()
     with _lock:
-        _copy_pristine(db_path, _template(role, db_path))
+        empty_store()
         for root in file_roots:
             empty_dir(root)
         for fn in app.config.get(_RESETTERS, []):
@@ -141,10 +142,15 @@ def request_reset(url: str, token: str, timeout: float = 120.0) -> dict:
     return answer.json()
 
 
-def install(app: Flask, role: str, db_path: Path, file_roots: list[Path]) -> None:
+def install(app: Flask, role: str, db_path: Path, file_roots: list[Path], empty_store=None) -> None:
     """``db_path``: the role's SQLite store (open and migrated by now); ``file_roots``: its data
-    folders, emptied on reset (never the state dir itself)."""
-    _snapshot_if_new(db_path)
+    folders, emptied on reset (never the state dir itself); ``empty_store()``: how a store that is
+    not that SQLite file is made pristine (emulator.postgres_store.PristineCopy)."""
+    if empty_store is None:
+        _snapshot_if_new(db_path)
+
+        def empty_store():
+            _copy_pristine(db_path, _template(role, db_path))
 
     @app.route("/__emulator/reset", methods=["POST"])
     def _reset():
@@ -152,4 +158,4 @@ def install(app: Flask, role: str, db_path: Path, file_roots: list[Path]) -> Non
         # cross-site form post cannot trigger it.
         if not request.is_json:
             raise EmulatorError("INVALID_PARAMETER_VALUE", "POST /__emulator/reset needs Content-Type: application/json.", 415)
-        return jsonify(reset(app, role, db_path, file_roots))
+        return jsonify(reset(app, empty_store, file_roots))

@@ -18,10 +18,21 @@ from emulator.settings import ServerConfig
 _logger = logging.getLogger(__name__)
 
 
-def _configure_mlflow_env(config: ServerConfig) -> None:
-    """Point MLflow's server module at this workspace's stores before it is imported."""
+def _database_uri(config: ServerConfig) -> str:
+    """The role's SQLite file in its state dir, or its database on EMULATOR_POSTGRES_URL's server."""
+    from emulator import postgres_store
+
+    server = os.environ.get(postgres_store.URL_ENV)
+    if server:
+        return postgres_store.database_url(server, postgres_store.database_names(config.role)[0])
+    return f"sqlite:///{(Path(config.state_dir) / 'mlflow.db').resolve()}"
+
+
+def _configure_mlflow_env(config: ServerConfig) -> str:
+    """Point MLflow's server module at this workspace's stores before it is imported; returns the
+    store's database URI."""
     from emulator import server_env
-    from emulator.stores import store_uri
+    from emulator.stores import role_uri
 
     state = Path(config.state_dir)
     removed = server_env.scrub(os.environ, state / "home")
@@ -29,8 +40,9 @@ def _configure_mlflow_env(config: ServerConfig) -> None:
         _logger.info("not passed to MLflow (the user's credentials stay outside): %s", ", ".join(removed))
     artifacts = state / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    os.environ["_MLFLOW_SERVER_FILE_STORE"] = store_uri(config.role, state / "mlflow.db")
-    os.environ["_MLFLOW_SERVER_REGISTRY_STORE"] = store_uri(config.role, state / "mlflow.db")
+    database = _database_uri(config)
+    os.environ["_MLFLOW_SERVER_FILE_STORE"] = role_uri(config.role, database)
+    os.environ["_MLFLOW_SERVER_REGISTRY_STORE"] = role_uri(config.role, database)
     if config.role == "databricks":
         # Databricks experiments live under dbfs:/databricks/mlflow-tracking/<id>; the Files API
         # routes map those URIs onto the local artifact root.
@@ -46,14 +58,17 @@ def _configure_mlflow_env(config: ServerConfig) -> None:
     os.environ["MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE"] = "true"
     # No background job runner or huey consumers: one small process per workspace.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return database
 
 
 def build_app(config: ServerConfig):
-    _configure_mlflow_env(config)
+    database = _configure_mlflow_env(config)
     state = Path(config.state_dir)
-    # A new store copied from a template skips MLflow's migrations (seconds of start-up).
-    # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
-    store_templates.restore(config.role, state / "mlflow.db")
+    sqlite = database.startswith("sqlite")
+    if sqlite:
+        # A new store copied from a template skips MLflow's migrations (seconds of start-up).
+        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+        store_templates.restore(config.role, state / "mlflow.db")
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
     from emulator import artifact_repositories, body_limits, common_routes, errors, pipeline, reset, startup
@@ -61,8 +76,9 @@ def build_app(config: ServerConfig):
     # Before any route is installed (the mirror reads the store at start-up) and before the
     # server listens: /health answers only once the stores are open.
     # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
-    startup.open_stores(state / "mlflow.db")
-    store_templates.remember(config.role, state / "mlflow.db")
+    empty_store = startup.open_stores(config.role, database, state / "mlflow.db")
+    if sqlite:
+        store_templates.remember(config.role, state / "mlflow.db")
     if config.role == "databricks":
         from emulator.databricks import install
     else:
@@ -72,7 +88,7 @@ def build_app(config: ServerConfig):
     errors.install_disk_full(app)
     install(app, config)
     artifact_repositories.install(app.config.get("EMULATOR_DBFS_LOCATE"))
-    reset.install(app, config.role, state / "mlflow.db", [state / "artifacts"])
+    reset.install(app, config.role, state / "mlflow.db", [state / "artifacts"], empty_store)
     pipeline.install(app, config)  # journal -> faults around everything above (emulator/pipeline)
     return app
 

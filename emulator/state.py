@@ -109,6 +109,15 @@ class StateDir:
             self.save_config(config)
         return config
 
+    def generated_secret(self, key: str) -> str:
+        """``config[key]``, a random hex secret made on first use and kept (e.g. a database password)."""
+        with self._config_lock():
+            config = self.load_config()
+            if not config.get(key):
+                config[key] = secrets.token_hex(24)
+                self.save_config(config)
+            return config[key]
+
     def wipe(self) -> None:
         """Delete everything, like deleting the resource group in the seed's clean-up."""
         if self.root.exists():

@@ -98,6 +98,8 @@ def collect(state: StateDir) -> dict:
     info = {
         "mode": deployment(state)["mode"],
         "state_dir": str(state.root),
+        # Where the MLflow stores are: "sqlite" (each workspace's state) or "postgres" (--store postgres).
+        "store": deployment(state).get("store", "sqlite"),
         "linked": linked(state),
         "databricks": {
             "url": db_url,

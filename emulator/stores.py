@@ -14,12 +14,17 @@ from functools import cache
 DATABRICKS_SCHEME = "emulator-databricks"
 
 
+def role_uri(role: str, database_uri: str) -> str:
+    """The store URI the server is given: the Databricks role wraps the database's in its scheme."""
+    return database_uri if role != "databricks" else f"{DATABRICKS_SCHEME}:{database_uri}"
+
+
 def store_uri(role: str, db_path: Path) -> str:
-    sqlite = f"sqlite:///{Path(db_path).resolve()}"
-    return sqlite if role != "databricks" else f"{DATABRICKS_SCHEME}:{sqlite}"
+    return role_uri(role, f"sqlite:///{Path(db_path).resolve()}")
 
 
-def _sqlite_uri(store_uri: str) -> str:
+def _database_uri(store_uri: str) -> str:
+    """SQLite or PostgreSQL (emulator.postgres_store): MLflow's SQL store takes either."""
     return store_uri.split(":", 1)[1] if store_uri.startswith(DATABRICKS_SCHEME + ":") else store_uri
 
 
@@ -52,10 +57,10 @@ def _databricks_tracking_store_class():
 
 
 def databricks_tracking_store(store_uri: str, artifact_uri: str | None = None):
-    return _databricks_tracking_store_class()(_sqlite_uri(store_uri), artifact_uri)
+    return _databricks_tracking_store_class()(_database_uri(store_uri), artifact_uri)
 
 
 def databricks_registry_store(store_uri: str):
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
-    return SqlAlchemyStore(_sqlite_uri(store_uri))
+    return SqlAlchemyStore(_database_uri(store_uri))

@@ -5,7 +5,9 @@ what it does not (it would answer a 500, or silently store something else): bodi
 JSON objects, list items that are not objects, integers that do not fit the store's 64-bit
 columns, deeply nested or oversized bodies, unknown enum values. Values over MLflow's length
 limits (param value 6000, tag value 8000) are rejected instead of silently truncated
-(MLFLOW_TRUNCATE_LONG_VALUES=false in install()), as both real services do.
+(MLFLOW_TRUNCATE_LONG_VALUES=false in install()), as both real services do. On a PostgreSQL store
+(emulator.postgres_store) a string holding NUL (U+0000) is a 400 too: PostgreSQL text cannot hold
+one, and MLflow's store would answer the driver's ValueError with a 500.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import math
 import os
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 
 from emulator.body_limits import MAX_JSON_BODY, too_large
 from emulator.errors import EmulatorError
@@ -47,8 +49,19 @@ def _check_ids(name: str, value) -> None:
                 raise _bad(f"Invalid value {item!r} for parameter '{name}': out of range.")
 
 
-def _walk(body) -> None:
-    """Iteratively (deep bodies must not blow the stack): integer ranges and nesting depth."""
+NUL_FREE = "EMULATOR_TEXT_WITHOUT_NUL"  # app.config: the store cannot hold U+0000 in text
+
+
+def _no_nul(path: str, value: str) -> None:
+    # fidelity: Scaling out: PostgreSQL stores
+    if "\x00" in value:
+        raise _bad(f"Invalid value for parameter '{path or 'body'}': text cannot contain NUL (\\u0000) "
+                   "characters (this workspace's store is PostgreSQL).")
+
+
+def _walk(body, nul_free: bool = False) -> None:
+    """Iteratively (deep bodies must not blow the stack): integer ranges and nesting depth (and,
+    with ``nul_free``, NUL characters in keys and strings)."""
     stack = [(body, "", 0)]
     while stack:
         value, path, depth = stack.pop()
@@ -56,6 +69,11 @@ def _walk(body) -> None:
             raise _bad(f"The request body is nested more than {MAX_DEPTH} levels deep.")
         if isinstance(value, bool):
             continue
+        if nul_free and isinstance(value, str):
+            _no_nul(path, value)
+        if nul_free and isinstance(value, dict):
+            for key in value:
+                _no_nul(f"{path}.{key}" if path else str(key), str(key))
         if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
             raise _bad(f"Invalid value {value} for parameter '{path or 'body'}': it does not fit "
                        "in a 64-bit integer.")
@@ -110,12 +128,16 @@ def check_request() -> None:
     for name in ID_FIELDS:
         if name in request.args:
             _check_ids(name, request.args.getlist(name))
+    nul_free = current_app.config.get(NUL_FREE, False)
+    if nul_free:
+        for name, value in request.args.items(multi=True):
+            _no_nul(name, f"{name}{value}")
     if request.method not in ("POST", "PATCH", "PUT", "DELETE") or not request.is_json:
         return
     body = parse_body()
     if body is None:
         return
-    _walk(body)
+    _walk(body, nul_free)
     exact = _non_finite_as_strings(body)
     if exact is not body:
         # fidelity: NaN metrics
@@ -147,4 +169,6 @@ def install(app: Flask) -> None:
     # fidelity: Bad input
     # Over-long params/tags are a 400 on Databricks and Azure ML alike, not silently cut.
     os.environ["MLFLOW_TRUNCATE_LONG_VALUES"] = "false"
+    scheme = os.environ.get("_MLFLOW_SERVER_FILE_STORE", "").split("://", 1)[0]  # [emulator-databricks:]postgresql+...
+    app.config[NUL_FREE] = "postgresql" in scheme
     app.before_request(check_request)

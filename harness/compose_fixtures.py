@@ -13,37 +13,42 @@ import contextlib
 import os
 import secrets
 import shlex
-import subprocess
 import time
 
 import pytest
 from pytest_docker.plugin import DockerComposeExecutor
 
 from emulator import launcher, settings
-from emulator.docker import compose, images
+from emulator.docker import compose, engine, images
 from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
 
 TOKENS = {"databricks": f"dapi{secrets.token_hex(16)}", "azureml": f"aml{secrets.token_hex(16)}"}
 
 
-def _docker_ready() -> str | None:
+def docker_ready() -> str | None:
     """None if a Docker engine answers, else why not."""
     try:
-        proc = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker is not usable: {exc}"
-    return None if proc.returncode == 0 else f"the Docker engine is not running: {proc.stderr.strip()[:200]}"
+        engine.client()
+    except engine.EngineError as exc:
+        return str(exc)
+    return None
 
 
-@pytest.fixture(scope="session")
-def emulator_image():
-    """The emulator image, built offline (debootstrap base + wheelhouse) unless it is current."""
-    why = _docker_ready()
+def require_docker() -> None:
+    """Skip (or, with EMULATOR_REQUIRE_DOCKER=1 as `make test` sets, fail) without an engine."""
+    why = docker_ready()
     if why:
         if os.environ.get("EMULATOR_REQUIRE_DOCKER") == "1":
             pytest.fail(why)
         pytest.skip(why)
-    result = images.build(offline=True)
+
+
+@pytest.fixture(scope="session")
+def emulator_image():
+    """The emulator image, built offline (debootstrap base + wheelhouse) unless it is current; tagged
+    EMULATOR_IMAGE if set (a checkout of its own need not retag the engine's shared default)."""
+    require_docker()
+    result = images.build(offline=True, image=os.environ.get("EMULATOR_IMAGE") or images.IMAGE)
     return result["image"]
 
 
@@ -140,10 +145,7 @@ class DockerWorkspaces:
                                 ident["workspace_name"], f"{url}/mlflow/v2.0/{settings.azureml_scope(ident)}")
 
     def container_health(self, service: str) -> str:
-        cid = self.compose.execute(f"ps -q {service}").decode().strip().splitlines()[-1]
-        out = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", cid],
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return engine.health(self.project, service)
 
 
 @pytest.fixture(scope="session")

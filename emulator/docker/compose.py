@@ -2,7 +2,10 @@
 
 The host's state dir still holds the tokens and identity (so `emulator status` reports the same
 fields as in local mode) and ``deployment.json`` says which Compose project runs them; the
-workspaces' own stores live in the project's named volumes.
+workspaces' own stores live in the project's named volumes, or with ``--store postgres`` their
+MLflow stores in the ``postgres`` service (profile "postgres"; its volume, a database each).
+Up and down go through the Compose CLI; questions to the engine (images, logs) through
+emulator.docker.engine.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from pathlib import Path
 
 from emulator import launcher, settings, status
-from emulator.docker import packaged, spark_cluster
+from emulator.docker import engine, packaged, spark_cluster
 from emulator.state import StateDir
 
 DEFAULT_PROJECT = "mlflow-azure-emulator"
@@ -22,6 +25,8 @@ PROJECT_ENV = "EMULATOR_COMPOSE_PROJECT"
 COMPOSE_FILE_ENV = "EMULATOR_COMPOSE_FILE"
 PUBLIC_HOST_ENV = "EMULATOR_PUBLIC_HOST"
 INTERNAL_PORTS = {"databricks": 5001, "azureml": 5002}  # inside the containers (docker-compose.yml)
+STORES = ("sqlite", "postgres")
+POSTGRES_IMAGE_ENV = "EMULATOR_POSTGRES_IMAGE"
 
 
 class ComposeError(RuntimeError):
@@ -53,10 +58,17 @@ def default_compose_file() -> Path:
         raise ComposeError(f"{exc}; or set {COMPOSE_FILE_ENV}") from None
 
 
-def compose_env(state: StateDir) -> dict[str, str]:
-    """The variables docker-compose.yml reads: this state dir's tokens and identity, and the ports."""
+def compose_env(state: StateDir, store: str = "sqlite") -> dict[str, str]:
+    """The variables docker-compose.yml reads: this state dir's tokens and identity, the ports, and
+    where the MLflow stores are (SQLite in the volumes, or the postgres service)."""
     cfg = state.config()
     env = dict(os.environ)
+    env["EMULATOR_POSTGRES_URL"] = env["EMULATOR_POSTGRES_PASSWORD"] = ""
+    if store == "postgres":
+        # Generated once per state dir (like the tokens); the service sets it on every start.
+        password = state.generated_secret("postgres_password")
+        env["EMULATOR_POSTGRES_PASSWORD"] = password
+        env["EMULATOR_POSTGRES_URL"] = f"postgresql://emulator:{password}@postgres:5432"
     for role in settings.ROLES:
         env[settings.TOKEN_ENV[role]] = cfg[f"{role}_token"]
         env[settings.PORT_ENV[role]] = str(settings.port_for(role))
@@ -82,25 +94,43 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600
 class Deployment:
     """One Compose project running both workspaces."""
 
-    def __init__(self, compose_file: Path, project: str, command: list[str] | None = None):
+    def __init__(self, compose_file: Path, project: str, command: list[str] | None = None,
+                 store: str = "sqlite"):
+        if store not in STORES:
+            raise ValueError(f"unknown store {store!r}; expected one of {', '.join(STORES)}")
         self.compose_file = Path(compose_file)
         self.project = project
         self.command = command or compose_command()
+        self.store = store
 
     @classmethod
     def recorded(cls, state: StateDir) -> Deployment | None:
         dep = status.deployment(state)
         if dep.get("mode") != "docker":
             return None
-        return cls(Path(dep["compose_file"]), dep["project"])
+        return cls(Path(dep["compose_file"]), dep["project"], store=dep.get("store", "sqlite"))
 
     def compose(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-        return _run([*self.command, "-f", str(self.compose_file), "-p", self.project, *args],
+        profiles = ["--profile", "postgres"] if self.store == "postgres" else []
+        return _run([*self.command, "-f", str(self.compose_file), "-p", self.project, *profiles, *args],
                     env=env, timeout=timeout)
+
+    def require_engine(self, env: dict[str, str]) -> None:
+        """The engine answers, and has the PostgreSQL image if it is wanted (Compose may build the
+        emulator's own image online; that one has no build section and no registry here)."""
+        try:
+            engine.client()
+            image = env.get(POSTGRES_IMAGE_ENV) or "mlflow-azure-emulator-postgres:latest"
+            if self.store == "postgres" and engine.image_id(image) is None:
+                raise ComposeError(f"the Docker engine has no image {image}; build it: "
+                                   "`emulator images build --offline --postgres`")
+        except engine.EngineError as exc:
+            raise ComposeError(str(exc)) from None
 
     def up(self, state: StateDir, timeout: float = 180.0, spark_workers: int = 0) -> dict[str, str]:
         """Start both workspaces; with spark_workers > 0 also the Spark master and that many workers."""
-        env = compose_env(state)
+        env = compose_env(state, self.store)
+        self.require_engine(env)
         for role in settings.ROLES:
             if launcher.running(state, role):
                 raise ComposeError(f"the {role} workspace already runs as a local process for this state "
@@ -116,7 +146,7 @@ class Deployment:
         host = env.get(PUBLIC_HOST_ENV) or settings.DEFAULT_HOST
         extra = settings.azureml_extra_ports()  # the published HTTPS and CONNECT-proxy ports
         status.record_deployment(state, "docker", urls=urls, project=self.project,
-                                 compose_file=str(self.compose_file),
+                                 compose_file=str(self.compose_file), store=self.store,
                                  azureml_tls_url=f"https://{host}:{extra['tls']}",
                                  azureml_proxy_url=f"http://{host}:{extra['proxy']}",
                                  **({"spark": {**spark_cluster.urls(env), "workers": spark_workers}}
@@ -147,12 +177,12 @@ class Deployment:
 
     def logs(self, service: str | None = None, tail: int = 50) -> str:
         try:
-            return self.compose("--profile", spark_cluster.PROFILE, "logs", "--no-color", f"--tail={tail}", *([service] if service else []))
-        except ComposeError as exc:
+            return engine.logs(self.project, service, tail=tail)
+        except engine.EngineError as exc:
             return str(exc)
 
     def down(self, state: StateDir, volumes: bool = False) -> None:
         # With the profile named, `down` also stops the Spark services if they run (and is a no-op if not).
         self.compose("--profile", spark_cluster.PROFILE, "down", *(["-v"] if volumes else []),
-                     env=compose_env(state))
+                     env=compose_env(state, self.store))
         status.record_deployment(state, "local")

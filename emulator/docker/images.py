@@ -29,7 +29,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.docker import packaged
+from emulator.docker import engine, packaged
 
 IMAGE = "mlflow-azure-emulator:latest"
 BASE_IMAGE = "mlflow-azure-emulator-base:bookworm"
@@ -137,25 +137,21 @@ def _sudo() -> list[str]:
 
 
 def docker_image_id(name: str) -> str | None:
-    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name],
-                          capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return engine.image_id(name)
 
 
 def docker_image_label(name: str, label: str) -> str | None:
-    proc = subprocess.run(
-        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', name],
-        capture_output=True, text=True,
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return engine.image_label(name, label)
 
 
 def require_docker() -> None:
+    """The engine answers (SDK) and the docker CLI is there (the classic builder and import use it)."""
+    try:
+        engine.client()
+    except engine.EngineError as exc:
+        raise BuildError(str(exc)) from None
     if shutil.which("docker") is None:
         raise BuildError("the docker command is missing: install docker.io (`.ci/system-deps.sh docker`)")
-    proc = subprocess.run(["docker", "info"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"the Docker engine is not reachable (is dockerd running?): {proc.stderr.strip()[:300]}")
 
 
 # -- step 1: base image --------------------------------------------------------------------------
@@ -223,9 +219,15 @@ def build_base(cache: Path, name: str, step: Step, packages: tuple[str, ...] = B
 
 # -- step 2: wheelhouse --------------------------------------------------------------------------
 
+# Extras the image installs too (the Dockerfile reads the same list): MLflow's PostgreSQL driver.
+IMAGE_EXTRAS = ("postgres",)
+
+
 def project_dependencies(root: Path) -> list[str]:
     with open(root / "pyproject.toml", "rb") as fh:
-        return list(tomllib.load(fh)["project"]["dependencies"])
+        project = tomllib.load(fh)["project"]
+    extras = [req for extra in IMAGE_EXTRAS for req in project["optional-dependencies"][extra]]
+    return list(project["dependencies"]) + extras
 
 
 def _hash_tree(root: Path, names: tuple[str, ...]) -> str:
@@ -310,8 +312,7 @@ def build_image(ctx: Context, image: str, base: str, wheelhouse: Path | None, wh
                log, label="docker build", env=env)
     # Untagged leftovers (the build stage, the images these replaced) would pile up ~1 GB a build.
     for label in ("org.mlflow-azure-emulator.stage=build", BUILD_KEY_LABEL):
-        subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={label}"],
-                       capture_output=True)
+        engine.client().images.prune(filters={"label": label})
     return image
 
 
@@ -327,8 +328,10 @@ def _lock(cache: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False) -> dict:
-    """Build (or reuse) the emulator image; returns what was built and how long each step took."""
+def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False,
+          postgres: bool = False) -> dict:
+    """Build (or reuse) the emulator image (and with ``postgres`` the PostgreSQL one,
+    emulator.docker.postgres_image); returns what was built and how long each step took."""
     require_docker()
     checkout = packaged.checkout_root()
     cache = cache_dir(checkout)
@@ -351,4 +354,11 @@ def build(offline: bool = True, image: str = IMAGE, base_image: str | None = Non
         with Step(total, total, f"image {image}") as step:
             build_image(ctx, image, base, wheelhouse, wheels_key, step, force=force)
         timings["image"] = step.elapsed
-    return {"image": image, "base_image": base, "context": str(ctx.root), "seconds": timings}
+    result = {"image": image, "base_image": base, "context": str(ctx.root), "seconds": timings}
+    if postgres:
+        from emulator.docker import postgres_image
+
+        built = postgres_image.build(force=force)
+        result["postgres_image"] = built["image"]
+        timings.update(built["seconds"])
+    return result

@@ -54,17 +54,29 @@ def run(outbox, store) -> dict:
             "baseline": baseline}
 
 
-# Lost run creations: the store's ``runs`` rows are numbered (SQLite rowid) in creation order.
+# Lost run creations: the store's ``runs`` rows are numbered (SQLite rowid; on PostgreSQL a
+# trigger-fed table, emulator.postgres_store) in creation order.
 # ``RUNS_MARK`` is the last row number when the workspace was linked (or last reconciled while
 # linked) and is cleared on unlink: a row after it that no event created was created while linked.
 RUNS_MARK = "store_runs_mark"
+
+
+# fidelity: Scaling out: PostgreSQL stores
+def _run_order(conn) -> tuple[str, str]:
+    """(table, column) that number the store's runs in creation order."""
+    if conn.dialect.name == "postgresql":
+        from emulator.postgres_store import RUN_ORDER_TABLE
+
+        return RUN_ORDER_TABLE, "seq"
+    return "runs", "rowid"
 
 
 def last_run_rowid(store) -> int:
     from sqlalchemy import text
 
     with store.engine.connect() as conn:
-        return int(conn.execute(text("SELECT COALESCE(MAX(rowid), 0) FROM runs")).scalar())
+        table, column = _run_order(conn)
+        return int(conn.execute(text(f"SELECT COALESCE(MAX({column}), 0) FROM {table}")).scalar())
 
 
 def mark_linked(outbox, store) -> None:
@@ -86,7 +98,9 @@ def adopt_lost_runs(outbox, store) -> int:
     if mark is None:  # linked while the server was down, or before marks existed: nothing to judge by
         return 0
     with store.engine.connect() as conn:
-        rows = conn.execute(text("SELECT run_uuid FROM runs WHERE rowid > :mark ORDER BY rowid"), {"mark": mark}).all()
+        table, column = _run_order(conn)
+        rows = conn.execute(text(f"SELECT run_uuid FROM {table} WHERE {column} > :mark ORDER BY {column}"),
+                            {"mark": mark}).all()
     known = set(outbox.mirrored_ids())
     adopted = 0
     for (run_id,) in rows:
@@ -128,7 +142,8 @@ def store_states(store, run_ids: list[str]) -> dict[str, dict]:
                 f"SELECT run_uuid, key, COUNT(*), SUM(step % {ledger.MOD}), SUM(timestamp % {ledger.MOD}) "
                 "FROM metrics WHERE run_uuid IN :ids GROUP BY run_uuid, key"):
             if run_id in out:
-                out[run_id]["state"]["metrics"][key] = (points, step_sum or 0, ts_sum or 0)
+                # int(): PostgreSQL's SUM of a bigint is a numeric (a Decimal here), SQLite's an int.
+                out[run_id]["state"]["metrics"][key] = (int(points), int(step_sum or 0), int(ts_sum or 0))
     return out
 
 
