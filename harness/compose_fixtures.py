@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shlex
+import subprocess
 import time
 
 import pytest
