@@ -52,6 +52,16 @@ def cache_dir(checkout: Path | None) -> Path:
     return packaged.cache_root() / "image-build"  # the build context itself (installed_context)
 
 
+def project_root() -> Path:
+    """The source checkout: the Spark and PostgreSQL images build from its docker/ folder, which the
+    wheel does not ship (the emulator image alone builds from an installed package)."""
+    root = packaged.checkout_root()
+    if root is None or not (root / "docker").is_dir():
+        raise BuildError("the Spark and PostgreSQL images build from a source checkout of the project "
+                         "(its docker/ folder); the installed package builds the emulator image only")
+    return root
+
+
 @dataclass
 class Context:
     """What `docker build` is given: the context directory, and what keys a rebuild."""

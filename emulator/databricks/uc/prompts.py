@@ -61,12 +61,7 @@ def _full_name(row) -> str:
 
 def _prompt_row(store: UcStore, db, name):
     catalog, schema, short = split_prompt_name(name)
-    row = db.execute("SELECT * FROM prompts WHERE catalog = ? AND schema = ? AND name = ?",
-                     (catalog, schema, short)).fetchone()
-    if row is None:
-        store.require_schema(db, catalog, schema)
-        raise not_found(f"Prompt '{catalog}.{schema}.{short}' does not exist.")
-    return row
+    return store.named_row(db, "prompts", catalog, schema, short, f"Prompt '{catalog}.{schema}.{short}' does not exist.")
 
 
 def _version_number(version) -> int:

@@ -121,14 +121,20 @@ class UcStore:
             raise not_found(f"Schema '{catalog}.{schema}' does not exist.")
 
     # -- registered models ---------------------------------------------------------------------
-    def model_row(self, db, full_name):
-        catalog, schema, name = split_name(full_name)
-        row = db.execute("SELECT * FROM models WHERE catalog = ? AND schema = ? AND name = ?",
+    def named_row(self, db, table: str, catalog: str, schema: str, name: str, missing: str):
+        """The row of a three-level name in `table` (models, prompts); a missing catalog or schema
+        is named before the object itself, as Unity Catalog does."""
+        row = db.execute(f"SELECT * FROM {table} WHERE catalog = ? AND schema = ? AND name = ?",
                          (catalog, schema, name)).fetchone()
         if row is None:
             self.require_schema(db, catalog, schema)
-            raise not_found(f"Routine or Model '{catalog}.{schema}.{name}' does not exist.")
+            raise not_found(missing)
         return row
+
+    def model_row(self, db, full_name):
+        catalog, schema, name = split_name(full_name)
+        return self.named_row(db, "models", catalog, schema, name,
+                              f"Routine or Model '{catalog}.{schema}.{name}' does not exist.")
 
     def version_row(self, db, full_name, version):
         model = self.model_row(db, full_name)
