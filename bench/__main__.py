@@ -8,7 +8,6 @@ on the same kind of SQLite store), and reported as a ratio. Prints issue 16's ta
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -177,12 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="Also write the JSON here (a full run writes bench/latest.json).")
     args = parser.parse_args(argv)
     result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text if args.json else report.table(result["targets"]))
-    out = args.out or (LATEST if not (args.quick or args.targets_only) else None)
-    if out:
-        out.write_text(text + "\n")
-        _progress(f"figures written to {out}")
+    report.emit(result, args.json, report.table(result["targets"]), args.out or (LATEST if not (args.quick or args.targets_only) else None), _progress)
     return 0
 
 

@@ -45,3 +45,14 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['figure']} | {r['emulator']:g} {r['unit']} | {stock} | {ratio} | {r['target']} | "
                      f"{'yes' if r['pass'] else 'NO'} |")
     return "\n".join(lines)
+
+
+def emit(result: dict, as_json: bool, table: str, out=None, progress=print) -> None:
+    """Print the table (or the JSON document), and write the JSON to `out` (a Path) if given."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    print(text if as_json else table)
+    if out:
+        out.write_text(text + "\n")
+        progress(f"figures written to {out}")

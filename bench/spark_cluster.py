@@ -14,13 +14,14 @@ job on the same rows, on `local[*]`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import report
 
 LATEST = Path(__file__).with_name("spark-cluster-latest.json")
 FEATURES = ("x1", "x2", "x3")
@@ -181,12 +182,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help=f"Write the JSON here (default with 10M rows: {LATEST.name}).")
     args = parser.parse_args(argv)
     result = run(args.rows, args.check_rows)
-    text = json.dumps(result, indent=2)
-    print(text if args.json else table(result))
-    out = args.out or (LATEST if args.rows >= 10_000_000 else None)
-    if out:
-        out.write_text(text + "\n")
-        _progress(f"figures written to {out}")
+    report.emit(result, args.json, table(result), args.out or (LATEST if args.rows >= 10_000_000 else None), _progress)
     return 0
 
 
