@@ -26,8 +26,9 @@ _logger = logging.getLogger(__name__)
 
 def default_dir() -> Path:
     """Where the launcher keeps templates: beside the client venvs, outside any checkout."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlflow-azure-emulator" / "store-templates"
+    from emulator.docker import packaged
+
+    return packaged.cache_root() / "store-templates"
 
 
 def _template(role: str) -> Path | None:

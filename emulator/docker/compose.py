@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from emulator import launcher, settings, status
-from emulator.docker import engine, packaged, spark_cluster
+from emulator.docker import engine, packaged, postgres_image, spark_cluster
 from emulator.state import StateDir
 
 DEFAULT_PROJECT = "mlflow-azure-emulator"
@@ -120,7 +120,7 @@ class Deployment:
         emulator's own image online; that one has no build section and no registry here)."""
         try:
             engine.client()
-            image = env.get(POSTGRES_IMAGE_ENV) or "mlflow-azure-emulator-postgres:latest"
+            image = env.get(POSTGRES_IMAGE_ENV) or postgres_image.IMAGE
             if self.store == "postgres" and engine.image_id(image) is None:
                 raise ComposeError(f"the Docker engine has no image {image}; build it: "
                                    "`emulator images build --offline --postgres`")

@@ -326,6 +326,30 @@ def build_image(ctx: Context, image: str, base: str, wheelhouse: Path | None, wh
     return image
 
 
+def folder_key(prefix: str, folder: Path) -> str:
+    """A build key from ``prefix`` (ids of what the image builds on) and every file of ``folder``."""
+    digest = hashlib.sha256(prefix.encode())
+    for path in sorted(folder.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def image_current(image: str, key: str, step: Step, force: bool = False) -> bool:
+    """True (and the step says it reuses it) if ``image`` carries build key ``key``."""
+    if not force and docker_image_label(image, BUILD_KEY_LABEL) == key:
+        step.skip(f"reusing {image} (build key {key})")
+        return True
+    return False
+
+
+def classic_build(image: str, key: str, context: Path, build_args: list[str], log: Path, label: str) -> None:
+    """``docker build`` of ``context`` as ``image``, labelled with its build key, by the classic
+    builder (Debian's docker.io has no buildx), its output in ``log``."""
+    env = dict(os.environ, DOCKER_BUILDKIT="0")
+    run_logged(["docker", "build", "--force-rm", *build_args, "--label", f"{BUILD_KEY_LABEL}={key}",
+                "-t", image, str(context)], log, label=label, env=env)
+
+
 @contextlib.contextmanager
 def _lock(cache: Path):
     """One build at a time per cache (parallel test sessions share it)."""

@@ -8,9 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-
 from emulator.docker import images
 
 IMAGE = "mlflow-azure-emulator-postgres:latest"
@@ -30,16 +27,9 @@ def build(image: str = IMAGE, force: bool = False, step_offset: int = 0, total: 
             base = images.build_base(cache, BASE_IMAGE, step, packages=PACKAGES)
         timings["postgres_base"] = step.elapsed
         with images.Step(step_offset + 2, total, f"postgres image {image}") as step:
-            digest = hashlib.sha256((images.docker_image_id(base) or base).encode())
-            for name in sorted(p.name for p in context.iterdir()):
-                digest.update(name.encode() + b"\0" + (context / name).read_bytes())
-            key = digest.hexdigest()[:16]
-            if not force and images.docker_image_label(image, images.BUILD_KEY_LABEL) == key:
-                step.skip(f"reusing {image} (build key {key})")
-            else:
-                env = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder, as images.build_image
-                images.run_logged(["docker", "build", "--force-rm", "--build-arg", f"BASE_IMAGE={base}",
-                                   "--label", f"{images.BUILD_KEY_LABEL}={key}", "-t", image, str(context)],
-                                  cache / "logs" / "postgres-image.log", label="docker build (postgres)", env=env)
+            key = images.folder_key(images.docker_image_id(base) or base, context)
+            if not images.image_current(image, key, step, force):
+                images.classic_build(image, key, context, ["--build-arg", f"BASE_IMAGE={base}"],
+                                     cache / "logs" / "postgres-image.log", label="docker build (postgres)")
         timings["postgres_image"] = step.elapsed
     return {"image": image, "base_image": base, "seconds": timings}

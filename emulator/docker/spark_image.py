@@ -68,21 +68,14 @@ def build(image: str = IMAGE, force: bool = False) -> dict:
         timings["spark_wheelhouse"] = step.elapsed
         with images.Step(3, 3, f"spark image {image}") as step:
             deps = DEPS_IMAGE
-            digest = hashlib.sha256(f"{images.docker_image_id(base)}|{images.docker_image_id(deps)}|{key}".encode())
-            for path in sorted((root / "docker" / "spark").iterdir()):
-                digest.update(path.name.encode() + b"\0" + path.read_bytes())
-            build_key = digest.hexdigest()[:16]
-            if not force and images.docker_image_label(image, images.BUILD_KEY_LABEL) == build_key:
-                step.skip(f"reusing {image} (build key {build_key})")
-            else:
+            build_key = images.folder_key(f"{images.docker_image_id(base)}|{images.docker_image_id(deps)}|{key}",
+                                          root / "docker" / "spark")
+            if not images.image_current(image, build_key, step, force):
                 context = _context(root, cache, wheelhouse)
-                env = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder, as images.build_image
                 try:
-                    images.run_logged(
-                        ["docker", "build", "--force-rm", "--build-arg", f"BASE_IMAGE={base}",
-                         "--build-arg", f"DEPS_IMAGE={deps}", "--label", f"{images.BUILD_KEY_LABEL}={build_key}",
-                         "-t", image, str(context)],
-                        cache / "logs" / "spark-image.log", label="docker build (spark)", env=env)
+                    images.classic_build(image, build_key, context,
+                                         ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"DEPS_IMAGE={deps}"],
+                                         cache / "logs" / "spark-image.log", label="docker build (spark)")
                 finally:
                     shutil.rmtree(context, ignore_errors=True)
         timings["spark_image"] = step.elapsed
