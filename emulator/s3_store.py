@@ -47,11 +47,21 @@ def running_url(state: StateDir) -> str | None:
 
 
 def url(state: StateDir) -> str:
-    """Where clients reach S3: the running process, else where it will listen."""
-    return os.environ.get(URL_ENV) or running_url(state) or f"http://{settings.DEFAULT_HOST}:{_remembered(state) or _port()}"
+    """Where clients reach S3: EMULATOR_S3_URL (the workspace inside Compose), the Compose service's
+    published address (Docker mode), the running process, else where it will listen."""
+    from emulator import status  # status reads this module too
+
+    return (os.environ.get(URL_ENV) or status.deployment(state).get("s3_url") or running_url(state)
+            or f"http://{settings.DEFAULT_HOST}:{_remembered(state) or configured_port()}")
 
 
-def _port() -> int:
+def serving(state: StateDir) -> bool:
+    """The S3 store of this state dir answers (a local process or the Compose service)."""
+    return healthy(url(state))
+
+
+def configured_port() -> int:
+    """EMULATOR_S3_PORT, else 5005 (also the Compose service's published port)."""
     value = os.environ.get(PORT_ENV)
     return int(value) if value and value.isdigit() else DEFAULT_PORT
 
@@ -68,7 +78,7 @@ def _pick_port(state: StateDir, host: str) -> int:
     MLFLOW_S3_ENDPOINT_URL stays valid across down/up; else 5005; else any free port (two emulators
     with their own state dirs, e.g. tests, must not collide on the default)."""
     if os.environ.get(PORT_ENV):
-        return _port()
+        return configured_port()
     for candidate in (_remembered(state), DEFAULT_PORT):
         if candidate and not launcher.port_in_use(host, candidate):
             return candidate

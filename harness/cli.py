@@ -83,7 +83,7 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
     except status.NotRunningHere:
         down = list(settings.ROLES)
     if not down:
-        if start and not s3_store.running_url(state):
+        if start and not s3_store.serving(state):
             s3_store.start(state)  # Unity Catalog model files
             return ["s3"]
         return []
@@ -98,7 +98,7 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
         started.append(role)
     status.record_deployment(state, "local")
     launcher.wait_healthy(state, procs, timeout=90)
-    if not s3_store.running_url(state):
+    if not s3_store.serving(state):
         s3_store.start(state)  # Unity Catalog model files
         started.append("s3")
     return started

@@ -19,7 +19,7 @@ import time
 import pytest
 from pytest_docker.plugin import DockerComposeExecutor
 
-from emulator import launcher, settings
+from emulator import launcher, s3_store, settings
 from emulator.docker import compose, engine, images
 from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
 
@@ -75,6 +75,7 @@ def compose_env_file(tmp_path_factory, emulator_image):
         # Azure ML's published HTTPS and CONNECT-proxy ports: free ones, not 5003/5004.
         settings.AZUREML_TLS_PORT_ENV: launcher.free_port(),
         settings.AZUREML_PROXY_PORT_ENV: launcher.free_port(),
+        s3_store.PORT_ENV: launcher.free_port(),  # the `s3` service (Unity Catalog model files)
         "EMULATOR_DATABRICKS_TOKEN": TOKENS["databricks"],
         "EMULATOR_AZUREML_TOKEN": TOKENS["azureml"],
         "EMULATOR_PUBLIC_HOST": "127.0.0.1",
@@ -124,11 +125,13 @@ class DockerWorkspaces:
             role: f"http://127.0.0.1:{services.port_for(role, compose.INTERNAL_PORTS[role])}"
             for role in settings.ROLES
         }
+        self.s3_url = f"http://127.0.0.1:{services.port_for('s3', compose.INTERNAL_PORTS['s3'])}"
 
     def wait_healthy(self, timeout: float = 180.0) -> float:
         started = time.monotonic()
         self.services.wait_until_responsive(
-            check=lambda: all(launcher.healthy(u, timeout=1.0) for u in self.urls.values()),
+            check=lambda: (all(launcher.healthy(u, timeout=1.0) for u in self.urls.values())
+                           and s3_store.healthy(self.s3_url, timeout=1.0)),
             timeout=timeout, pause=0.5,
         )
         return time.monotonic() - started
@@ -136,7 +139,7 @@ class DockerWorkspaces:
     @property
     def databricks(self) -> DatabricksWorkspace:
         return DatabricksWorkspace(self.urls["databricks"], TOKENS["databricks"],
-                                   settings.DEFAULT_DATABRICKS_USER)
+                                   settings.DEFAULT_DATABRICKS_USER, self.s3_url)
 
     @property
     def azureml(self) -> AzureMLWorkspace:

@@ -161,6 +161,7 @@ def test_docker_mode_from_the_installed_wheel_in_any_directory(pip_user_python, 
                 "EMULATOR_AZUREML_PORT": str(launcher.free_port()),
                 settings.AZUREML_TLS_PORT_ENV: str(launcher.free_port()),
                 settings.AZUREML_PROXY_PORT_ENV: str(launcher.free_port()),
+                "EMULATOR_S3_PORT": str(launcher.free_port()),
                 "EMULATOR_COMPOSE_PROJECT": compose_project,
                 "EMULATOR_IMAGE": image})
 

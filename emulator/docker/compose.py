@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from emulator import launcher, settings, status
+from emulator import launcher, s3_store, settings, status
 from emulator.docker import engine, packaged, postgres_image, spark_cluster
 from emulator.state import StateDir
 
@@ -24,7 +24,7 @@ DEFAULT_PROJECT = "mlflow-azure-emulator"
 PROJECT_ENV = "EMULATOR_COMPOSE_PROJECT"
 COMPOSE_FILE_ENV = "EMULATOR_COMPOSE_FILE"
 PUBLIC_HOST_ENV = "EMULATOR_PUBLIC_HOST"
-INTERNAL_PORTS = {"databricks": 5001, "azureml": 5002}  # inside the containers (docker-compose.yml)
+INTERNAL_PORTS = {"databricks": 5001, "azureml": 5002, "s3": 5005}  # inside the containers (docker-compose.yml)
 STORES = ("sqlite", "postgres")
 POSTGRES_IMAGE_ENV = "EMULATOR_POSTGRES_IMAGE"
 
@@ -72,6 +72,7 @@ def compose_env(state: StateDir, store: str = "sqlite") -> dict[str, str]:
     for role in settings.ROLES:
         env[settings.TOKEN_ENV[role]] = cfg[f"{role}_token"]
         env[settings.PORT_ENV[role]] = str(settings.port_for(role))
+    env[s3_store.PORT_ENV] = str(s3_store.configured_port())
     env[settings.DATABRICKS_USER_ENV] = cfg["databricks_user"]
     for key, name in settings.AZUREML_ENV.items():
         env[name] = cfg[key]
@@ -149,9 +150,11 @@ class Deployment:
                                  compose_file=str(self.compose_file), store=self.store,
                                  azureml_tls_url=f"https://{host}:{extra['tls']}",
                                  azureml_proxy_url=f"http://{host}:{extra['proxy']}",
+                                 s3_url=f"http://{host}:{env[s3_store.PORT_ENV]}",
                                  **({"spark": {**spark_cluster.urls(env), "workers": spark_workers}}
                                     if spark_workers else {}))
         self.wait_healthy(urls, timeout)
+        self.wait_s3(state, timeout)
         if spark_workers:
             try:
                 spark_cluster.wait_ready(spark_cluster.urls(env)["ui_url"], spark_workers, timeout)
@@ -173,6 +176,15 @@ class Deployment:
                 logs = self.logs(tail=30)
                 raise ComposeError(f"timed out after {timeout:.0f}s waiting for {', '.join(pending)} "
                                    f"to answer /health; last container logs:\n{logs}")
+            time.sleep(0.5)
+
+    def wait_s3(self, state: StateDir, timeout: float = 180.0) -> None:
+        """The `s3` service (Unity Catalog model files) answers at the address status reports."""
+        deadline = time.monotonic() + timeout
+        while not s3_store.serving(state):
+            if time.monotonic() > deadline:
+                raise ComposeError(f"timed out after {timeout:.0f}s waiting for the s3 service at "
+                                   f"{s3_store.url(state)}; last logs:\n{self.logs('s3', 30)}")
             time.sleep(0.5)
 
     def logs(self, service: str | None = None, tail: int = 50) -> str:

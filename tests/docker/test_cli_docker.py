@@ -35,6 +35,7 @@ def test_up_docker_status_down(emulator_image, compose_project, tmp_path, monkey
         # deployment on this engine may hold.
         settings.AZUREML_TLS_PORT_ENV: str(launcher.free_port()),
         settings.AZUREML_PROXY_PORT_ENV: str(launcher.free_port()),
+        "EMULATOR_S3_PORT": str(launcher.free_port()),  # the `s3` service
         "EMULATOR_COMPOSE_PROJECT": compose_project,
         "EMULATOR_IMAGE": emulator_image,
     })

@@ -76,7 +76,8 @@ def pg(tmp_path_factory):
                             settings.PORT_ENV["databricks"]: launcher.free_port(),
                             settings.PORT_ENV["azureml"]: launcher.free_port(),
                             settings.AZUREML_TLS_PORT_ENV: launcher.free_port(),
-                            settings.AZUREML_PROXY_PORT_ENV: launcher.free_port()}.items():
+                            settings.AZUREML_PROXY_PORT_ENV: launcher.free_port(),
+                            "EMULATOR_S3_PORT": launcher.free_port()}.items():
             mp.setenv(name, str(value))
         for name in (*settings.TOKEN_ENV.values(), "EMULATOR_POSTGRES_URL", "EMULATOR_POSTGRES_PASSWORD"):
             mp.delenv(name, raising=False)
