@@ -25,6 +25,7 @@ import pytest
 from emulator import launcher, settings
 from emulator.azureml import client_env
 from emulator.docker import compose
+from emulator.databricks.uc.store import BAD_NAME
 from emulator.state import StateDir
 from tests.test_azureml_real_clients import (  # noqa: F401 (client_python is a fixture)
     BIG_BYTES, MLCLIENT_SCRIPT, SEED_IDENTITY, SEED_SCRIPT, check_seed_result, client_python, run_client, scope)
@@ -142,6 +143,33 @@ def test_seed_from_a_container_on_the_compose_network_by_real_azure_names(deploy
         assert code == 0, out[-6000:]
     result = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("RESULT "))[7:])
     check_seed_result(result, "westeurope.api.azureml.ms")
+
+
+def test_unity_catalog_errors_and_harness_check_under_compose(deployed, tmp_path, monkeypatch):
+    """The registry's own refusals come from the container as in local mode, and `harness check
+    --registry databricks-uc` finds the s3 service through `emulator status` of a Docker deployment."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    for key, value in deployed.status()["databricks"]["client_env"].items():
+        monkeypatch.setenv(key, value)
+    uc = MlflowClient(tracking_uri="databricks", registry_uri="databricks-uc")
+    with pytest.raises(MlflowException) as err:
+        uc.create_registered_model("default.model_name")
+    assert BAD_NAME in str(err.value)
+    with pytest.raises(MlflowException) as err:
+        uc.create_registered_model("nocat.default.m")
+    assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST" and "Catalog 'nocat' does not exist." in str(err.value)
+
+    report = tmp_path / "report.json"
+    check = subprocess.run([sys.executable, "-m", "harness.cli", "check", "--state-dir", str(deployed.state),
+                            "--link", "--no-spark", "--registry", "databricks-uc", "--registrations", "2",
+                            "--concurrency", "2", "--model-name", "compose_check", "--json", str(report)],
+                           env=deployed.env, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-4000:]
+    checks = {c["name"]: c for c in json.loads(report.read_text())["checks"]}
+    assert checks["seed_scenario"]["details"]["model"] == "main.default.compose_check v1"
+    assert checks["registry_increments[databricks-uc, 2 at once]"]["passed"]
 
 
 def test_unity_catalog_seed_with_model_files_in_the_s3_service_kept_across_down_up(deployed, tmp_path):
