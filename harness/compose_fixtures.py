@@ -64,18 +64,18 @@ def compose_project():
             "down", "-v", "--remove-orphans", timeout=300)
 
 
+def free_published_ports() -> dict[str, str]:
+    """A free host port for every port docker-compose.yml publishes, by its variable: never the
+    defaults (5001-5005), which another deployment on this engine or a local emulator may hold."""
+    return {name: str(launcher.free_port()) for name in compose.PUBLISHED_PORT_ENVS}
+
+
 @pytest.fixture(scope="session")
 def compose_env_file(tmp_path_factory, emulator_image):
     """Everything docker-compose.yml interpolates, for this session's project only."""
-    ports = {role: launcher.free_port() for role in settings.ROLES}
     values = {
         "EMULATOR_IMAGE": emulator_image,
-        "EMULATOR_DATABRICKS_PORT": ports["databricks"],
-        "EMULATOR_AZUREML_PORT": ports["azureml"],
-        # Azure ML's published HTTPS and CONNECT-proxy ports: free ones, not 5003/5004.
-        settings.AZUREML_TLS_PORT_ENV: launcher.free_port(),
-        settings.AZUREML_PROXY_PORT_ENV: launcher.free_port(),
-        s3_store.PORT_ENV: launcher.free_port(),  # the `s3` service (Unity Catalog model files)
+        **free_published_ports(),
         "EMULATOR_DATABRICKS_TOKEN": TOKENS["databricks"],
         "EMULATOR_AZUREML_TOKEN": TOKENS["azureml"],
         "EMULATOR_PUBLIC_HOST": "127.0.0.1",

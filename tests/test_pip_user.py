@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from emulator import launcher, settings
 from emulator.docker import images, packaged
 from harness import client_venvs
 # Fixtures: the checkout's image (base image, wheelhouse, dependency layer), a project removed afterwards.
-from harness.compose_fixtures import compose_project, emulator_image  # noqa: F401
+from harness.compose_fixtures import compose_project, emulator_image, free_published_ports  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,11 +156,7 @@ def test_docker_mode_from_the_installed_wheel_in_any_directory(pip_user_python, 
     shutil.copytree(ROOT / ".emulator-cache" / "wheelhouse", cache / "wheelhouse", copy_function=_link_or_copy)
     image = f"mlflow-azure-emulator:pip-user-{os.getpid()}-{secrets.token_hex(3)}"
     env = _user_env(home)
-    env.update({"EMULATOR_DATABRICKS_PORT": str(launcher.free_port()),
-                "EMULATOR_AZUREML_PORT": str(launcher.free_port()),
-                settings.AZUREML_TLS_PORT_ENV: str(launcher.free_port()),
-                settings.AZUREML_PROXY_PORT_ENV: str(launcher.free_port()),
-                "EMULATOR_S3_PORT": str(launcher.free_port()),
+    env.update({**free_published_ports(),
                 "EMULATOR_COMPOSE_PROJECT": compose_project,
                 "EMULATOR_IMAGE": image})
 

@@ -20,6 +20,7 @@ METADATA_API_VERSION = "2022-09-01"
 CLOUD = "AzureCloud"
 CUSTOM_CLOUD = "AzureMLEmulator"  # arm_cloud.CLOUD_NAMES
 NO_PROXY = "127.0.0.1,localhost"
+COMPOSE_URL = "http://azureml:5002"  # the service's plain listener inside the Compose network
 
 
 def _common(plain_url: str, identity_header: str, bundle: str) -> dict[str, str]:
@@ -43,6 +44,13 @@ def loopback(plain_url: str, tls_url: str, identity_header: str, bundle: str) ->
     env["ARM_CLOUD_METADATA_URL"] = f"{tls_url}/metadata/endpoints?api-version={METADATA_API_VERSION}"
     env["AZUREML_CURRENT_CLOUD"] = CUSTOM_CLOUD
     return env
+
+
+def compose_network(identity_header: str, bundle: str) -> dict[str, str]:
+    """A container on the Compose network: the real names resolve to the `azureml` service (its
+    network aliases), so no proxy and no custom cloud; the bundle must hold the CA it serves at
+    ``http://azureml:5002/__emulator/ca.pem``."""
+    return _common(COMPOSE_URL, identity_header, bundle)
 
 
 def proxied(plain_url: str, proxy_url: str, identity_header: str, bundle: str) -> dict[str, str]:

@@ -25,6 +25,9 @@ PROJECT_ENV = "EMULATOR_COMPOSE_PROJECT"
 COMPOSE_FILE_ENV = "EMULATOR_COMPOSE_FILE"
 PUBLIC_HOST_ENV = "EMULATOR_PUBLIC_HOST"
 INTERNAL_PORTS = {"databricks": 5001, "azureml": 5002, "s3": 5005}  # inside the containers (docker-compose.yml)
+# The host ports docker-compose.yml publishes, by the variable that sets each.
+PUBLISHED_PORT_ENVS = (settings.PORT_ENV["databricks"], settings.PORT_ENV["azureml"], settings.AZUREML_TLS_PORT_ENV,
+                       settings.AZUREML_PROXY_PORT_ENV, s3_store.PORT_ENV)
 STORES = ("sqlite", "postgres")
 POSTGRES_IMAGE_ENV = "EMULATOR_POSTGRES_IMAGE"
 
@@ -153,8 +156,7 @@ class Deployment:
                                  s3_url=f"http://{host}:{env[s3_store.PORT_ENV]}",
                                  **({"spark": {**spark_cluster.urls(env), "workers": spark_workers}}
                                     if spark_workers else {}))
-        self.wait_healthy(urls, timeout)
-        self.wait_s3(state, timeout)
+        self.wait_healthy(urls, timeout, state)
         if spark_workers:
             try:
                 spark_cluster.wait_ready(spark_cluster.urls(env)["ui_url"], spark_workers, timeout)
@@ -163,28 +165,23 @@ class Deployment:
                                    f"\n{self.logs('spark-worker', 20)}") from None
         return urls
 
-    def wait_healthy(self, urls: dict[str, str], timeout: float = 180.0) -> None:
+    def wait_healthy(self, urls: dict[str, str], timeout: float = 180.0, state: StateDir | None = None) -> None:
+        """Both workspaces answer /health; with ``state``, also the `s3` service (Unity Catalog model
+        files) at the address `emulator status` reports for it."""
         deadline = time.monotonic() + timeout
-        pending = dict(urls)
+        pending = {role: (lambda url=url: launcher.healthy(url)) for role, url in urls.items()}
+        if state is not None:
+            pending["s3"] = lambda: s3_store.serving(state)
         while pending:
-            for role, url in list(pending.items()):
-                if launcher.healthy(url):
-                    del pending[role]
+            for name, answers in list(pending.items()):
+                if answers():
+                    del pending[name]
             if not pending:
                 return
             if time.monotonic() > deadline:
                 logs = self.logs(tail=30)
                 raise ComposeError(f"timed out after {timeout:.0f}s waiting for {', '.join(pending)} "
-                                   f"to answer /health; last container logs:\n{logs}")
-            time.sleep(0.5)
-
-    def wait_s3(self, state: StateDir, timeout: float = 180.0) -> None:
-        """The `s3` service (Unity Catalog model files) answers at the address status reports."""
-        deadline = time.monotonic() + timeout
-        while not s3_store.serving(state):
-            if time.monotonic() > deadline:
-                raise ComposeError(f"timed out after {timeout:.0f}s waiting for the s3 service at "
-                                   f"{s3_store.url(state)}; last logs:\n{self.logs('s3', 30)}")
+                                   f"to answer its health check; last container logs:\n{logs}")
             time.sleep(0.5)
 
     def logs(self, service: str | None = None, tail: int = 50) -> str:

@@ -11,7 +11,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from emulator import launcher, settings
+from emulator import settings
+from harness.compose_fixtures import free_published_ports
 
 pytestmark = pytest.mark.docker
 
@@ -26,16 +27,9 @@ def run_cli(*args, env, check=True):
 
 def test_up_docker_status_down(emulator_image, compose_project, tmp_path, monkeypatch):
     state = str(tmp_path / "state")
-    ports = {"databricks": launcher.free_port(), "azureml": launcher.free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
     env.update({
-        "EMULATOR_DATABRICKS_PORT": str(ports["databricks"]),
-        "EMULATOR_AZUREML_PORT": str(ports["azureml"]),
-        # Azure ML's published HTTPS and CONNECT-proxy ports too: not 5003/5004, which another
-        # deployment on this engine may hold.
-        settings.AZUREML_TLS_PORT_ENV: str(launcher.free_port()),
-        settings.AZUREML_PROXY_PORT_ENV: str(launcher.free_port()),
-        "EMULATOR_S3_PORT": str(launcher.free_port()),  # the `s3` service
+        **free_published_ports(),
         "EMULATOR_COMPOSE_PROJECT": compose_project,
         "EMULATOR_IMAGE": emulator_image,
     })
@@ -45,8 +39,8 @@ def test_up_docker_status_down(emulator_image, compose_project, tmp_path, monkey
         info = json.loads(run_cli("status", "--json", "--state-dir", state, env=env).stdout)
         assert info["mode"] == "docker"
         assert set(info) >= {"state_dir", "linked", "databricks", "azureml"}
-        assert info["databricks"]["url"] == f"http://127.0.0.1:{ports['databricks']}"
-        assert info["azureml"]["url"] == f"http://127.0.0.1:{ports['azureml']}"
+        assert info["databricks"]["url"] == f"http://127.0.0.1:{env[settings.PORT_ENV['databricks']]}"
+        assert info["azureml"]["url"] == f"http://127.0.0.1:{env[settings.PORT_ENV['azureml']]}"
         assert info["databricks"]["healthy"] and info["azureml"]["healthy"]
         aml = info["azureml"]
         # The tokens the state dir holds are the ones the containers check.

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator import launcher, settings
+from emulator import settings
 from emulator.azureml import client_env
 from emulator.docker import compose
 from emulator.databricks.uc.store import BAD_NAME
 from emulator.state import StateDir
+from harness.compose_fixtures import free_published_ports
 from tests.test_azureml_real_clients import (  # noqa: F401 (client_python is a fixture)
     BIG_BYTES, MLCLIENT_SCRIPT, SEED_IDENTITY, SEED_SCRIPT, check_seed_result, client_python, run_client, scope)
 from tests.test_databricks_uc import SEED as UC_SEED
@@ -42,8 +43,8 @@ print("RESULT " + json.dumps(mlflow.pyfunc.load_model("models:/main.default.seed
 
 
 class CliDeployment:
-    def __init__(self, state: Path, env: dict[str, str]):
-        self.state, self.env = state, env
+    def __init__(self, state: Path, env: dict[str, str], project: str):
+        self.state, self.env, self.project = state, env, project
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args, "--state-dir", str(self.state)],
@@ -62,16 +63,10 @@ def deployed(emulator_image, tmp_path_factory):
     StateDir(state).save_config(dict(SEED_IDENTITY))
     project = f"emuclients{os.getpid()}{secrets.token_hex(3)}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMULATOR_", "MLFLOW_", "DATABRICKS_"))}
-    env.update({settings.PORT_ENV["databricks"]: str(launcher.free_port()),
-                settings.PORT_ENV["azureml"]: str(launcher.free_port()),
-                settings.AZUREML_TLS_PORT_ENV: str(launcher.free_port()),
-                settings.AZUREML_PROXY_PORT_ENV: str(launcher.free_port()),
-                "EMULATOR_S3_PORT": str(launcher.free_port()),
-                compose.PROJECT_ENV: project, "EMULATOR_IMAGE": emulator_image})
-    dep = CliDeployment(state, env)
+    env.update({**free_published_ports(), compose.PROJECT_ENV: project, "EMULATOR_IMAGE": emulator_image})
+    dep = CliDeployment(state, env, project)
     try:
         dep.cli("up", "--docker")
-        dep.project = project
         yield dep
     finally:
         dep.cli("down", "--volumes", check=False)
@@ -123,11 +118,9 @@ def test_seed_from_a_container_on_the_compose_network_by_real_azure_names(deploy
     # The bundle a container builds for itself: its system CAs plus the emulator CA, fetched in-network.
     fetch = ("import certifi, urllib.request; ca = urllib.request.urlopen('http://azureml:5002/__emulator/ca.pem', "
              "timeout=30).read().decode(); open('/work/bundle.pem', 'w').write(open(certifi.where()).read() + ca)")
-    identity = "http://azureml:5002/msi/token"
-    env = {"HOME": "/work/home", "LANG": "C.UTF-8", "REQUESTS_CA_BUNDLE": "/work/bundle.pem",
-           "SSL_CERT_FILE": "/work/bundle.pem", "AZUREML_CURRENT_CLOUD": client_env.CLOUD,
-           "IDENTITY_ENDPOINT": identity, "IDENTITY_HEADER": aml["identity_header"], "MSI_ENDPOINT": identity,
-           "MSI_SECRET": aml["identity_header"], "APPSETTING_WEBSITE_SITE_NAME": "mlflow-azure-emulator"}
+    env = {"HOME": "/work/home", "LANG": "C.UTF-8",
+           **client_env.compose_network(aml["identity_header"], "/work/bundle.pem")}
+    assert not {"HTTPS_PROXY", "https_proxy", "ARM_CLOUD_METADATA_URL"} & set(env)
     client = engine.client()
     network = f"{deployed.project}_default"
     for command in (["-c", fetch], ["/work/client.py"]):

@@ -22,12 +22,12 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from emulator import launcher, settings
+from emulator import settings
 from emulator.docker import compose, engine, images
 from emulator.state import StateDir
 from harness import mlflow_uris
 from harness.checks.registry import check_registry_increments
-from harness.compose_fixtures import require_docker
+from harness.compose_fixtures import free_published_ports, require_docker
 from harness.scenarios import run_azureml_scenario, run_databricks_scenario, training_data
 from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
 
@@ -73,11 +73,7 @@ def pg(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         # What compose_env hands Compose: this module's image and free host ports.
         for name, value in {"EMULATOR_IMAGE": image, "EMULATOR_PUBLIC_HOST": "127.0.0.1",
-                            settings.PORT_ENV["databricks"]: launcher.free_port(),
-                            settings.PORT_ENV["azureml"]: launcher.free_port(),
-                            settings.AZUREML_TLS_PORT_ENV: launcher.free_port(),
-                            settings.AZUREML_PROXY_PORT_ENV: launcher.free_port(),
-                            "EMULATOR_S3_PORT": launcher.free_port()}.items():
+                            **free_published_ports()}.items():
             mp.setenv(name, str(value))
         for name in (*settings.TOKEN_ENV.values(), "EMULATOR_POSTGRES_URL", "EMULATOR_POSTGRES_PASSWORD"):
             mp.delenv(name, raising=False)
