@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 from emulator import settings
 from emulator.azureml import client_env
@@ -153,6 +154,16 @@ def test_unity_catalog_errors_and_harness_check_under_compose(deployed, tmp_path
     with pytest.raises(MlflowException) as err:
         uc.create_registered_model("nocat.default.m")
     assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST" and "Catalog 'nocat' does not exist." in str(err.value)
+
+    # The published s3 port serves only what the workspace's credentials sign; its admin routes
+    # (seal, reset) only the workspace.
+    s3 = deployed.status()["databricks"]["client_env"]["MLFLOW_S3_ENDPOINT_URL"]
+    anonymous = requests.get(f"{s3}/uc-models/models/", timeout=60)
+    assert anonymous.status_code == 403 and b"AccessDenied" in anonymous.content
+    for admin in ("/__emulator/s3/reset", "/__emulator/s3/seal"):
+        refused = requests.post(f"{s3}{admin}", json={"prefix": "models"}, timeout=60,
+                                headers={"Authorization": f"Bearer {deployed.status()['databricks']['token']}"})
+        assert refused.status_code == 401, (admin, refused.text)
 
     report = tmp_path / "report.json"
     check = subprocess.run([sys.executable, "-m", "harness.cli", "check", "--state-dir", str(deployed.state),
