@@ -12,11 +12,14 @@ from pathlib import Path
 from functools import cache
 
 DATABRICKS_SCHEME = "emulator-databricks"
+AZUREML_SCHEME = "emulator-azureml"
+_SCHEMES = {"databricks": DATABRICKS_SCHEME, "azureml": AZUREML_SCHEME}
 
 
 def role_uri(role: str, database_uri: str) -> str:
-    """The store URI the server is given: the Databricks role wraps the database's in its scheme."""
-    return database_uri if role != "databricks" else f"{DATABRICKS_SCHEME}:{database_uri}"
+    """The store URI the server is given: the role's scheme wrapped around the database's, so that
+    MLflow's store registry picks the role's store class (entry points in pyproject.toml)."""
+    return f"{_SCHEMES[role]}:{database_uri}" if role in _SCHEMES else database_uri
 
 
 def store_uri(role: str, db_path: Path) -> str:
@@ -25,18 +28,30 @@ def store_uri(role: str, db_path: Path) -> str:
 
 def _database_uri(store_uri: str) -> str:
     """SQLite or PostgreSQL (emulator.postgres_store): MLflow's SQL store takes either."""
-    return store_uri.split(":", 1)[1] if store_uri.startswith(DATABRICKS_SCHEME + ":") else store_uri
+    scheme, _, rest = store_uri.partition(":")
+    return rest if scheme in _SCHEMES.values() else store_uri
 
 
 # MLflow's stores are imported lazily: MLflow loads these entry points while importing them.
 @cache
-def _databricks_tracking_store_class():
+def _tracking_store_class():
+    """MLflow's SQL store with cheaper metric inserts (emulator.metric_writes), for both roles."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    from emulator.metric_writes import BulkMetricWrites
+
+    class EmulatorTrackingStore(BulkMetricWrites, SqlAlchemyStore):
+        pass
+
+    return EmulatorTrackingStore
+
+
+@cache
+def _databricks_tracking_store_class():
     from mlflow.store.tracking.dbmodels.models import SqlLoggedModel
     from mlflow.utils.uri import append_to_uri_path
 
-    class DatabricksTrackingStore(SqlAlchemyStore):
+    class DatabricksTrackingStore(_tracking_store_class()):
         MODELS_FOLDER_NAME = "logged_models"
 
         def create_logged_model(self, experiment_id, *args, **kwargs):
@@ -60,7 +75,12 @@ def databricks_tracking_store(store_uri: str, artifact_uri: str | None = None):
     return _databricks_tracking_store_class()(_database_uri(store_uri), artifact_uri)
 
 
-def databricks_registry_store(store_uri: str):
+def azureml_tracking_store(store_uri: str, artifact_uri: str | None = None):
+    return _tracking_store_class()(_database_uri(store_uri), artifact_uri)
+
+
+def registry_store(store_uri: str):
+    """Both roles keep MLflow's own SQL registry store."""
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
     return SqlAlchemyStore(_database_uri(store_uri))
