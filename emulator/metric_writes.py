@@ -3,9 +3,10 @@
 MLflow's ``SqlAlchemyStore`` builds a ``SqlMetric`` per point and flushes them through the
 ORM's unit of work, then walks every point again for the latest-value table: profiled at ~85 %
 of a 1,000-point ``log_batch`` (issue 16). This mixin writes the same rows, after the same
-validation, in one ``executemany``, and hands MLflow's own latest-metric update only the newest
-point of each key (the one its walk would keep). An exact duplicate of a stored point (the
-primary key) falls back to MLflow's path, which drops it, so what is stored never differs.
+validation, in one ``executemany``, and keeps the latest value of each key with one upsert of the
+newest point per key (the one MLflow's walk would keep, replacing the stored one only if strictly
+newer, as MLflow's does). An exact duplicate of a stored point (the primary key) falls back to
+MLflow's path, which drops it, so what is stored never differs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import sqlalchemy
-from mlflow.store.tracking.dbmodels.models import SqlMetric
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+from sqlalchemy.dialects import postgresql, sqlite
 from mlflow.utils.validation import _validate_metric
 
 
@@ -33,7 +35,7 @@ def metric_rows(run_id: str, metrics: list, sanitize) -> list[dict]:
     return rows
 
 
-def newest_per_key(rows: list[dict]) -> list[SimpleNamespace]:
+def newest_per_key(rows: list[dict]) -> list[dict]:
     """The point MLflow's latest-metric walk keeps for each key: the greatest (step, timestamp,
     value), the first of equals."""
     newest: dict[str, dict] = {}
@@ -42,12 +44,36 @@ def newest_per_key(rows: list[dict]) -> list[SimpleNamespace]:
         if kept is None or (row["step"], row["timestamp"], row["value"]) > (
                 kept["step"], kept["timestamp"], kept["value"]):
             newest[row["key"]] = row
-    return [SimpleNamespace(**row) for row in newest.values()]
+    return list(newest.values())
+
+
+_UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def update_latest(store, session, rows: list[dict]) -> None:
+    """One statement instead of MLflow's select, lock, compare and flush (SQLite and PostgreSQL
+    both have upserts and row-value comparison); MLflow's own code on other databases."""
+    newest = newest_per_key(rows)
+    upsert = _UPSERT.get(session.get_bind().dialect.name)
+    if upsert is None:
+        store._update_latest_metrics_if_necessary([SimpleNamespace(**row) for row in newest], session)
+        return
+    table = SqlLatestMetric.__table__
+    stmt = upsert(table)
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.key, table.c.run_uuid],
+        set_={name: new[name] for name in ("value", "timestamp", "step", "is_nan")},
+        where=sqlalchemy.tuple_(new.step, new.timestamp, new.value)
+        > sqlalchemy.tuple_(table.c.step, table.c.timestamp, table.c.value),
+    )
+    session.execute(stmt, newest)
 
 
 class BulkMetricWrites:
     """Mixed into a ``SqlAlchemyStore`` subclass (emulator.stores)."""
 
+    # fidelity: Store and mirror speed (issue 16)
     def _log_metrics_once(self, run_id, metrics):
         rows = metric_rows(run_id, metrics, self.sanitize_metric_value)
         duplicate = False
@@ -62,6 +88,6 @@ class BulkMetricWrites:
                 session.rollback()
                 duplicate = True
             else:
-                self._update_latest_metrics_if_necessary(newest_per_key(rows), session)
+                update_latest(self, session, rows)
         if duplicate:  # a point already stored: MLflow's own path skips it and stores the rest
             super()._log_metrics_once(run_id, metrics)

@@ -42,40 +42,52 @@ def _outcome(call):
         return exc.error_code, re.sub(r"\b[0-9a-f]{32}\b", "<run>", exc.message)  # ids differ per store
 
 
+# Batches that exercise every rule: duplicates within a batch and of stored points, NaN and
+# infinities, ties once NaN is stored as 0, an older step arriving later, many keys at once.
+BATCHES = [
+    [Metric("a", 1.0, 10, 0), Metric("a", 1.0, 10, 0),
+     Metric("a", 2.0, 5, 3), Metric("b", NAN, 1, 1), Metric("c", INF, 1, 1), Metric("c", -INF, 2, 1),
+     Metric("z", 0.0, 1, 1), Metric("z", NAN, 1, 1),
+     Metric("w", 5.0, 9, 7), Metric("w", 4.0, 9, 7)],  # same step and time: the greater value is latest
+    [Metric("a", 0.5, 99, 2)],  # an older step: not the latest
+    [Metric("a", 2.0, 5, 3)],  # exactly a stored point: dropped, no error
+    [Metric("a", 2.0, 5, 3), Metric("a", 3.0, 6, 3), Metric("e", 1.0, 1, 0)],  # the new ones stored
+    [Metric(f"k{i % 7}", i / 3, i, i % 11) for i in range(1000)],
+]
+
+
+def stored(get_metric_history, run_id: str, latest: dict) -> dict:
+    return {
+        "history": {k: sorted(map(_point, get_metric_history(run_id, k)), key=repr) for k in sorted(latest)},
+        "latest": {k: "nan" if math.isnan(v) else v for k, v in latest.items()},
+    }
+
+
 def scenario(store) -> dict:
     exp = store.create_experiment("metrics")
     run = store.create_run(exp, "user", 0, [], "run").info.run_id
-    errors = []
-    store.log_batch(run, [
-        Metric("a", 1.0, 10, 0), Metric("a", 1.0, 10, 0),  # duplicate within the batch
-        Metric("a", 2.0, 5, 3), Metric("b", NAN, 1, 1), Metric("c", INF, 1, 1), Metric("c", -INF, 2, 1),
-        Metric("z", 0.0, 1, 1), Metric("z", NAN, 1, 1),  # equal (step, timestamp, value) once NaN is 0
-        Metric("w", 5.0, 9, 7), Metric("w", 4.0, 9, 7),  # same step and time: the greater value is latest
-    ], [], [])
-    store.log_metric(run, Metric("a", 0.5, 99, 2))  # an older step: not the latest
-    store.log_metric(run, Metric("a", 2.0, 5, 3))  # exactly a stored point: dropped, no error
-    # One stored point among new ones: the new ones are stored, the old one not twice.
-    store.log_batch(run, [Metric("a", 2.0, 5, 3), Metric("a", 3.0, 6, 3), Metric("e", 1.0, 1, 0)], [], [])
-    store.log_batch(run, [Metric(f"k{i % 7}", i / 3, i, i % 11) for i in range(1000)], [], [])
-    errors.append(_outcome(lambda: store.log_metric(run, Metric("bad", 1.0, "soon", 0))))
-    errors.append(_outcome(lambda: store.log_metric(run, Metric("", 1.0, 1, 0))))
-    errors.append(_outcome(lambda: store.log_metric("0" * 32, Metric("a", 1.0, 1, 0))))
+    for batch in BATCHES:  # a single point through log_metric, as the server does for runs/log-metric
+        store.log_metric(run, batch[0]) if len(batch) == 1 else store.log_batch(run, batch, [], [])
+    errors = [
+        _outcome(lambda: store.log_metric(run, Metric("bad", 1.0, "soon", 0))),
+        _outcome(lambda: store.log_metric(run, Metric("", 1.0, 1, 0))),
+        _outcome(lambda: store.log_metric("0" * 32, Metric("a", 1.0, 1, 0))),
+    ]
     done = store.create_run(exp, "user", 0, [], "deleted").info.run_id
     store.delete_run(done)
     errors.append(_outcome(lambda: store.log_metric(done, Metric("a", 1.0, 1, 0))))
     errors.append(_outcome(lambda: store.log_batch(done, [Metric("a", 1.0, 1, 0)], [], [])))
-    data = store.get_run(run).data
-    keys = sorted(data.metrics)
-    return {
-        "history": {k: sorted(map(_point, store.get_metric_history(run, k)), key=repr) for k in keys},
-        "latest": {k: "nan" if math.isnan(v) else v for k, v in data.metrics.items()},
-        "errors": errors,
-    }
+    return {**stored(store.get_metric_history, run, store.get_run(run).data.metrics), "errors": errors}
+
+
+def stock_outcome(tmp_path) -> dict:
+    """MLflow's own store, the oracle (also for the PostgreSQL deployment's test)."""
+    return scenario(_stock(tmp_path))
 
 
 @pytest.mark.parametrize("role", ["databricks", "azureml"])
 def test_same_points_latest_values_and_errors_as_mlflows_store(tmp_path, role):
-    ours, stock = scenario(_emulator(tmp_path, role)), scenario(_stock(tmp_path))
+    ours, stock = scenario(_emulator(tmp_path, role)), stock_outcome(tmp_path)
     assert ours == stock
     assert stock["latest"]["a"] == 3.0 and stock["latest"]["w"] == 5.0  # the scenario means something
     assert len(stock["history"]["a"]) == 4

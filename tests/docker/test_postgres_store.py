@@ -188,6 +188,27 @@ def test_concurrent_metric_writers_and_registrations(pg, restore_env):
     assert result.passed, str(result)
 
 
+def test_metric_points_and_latest_values_match_mlflows_store(pg, restore_env, tmp_path):
+    """The bulk insert and latest-value upsert (emulator.metric_writes) on PostgreSQL store what
+    MLflow's own store stores for the same batches (through the real client)."""
+    from tests.test_metric_writes import BATCHES, stock_outcome, stored
+
+    expected = stock_outcome(tmp_path)
+    for ws in (pg.databricks, pg.azureml):
+        restore_env.setenv("MLFLOW_TRACKING_TOKEN", ws.token)
+        client = MlflowClient(tracking_uri=ws.url)
+        name = f"/Users/{ws.user}/pg-metrics" if ws is pg.databricks else "pg-metrics"
+        run_id = client.create_run(client.create_experiment(name)).info.run_id
+        for batch in BATCHES:
+            if len(batch) == 1:
+                m = batch[0]
+                client.log_metric(run_id, m.key, m.value, m.timestamp, m.step, synchronous=True)
+            else:
+                client.log_batch(run_id, metrics=batch, synchronous=True)
+        got = stored(client.get_metric_history, run_id, client.get_run(run_id).data.metrics)
+        assert got == {k: expected[k] for k in ("history", "latest")}, ws.url
+
+
 def test_nul_in_text_is_a_400_in_the_backends_shape_not_a_500(pg, restore_env):
     """PostgreSQL text cannot hold U+0000 (SQLite can): MLflow's store answered the driver's ValueError
     with a 500, which clients retry for minutes. Nothing already written changes."""
