@@ -685,6 +685,34 @@ def test_kill_9_in_a_loop_while_a_client_logs_loses_nothing(crash_emulator):
     assert mirror_state(emu)["failed"] == 0
 
 
+def test_delivery_marks_skip_the_fsync_records_keep_it(tmp_path):
+    """A delivery mark is committed with synchronous=NORMAL (its loss only re-sends an event,
+    idempotently); every record is committed with synchronous=FULL, before and after a mark."""
+    from emulator.mirror.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.db")
+    statements: list[str] = []
+    box._db.set_trace_callback(statements.append)
+    box.record("run_create", {"run": {"info": {"status": "RUNNING"}}}, run_id="r", new_run_experiment="1")
+    box.record("data", {"metrics": [{"key": "m", "value": 1, "step": 1, "timestamp": 1}]}, run_id="r")
+    box.delivered([e["seq"] for e in box.pending()])
+    box.record("data", {"metrics": [{"key": "m", "value": 2, "step": 2, "timestamp": 2}]}, run_id="r")
+    box._db.set_trace_callback(None)
+
+    mode, modes = "FULL", []  # the synchronous setting in force at each COMMIT, with what it committed
+    for sql in statements:
+        if sql.startswith("PRAGMA synchronous="):
+            mode = sql.split("=", 1)[1]
+        elif sql == "COMMIT":
+            modes.append(mode)
+    normal = statements.index("PRAGMA synchronous=NORMAL")
+    deletes = [i for i, sql in enumerate(statements) if sql.startswith("DELETE FROM events")]
+    assert deletes and all(normal < i < statements.index("COMMIT", normal) for i in deletes)
+    assert modes == ["FULL", "FULL", "NORMAL", "FULL"], statements
+    assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    assert [e["payload"]["metrics"][0]["step"] for e in box.pending()] == [2]
+
+
 def test_concurrent_records_are_each_committed_before_returning(tmp_path):
     """Group commit: writes arriving together share a commit, yet every record() returns only once
     its event is on disk (read back through another connection), in one order, none lost; a write
