@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import sqlalchemy
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
-from sqlalchemy.dialects import postgresql, sqlite
 from mlflow.utils.validation import _validate_metric
+from sqlalchemy.dialects import postgresql, sqlite
 
 
 def metric_rows(run_id: str, metrics: list, sanitize) -> list[dict]:
