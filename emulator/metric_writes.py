@@ -11,6 +11,7 @@ MLflow's path, which drops it, so what is stored never differs.
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import sqlalchemy
@@ -19,13 +20,14 @@ from mlflow.utils.validation import _validate_metric
 from sqlalchemy.dialects import postgresql, sqlite
 
 
-def metric_rows(run_id: str, metrics: list, sanitize) -> list[dict]:
+def metric_rows(run_id: str, metrics: list, sanitize, validated: bool = False) -> list[dict]:
     """Validated rows, MLflow's way: in-batch duplicates dropped, NaN/inf mapped by ``sanitize``."""
     rows, seen = [], set()
     single = len(metrics) == 1
     for idx, metric in enumerate(metrics):
-        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step,
-                         path="" if single else f"metrics[{idx}]")
+        if not validated:
+            _validate_metric(metric.key, metric.value, metric.timestamp, metric.step,
+                             path="" if single else f"metrics[{idx}]")
         if metric in seen:
             continue
         seen.add(metric)
@@ -73,9 +75,22 @@ def update_latest(store, session, rows: list[dict]) -> None:
 class BulkMetricWrites:
     """Mixed into a ``SqlAlchemyStore`` subclass (emulator.stores)."""
 
+    # MLflow's log_batch validates every point, then hands the same list to _log_metrics, which
+    # validated each again (~7 % of a 1,000-point request): the list it checked is remembered
+    # per thread, by identity, and not checked twice.
+    _checked = threading.local()
+
+    def log_batch(self, run_id, metrics, params, tags):
+        self._checked.metrics = metrics
+        try:
+            return super().log_batch(run_id, metrics, params, tags)
+        finally:
+            self._checked.metrics = None
+
     # fidelity: Store and mirror speed (issue 16)
     def _log_metrics_once(self, run_id, metrics):
-        rows = metric_rows(run_id, metrics, self.sanitize_metric_value)
+        validated = getattr(self._checked, "metrics", None) is metrics
+        rows = metric_rows(run_id, metrics, self.sanitize_metric_value, validated)
         duplicate = False
         with self.ManagedSessionMaker(read_only=False) as session:
             run = self._get_run(run_uuid=run_id, session=session)

@@ -72,6 +72,7 @@ def scenario(store) -> dict:
         _outcome(lambda: store.log_metric(run, Metric("bad", 1.0, "soon", 0))),
         _outcome(lambda: store.log_metric(run, Metric("", 1.0, 1, 0))),
         _outcome(lambda: store.log_metric("0" * 32, Metric("a", 1.0, 1, 0))),
+        _outcome(lambda: store.log_batch(run, [Metric("ok", 1.0, 1, 0), Metric("bad", 1.0, 1, "x")], [], [])),
     ]
     done = store.create_run(exp, "user", 0, [], "deleted").info.run_id
     store.delete_run(done)
