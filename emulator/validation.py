@@ -59,28 +59,47 @@ def _no_nul(path: str, value: str) -> None:
                    "characters (this workspace's store is PostgreSQL).")
 
 
+def _path(entry) -> str:
+    """The dotted path of a _walk entry, built only for an error message."""
+    parts = []
+    while entry is not None and entry[1] is not None:
+        parts.append(entry[2])
+        entry = entry[1]
+    path = ""
+    for key in reversed(parts):
+        path += f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
+    return path
+
+
 def _walk(body, nul_free: bool = False) -> None:
     """Iteratively (deep bodies must not blow the stack): integer ranges and nesting depth (and,
-    with ``nul_free``, NUL characters in keys and strings)."""
-    stack = [(body, "", 0)]
+    with ``nul_free``, NUL characters in keys and strings). Entries are (value, parent, key,
+    depth); paths are built only for an error (a 1,000-point log-batch has ~6,000 values)."""
+    stack = [(body, None, None, 0)]
     while stack:
-        value, path, depth = stack.pop()
+        entry = stack.pop()
+        value, _, _, depth = entry
         if depth > MAX_DEPTH:
             raise _bad(f"The request body is nested more than {MAX_DEPTH} levels deep.")
-        if isinstance(value, bool):
+        if value is None or isinstance(value, (bool, float)):
             continue
-        if nul_free and isinstance(value, str):
-            _no_nul(path, value)
-        if nul_free and isinstance(value, dict):
-            for key in value:
-                _no_nul(f"{path}.{key}" if path else str(key), str(key))
-        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-            raise _bad(f"Invalid value {value} for parameter '{path or 'body'}': it does not fit "
-                       "in a 64-bit integer.")
-        if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
+        if isinstance(value, str):
+            if nul_free and "\x00" in value:
+                _no_nul(_path(entry), value)
+            continue
+        if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise _bad(f"Invalid value {value} for parameter '{_path(entry) or 'body'}': it does not fit "
+                           "in a 64-bit integer.")
+        elif isinstance(value, dict):
+            if nul_free:
+                for key in value:
+                    if "\x00" in str(key):
+                        path = _path(entry)
+                        _no_nul(f"{path}.{key}" if path else str(key), str(key))
+            stack.extend((v, entry, k, depth + 1) for k, v in value.items())
         elif isinstance(value, list):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+            stack.extend((v, entry, i, depth + 1) for i, v in enumerate(value))
 
 
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
