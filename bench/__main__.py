@@ -47,6 +47,7 @@ def _load() -> list[float]:
 def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="emulator-bench-"))
     calls, points, singles = (5, 1000, 50) if args.quick else (200, 1000, 1000)
+    rounds = 1 if args.quick else 5
     reset_rounds = 1 if args.quick else 5
     reset_load = {"runs": 20, "versions": 2} if args.quick else {"runs": 100, "versions": 10}
     writers, per_writer = 8, 25
@@ -71,32 +72,35 @@ def run(args) -> dict:
         result["reset"] = {"emulator": bench_reset.reset_times(db.url, db.token, env, user=db.user,
                                                                rounds=reset_rounds, **reset_load)}
 
-        _progress(f"tracking overhead: log_batch {calls} x {points} points, {singles} log_metric calls")
-        emu_batch = tracking.log_batch_load(db.url, db.token, env, calls=calls, points=points,
-                                            experiment=f"/Users/{db.user}/bench-batch")
-        stock_batch = tracking.log_batch_load(stock.url, None, env, calls=calls, points=points,
-                                              experiment="bench-batch")
-        emu_single = tracking.log_metric_load(db.url, db.token, env, calls=singles,
-                                              experiment=f"/Users/{db.user}/bench-single")
-        stock_single = tracking.log_metric_load(stock.url, None, env, calls=singles,
-                                                experiment="bench-single")
-        _progress("tracking overhead while linked (every write also goes to the outbox)")
-        control.link_workspaces(emu.state, db.url)
-        linked_batch = tracking.log_batch_load(db.url, db.token, env, calls=calls, points=points,
-                                               experiment=f"/Users/{db.user}/bench-batch-linked")
-        linked_single = tracking.log_metric_load(db.url, db.token, env, calls=singles,
-                                                 experiment=f"/Users/{db.user}/bench-single-linked")
-        control.unlink_workspaces(emu.state, db.url)
-        result["tracking"] = {
-            "log_batch": {"databricks_emulator": emu_batch, "databricks_emulator_linked": linked_batch,
-                          "stock": stock_batch,
-                          "ratio_emulator_over_stock": round(emu_batch["seconds"] / stock_batch["seconds"], 2),
-                          "ratio_linked_over_stock": round(linked_batch["seconds"] / stock_batch["seconds"], 2)},
-            "log_metric": {"databricks_emulator": emu_single, "databricks_emulator_linked": linked_single,
-                           "stock": stock_single,
-                           "ratio_emulator_over_stock": round(emu_single["seconds"] / stock_single["seconds"], 2),
-                           "ratio_linked_over_stock": round(linked_single["seconds"] / stock_single["seconds"], 2)},
-        }
+        _progress("a second pair of workspaces, linked, for the linked figures")
+        linked_emu = Emulator(work / "linked-state").up()
+        try:
+            ldb = linked_emu.databricks
+            control.link_workspaces(linked_emu.state, ldb.url)
+
+            def drained() -> bool:
+                return control.mirror_status(linked_emu.state, ldb.url, ldb.token, healthy=True)["backlog"] == 0
+
+            targets = {
+                "databricks_emulator": tracking.Target(db.url, db.token, f"/Users/{db.user}/"),
+                "databricks_emulator_linked": tracking.Target(ldb.url, ldb.token, f"/Users/{ldb.user}/", drained),
+                "stock": tracking.Target(stock.url, None, ""),
+            }
+            _progress(f"tracking overhead, interleaved in {rounds} rounds: log_batch {calls} x {points} points, "
+                      f"{singles} log_metric calls, on each of {', '.join(targets)}")
+            batch = tracking.interleaved(tracking.BatchLoad, targets, env, calls=calls, rounds=rounds,
+                                         experiment="bench-batch")
+            single = tracking.interleaved(tracking.MetricLoad, targets, env, calls=singles, rounds=rounds,
+                                          experiment="bench-single")
+        finally:
+            linked_emu.down()
+        result["tracking"] = {"interleaved_rounds": rounds}
+        for name, figures, key in (("log_batch", batch, "seconds"), ("log_metric", single, "seconds")):
+            result["tracking"][name] = {
+                **figures,
+                "ratio_emulator_over_stock": round(figures["databricks_emulator"][key] / figures["stock"][key], 2),
+                "ratio_linked_over_stock": round(figures["databricks_emulator_linked"][key] / figures["stock"][key], 2),
+            }
 
         if not args.targets_only:
             _progress(f"registry: {writers} writers x {per_writer} registrations of one name")
