@@ -13,6 +13,8 @@ from collections.abc import Callable
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from bench.mirror import _wait as wait_for
+
 
 class Target:
     """One server: its URL, its token (None: no auth, the stock server) and, if linked, a
@@ -47,7 +49,7 @@ class _Load:
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
         if self.target.drained is not None:
-            _wait(self.target.drained)
+            wait_for(self.target.drained, 300, "the mirror backlog to drain")
         return elapsed
 
 
@@ -85,10 +87,3 @@ def interleaved(kind: type[_Load], targets: dict[str, Target], env: dict, *, cal
             round_seconds[name].append(round(loads[name].chunk(n), 3))
     return {name: {**loads[name].report(), "rounds": round_seconds[name]} for name in names}
 
-
-def _wait(condition: Callable[[], bool], timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"mirror backlog not drained after {timeout:.0f}s")
-        time.sleep(0.05)
