@@ -54,14 +54,13 @@ def run(args) -> dict:
     result: dict = {"machine": machine(), "quick": args.quick, "load_average_at_start": _load()}
     env = os.environ
 
-    _progress("start-up to first answer: `emulator up` on a new state dir, then a stock mlflow server")
+    _progress(f"start-up to first answer, {rounds} round(s): `emulator up` on a new state dir and a stock "
+              "mlflow server on a new store, the order alternating")
     template_cached = store_templates.default_dir().is_dir() and any(store_templates.default_dir().iterdir())
-    emu, emu_start = first_answer.emulator_up(work / "state")
-    stock = procs.StockServer(work / "stock")
+    emu, stock, startup = first_answer.interleaved(work, rounds, _progress)
     try:
-        stock_start = stock.start()
-        result["startup"] = {"emulator": {**emu_start, "store_template_cached": template_cached},
-                             "stock": stock_start}
+        startup["emulator"]["store_template_cached"] = template_cached
+        result["startup"] = startup
         pids = _emulator_pids(emu)
         result["memory_idle_mb"] = {role: round(procs.rss_mb(pid), 1) for role, pid in pids.items()}
         result["memory_idle_mb"]["stock_mlflow_server"] = round(procs.rss_mb(stock.pid), 1)

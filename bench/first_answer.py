@@ -1,15 +1,17 @@
 """Start-up to first answer: `emulator up` on a new state dir until an authenticated API call of
-each workspace answers 200, against a stock `mlflow server` on a new store (issue 16: <= 0.5x)."""
+each workspace answers 200, against a stock `mlflow server` on a new store (issue 16: <= 0.5x),
+in interleaved rounds (the order alternates) so machine load falls on both alike."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.procs import first_answer
+from bench.procs import StockServer, first_answer
 from emulator import launcher, settings
 from harness.workspaces import Emulator
 
@@ -37,3 +39,42 @@ def emulator_up(state_dir: Path) -> tuple[Emulator, dict]:
     return emu, {"up_returned_s": round(up_s, 3),
                  **{f"{role}_first_answer_s": round(s, 3) for role, s in answered.items()},
                  "both_first_answer_s": round(max(answered.values()), 3)}
+
+
+def interleaved(work: Path, rounds: int, progress=lambda msg: None) -> tuple[Emulator, StockServer, dict]:
+    """``rounds`` start-ups of each, on new state dirs and stores, the order alternating; returns the
+    last round's emulator and stock server still running (the caller stops them) and the figures:
+    per round, and the medians the targets compare."""
+    emu_rounds, stock_rounds = [], []
+    emu = stock = None
+    try:
+        for n in range(rounds):
+            if emu is not None:  # the previous round's: only the last round's stay up
+                emu.down()
+                stock.stop()
+            order = ("emulator", "stock") if n % 2 == 0 else ("stock", "emulator")
+            for which in order:
+                if which == "emulator":
+                    emu, figures = emulator_up(work / f"state-{n}")
+                    emu_rounds.append(figures)
+                else:
+                    stock = StockServer(work / f"stock-{n}")
+                    stock_rounds.append(stock.start())
+            progress(f"start-up round {n + 1}/{rounds}: emulator {emu_rounds[-1]['both_first_answer_s']:.2f} s, "
+                     f"stock {stock_rounds[-1]['first_answer_s']:.2f} s")
+    except BaseException:
+        if emu is not None:
+            emu.down()
+        if stock is not None and stock.proc is not None and stock.proc.poll() is None:
+            stock.stop()
+        raise
+
+    def median(rows: list[dict], key: str) -> float:
+        return round(statistics.median(r[key] for r in rows), 3)
+
+    figures = {
+        "rounds": rounds,
+        "emulator": {**{key: median(emu_rounds, key) for key in emu_rounds[0]}, "per_round": emu_rounds},
+        "stock": {**{key: median(stock_rounds, key) for key in stock_rounds[0]}, "per_round": stock_rounds},
+    }
+    return emu, stock, figures

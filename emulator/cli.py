@@ -64,8 +64,8 @@ def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spar
     timeout = timeout or 90.0
     started = []
     try:
-        for role in settings.ROLES:
-            started.append(launcher.start(state, role, host=host))
+        # One process imports MLflow once and forks both servers (emulator.prefork).
+        started = launcher.start_all(state, [launcher.Launch(role, host) for role in settings.ROLES])
         status.record_deployment(state, "local")
         # Unity Catalog model files: started alongside the workspaces, not after them.
         launcher.wait_healthy(state, started, timeout=timeout,

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,12 +86,26 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def running(state: StateDir, role: str) -> Running | None:
+def running_record(state: StateDir, role: str) -> dict | None:
+    """The runfile as written (its process may be gone)."""
     try:
-        info = json.loads(_runfile(state, role).read_text())
+        return json.loads(_runfile(state, role).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    if not _alive(info["pid"]):
+
+
+def write_runfile(state: StateDir, role: str, record: dict) -> None:
+    """Replace the runfile atomically: a reader sees the old record or the new one, never a part."""
+    runfile = _runfile(state, role)
+    partial = runfile.with_name(f".{runfile.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record))
+    partial.chmod(0o600)
+    partial.replace(runfile)
+
+
+def running(state: StateDir, role: str) -> Running | None:
+    info = running_record(state, role)
+    if info is None or not _alive(info["pid"]):
         return None
     return Running(role, info["pid"], info["host"], info["port"], info.get("instance"), info.get("extra_ports"))
 
@@ -162,45 +177,84 @@ def wait_ports_free(host: str, ports, timeout: float) -> None:
         time.sleep(0.2)
 
 
+@dataclass
+class Launch:
+    """One workspace to start: its role and where it listens (port None: the role's setting, 0: a
+    free one; extra_ports: Azure ML's HTTPS and proxy ports, see _azureml_ports)."""
+    role: str
+    host: str = settings.DEFAULT_HOST
+    port: int | None = None
+    extra_ports: dict | None = None
+
+
 def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None,
           extra_ports: dict | None = None, wait_free: float = 0.0) -> Running:
-    """Start one workspace unless it already runs; returns once it is listening. ``wait_free``:
-    seconds to wait for given ports to become free (restarts on fixed ports) before refusing."""
-    current = running(state, role)
-    if current:
-        return current
+    """Start one workspace unless it already runs; see start_all."""
+    return start_all(state, [Launch(role, host, port, extra_ports)], wait_free)[0]
+
+
+def start_all(state: StateDir, launches: list[Launch], wait_free: float = 0.0) -> list[Running]:
+    """Start the workspaces of ``launches`` that do not run yet, from one process that imports
+    MLflow once and forks a server per workspace (emulator.prefork); returns at once, in the
+    order given (wait_healthy waits for them to answer). ``wait_free``: seconds to wait for given
+    ports to become free (restarts on fixed ports) before refusing."""
     state.config()  # tokens exist before any server reads them
-    port = settings.port_for(role) if port is None else port
+    result, new = [], []
+    for launch in launches:
+        current = running(state, launch.role)
+        if current is None:
+            current = _claim_ports(launch, wait_free)
+            new.append(current)
+        result.append(current)
+    if new:
+        _spawn(state, new)
+    return result
+
+
+def _claim_ports(launch: Launch, wait_free: float) -> Running:
+    role, host = launch.role, launch.host
+    port = settings.port_for(role) if launch.port is None else launch.port
     if port == 0:
         port = free_port(host)
     if wait_free:
-        wait_ports_free(host, [port, *(extra_ports or {}).values()], wait_free)
+        wait_ports_free(host, [port, *(launch.extra_ports or {}).values()], wait_free)
     if port_in_use(host, port):
         raise LaunchError(
             f"cannot start the {role} workspace: {host}:{port} is already in use. "
             f"Stop what holds it, or pick another port with {settings.PORT_ENV[role]}=<port>."
         )
-    extra = _azureml_ports(host, extra_ports) if role == "azureml" else None
-    extra_args = ["--tls-port", str(extra["tls"]), "--proxy-port", str(extra["proxy"])] if extra else []
-    log = log_path(state, role)
-    instance = secrets.token_hex(12)
-    with open(log, "ab") as out:
+    extra = _azureml_ports(host, launch.extra_ports) if role == "azureml" else None
+    return Running(role, 0, host, port, secrets.token_hex(12), extra)
+
+
+def _spawn(state: StateDir, procs: list[Running]) -> None:
+    """One emulator.prefork process for ``procs``; each runfile names it until it names the
+    workspace's own process (the pre-forking parent hands it over)."""
+    from emulator import prefork
+
+    logs = [log_path(state, p.role) for p in procs]
+    for log in logs:
+        log.touch(mode=0o600)
         os.chmod(log, 0o600)
+    with open(logs[0], "ab") as out:  # until the fork; each child then writes to its own log
         proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.cli", "serve", "--role", role,
-             "--state-dir", str(state.root), "--host", host, "--port", str(port), *extra_args],
+            [sys.executable, "-m", "emulator.prefork", prefork.spec(state, procs)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # its end of file: the runfiles are written (or this process died)
             # The store template folder is chosen here, on the user's side: the server scrubs HOME.
-            env={store_templates.ENV: str(store_templates.default_dir()), **os.environ, INSTANCE_ENV: instance},
+            env={store_templates.ENV: str(store_templates.default_dir()), **os.environ},
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
-    runfile = _runfile(state, role)
-    runfile.write_text(json.dumps({"pid": proc.pid, "host": host, "port": port, "instance": instance,
-                                   "extra_ports": extra}))
-    runfile.chmod(0o600)
-    return Running(role, proc.pid, host, port, instance, extra)
+    try:
+        for p in procs:
+            p.pid = proc.pid
+            write_runfile(state, p.role, {"pid": p.pid, "host": p.host, "port": p.port, "instance": p.instance,
+                                          "extra_ports": p.extra_ports})
+    finally:
+        proc.stdin.close()
+    # Reaped as soon as it has forked (it exits then), whether or not anyone waits for health.
+    threading.Thread(target=proc.wait, name="emulator-prefork-reaper", daemon=True).start()
 
 
 def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0, alongside=None) -> None:
@@ -216,9 +270,13 @@ def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0, a
     pending = list(procs)
     while pending:
         for proc in list(pending):
-            if healthy(proc.url):
-                pending.remove(proc)
-            elif not _alive(proc.pid):
+            # The pre-forking parent hands the runfile over to the workspace's own process.
+            current = running(state, proc.role)
+            if current is not None and current.instance == proc.instance:
+                proc.pid = current.pid
+                if healthy(proc.url):
+                    pending.remove(proc)
+            else:
                 raise LaunchError(
                     f"the {proc.role} workspace exited during start-up; last lines of "
                     f"{log_path(state, proc.role)}:\n{tail(log_path(state, proc.role))}"
@@ -236,6 +294,11 @@ def stop(state: StateDir, role: str, timeout: float = 15.0) -> bool:
     _runfile(state, role).unlink(missing_ok=True)
     if not current:
         return False
+    if any((running_record(state, other) or {}).get("pid") == current.pid for other in settings.ROLES):
+        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+        # Still starting, in the parent that forks the other workspace too: without its runfile
+        # this one is not forked, or ends before it binds a port (emulator.prefork).
+        return True
     os.kill(current.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
 

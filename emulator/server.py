@@ -28,14 +28,16 @@ def _database_uri(config: ServerConfig) -> str:
     return f"sqlite:///{(Path(config.state_dir) / 'mlflow.db').resolve()}"
 
 
-def _configure_mlflow_env(config: ServerConfig) -> str:
+def _configure_mlflow_env(config: ServerConfig, scrubbed: list[str] | None = None) -> str:
     """Point MLflow's server module at this workspace's stores before it is imported; returns the
-    store's database URI."""
+    store's database URI. ``scrubbed``: what a pre-forking parent removed from the user's
+    environment (emulator.prefork); what this call removes then is only what that parent set."""
     from emulator import server_env
     from emulator.stores import role_uri
 
     state = Path(config.state_dir)
     removed = server_env.scrub(os.environ, state / "home")
+    removed = removed if scrubbed is None else scrubbed
     if removed:
         _logger.info("not passed to MLflow (the user's credentials stay outside): %s", ", ".join(removed))
     artifacts = state / "artifacts"
@@ -61,8 +63,30 @@ def _configure_mlflow_env(config: ServerConfig) -> str:
     return database
 
 
-def build_app(config: ServerConfig):
-    database = _configure_mlflow_env(config)
+def preload(config: ServerConfig) -> list[str]:
+    """Import what ``build_app`` needs (MLflow's server: ~3-4 s of CPU), the environment set as
+    for ``config`` (MLflow reads some of it at import), without opening any store or starting a
+    thread: a pre-forking parent (emulator.prefork) calls this once for all its workspaces, and
+    each forked child then runs ``serve`` for its own. Returns the credentials scrubbed."""
+    from emulator import server_env
+
+    os.umask(0o077)
+    scrubbed = sorted(name for name in os.environ if server_env.is_credential(name))
+    _configure_mlflow_env(config, scrubbed)  # scrubs them, before MLflow is imported
+    import cryptography.x509  # noqa: F401  (Azure ML's HTTPS listener)
+    from mlflow.server import app  # noqa: F401
+
+    from emulator import (  # noqa: F401
+        artifact_repositories, body_limits, common_routes, errors, pipeline, postgres_store, reset, startup,
+    )
+    import emulator.azureml.listeners  # noqa: F401
+    import emulator.databricks  # noqa: F401
+
+    return scrubbed
+
+
+def build_app(config: ServerConfig, scrubbed: list[str] | None = None):
+    database = _configure_mlflow_env(config, scrubbed)
     state = Path(config.state_dir)
     sqlite = database.startswith("sqlite")
     if sqlite:
@@ -103,11 +127,16 @@ def _role_listeners(config: ServerConfig) -> list[Listener]:
     return [Listener(tls.host, tls.port, tls.ssl_context)] if tls else []
 
 
-def serve(config: ServerConfig, threads: int = 8, listeners: list[Listener] | None = None) -> None:
+def serve(config: ServerConfig, threads: int = 8, listeners: list[Listener] | None = None,
+          scrubbed: list[str] | None = None, still_wanted=lambda: True) -> None:
     """Serve the workspace on ``listeners`` (default: plain HTTP on config.host:config.port), all
-    with the same app, until SIGTERM."""
+    with the same app, until SIGTERM. ``still_wanted()`` is asked once the app is built, before
+    any port is bound: False (the workspace was stopped meanwhile) ends the process quietly."""
     os.umask(0o077)  # stores, artifacts and logs are readable by the owner only
-    app = build_app(config)
+    app = build_app(config, scrubbed)
+    if not still_wanted():
+        _logger.info("%s workspace: stopped during start-up, not listening", config.role)
+        return
     listeners = listeners or [Listener(config.host, config.port), *_role_listeners(config)]
     servers = http_server.Servers(app, listeners, threads, name=f"emulator-{config.role}")
     if config.role == "azureml":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from emulator import launcher, settings
-from emulator.azureml.tokens import identity_header
 from emulator.state import StateDir
 
 
@@ -88,6 +87,8 @@ def azureml_client_env(state: StateDir, aml_url: str, header: str) -> dict:
 def collect(state: StateDir) -> dict:
     """Everything `emulator status` shows. Reads only: creates no state (raises NotRunningHere
     for a state dir that was never set up)."""
+    from emulator.azureml.tokens import identity_header  # imports Flask: not on `up`'s way to the fork
+
     cfg = state.load_config()
     if not cfg.get("databricks_token") or not cfg.get("azureml_token"):
         # fidelity: Crash consistency, linking, readiness and ownership (hardening C)

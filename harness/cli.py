@@ -92,10 +92,8 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
             f"error: the emulator is not running here ({', '.join(down)} down) in {state.root}: "
             "run `emulator up` or pass --start", fg="red", err=True)
         sys.exit(EXIT_NO_EMULATOR)
-    started, procs = [], []
-    for role in down:
-        procs.append(launcher.start(state, role))
-        started.append(role)
+    started = list(down)
+    procs = launcher.start_all(state, [launcher.Launch(role) for role in down])
     status.record_deployment(state, "local")
     launcher.wait_healthy(state, procs, timeout=90)
     if not s3_store.serving(state):

@@ -58,7 +58,8 @@ class Emulator:
         return self.state.root.is_dir() and all(launcher.owned(self.state, role) for role in settings.ROLES)
 
     def up(self, timeout: float = 90.0) -> Emulator:
-        procs = [self.start_process(role) for role in settings.ROLES]
+        # One process imports MLflow once and forks both servers (emulator.prefork).
+        procs = launcher.start_all(self.state, [self._launch(role) for role in settings.ROLES], wait_free=60)
         status.record_deployment(self.state, "local")
         # The S3 store starts alongside the workspaces: start-up is what every test session waits for.
         launcher.wait_healthy(self.state, procs, timeout=timeout, alongside=lambda: self.start_s3(timeout))
@@ -70,10 +71,13 @@ class Emulator:
             self.ports["s3"] = launcher.free_port()
         return s3_store.start(self.state, port=self.ports["s3"], timeout=timeout)
 
-    def start_process(self, role: str):
+    def _launch(self, role: str) -> launcher.Launch:
         extra = self.azureml_extra_ports if role == "azureml" else None
+        return launcher.Launch(role, port=self.ports.get(role), extra_ports=extra)
+
+    def start_process(self, role: str):
         # Fixed ports (a restart keeps its address): give a just-stopped server's sockets time to go.
-        return launcher.start(self.state, role, port=self.ports.get(role), extra_ports=extra, wait_free=60)
+        return launcher.start_all(self.state, [self._launch(role)], wait_free=60)[0]
 
     def start(self, role: str, timeout: float = 90.0) -> None:
         launcher.wait_healthy(self.state, [self.start_process(role)], timeout=timeout)

@@ -567,7 +567,12 @@ def kill_databricks(emu: Emulator) -> None:
 
     pid = launcher.running(emu.state, "databricks").pid
     os.kill(pid, 9)
-    os.waitpid(pid, 0)  # our child (launcher.start): reap it
+    # Forked by emulator.prefork, so not this process's child: wait until it is gone (a zombie
+    # counts as gone for launcher._alive; its ports are closed by then).
+    deadline = time.monotonic() + 120
+    while launcher._alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} still alive 120 s after SIGKILL"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
