@@ -1,4 +1,5 @@
-"""Local mode: each workspace runs as a child process of its own, tracked by a PID file."""
+"""Local mode: each workspace runs as a process of its own, tracked by a runfile (pid, ports,
+instance id); the processes of one start are forked from one parent (emulator.prefork)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,10 +141,23 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+# Ports free_port handed out lately. The kernel gives a port that was free to the next bind(0)
+# again (2,000 picks on this machine: ~100 repeats), and once it gave one workspace's Azure ML
+# HTTPS and proxy ports the same number: the second listener could not bind.
+_HANDED_OUT: deque[int] = deque(maxlen=4096)
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port(host: str = settings.DEFAULT_HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port free now on ``host`` and not handed out by this process lately."""
+    with _HANDED_OUT_LOCK:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = sock.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.append(port)
+                return port
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:

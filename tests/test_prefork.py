@@ -4,12 +4,21 @@
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from emulator import launcher, settings
 from emulator.state import StateDir
 
 ROLES = settings.ROLES
+
+
+@pytest.fixture
+def state(tmp_path):
+    state = StateDir(tmp_path / "state")
+    yield state
+    for role in ROLES:  # whatever a test left running
+        launcher.stop(state, role)
 
 
 def launches() -> list[launcher.Launch]:
@@ -29,54 +38,43 @@ def cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
 
 
-def test_both_workspaces_are_forked_from_one_import_and_each_owns_its_runfile(tmp_path):
-    state = StateDir(tmp_path / "state")
+def test_both_workspaces_are_forked_from_one_import_and_each_owns_its_runfile(state):
     procs = launcher.start_all(state, launches())
     parent = procs[0].pid
     assert [p.pid for p in procs] == [parent, parent]  # one process starts both
-    try:
-        launcher.wait_healthy(state, procs)
-        pids = {p.role: p.pid for p in procs}
-        assert len(set(pids.values())) == 2 and parent not in pids.values()
-        for proc in procs:
-            assert launcher.running(state, proc.role).pid == proc.pid  # handed over to the child
-            # Forked, not exec'd: the workspace process runs the parent's program.
-            assert cmdline(proc.pid)[1:3] == ["-m", "emulator.prefork"], cmdline(proc.pid)
-            info = requests.get(f"{proc.url}/__emulator/info", timeout=60).json()
-            assert info["instance"] == proc.instance, proc.role
-            assert launcher.owned(state, proc.role, timeout=60)
-        wait_gone(parent)  # it exits once both are forked
-        # Each stops on its own: stopping one leaves the other serving.
-        assert launcher.stop(state, "azureml")
-        assert not launcher._alive(pids["azureml"])
-        assert launcher.owned(state, "databricks", timeout=60)
-    finally:
-        for role in ROLES:
-            launcher.stop(state, role)
+    launcher.wait_healthy(state, procs)
+    pids = {p.role: p.pid for p in procs}
+    assert len(set(pids.values())) == 2 and parent not in pids.values()
+    for proc in procs:
+        assert launcher.running(state, proc.role).pid == proc.pid  # handed over to the child
+        # Forked, not exec'd: the workspace process runs the parent's program.
+        assert cmdline(proc.pid)[1:3] == ["-m", "emulator.prefork"], cmdline(proc.pid)
+        info = requests.get(f"{proc.url}/__emulator/info", timeout=60).json()
+        assert info["instance"] == proc.instance, proc.role
+        assert launcher.owned(state, proc.role, timeout=60)
+    wait_gone(parent)  # it exits once both are forked
+    # Each stops on its own: stopping one leaves the other serving.
+    assert launcher.stop(state, "azureml")
+    assert not launcher._alive(pids["azureml"])
+    assert launcher.owned(state, "databricks", timeout=60)
 
 
-def test_a_workspace_stopped_while_the_import_runs_is_never_served_and_the_other_starts(tmp_path):
-    state = StateDir(tmp_path / "state")
+def test_a_workspace_stopped_while_the_import_runs_is_never_served_and_the_other_starts(state):
     databricks, azureml = launcher.start_all(state, launches())
     parent = azureml.pid
-    try:
-        # Right after the launch the parent is importing MLflow (seconds): the runfile names it.
-        assert launcher.running_record(state, "azureml")["pid"] == parent
-        assert launcher.stop(state, "azureml")
-        assert launcher._alive(parent), "stopping one workspace must not end the other's start-up"
-        launcher.wait_healthy(state, [databricks])
-        wait_gone(parent)  # its decisions are all made once it is gone
-        assert launcher.running(state, "azureml") is None
-        assert not launcher.port_in_use(azureml.host, azureml.port)
-        assert "Serving on" not in launcher.tail(launcher.log_path(state, "azureml"), 200)
-        assert launcher.owned(state, "databricks", timeout=60)
-    finally:
-        for role in ROLES:
-            launcher.stop(state, role)
+    # Right after the launch the parent is importing MLflow (seconds): the runfile names it.
+    assert launcher.running_record(state, "azureml")["pid"] == parent
+    assert launcher.stop(state, "azureml")
+    assert launcher._alive(parent), "stopping one workspace must not end the other's start-up"
+    launcher.wait_healthy(state, [databricks])
+    wait_gone(parent)  # its decisions are all made once it is gone
+    assert launcher.running(state, "azureml") is None
+    assert not launcher.port_in_use(azureml.host, azureml.port)
+    assert "Serving on" not in launcher.tail(launcher.log_path(state, "azureml"), 200)
+    assert launcher.owned(state, "databricks", timeout=60)
 
 
-def test_down_during_start_up_leaves_nothing_running(tmp_path):
-    state = StateDir(tmp_path / "state")
+def test_down_during_start_up_leaves_nothing_running(state):
     procs = launcher.start_all(state, launches())
     parent = procs[0].pid
     for role in ROLES:  # what `emulator down` does
@@ -88,8 +86,7 @@ def test_down_during_start_up_leaves_nothing_running(tmp_path):
         assert "Serving on" not in launcher.tail(launcher.log_path(state, proc.role), 200)
 
 
-def test_a_failure_before_the_fork_is_reported_in_each_workspace_log(tmp_path):
-    state = StateDir(tmp_path / "state")
+def test_a_failure_before_the_fork_is_reported_in_each_workspace_log(state):
     state.ensure()
     (state.role_dir("databricks") / "home").write_text("a file where the server's HOME folder goes")
     procs = launcher.start_all(state, launches())
@@ -104,3 +101,10 @@ def test_a_failure_before_the_fork_is_reported_in_each_workspace_log(tmp_path):
     for role in ROLES:
         assert "FileExistsError" in launcher.tail(launcher.log_path(state, role), 200), role
         assert launcher.running(state, role) is None
+
+
+def test_free_ports_handed_out_by_one_process_are_distinct():
+    """The kernel hands a port just freed to the next bind(0) again; the launcher must not (one
+    workspace once got the same port for its HTTPS listener and its proxy)."""
+    ports = [launcher.free_port() for _ in range(2000)]
+    assert len(set(ports)) == len(ports)
