@@ -62,7 +62,6 @@ def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spar
     if status.deployment(state).get("mode") == "docker":
         _fail("this state dir runs in Docker mode; `emulator down` first (or use another --state-dir)")
     timeout = timeout or 90.0
-    started = []
     try:
         # One process imports MLflow once and forks both servers (emulator.prefork).
         started = launcher.start_all(state, [launcher.Launch(role, host) for role in settings.ROLES])
