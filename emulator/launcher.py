@@ -283,19 +283,27 @@ def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0, a
         return
     deadline = time.monotonic() + timeout
     pending = list(procs)
+
+    def alive(proc: Running) -> bool:
+        current = running(state, proc.role)
+        if current is None or current.instance != proc.instance:
+            return False
+        proc.pid = current.pid  # the pre-forking parent hands the runfile over to the workspace's own
+        return True
+
     while pending:
         for proc in list(pending):
-            # The pre-forking parent hands the runfile over to the workspace's own process.
-            current = running(state, proc.role)
-            if current is not None and current.instance == proc.instance:
-                proc.pid = current.pid
-                if healthy(proc.url):
-                    pending.remove(proc)
-            else:
-                raise LaunchError(
-                    f"the {proc.role} workspace exited during start-up; last lines of "
-                    f"{log_path(state, proc.role)}:\n{tail(log_path(state, proc.role))}"
-                )
+            if not alive(proc):
+                # Both workspaces start in one parent until the fork: when it fails, both end. Name
+                # every one that did (checked again now), not whichever the poll reached first.
+                exited = [p for p in pending if p is proc or not alive(p)]
+                raise LaunchError("\n".join(
+                    f"the {p.role} workspace exited during start-up; last lines of "
+                    f"{log_path(state, p.role)}:\n{tail(log_path(state, p.role))}"
+                    for p in exited
+                ))
+            if healthy(proc.url):
+                pending.remove(proc)
         if pending and time.monotonic() > deadline:
             names = ", ".join(p.role for p in pending)
             raise LaunchError(f"timed out after {timeout:.0f}s waiting for {names} to answer /health")
