@@ -88,6 +88,18 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def wait_exited(pid: int, timeout: float) -> bool:
+    """True once ``pid`` is gone (a zombie counts as gone: its ports are closed), False if it still
+    runs after ``timeout`` seconds. Works for processes that are not this one's children, such as
+    the workspaces emulator.prefork forks."""
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def running_record(state: StateDir, role: str) -> dict | None:
     """The runfile as written (its process may be gone)."""
     try:

@@ -567,12 +567,8 @@ def kill_databricks(emu: Emulator) -> None:
 
     pid = launcher.running(emu.state, "databricks").pid
     os.kill(pid, 9)
-    # Forked by emulator.prefork, so not this process's child: wait until it is gone (a zombie
-    # counts as gone for launcher._alive; its ports are closed by then).
-    deadline = time.monotonic() + 120
-    while launcher._alive(pid):
-        assert time.monotonic() < deadline, f"pid {pid} still alive 120 s after SIGKILL"
-        time.sleep(0.05)
+    # Forked by emulator.prefork, so not this process's child: wait until it is gone.
+    assert launcher.wait_exited(pid, 120), f"pid {pid} still alive 120 s after SIGKILL"
 
 
 @pytest.fixture(scope="module")

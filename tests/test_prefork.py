@@ -1,7 +1,6 @@
 """Local mode's start-up: one process imports MLflow's server and forks both workspaces
 (emulator.prefork); who runs a workspace stays its runfile, also when it is stopped mid-start."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -28,10 +27,7 @@ def launches() -> list[launcher.Launch]:
 
 
 def wait_gone(pid: int, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while launcher._alive(pid):
-        assert time.monotonic() < deadline, f"pid {pid} still alive after {timeout:.0f} s"
-        time.sleep(0.05)
+    assert launcher.wait_exited(pid, timeout), f"pid {pid} still alive after {timeout:.0f} s"
 
 
 def cmdline(pid: int) -> list[str]:
@@ -79,7 +75,7 @@ def test_down_during_start_up_leaves_nothing_running(state):
     parent = procs[0].pid
     for role in ROLES:  # what `emulator down` does
         assert launcher.stop(state, role)
-    wait_gone(parent, timeout=30)  # the last stop signals it: it needs not finish its import
+    wait_gone(parent)  # the last stop signals it: it needs not finish its import
     for proc in procs:
         assert launcher.running(state, proc.role) is None
         assert not launcher.port_in_use(proc.host, proc.port), proc.role
