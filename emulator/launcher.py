@@ -45,6 +45,11 @@ class Running:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def record(self) -> dict:
+        """What its runfile holds (the role is the runfile's name)."""
+        return {"pid": self.pid, "host": self.host, "port": self.port, "instance": self.instance,
+                "extra_ports": self.extra_ports}
+
 
 def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None,
                   **listeners):
@@ -276,8 +281,7 @@ def _spawn(state: StateDir, procs: list[Running]) -> None:
     try:
         for p in procs:
             p.pid = proc.pid
-            write_runfile(state, p.role, {"pid": p.pid, "host": p.host, "port": p.port, "instance": p.instance,
-                                          "extra_ports": p.extra_ports})
+            write_runfile(state, p.role, p.record())
     finally:
         proc.stdin.close()
     # Reaped as soon as it has forked (it exits then), whether or not anyone waits for health.

@@ -36,9 +36,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def spec(state: StateDir, procs: list[launcher.Running]) -> str:
     """The command-line argument the launcher passes: where each workspace listens, its identity."""
-    return json.dumps({"state_dir": str(state.root),
-                       "workspaces": [{"role": p.role, "host": p.host, "port": p.port, "instance": p.instance,
-                                       "extra_ports": p.extra_ports} for p in procs]})
+    # The runfile's record, with the role and without a pid (this process's is not known yet).
+    workspaces = [{**{k: v for k, v in p.record().items() if k != "pid"}, "role": p.role} for p in procs]
+    return json.dumps({"state_dir": str(state.root), "workspaces": workspaces})
 
 
 def _config(state: StateDir, ws: dict):
