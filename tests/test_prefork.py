@@ -75,7 +75,7 @@ def test_down_during_start_up_leaves_nothing_running(state):
     parent = procs[0].pid
     for role in ROLES:  # what `emulator down` does
         assert launcher.stop(state, role)
-    wait_gone(parent)  # the last stop signals it: it needs not finish its import
+    wait_gone(parent, timeout=30)  # the last stop signals it: it needs not finish its import
     for proc in procs:
         assert launcher.running(state, proc.role) is None
         assert not launcher.port_in_use(proc.host, proc.port), proc.role
