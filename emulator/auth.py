@@ -27,6 +27,8 @@ PAGE_PREFIXES = ("/static-files/", "/ml/")
 UI_PREFIXES = (*PAGE_PREFIXES, "/ajax-api/")
 UI_PATHS = ("/", "/graphql", "/get-artifact", "/model-versions/get-artifact", "/favicon.ico")
 LOGIN_PARAM = "token"
+# Every workspace's login cookie starts so (the name then says role and port).
+COOKIE_PREFIX = "emulator_token_"
 
 
 def bearer_token(request: Request) -> str | None:
@@ -50,7 +52,7 @@ def token_matches(presented: str | None, expected: str) -> bool:
 def cookie_name(role: str, public_url: str) -> str:
     # fidelity: Security promises — one cookie per workspace (role and public port)
     port = urlsplit(public_url).port or 80
-    return f"emulator_token_{role}_{port}"
+    return f"{COOKIE_PREFIX}{role}_{port}"
 
 
 def cookie_value(token: str, name: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import itertools
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,8 @@ from urllib.parse import parse_qsl, urlencode
 from werkzeug.http import parse_cookie
 
 from emulator import auth
+
+log = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/__emulator/"
 # Liveness probes (Docker healthchecks, `emulator status`) would crowd real calls out of the bound.
@@ -146,7 +149,7 @@ def credential_kind(environ) -> str | None:
         return header.split(" ", 1)[0].lower() or "other"
     if "token=" in environ.get("QUERY_STRING", ""):
         return "query-token"
-    if auth.COOKIE in parse_cookie(environ.get("HTTP_COOKIE", "")):
+    if any(name.startswith(auth.COOKIE_PREFIX) for name in parse_cookie(environ.get("HTTP_COOKIE", ""))):
         return "cookie"
     return None
 
@@ -161,9 +164,13 @@ class JournalMiddleware:
         if not self.journal.enabled or path.startswith(ADMIN_PREFIX) or path in UNJOURNALED:
             return self.wsgi_app(environ, start_response)
         started = time.monotonic()
-        entry = {"seq": self.journal.next_seq(), "time": round(time.time(), 6),
-                 "method": environ.get("REQUEST_METHOD"), "path": path,
-                 "query": redact_query(environ.get("QUERY_STRING", "")), "auth": credential_kind(environ)}
+        try:
+            entry = {"seq": self.journal.next_seq(), "time": round(time.time(), 6),
+                     "method": environ.get("REQUEST_METHOD"), "path": path,
+                     "query": redact_query(environ.get("QUERY_STRING", "")), "auth": credential_kind(environ)}
+        except Exception:  # a journal never changes an answer: a bookkeeping defect only loses the entry
+            log.exception("journal: %s %s not recorded", environ.get("REQUEST_METHOD"), path)
+            return self.wsgi_app(environ, start_response)
         limit = self.journal.body_bytes
         req, resp = _Capture(limit), _Capture(limit)
         environ["wsgi.input"] = _TeeInput(environ["wsgi.input"], req)
@@ -178,14 +185,17 @@ class JournalMiddleware:
         def finish():
             from emulator.pipeline.faults import ENVIRON_RULE
 
-            entry["status"] = answer.get("status")
-            entry["latency_ms"] = round((time.monotonic() - started) * 1000, 2)
-            entry["request"] = req.summary(environ.get("CONTENT_TYPE"))
-            entry["response"] = resp.summary(answer.get("content_type"))
-            rule = environ.get(ENVIRON_RULE)
-            if rule is not None:
-                entry["fault"] = rule.to_json()
-            self.journal.add(entry)
+            try:
+                entry["status"] = answer.get("status")
+                entry["latency_ms"] = round((time.monotonic() - started) * 1000, 2)
+                entry["request"] = req.summary(environ.get("CONTENT_TYPE"))
+                entry["response"] = resp.summary(answer.get("content_type"))
+                rule = environ.get(ENVIRON_RULE)
+                if rule is not None:
+                    entry["fault"] = rule.to_json()
+                self.journal.add(entry)
+            except Exception:  # as above: never turn an answered call into a failed one
+                log.exception("journal: %s %s not recorded", entry.get("method"), path)
 
         try:
             result = self.wsgi_app(environ, recording_start_response)
