@@ -9,7 +9,7 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 # 1. The pinned dependencies from pyproject.toml (and its [postgres] extra: MLflow's PostgreSQL driver,
-#    as emulator/docker/images.py IMAGE_EXTRAS), in a venv. Cached until pyproject or wheels change.
+#    as emulator/control/docker/images.py IMAGE_EXTRAS), in a venv. Cached until pyproject or wheels change.
 FROM ${BASE_IMAGE} AS deps
 # Empty: install from PyPI. Else a directory of wheels in the build context: pip install --no-index.
 ARG WHEELHOUSE=

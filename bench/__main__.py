@@ -18,8 +18,9 @@ from pathlib import Path
 
 from bench import first_answer, mirror, procs, registry, report, tracking
 from bench import reset as bench_reset
-from emulator import launcher, store_templates
-from emulator.mirror import control
+from emulator.control import launcher
+from emulator.stores import templates as store_templates
+from emulator.control import mirror_link as control
 from harness.workspaces import Emulator
 
 

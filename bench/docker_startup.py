@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from emulator import launcher
+from emulator.control import launcher
 
 
 def docker_startup(workdir: Path) -> dict:
-    from emulator.docker import images
+    from emulator.control.docker import images
 
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         return {"skipped": "no Docker engine running"}
@@ -21,7 +21,7 @@ def docker_startup(workdir: Path) -> dict:
         return {"skipped": "image not built (`emulator images build --offline`)"}
     env = {**os.environ, "EMULATOR_DATABRICKS_PORT": str(launcher.free_port()),
            "EMULATOR_AZUREML_PORT": str(launcher.free_port())}
-    cli = [sys.executable, "-m", "emulator.cli"]
+    cli = [sys.executable, "-m", "emulator.control.cli"]
     state = ["--state-dir", str(workdir / "docker-state")]
     project = ["--project-name", f"emubench{secrets.token_hex(3)}"]
     started = time.perf_counter()

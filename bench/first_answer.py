@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from bench.procs import StockServer, first_answer
-from emulator import launcher, settings
+from emulator.control import launcher
+from emulator import settings
 from harness.workspaces import Emulator
 
 
@@ -22,7 +23,7 @@ def emulator_up(state_dir: Path) -> tuple[Emulator, dict]:
     ports = {role: launcher.free_port() for role in settings.ROLES}
     env = {**os.environ, **{settings.PORT_ENV[role]: str(port) for role, port in ports.items()}}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "emulator.cli", "up", "--state-dir", str(state_dir)],
+    done = subprocess.run([sys.executable, "-m", "emulator.control.cli", "up", "--state-dir", str(state_dir)],
                           env=env, capture_output=True, text=True)
     up_s = time.monotonic() - started
     emu = Emulator(state_dir, ports=ports)

@@ -10,7 +10,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from emulator.mirror import control
+from emulator.control import mirror_link as control
 from harness import links
 from harness.workspaces import Emulator
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from emulator import launcher
+from emulator.control import launcher
 
 
 def _children(pid: int) -> list[int]:

@@ -96,8 +96,8 @@ class Cluster:
     """The Compose file's spark-master/spark-worker services in a project of their own, free ports."""
 
     def __init__(self):
-        from emulator import launcher
-        from emulator.docker import compose, spark_cluster, spark_image
+        from emulator.control import launcher
+        from emulator.control.docker import compose, spark_cluster, spark_image
 
         self._spark_cluster = spark_cluster
         image = spark_image.build()["image"]

@@ -24,8 +24,9 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from bench import registry
-from emulator import launcher, postgres_store
-from emulator.docker import engine, postgres_image
+from emulator.control import launcher
+from emulator.stores import postgres as postgres_store
+from emulator.control.docker import engine, postgres_image
 from harness.workspaces import Emulator
 
 

@@ -79,7 +79,7 @@ class ServerConfig:
     role: str
     host: str
     port: int
-    state_dir: str  # the role's own directory (e.g. .emulator/databricks)
+    state_dir: str  # the role's own directory (e.g. .emulator/services/databricks)
     token: str
     public_url: str  # how clients reach it (differs from host:port under Docker)
     user: str = DEFAULT_DATABRICKS_USER

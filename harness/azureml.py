@@ -90,8 +90,8 @@ class MsiAuthentication:
 
 
 def _emulator_state():
-    from emulator import status
-    from emulator.state import StateDir
+    from emulator.control import status
+    from emulator.control.state import StateDir
 
     state = StateDir()
     return status.workspace_url(state, "azureml"), state.config()

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import click
 
-from emulator import launcher, settings, status
-from emulator.state import StateDir
+from emulator.control import launcher, status
+from emulator import settings
+from emulator.control.state import StateDir
 from harness import report
 from harness.checks.result import CheckResult
 
@@ -75,7 +76,7 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
     """Roles this command started (to stop them again); exits 2 if the emulator is down and not --start.
     Only servers this state dir started count (status.serving): never another emulator that happens
     to listen on the default ports. Without --start nothing is created."""
-    from emulator import s3_store
+    from emulator.control import s3_store
 
     try:
         info = status.collect(state)
@@ -154,7 +155,7 @@ def check(state_dir, start, keep_running, link_first, json_path, junit_path, spa
     state = StateDir(state_dir)
     started = _ensure_running(state, start)
     if link_first and not status.collect(state)["linked"]:
-        from emulator.mirror import control
+        from emulator.control import mirror_link as control
 
         try:
             control.link_workspaces(state, status.workspace_url(state, "databricks"), None)
@@ -167,7 +168,7 @@ def check(state_dir, start, keep_running, link_first, json_path, junit_path, spa
                                  mirror_timeout, model_name, registry_uri)
     finally:
         if started and not keep_running:
-            from emulator import s3_store
+            from emulator.control import s3_store
 
             for role in started:
                 s3_store.stop(state) if role == "s3" else launcher.stop(state, role)

@@ -96,7 +96,7 @@ def replay_cmd(journal, state_dir, role, no_faults, as_json):
         if state_dir:
             ws = getattr(_workspaces(state_dir), role)
             base = getattr(ws, "tracking_uri", ws.url)
-            # MLflow makes its tables on the first call; a reset before that fails (emulator.reset).
+            # MLflow makes its tables on the first call; a reset before that fails (emulator.pipeline.reset).
             requests.get(f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=300,
                          headers={"Authorization": f"Bearer {ws.token}"})
             answer = requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=300,

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from emulator.docker import packaged
+from emulator.control.docker import packaged
 
 # The real Azure client stack the seed's AML-only code imports (pinned: what was measured).
 AZUREML_CLIENTS = (

@@ -19,8 +19,9 @@ import time
 import pytest
 from pytest_docker.plugin import DockerComposeExecutor
 
-from emulator import launcher, s3_store, settings
-from emulator.docker import compose, engine, images
+from emulator.control import launcher, s3_store
+from emulator import settings
+from emulator.control.docker import compose, engine, images
 from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
 
 TOKENS = {"databricks": f"dapi{secrets.token_hex(16)}", "azureml": f"aml{secrets.token_hex(16)}"}

@@ -6,7 +6,7 @@ appears (so a test can pin it, and a fixed client can be shown not to have it); 
 scenarios (rate-limit storm, slow registry) the client copes: versions stay contiguous, none lost.
 
     from harness.fault_scenarios import SCENARIOS, run_scenario
-    outcome = run_scenario("duplicate_version_after_lost_response", emulator.databricks)
+    outcome = run_scenario("duplicate_version_after_lost_response", emulator.services.databricks)
     assert outcome.reproduced, outcome.summary()
 """
 

@@ -67,7 +67,7 @@ def _ports(config) -> dict[str, int] | None:
     wanted = {role: setting(config, f"emulator_{role}_port") for role in ("databricks", "azureml")}
     if not any(wanted.values()):
         return None
-    from emulator import launcher
+    from emulator.control import launcher
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     offset = 10 * int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
@@ -123,7 +123,7 @@ def fresh_workspaces(emulated_workspaces, databricks_workspace, azureml_workspac
     """The session's workspaces, emptied in place before the test (runs, models, artifacts,
     folders, faults, mirror state: POST /__emulator/reset, well under a second), as moto users
     expect of a fresh backend. The link state is kept."""
-    from emulator.reset import request_reset
+    from emulator.pipeline.reset import request_reset
 
     for ws in (databricks_workspace, azureml_workspace):
         request_reset(ws.url, ws.token)

@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator import launcher, s3_store, settings, status
-from emulator.state import StateDir
+from emulator.control import launcher, s3_store, status
+from emulator import settings
+from emulator.control.state import StateDir
 from harness.faults import WorkspaceAdmin
 
 
@@ -58,7 +59,7 @@ class Emulator:
         return self.state.root.is_dir() and all(launcher.owned(self.state, role) for role in settings.ROLES)
 
     def up(self, timeout: float = 90.0) -> Emulator:
-        # One process imports MLflow once and forks both servers (emulator.prefork).
+        # One process imports MLflow once and forks both servers (emulator.control.prefork).
         procs = launcher.start_all(self.state, [self._launch(role) for role in settings.ROLES], wait_free=60)
         status.record_deployment(self.state, "local")
         # The S3 store starts alongside the workspaces: start-up is what every test session waits for.

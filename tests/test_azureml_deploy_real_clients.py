@@ -18,7 +18,7 @@ import requests
 
 from harness.online_endpoints import OnlineEndpointsClient
 
-from emulator.state import StateDir
+from emulator.control.state import StateDir
 from harness.workspaces import Emulator
 from tests.test_azureml_real_clients import SEED_IDENTITY, client_python, run_client  # noqa: F401
 

@@ -33,7 +33,7 @@ Y = 2 * X["a"] - X["b"] + 0.5
 
 
 def _cli(emu: Emulator, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args, "--state-dir", str(emu.state.root)],
+    proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", *args, "--state-dir", str(emu.state.root)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 3), proc.stderr
     return json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}

@@ -20,7 +20,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from emulator.state import StateDir
+from emulator.control.state import StateDir
 from harness import client_venvs, links
 from harness.workspaces import Emulator
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from emulator import launcher
+from emulator.control import launcher
 
 SEED = textwrap.dedent("""
     import json, sys
@@ -46,7 +46,7 @@ def test_seed_script_against_emulator_up(tmp_path):
     env.update(EMULATOR_STATE_DIR=str(state), EMULATOR_DATABRICKS_PORT=str(launcher.free_port()),
                EMULATOR_AZUREML_PORT=str(launcher.free_port()),
                EMULATOR_AZUREML_IDENTITY_HEADER="configured-identity-secret")
-    cli = [sys.executable, "-m", "emulator.cli"]
+    cli = [sys.executable, "-m", "emulator.control.cli"]
     up = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=180)
     assert up.returncode == 0, up.stderr
     try:

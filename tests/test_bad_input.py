@@ -1,5 +1,5 @@
 """Garbage in, on both workspaces: a 400 in MLflow's shape, the server keeps serving, written data
-stays intact. The same checks (``emulator.validation``) guard Databricks and Azure ML."""
+stays intact. The same checks (``emulator.pipeline.validation``) guard Databricks and Azure ML."""
 
 import json
 import math
@@ -20,13 +20,13 @@ class Target:
     def __init__(self, emulator, role):
         self.role = role
         if role == "databricks":
-            ws = emulator.databricks
+            ws = emulator.services.databricks
             self.tracking_uri, self.base, self.token, self.env = "databricks", ws.url, ws.token, ws.env
         else:
-            ws = emulator.azureml
+            ws = emulator.services.azureml
             self.tracking_uri, self.base, self.token = ws.tracking_uri, ws.tracking_uri, ws.token
             self.env = {"MLFLOW_TRACKING_TOKEN": ws.token}
-        self.user = emulator.databricks.user
+        self.user = emulator.services.databricks.user
 
     def post(self, path, body: bytes):
         return requests.post(f"{self.base}/api/2.0/mlflow/{path}", data=body, timeout=60,

@@ -1,14 +1,15 @@
 """Every MLflow client teams run (2.9 to 3.17) passes the whole seed flow against one linked pair.
 
 Each client runs tests/clients/seed_flow.py unmodified, in its own cached venv, one at a time
-(harness.client_matrix). Before 3.4 the clients move every Databricks run artifact through
+(tests.support.client_matrix). Before 3.4 the clients move every Databricks run artifact through
 ``artifacts/credentials-for-write|read`` and the signed blob URLs those return; 3.4+ use the Files
 API. ``EMULATOR_MATRIX_VERSIONS=2.9.2,3.17.2`` narrows the run while developing.
 """
 
 import pytest
 
-from harness import client_matrix, links
+from tests.support import client_matrix
+from harness import links
 from harness.faults import clear_journal
 
 
@@ -17,14 +18,14 @@ def linked(emulator):
     """A linked pair with both request journals on: a journal must never change an answer, so every
     client runs the whole seed flow while its calls are recorded (issue: the journal once broke every
     call without a bearer header: signed URL transfers, the SDK's config discovery)."""
-    links.link(emulator.databricks, emulator.azureml)
-    for ws in (emulator.databricks, emulator.azureml):
+    links.link(emulator.services.databricks, emulator.services.azureml)
+    for ws in (emulator.services.databricks, emulator.services.azureml):
         clear_journal(ws)
         ws.journal(True)
     yield emulator
-    for ws in (emulator.databricks, emulator.azureml):
+    for ws in (emulator.services.databricks, emulator.services.azureml):
         ws.journal(False)
-    links.unlink(emulator.databricks)
+    links.unlink(emulator.services.databricks)
 
 
 def test_every_client_version_passes_every_step(linked, tmp_path, capsys):

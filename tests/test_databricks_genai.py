@@ -8,8 +8,8 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from emulator.databricks.uc.prompts import BAD_PROMPT_NAME
-from emulator.databricks.uc.store import BAD_NAME
+from emulator.services.databricks.uc.prompts import BAD_PROMPT_NAME
+from emulator.services.databricks.uc.store import BAD_NAME
 
 
 def test_search_datasets_on_databricks_lists_the_workspaces_datasets(databricks_ws, monkeypatch):
@@ -68,7 +68,7 @@ def test_prompt_registry_refuses_a_two_level_name_in_prompt_wording(databricks_w
 
 def test_azureml_serves_datasets_and_prompts_as_stock(emulator, monkeypatch):
     # The Azure ML workspace matches a stock server here; pinned so both workspaces stay covered.
-    aml = emulator.azureml
+    aml = emulator.services.azureml
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
     mlflow.set_tracking_uri(aml.tracking_uri)
     mlflow.set_registry_uri(aml.tracking_uri)

@@ -13,9 +13,9 @@ import textwrap
 import pytest
 import requests
 
-from emulator import launcher
+from emulator.control import launcher
 
-EMULATOR = [sys.executable, "-m", "emulator.cli"]
+EMULATOR = [sys.executable, "-m", "emulator.control.cli"]
 
 SNIPPET = textwrap.dedent(
     """

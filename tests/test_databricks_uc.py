@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.linear_model import LinearRegression
 
-from emulator.databricks.uc.store import BAD_NAME
+from emulator.services.databricks.uc.store import BAD_NAME
 
 UC = "/api/2.0/mlflow/unity-catalog"
 

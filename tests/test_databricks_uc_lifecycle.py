@@ -63,7 +63,7 @@ def _post(ws, path, body):
 
 
 def test_status_json_prints_the_clients_environment(uc_emu):
-    out = subprocess.run([sys.executable, "-m", "emulator.cli", "status", "--json", "--state-dir", str(uc_emu.state.root)],
+    out = subprocess.run([sys.executable, "-m", "emulator.control.cli", "status", "--json", "--state-dir", str(uc_emu.state.root)],
                          capture_output=True, text=True, timeout=120)
     info = json.loads(out.stdout)
     env = info["databricks"]["client_env"]

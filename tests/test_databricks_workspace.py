@@ -10,7 +10,7 @@ from databricks.sdk.service.workspace import ObjectType
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from emulator.databricks.uc.store import BAD_NAME
+from emulator.services.databricks.uc.store import BAD_NAME
 
 
 def home(databricks_ws, *parts):

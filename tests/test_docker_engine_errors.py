@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from emulator import launcher
+from emulator.control import launcher
 
 
 def run_cli(*args, docker_host: str, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMULATOR_", "DOCKER_"))}
     env["DOCKER_HOST"] = docker_host
-    return subprocess.run([sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "emulator.control.cli", *args], capture_output=True, text=True,
                           env=env, timeout=300, cwd=tmp_path)
 
 

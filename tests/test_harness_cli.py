@@ -72,7 +72,7 @@ def test_unlinked_fails_naming_the_difference_then_linked_passes(own_emulator, s
 def test_exit_2_when_the_emulator_is_not_running(own_emulator, tmp_path, monkeypatch):
     # Another state dir's servers on the ports this one would use (as after `make run` on
     # 5001/5002) are not "running here": no adopting them, and nothing is created.
-    from emulator import launcher
+    from emulator.control import launcher
 
     for role in ("databricks", "azureml"):
         monkeypatch.setenv(f"EMULATOR_{role.upper()}_PORT", str(launcher.running(own_emulator.state, role).port))

@@ -1,4 +1,4 @@
-"""emulator.http_server: one app on several listeners (HTTP and HTTPS), real sockets, real clients."""
+"""emulator.workspace.http_server: one app on several listeners (HTTP and HTTPS), real sockets, real clients."""
 
 import shutil
 import socket
@@ -9,7 +9,7 @@ import threading
 import pytest
 import requests
 
-from emulator.http_server import Listener, Servers
+from emulator.workspace.http_server import Listener, Servers
 
 
 def app(environ, start_response):

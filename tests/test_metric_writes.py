@@ -1,4 +1,4 @@
-"""The emulator's bulk metric insert (emulator.metric_writes) stores exactly what MLflow's own
+"""The emulator's bulk metric insert (emulator.stores.metric_writes) stores exactly what MLflow's own
 SQL store stores: same points, same latest values, same refusals, with MLflow's store as oracle."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
-from emulator.metric_writes import BulkMetricWrites
-from emulator.stores import store_uri
+from emulator.stores.metric_writes import BulkMetricWrites
+from emulator.stores.mlflow_stores import store_uri
 
 NAN, INF = float("nan"), float("inf")
 
@@ -98,8 +98,8 @@ def test_same_points_latest_values_and_errors_as_mlflows_store(tmp_path, role):
 def test_servers_store_bulk_points_through_the_real_client(emulator):
     """Both workspace servers: a 1,000-point log_batch, then a re-sent batch (what the mirror does
     after a crash) adds nothing."""
-    databricks = emulator.databricks
-    for ws, experiment in ((databricks, f"/Users/{databricks.user}/bulk"), (emulator.azureml, "bulk")):
+    databricks = emulator.services.databricks
+    for ws, experiment in ((databricks, f"/Users/{databricks.user}/bulk"), (emulator.services.azureml, "bulk")):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MLFLOW_TRACKING_TOKEN", ws.token)
             client = MlflowClient(tracking_uri=ws.url)

@@ -32,7 +32,7 @@ MIRROR_TAGS = {"emulator.source_run_id", "emulator.source_workspace"}
 
 
 def cli(emu: Emulator, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args, "--state-dir", str(emu.state.root)],
+    proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", *args, "--state-dir", str(emu.state.root)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 3), proc.stderr
     return proc
@@ -418,9 +418,9 @@ def test_concurrent_link_and_unlink_agree_with_link_json(linked):
 def test_redelivery_after_a_crash_creates_no_duplicates(linked, tmp_path):
     """The relay's crash window: Azure ML accepted, but the outbox did not record it yet.
     Delivering the same events again (with the id mapping lost too) must add nothing."""
-    from emulator.mirror.aml_client import AzureMLClient
-    from emulator.mirror.outbox import Outbox
-    from emulator.mirror.relay import Relay
+    from emulator.services.mirror.aml_client import AzureMLClient
+    from emulator.services.mirror.outbox import Outbox
+    from emulator.services.mirror.relay import Relay
 
     with clients(linked) as (db, aml):
         exp_id = db.create_experiment(exp_name(linked, "redeliver"))
@@ -465,7 +465,7 @@ def test_redelivery_after_a_crash_creates_no_duplicates(linked, tmp_path):
 def start(emu: Emulator, role: str) -> None:
     """Start a workspace again on its port. Right after a stop the kernel can hold the port for a
     moment (launcher.start refuses a taken port instead of waiting), so retry briefly."""
-    from emulator.launcher import LaunchError
+    from emulator.control.launcher import LaunchError
 
     deadline = time.monotonic() + 10
     while True:
@@ -563,11 +563,11 @@ def assert_mirror_identical(emu: Emulator, run_id: str) -> None:
 
 def kill_databricks(emu: Emulator) -> None:
     """kill -9: no clean shutdown, no chance to finish a request."""
-    from emulator import launcher
+    from emulator.control import launcher
 
     pid = launcher.running(emu.state, "databricks").pid
     os.kill(pid, 9)
-    # Forked by emulator.prefork, so not this process's child: wait until it is gone.
+    # Forked by emulator.control.prefork, so not this process's child: wait until it is gone.
     assert launcher.wait_exited(pid, 120), f"pid {pid} still alive 120 s after SIGKILL"
 
 
@@ -689,7 +689,7 @@ def test_kill_9_in_a_loop_while_a_client_logs_loses_nothing(crash_emulator):
 def test_delivery_marks_skip_the_fsync_records_keep_it(tmp_path):
     """A delivery mark is committed with synchronous=NORMAL (its loss only re-sends an event,
     idempotently); every record is committed with synchronous=FULL, before and after a mark."""
-    from emulator.mirror.outbox import Outbox
+    from emulator.services.mirror.outbox import Outbox
 
     box = Outbox(tmp_path / "outbox.db")
     statements: list[str] = []
@@ -720,7 +720,7 @@ def test_concurrent_records_are_each_committed_before_returning(tmp_path):
     that cannot be stored fails alone."""
     import sqlite3
 
-    from emulator.mirror.outbox import Outbox
+    from emulator.services.mirror.outbox import Outbox
 
     box = Outbox(tmp_path / "outbox.db")
     box.record("run_create", {"run": {"info": {"status": "RUNNING"}}}, run_id="r", new_run_experiment="1")

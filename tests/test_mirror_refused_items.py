@@ -1,5 +1,5 @@
 """A batch Azure ML refuses because of one item: the valid items still arrive, only the refused
-one is a dead letter (emulator/mirror/relay.py). Real servers, linked, real MLflow clients."""
+one is a dead letter (emulator/services/mirror/relay.py). Real servers, linked, real MLflow clients."""
 
 import os
 import subprocess
@@ -19,7 +19,7 @@ from harness.workspaces import Emulator
 @pytest.fixture(scope="module")
 def linked(tmp_path_factory):
     emu = Emulator(tmp_path_factory.mktemp("split-state")).up()
-    proc = subprocess.run([sys.executable, "-m", "emulator.cli", "link", "--state-dir", str(emu.state.root)],
+    proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", "link", "--state-dir", str(emu.state.root)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     yield emu

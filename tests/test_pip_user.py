@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from emulator.docker import images, packaged
+from emulator.control.docker import images, packaged
 from harness import client_venvs
 # Fixtures: the checkout's image (base image, wheelhouse, dependency layer), a project removed afterwards.
 from harness.compose_fixtures import compose_project, emulator_image, free_published_ports  # noqa: F401
@@ -111,13 +111,13 @@ def test_wheel_ships_the_top_level_docker_files_unchanged(wheel):
     # setup.py copies them at build time: the top-level files stay the single source.
     with zipfile.ZipFile(wheel) as zf:
         for name in packaged.SHIPPED:
-            assert zf.read(f"emulator/docker/files/{name}") == (ROOT / name).read_bytes(), name
+            assert zf.read(f"emulator/control/docker/files/{name}") == (ROOT / name).read_bytes(), name
 
 
 def test_installed_package_rebuilds_the_wheel_it_was_installed_from(pip_user_python, wheel, tmp_path):
     # What the image installs from an installed package (no checkout): the same files as the wheel.
     out = tmp_path / "rebuilt"
-    code = ("import sys; from pathlib import Path; from emulator.docker import packaged; "
+    code = ("import sys; from pathlib import Path; from emulator.control.docker import packaged; "
             "print(packaged.checkout_root()); print(packaged.write_wheel(Path(sys.argv[1]))[0])")
     run = subprocess.run([str(pip_user_python), "-c", code, str(out)], cwd=tmp_path, env=_user_env(tmp_path),
                          capture_output=True, text=True, timeout=120)

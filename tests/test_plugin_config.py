@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from emulator import launcher
+from emulator.control import launcher
 
 pytest_plugins = ["pytester"]
 
@@ -42,7 +42,7 @@ def test_ports_from_the_environment_and_fresh_workspaces_per_test(pytester, monk
 def test_a_running_state_dir_is_reused_and_left_running(pytester, tmp_path, monkeypatch):
     state = tmp_path / "state"
     env = {**os.environ, "EMULATOR_DATABRICKS_PORT": "0", "EMULATOR_AZUREML_PORT": "0"}
-    up = subprocess.run([sys.executable, "-m", "emulator.cli", "up", "--state-dir", str(state)],
+    up = subprocess.run([sys.executable, "-m", "emulator.control.cli", "up", "--state-dir", str(state)],
                         capture_output=True, text=True, timeout=300, env=env)
     assert up.returncode == 0, up.stderr
     try:
@@ -58,7 +58,7 @@ def test_a_running_state_dir_is_reused_and_left_running(pytester, tmp_path, monk
             now = launcher.running(launcher.StateDir(state), role)
             assert now is not None and now.pid == pid
     finally:
-        subprocess.run([sys.executable, "-m", "emulator.cli", "down", "--state-dir", str(state)],
+        subprocess.run([sys.executable, "-m", "emulator.control.cli", "down", "--state-dir", str(state)],
                        capture_output=True, timeout=120)
 
 

@@ -1,13 +1,14 @@
 """Local mode's start-up: one process imports MLflow's server and forks both workspaces
-(emulator.prefork); who runs a workspace stays its runfile, also when it is stopped mid-start."""
+(emulator.control.prefork); who runs a workspace stays its runfile, also when it is stopped mid-start."""
 
 from pathlib import Path
 
 import pytest
 import requests
 
-from emulator import launcher, settings
-from emulator.state import StateDir
+from emulator.control import launcher
+from emulator import settings
+from emulator.control.state import StateDir
 
 ROLES = settings.ROLES
 
@@ -44,7 +45,7 @@ def test_both_workspaces_are_forked_from_one_import_and_each_owns_its_runfile(st
     for proc in procs:
         assert launcher.running(state, proc.role).pid == proc.pid  # handed over to the child
         # Forked, not exec'd: the workspace process runs the parent's program.
-        assert cmdline(proc.pid)[1:3] == ["-m", "emulator.prefork"], cmdline(proc.pid)
+        assert cmdline(proc.pid)[1:3] == ["-m", "emulator.control.prefork"], cmdline(proc.pid)
         info = requests.get(f"{proc.url}/__emulator/info", timeout=60).json()
         assert info["instance"] == proc.instance, proc.role
         assert launcher.owned(state, proc.role, timeout=60)
@@ -94,7 +95,7 @@ def test_a_failure_before_the_fork_is_reported_in_each_workspace_log(state):
         raise AssertionError("start-up succeeded on a state dir it cannot use")
     for role in ROLES:  # both ended with the parent; whichever the poll saw first, both are named
         assert f"the {role} workspace exited during start-up" in message, role
-    assert "emulator.prefork) failed" in message and "FileExistsError" in message
+    assert "emulator.control.prefork) failed" in message and "FileExistsError" in message
     for role in ROLES:
         assert "FileExistsError" in launcher.tail(launcher.log_path(state, role), 200), role
         assert launcher.running(state, role) is None

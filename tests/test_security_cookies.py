@@ -14,13 +14,13 @@ FOREIGN = "http://127.0.0.1:1"  # another local port: same-site for the browser,
 
 
 def cookie_name(role: str, url: str) -> str:
-    from emulator.auth import cookie_name as name  # imported here: the module's rules are under test
+    from emulator.pipeline.auth import cookie_name as name  # imported here: the module's rules are under test
 
     return name(role, url)
 
 
 def role_of(emulator, ws) -> str:
-    return "databricks" if ws.url == emulator.databricks.url else "azureml"
+    return "databricks" if ws.url == emulator.services.databricks.url else "azureml"
 
 
 @pytest.fixture(params=["databricks", "azureml"])
@@ -107,7 +107,7 @@ def test_no_credentialed_cors_for_other_origins(ws):
 
 def test_both_workspaces_keep_their_own_cookie(emulator):
     browser = requests.Session()  # one browser: cookies for 127.0.0.1 go to every port
-    db, aml = emulator.databricks, emulator.azureml
+    db, aml = emulator.services.databricks, emulator.services.azureml
     login(db, browser)
     login(aml, browser)
     names = {cookie_name("databricks", db.url), cookie_name("azureml", aml.url)}
@@ -120,14 +120,14 @@ def test_both_workspaces_keep_their_own_cookie(emulator):
 
 
 def test_the_azureml_ui_login_keeps_the_scope_prefix(emulator):
-    aml = emulator.azureml
+    aml = emulator.services.azureml
     answer = requests.get(f"{aml.tracking_uri}/?token={aml.token}", timeout=30, allow_redirects=False)
     assert answer.status_code == 302
     assert answer.headers["Location"] == aml.tracking_uri.split(aml.url, 1)[1] + "/"
 
 
 def test_admin_changes_need_the_bearer_token_and_a_json_body(emulator):
-    db = emulator.databricks
+    db = emulator.services.databricks
     bearer = {"Authorization": f"Bearer {db.token}"}
     before = requests.get(f"{db.url}/__emulator/mirror", headers=bearer, timeout=30).json()
     body = '{"azureml_url": "http://127.0.0.1:1", "azureml_token": "attacker"}'

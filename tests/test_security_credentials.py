@@ -19,7 +19,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from emulator import launcher
+from emulator.control import launcher
 from harness.workspaces import Emulator
 
 REAL_TOKEN = "dapi-the-users-real-token"
@@ -190,7 +190,7 @@ def test_azureml_refuses_dbfs_and_remote_artifact_locations_without_calling_out(
     from mlflow.exceptions import RestException
 
     for location in ("dbfs:/databricks/mlflow-tracking/elsewhere", "s3://a-bucket/path"):
-        # Refused where it is given (emulator.artifact_locations), so no upload can ever go there.
+        # Refused where it is given (emulator.stores.artifact_locations), so no upload can ever go there.
         with pytest.raises(RestException) as refused:
             client.create_experiment(f"remote-{len(location)}", artifact_location=location)
         assert refused.value.error_code == "INVALID_PARAMETER_VALUE", refused.value
@@ -216,7 +216,7 @@ def test_access_log_redacts_the_login_token_and_escapes_control_characters(hosti
 
 
 def test_scrub_keeps_the_emulators_own_settings(tmp_path):
-    from emulator import server_env
+    from emulator.workspace import server_env
 
     environ = {"DATABRICKS_TOKEN": "t", "AZURE_CLIENT_SECRET": "s", "GITHUB_TOKEN": "g", "IDENTITY_HEADER": "h",
                "MLFLOW_TRACKING_TOKEN": "m", "AWS_SECRET_ACCESS_KEY": "a", "EMULATOR_DATABRICKS_TOKEN": "own",
@@ -229,7 +229,7 @@ def test_scrub_keeps_the_emulators_own_settings(tmp_path):
 
 
 def test_loopback_never_goes_through_the_users_proxy(tmp_path):
-    from emulator import server_env
+    from emulator.workspace import server_env
 
     environ = {"HTTPS_PROXY": "http://user:pw@proxy:3128", "NO_PROXY": ".corp"}
     server_env.scrub(environ, tmp_path / "home")

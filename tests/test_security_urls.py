@@ -73,7 +73,7 @@ def test_compose_publishes_no_fixed_tokens():
 
 
 def test_a_container_without_a_token_generates_a_random_one(tmp_path, monkeypatch):
-    from emulator.state import StateDir
+    from emulator.control.state import StateDir
 
     # What docker-compose.yml hands a container when no token is set: an empty variable.
     monkeypatch.setenv("EMULATOR_DATABRICKS_TOKEN", "")

@@ -10,10 +10,10 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from emulator import launcher, s3_store
-from emulator.databricks.uc import credentials
-from emulator.databricks.uc.s3_server import BUCKET
-from emulator.state import StateDir
+from emulator.control import launcher, s3_store
+from emulator.services.databricks.uc import credentials
+from emulator.services.databricks.uc.s3_server import BUCKET
+from emulator.control.state import StateDir
 
 PREFIX = "models/m1/versions/v1"
 
@@ -123,7 +123,7 @@ def test_emulator_up_runs_the_s3_store_and_down_stops_it(tmp_path):
     env = {**os.environ, "EMULATOR_DATABRICKS_PORT": str(launcher.free_port()),
            "EMULATOR_AZUREML_PORT": str(launcher.free_port())}
     env.pop("EMULATOR_S3_PORT", None)
-    cli = [sys.executable, "-m", "emulator.cli"]
+    cli = [sys.executable, "-m", "emulator.control.cli"]
     # Hold the default port if it is free: a second emulator must not fail on it.
     holder = socket.socket()
     try:

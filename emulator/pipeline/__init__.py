@@ -7,7 +7,7 @@ A request passes, outermost first::
     [role WSGI layers, e.g. the Azure ML scope prefix]
     Flask     -> auth (before_request), validation, role routes, MLflow
 
-Both roles call ``install(app, config)`` once from ``emulator.server.build_app``; the layers are
+Both roles call ``install(app, config)`` once from ``emulator.workspace.app.build_app``; the layers are
 plain WSGI middleware, so their order is this list, not the order Flask hooks were registered in.
 """
 
@@ -19,7 +19,7 @@ from emulator.settings import ServerConfig
 
 
 def install(app: Flask, config: ServerConfig) -> None:
-    from emulator import reset
+    from emulator.pipeline import reset
     from emulator.pipeline import admin, faults, journal
 
     rules = faults.FaultRules()

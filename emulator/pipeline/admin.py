@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
-from emulator import auth
+from emulator.pipeline import auth
 from emulator.errors import EmulatorError
 from emulator.pipeline.faults import FaultRule, FaultRules
 from emulator.pipeline.journal import Journal

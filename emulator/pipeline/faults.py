@@ -11,7 +11,7 @@ fires ``times`` times (unlimited when absent), and has one effect:
   ``status`` (default 503) instead, ``"drop"`` closes the connection — the lost-response case;
 * ``hold_pending_s`` / ``fail_registration``: Databricks ``model-versions/create`` only — the
   version stays ``PENDING_REGISTRATION`` for N seconds, or ends ``FAILED_REGISTRATION`` with this
-  message (read by ``emulator.databricks.registration_lifecycle``).
+  message (read by ``emulator.services.databricks.registration_lifecycle``).
 
 Rules live in memory only: a restart or ``POST /__emulator/reset`` clears them. Faults apply to
 authenticated calls only (an unauthenticated caller gets the plain 401) and never to
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from werkzeug.wrappers import Request, Response
 
-from emulator import auth
+from emulator.pipeline import auth
 from emulator.errors import EmulatorError
 
 _logger = logging.getLogger(__name__)

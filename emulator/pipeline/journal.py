@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from werkzeug.http import parse_cookie
 
-from emulator import auth
+from emulator.pipeline import auth
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 
-from emulator import launcher  # noqa: E402
-from emulator.docker import compose, spark_cluster, spark_image  # noqa: E402
+from emulator.control import launcher  # noqa: E402
+from emulator.control.docker import compose, spark_cluster, spark_image  # noqa: E402
 
 SPARK_WORKERS = 2
 

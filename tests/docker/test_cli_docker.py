@@ -18,7 +18,7 @@ pytestmark = pytest.mark.docker
 
 
 def run_cli(*args, env, check=True):
-    proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", *args], capture_output=True, text=True,
                           env=env, timeout=400)
     if check and proc.returncode != 0:
         raise AssertionError(f"emulator {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

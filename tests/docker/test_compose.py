@@ -203,7 +203,7 @@ def test_online_endpoint_scoring_runs_inside_the_azureml_container(docker_worksp
     # No ps in the image: the container's processes from /proc.
     procs = docker_workspaces.compose.execute(
         "exec -T azureml sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null; true'").replace(b"\0", b" ").decode()
-    assert "emulator.azureml.deployment_runner" in procs, procs
+    assert "emulator.services.azureml.deployment_runner" in procs, procs
     ml.delete_endpoint("docker-ep")
 
 

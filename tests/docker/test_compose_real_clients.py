@@ -24,10 +24,10 @@ import pytest
 import requests
 
 from emulator import settings
-from emulator.azureml import client_env
-from emulator.docker import compose
-from emulator.databricks.uc.store import BAD_NAME
-from emulator.state import StateDir
+from emulator.services.azureml import client_env
+from emulator.control.docker import compose
+from emulator.services.databricks.uc.store import BAD_NAME
+from emulator.control.state import StateDir
 from harness.compose_fixtures import free_published_ports
 from tests.test_azureml_real_clients import (  # noqa: F401 (client_python is a fixture)
     BIG_BYTES, MLCLIENT_SCRIPT, SEED_IDENTITY, SEED_SCRIPT, check_seed_result, client_python, run_client, scope)
@@ -48,7 +48,7 @@ class CliDeployment:
         self.state, self.env, self.project = state, env, project
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args, "--state-dir", str(self.state)],
+        proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", *args, "--state-dir", str(self.state)],
                               capture_output=True, text=True, env=self.env, timeout=900)
         assert not check or proc.returncode == 0, f"emulator {' '.join(args)} ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         return proc
@@ -110,7 +110,7 @@ def test_seed_from_a_container_on_the_compose_network_by_real_azure_names(deploy
     """The network aliases: a client container reaches management.azure.com, <region>.api.azureml.ms
     and the blob host as they are, on 443, trusting the CA served at http://azureml:5002/__emulator/ca.pem;
     no proxy, no ARM_CLOUD_METADATA_URL."""
-    from emulator.docker import engine
+    from emulator.control.docker import engine
 
     aml = deployed.status()["azureml"]
     work = tmp_path / "work"

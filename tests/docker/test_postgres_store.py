@@ -3,7 +3,7 @@ service (Debian's PostgreSQL, a database per workspace), checked with the real M
 seed flow on both workspaces, concurrent writers and registrations, reset, and the mirror (whose
 outbox stays SQLite in the Databricks volume).
 
-One deployment for the module (the CLI's own Compose path, emulator.docker.compose.Deployment),
+One deployment for the module (the CLI's own Compose path, emulator.control.docker.compose.Deployment),
 down with its volumes at the end.
 """
 
@@ -23,8 +23,8 @@ import requests
 from mlflow import MlflowClient
 
 from emulator import settings
-from emulator.docker import compose, engine, images
-from emulator.state import StateDir
+from emulator.control.docker import compose, engine, images
+from emulator.control.state import StateDir
 from harness import mlflow_uris
 from harness.checks.registry import check_registry_increments
 from harness.compose_fixtures import free_published_ports, require_docker
@@ -50,7 +50,7 @@ class PostgresDeployment:
         return out.decode().strip()
 
     def cli(self, *args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "emulator.cli", *args, "--state-dir", str(self.state.root)],
+        proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", *args, "--state-dir", str(self.state.root)],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
@@ -189,7 +189,7 @@ def test_concurrent_metric_writers_and_registrations(pg, restore_env):
 
 
 def test_metric_points_and_latest_values_match_mlflows_store(pg, restore_env, tmp_path):
-    """The bulk insert and latest-value upsert (emulator.metric_writes) on PostgreSQL store what
+    """The bulk insert and latest-value upsert (emulator.stores.metric_writes) on PostgreSQL store what
     MLflow's own store stores for the same batches (through the real client)."""
     from tests.test_metric_writes import BATCHES, stock_outcome, stored
 

@@ -1,4 +1,0 @@
-"""Moved to :mod:`emulator.blob.sas` (shared with the Databricks role); kept as an alias."""
-
-from emulator.blob.sas import *  # noqa: F401,F403
-from emulator.blob.sas import AUTH_FAILED, READ, SAS_VERSION, TTL_SECONDS, WRITE, blob_url, sign, verify  # noqa: F401

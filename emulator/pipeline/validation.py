@@ -1,0 +1,193 @@
+"""Bad-input checks in front of MLflow's handlers, shared by both workspaces.
+
+MLflow's server already rejects most bad requests with 400 INVALID_PARAMETER_VALUE; these cover
+what it does not (it would answer a 500, or silently store something else): bodies that are not
+JSON objects, list items that are not objects, integers that do not fit the store's 64-bit
+columns, deeply nested or oversized bodies, unknown enum values. Values over MLflow's length
+limits (param value 6000, tag value 8000) are rejected instead of silently truncated
+(MLFLOW_TRUNCATE_LONG_VALUES=false in install()), as both real services do. On a PostgreSQL store
+(emulator.stores.postgres) a string holding NUL (U+0000) is a 400 too: PostgreSQL text cannot hold
+one, and MLflow's store would answer the driver's ValueError with a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from flask import Flask, current_app, request
+
+from emulator.pipeline.body_limits import MAX_JSON_BODY, too_large
+from emulator.errors import EmulatorError
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DEPTH = 64
+# Top-level repeated fields whose items are messages (objects) in MLflow's protos.
+MESSAGE_LISTS = ("metrics", "params", "tags", "datasets", "models")
+ID_FIELDS = ("experiment_id", "experiment_ids")
+# Enum fields MLflow's handlers let through unparsed (the run then silently keeps its old value).
+ENUMS = {
+    "status": ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"),
+    "run_view_type": ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"),
+    "view_type": ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"),
+}
+_ENUM_PATHS = ("/mlflow/runs/", "/mlflow/experiments/")
+_API_PREFIXES = ("/api/", "/ajax-api/")
+# Bodies that are files, whatever their Content-Type (a JSON artifact is not an API call).
+_RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact", "/api/2.0/fs/files/")
+
+
+def _bad(message: str) -> EmulatorError:
+    return EmulatorError("INVALID_PARAMETER_VALUE", message, 400)
+
+
+def _check_ids(name: str, value) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and item.strip().lstrip("-").isdigit():
+            if not INT64_MIN <= int(item) <= INT64_MAX:
+                raise _bad(f"Invalid value {item!r} for parameter '{name}': out of range.")
+
+
+NUL_FREE = "EMULATOR_TEXT_WITHOUT_NUL"  # app.config: the store cannot hold U+0000 in text
+
+
+def _no_nul(path: str, value: str) -> None:
+    # fidelity: Scaling out: PostgreSQL stores
+    if "\x00" in value:
+        raise _bad(f"Invalid value for parameter '{path or 'body'}': text cannot contain NUL (\\u0000) "
+                   "characters (this workspace's store is PostgreSQL).")
+
+
+def _path(entry) -> str:
+    """The dotted path of a _walk entry, built only for an error message."""
+    parts = []
+    while entry is not None and entry[1] is not None:
+        parts.append(entry[2])
+        entry = entry[1]
+    path = ""
+    for key in reversed(parts):
+        path += f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
+    return path
+
+
+def _walk(body, nul_free: bool = False) -> None:
+    """Iteratively (deep bodies must not blow the stack): integer ranges and nesting depth (and,
+    with ``nul_free``, NUL characters in keys and strings). Entries are (value, parent, key,
+    depth); paths are built only for an error (a 1,000-point log-batch has ~6,000 values)."""
+    stack = [(body, None, None, 0)]
+    while stack:
+        entry = stack.pop()
+        value, _, _, depth = entry
+        if depth > MAX_DEPTH:
+            raise _bad(f"The request body is nested more than {MAX_DEPTH} levels deep.")
+        if value is None or isinstance(value, (bool, float)):
+            continue
+        if isinstance(value, str):
+            if nul_free and "\x00" in value:
+                _no_nul(_path(entry), value)
+            continue
+        if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise _bad(f"Invalid value {value} for parameter '{_path(entry) or 'body'}': it does not fit "
+                           "in a 64-bit integer.")
+        elif isinstance(value, dict):
+            if nul_free:
+                for key in value:
+                    if "\x00" in str(key):
+                        path = _path(entry)
+                        _no_nul(f"{path}.{key}" if path else str(key), str(key))
+            stack.extend((v, entry, k, depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, entry, i, depth + 1) for i, v in enumerate(value))
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _non_finite_as_strings(value):
+    """``value`` with every NaN/Infinity float (bare JSON tokens, which Python's parser accepts)
+    replaced by protobuf's JSON spelling; the same object when there is none. Called after
+    _walk(), so the depth is bounded."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE[repr(value)]
+    if isinstance(value, dict):
+        items = {k: _non_finite_as_strings(v) for k, v in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items
+    if isinstance(value, list):
+        items = [_non_finite_as_strings(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    return value
+
+
+def parse_body() -> dict | None:
+    # Capped by emulator.pipeline.body_limits; a chunked body is read at most one byte past the cap.
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_JSON_BODY:
+        raise too_large(MAX_JSON_BODY)
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+        if isinstance(body, str):  # MLflow accepts double-encoded JSON from old clients
+            body = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        message = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise _bad(f"Malformed JSON request body: {message}") from None
+    if not isinstance(body, dict):
+        raise _bad(f"The request body must be a JSON object, got {type(body).__name__}.")
+    return body
+
+
+def check_request() -> None:
+    """before_request hook (after the token check)."""
+    path = request.path
+    if not path.startswith(_API_PREFIXES) or path.startswith(_RAW_BODY_PREFIXES):
+        return
+    for name in ID_FIELDS:
+        if name in request.args:
+            _check_ids(name, request.args.getlist(name))
+    nul_free = current_app.config.get(NUL_FREE, False)
+    if nul_free:
+        for name, value in request.args.items(multi=True):
+            _no_nul(name, f"{name}{value}")
+    if request.method not in ("POST", "PATCH", "PUT", "DELETE") or not request.is_json:
+        return
+    body = parse_body()
+    if body is None:
+        return
+    _walk(body, nul_free)
+    exact = _non_finite_as_strings(body)
+    if exact is not body:
+        # fidelity: NaN metrics
+        # MLflow's handlers (protobuf's parser) store bare NaN/Infinity tokens as 0.0; the client
+        # itself sends the strings "NaN"/"Infinity", which they store exactly. Same value, same result.
+        body = exact
+        request._cached_json = (body, body)
+    for name in ID_FIELDS:
+        if name in body:
+            _check_ids(name, body[name])
+    if any(p in path for p in _ENUM_PATHS):
+        for name, allowed in ENUMS.items():
+            value = body.get(name)
+            numbered = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= len(allowed)
+            if name in body and value not in allowed and not numbered:
+                raise _bad(f"Invalid value {json.dumps(body[name])} for parameter '{name}': "
+                           f"expected one of {', '.join(allowed)}.")
+    for name in MESSAGE_LISTS:
+        items = body.get(name)
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise _bad(f"Invalid value {json.dumps(item)} for parameter '{name}[{i}]': "
+                               "expected an object.")
+
+
+def install(app: Flask) -> None:
+    """Register the checks (after the token check) for this server process."""
+    # fidelity: Bad input
+    # Over-long params/tags are a 400 on Databricks and Azure ML alike, not silently cut.
+    os.environ["MLFLOW_TRUNCATE_LONG_VALUES"] = "false"
+    scheme = os.environ.get("_MLFLOW_SERVER_FILE_STORE", "").split("://", 1)[0]  # [emulator-databricks:]postgresql+...
+    app.config[NUL_FREE] = "postgresql" in scheme
+    app.before_request(check_request)

@@ -1,0 +1,175 @@
+"""One online deployment's inference server: a child process of the Azure ML workspace server.
+
+``python -m emulator.services.azureml.deployment_runner --model-uri models:/<name>/<v> --ready-file F
+--parent-pid P`` loads the registered version once (``mlflow.pyfunc.load_model``, the current
+environment: ``env_manager=local``), then serves ``POST /score`` on a free loopback port and writes
+``{"port", "pid"}`` to F. Its own process: a model that crashes or hangs takes down only this
+deployment, never the workspace. It exits when the workspace server (its parent) is gone.
+
+Payloads, as Azure ML's MLflow inference server takes them (no scoring script):
+
+* ``{"input_data": {"columns": [...], "index": [...], "data": [[...]]}}``: a DataFrame (split);
+* ``{"input_data": [[...]]}``: a tensor (``numpy.array``), or rows for a column-based signature;
+* ``{"input_data": {"name": [...], ...}}``: named tensors / columns;
+* MLflow's own ``dataframe_split`` / ``dataframe_records`` / ``inputs`` / ``instances``.
+
+``input_data`` answers the predictions as a JSON list; MLflow's formats answer MLflow's
+``{"predictions": ...}``. The signature is enforced by pyfunc as in the real server: a missing
+column is a 400 naming it. Errors are ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from http import HTTPStatus
+
+_logger = logging.getLogger("azureml.inference")
+
+
+def _error(start_response, status: str, code: str, message: str):
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _input_data_to_model_input(input_data, input_schema):
+    """Azure ML's ``input_data`` forms -> what pyfunc.predict takes."""
+    import numpy as np
+    import pandas as pd
+
+    tensor_schema = input_schema is not None and input_schema.is_tensor_spec()
+    if isinstance(input_data, dict) and "data" in input_data and not tensor_schema:
+        return pd.DataFrame(input_data["data"], columns=input_data.get("columns"), index=input_data.get("index"))
+    if isinstance(input_data, dict):
+        if tensor_schema or input_schema is None:
+            return {k: np.asarray(v) for k, v in input_data.items()}
+        return pd.DataFrame(input_data)
+    if isinstance(input_data, list):
+        if input_data and all(isinstance(row, dict) for row in input_data):
+            return pd.DataFrame(input_data)
+        if tensor_schema or input_schema is None:
+            return np.asarray(input_data)
+        return pd.DataFrame(input_data)
+    raise ValueError("'input_data' must be an object ({\"columns\", \"index\", \"data\"} or named tensors) "
+                     f"or a list, got {type(input_data).__name__}")
+
+
+class ScoringApp:
+    def __init__(self, model):
+        self.model = model
+        self.input_schema = model.metadata.get_input_schema()
+
+    def __call__(self, environ, start_response):
+        path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
+        if method == "GET" and path in ("/", "/health"):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"Healthy"]
+        if path != "/score":
+            return _error(start_response, "404 Not Found", "NotFound", f"No route {method} {path}")
+        if method != "POST":
+            return _error(start_response, "405 Method Not Allowed", "MethodNotAllowed", "Use POST /score")
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0) or -1)
+        started = time.monotonic()
+        try:
+            status, body = self.score(raw)
+        except Exception as exc:  # the model's own failure: the caller's input, as the real server says
+            _logger.exception("scoring failed")
+            status, body = 400, {"error": {"code": "BadRequest", "message": _message(exc)}}
+        _logger.info("POST /score %s %.1f ms", status, (time.monotonic() - started) * 1000)
+        data = json.dumps(body, default=str).encode() if not isinstance(body, bytes) else body
+        start_response(f"{status} {HTTPStatus(status).phrase}",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def score(self, raw: bytes):
+        from mlflow.pyfunc.scoring_server import invocations
+
+        try:
+            payload = json.loads(raw or b"null")
+        except ValueError as exc:
+            return 400, {"error": {"code": "BadRequest", "message": f"The request body is not valid JSON: {exc}"}}
+        if not isinstance(payload, dict):
+            return 400, {"error": {"code": "BadRequest", "message":
+                                   "The request body must be a JSON object with 'input_data' (or MLflow's "
+                                   "'dataframe_split', 'dataframe_records', 'inputs', 'instances')."}}
+        if "input_data" in payload:
+            # fidelity: Online endpoints - scoring payloads
+            model_input = _input_data_to_model_input(payload["input_data"], self.input_schema)
+            params = payload.get("params")
+            predictions = self.model.predict(model_input, params=params) if params else self.model.predict(model_input)
+            return 200, _jsonable(predictions).encode()
+        answer = invocations(raw.decode("utf-8"), "application/json", self.model, self.input_schema)
+        if answer.status == 200:
+            return 200, answer.response.encode()
+        return answer.status, {"error": {"code": "BadRequest", "message": answer.response}}
+
+
+def _jsonable(predictions) -> str:
+    from mlflow.pyfunc.scoring_server import unwrapped_predictions_to_json
+    from io import StringIO
+
+    out = StringIO()
+    unwrapped_predictions_to_json(predictions, out)
+    return out.getvalue()
+
+
+def _message(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}" if not getattr(exc, "message", None) else message
+
+
+def _watch_parent(pid: int) -> None:
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            os._exit(0)
+        if os.getppid() != pid:
+            os._exit(0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-uri", required=True)
+    parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--parent-pid", type=int, default=os.getppid())
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
+
+    import mlflow.pyfunc
+    from waitress import create_server
+
+    _logger.info("Azure ML inference server (emulated): loading model %s", args.model_uri)
+    started = time.monotonic()
+    try:
+        model = mlflow.pyfunc.load_model(args.model_uri)
+    except BaseException:
+        _logger.error("Failed to load model %s:\n%s", args.model_uri, traceback.format_exc())
+        return 1
+    _logger.info("Model loaded in %.2f s; signature inputs: %s", time.monotonic() - started,
+                 model.metadata.get_input_schema())
+    server = create_server(ScoringApp(model), host="127.0.0.1", port=0, threads=args.threads,
+                           ident="azureml-inference")
+    tmp = args.ready_file + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"port": server.effective_port, "pid": os.getpid()}, fh)
+    os.replace(tmp, args.ready_file)
+    _logger.info("Listening on 127.0.0.1:%s; POST /score", server.effective_port)
+    sys.stdout.flush()
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""The Azure Blob data plane behind a workspace's SAS URLs, over the workspace's artifact root.
+
+A WSGI middleware in front of the app: a request is a blob request when its Host is the
+workspace's ``<account>.blob.core.windows.net`` (Azure ML arrangement A, Compose aliases) or its
+path starts with ``/<account>.blob.core.windows.net/`` (path-style: Azure ML's loopback HTTPS
+listener, and the Databricks workspace's own listener). The role's one container maps onto its
+artifact root: blob ``<exp>/<run>/artifacts/<path>`` is the file MLflow's own artifact routes (and
+on Databricks the Files API and DBFS) serve too, so every client sees the same bytes. A role may
+add a ``check(segments)`` (Databricks: the run/model must exist, ``artifact_owners``).
+
+What azure-storage-blob sends and checks (client source, azure-storage-blob 12.27): Put Blob
+(``x-ms-blob-type: BlockBlob``, 201); over 64 MiB Put Block (``comp=block&blockid``) then Put Block
+List (``comp=blocklist``, XML body); Get Blob with ``x-ms-range`` -> 206 + ``Content-Range``, later
+chunks with ``If-Match: <ETag>``; a range on an empty blob -> 416, then a plain GET. Errors are
+Storage's XML ``<Error><Code/><Message/></Error>`` with ``x-ms-error-code``. The SAS is the only
+credential (blob_sas.py); no bearer token is read here.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import unquote
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from werkzeug.wrappers import Request, Response
+
+from emulator.services.blob import sas as blob_sas
+from emulator.errors import EmulatorError
+
+CONTAINER = "azureml"  # Azure ML's container (the Databricks role passes its own)
+STORAGE_VERSION = "2021-08-06"
+MAX_BLOCK_LIST_BODY = 4 * 1024**2
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_COPY_CHUNK = 1024**2
+
+
+def _error(code: str, message: str, status: int, headers: dict | None = None) -> Response:
+    body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{escape(code)}</Code>'
+            f"<Message>{escape(message)}\nRequestId:{uuid.uuid4()}</Message></Error>")
+    response = Response(body, status=status, content_type="application/xml")
+    response.headers["x-ms-error-code"] = code
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _etag(stat: os.stat_result) -> str:
+    return f'"0x{stat.st_mtime_ns:X}{stat.st_size:X}"'
+
+
+def _http_date(timestamp: float | None) -> str:
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+class BlobService:
+    def __init__(self, wsgi_app, *, token: str, account: str, host: str, root: Path, staging: Path,
+                 container: str = CONTAINER, check=None):
+        self.wsgi_app = wsgi_app
+        self.token = token
+        self.account = account
+        self.host = host.lower()
+        self.container = container
+        self.root = Path(root).resolve()
+        self.staging = Path(staging)
+        self.check = check  # check(segments) raises EmulatorError when the path's owner is missing
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def _blob_path(self, environ) -> str | None:
+        """The ``/<container>/<blob>`` part if this is a blob request, else None."""
+        host = environ.get("HTTP_HOST", "").rsplit(":", 1)[0].lower()
+        path = environ.get("PATH_INFO", "")
+        if host == self.host:
+            return path
+        prefix = f"/{self.host}"
+        if path.lower().startswith(prefix + "/"):
+            return path[len(prefix):]
+        return None
+
+    def __call__(self, environ, start_response):
+        path = self._blob_path(environ)
+        if path is None:
+            return self.wsgi_app(environ, start_response)
+        try:
+            response = self._handle(Request(environ), path)
+        except OSError as exc:
+            # A name the file system refuses (too long, a file where a folder is) is the caller's
+            # input; Storage answers such names with 400, and azure-core would retry a 5xx.
+            response = _error("InvalidResourceName", f"The blob name is not valid here: {exc.strerror}.", 400)
+        except EmulatorError as exc:
+            # The role's own check (a run or model that does not exist, a refused path), in
+            # Storage's XML shape: these clients parse no JSON here.
+            response = _error("ResourceNotFound" if exc.status == 404 else "InvalidResourceName",
+                              exc.message, exc.status if exc.status < 500 else 400)
+        response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
+        response.headers["x-ms-version"] = STORAGE_VERSION
+        response.headers["Date"] = _http_date(None)
+        return response(environ, start_response)
+
+    def _resolve(self, container: str, blob: str) -> Path | None:
+        parts = blob.split("/")
+        if container != self.container or not blob or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+            return None
+        target = (self.root / Path(*parts)).resolve()
+        if not target.is_relative_to(self.root) or target == self.root:
+            return None
+        if self.check is not None:
+            self.check(parts)
+        return target
+
+    def _handle(self, request: Request, path: str) -> Response:
+        container, _, blob = unquote(path).lstrip("/").partition("/")
+        if request.method not in ("GET", "HEAD", "PUT"):
+            return _error("UnsupportedHttpVerb", f"The resource doesn't support {request.method}.", 405)
+        needed = "w" if request.method == "PUT" else "r"
+        problem = blob_sas.verify(self.token, self.account, container, blob, request.args, needed)
+        if problem:
+            # fidelity: Azure ML real clients -- blob plane: SAS verified, Storage's XML errors
+            return _error(*problem, 403)
+        target = self._resolve(container, blob)
+        if target is None:
+            return _error("InvalidResourceName", f"The blob name '{blob}' is not valid here.", 400)
+        if request.method == "PUT":
+            comp = request.args.get("comp")
+            if comp == "block":
+                return self._put_block(request, blob)
+            if comp == "blocklist":
+                return self._put_block_list(request, blob, target)
+            if comp:
+                return _error("UnsupportedQueryParameter", f"comp={comp} is not supported by the emulator.", 400)
+            return self._put_blob(request, target)
+        return self._get_blob(request, target)
+
+    # -- writes -----------------------------------------------------------------------------
+    def _write_atomically(self, target: Path, chunks) -> Response:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".blob-", suffix=".tmp")
+        md5 = hashlib.md5()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    md5.update(chunk)
+                    out.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self._created(target, md5.digest())
+
+    def _created(self, target: Path, md5: bytes | None = None) -> Response:
+        stat = target.stat()
+        response = Response(status=201)
+        response.headers["ETag"] = _etag(stat)
+        response.headers["Last-Modified"] = _http_date(stat.st_mtime)
+        response.headers["x-ms-request-server-encrypted"] = "true"
+        if md5 is not None:
+            response.headers["Content-MD5"] = base64.b64encode(md5).decode()
+        return response
+
+    @staticmethod
+    def _body_chunks(request: Request):
+        stream = request.stream
+        while True:
+            chunk = stream.read(_COPY_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    def _put_blob(self, request: Request, target: Path) -> Response:
+        if request.headers.get("x-ms-blob-type", "BlockBlob") != "BlockBlob":
+            return _error("InvalidHeaderValue", "Only block blobs (x-ms-blob-type: BlockBlob) are supported.", 400)
+        if target.is_dir():
+            return _error("InvalidResourceName", "A folder of artifacts already has this name.", 409)
+        return self._write_atomically(target, self._body_chunks(request))
+
+    def _block_dir(self, blob: str) -> Path:
+        return self.staging / hashlib.sha256(blob.encode()).hexdigest()
+
+    def _put_block(self, request: Request, blob: str) -> Response:
+        block_id = request.args.get("blockid", "")
+        if not block_id or len(block_id) > 1024:
+            return _error("InvalidQueryParameterValue", "blockid is required (at most 1024 characters).", 400)
+        folder = self._block_dir(blob)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(block_id.encode()).hexdigest()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".block-")
+        with os.fdopen(fd, "wb") as out:
+            for chunk in self._body_chunks(request):
+                out.write(chunk)
+        os.replace(tmp, folder / name)
+        response = Response(status=201)
+        response.headers["x-ms-request-server-encrypted"] = "true"
+        return response
+
+    def _put_block_list(self, request: Request, blob: str, target: Path) -> Response:
+        raw = request.stream.read(MAX_BLOCK_LIST_BODY + 1)
+        if len(raw) > MAX_BLOCK_LIST_BODY:
+            return _error("RequestBodyTooLarge", "The block list is too large.", 413)
+        try:
+            root = ElementTree.fromstring(raw)
+        except ElementTree.ParseError as exc:
+            return _error("InvalidXmlDocument", f"XML specified is not syntactically valid: {exc}", 400)
+        if root.tag != "BlockList":
+            return _error("InvalidXmlDocument", "The root element must be BlockList.", 400)
+        folder = self._block_dir(blob)
+        parts = []
+        for element in root:
+            block = folder / hashlib.sha256((element.text or "").encode()).hexdigest()
+            if element.tag not in ("Latest", "Uncommitted", "Committed") or not block.is_file():
+                return _error("InvalidBlockList", "The specified block list is invalid: a block was "
+                              f"not uploaded ({element.text!r}).", 400)
+            parts.append(block)
+        if target.is_dir():
+            return _error("InvalidResourceName", "A folder of artifacts already has this name.", 409)
+
+        def chunks():
+            for part in parts:
+                with open(part, "rb") as fh:
+                    while chunk := fh.read(_COPY_CHUNK):
+                        yield chunk
+
+        response = self._write_atomically(target, chunks())
+        response.headers.pop("Content-MD5", None)  # a block list's MD5 is not the content's
+        shutil.rmtree(folder, ignore_errors=True)
+        return response
+
+    # -- reads ------------------------------------------------------------------------------
+    def _get_blob(self, request: Request, target: Path) -> Response:
+        try:
+            stat = target.stat()
+        except OSError:
+            stat = None
+        if stat is None or not target.is_file():
+            return _error("BlobNotFound", "The specified blob does not exist.", 404)
+        etag = _etag(stat)
+        if_match = request.headers.get("If-Match")
+        if if_match and if_match not in ("*", etag):
+            return _error("ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.", 412)
+        size = stat.st_size
+        start, end, status = 0, size - 1, 200
+        spec = request.headers.get("x-ms-range") or request.headers.get("Range")
+        if spec:
+            match = _RANGE.match(spec.strip())
+            if not match:
+                return _error("InvalidHeaderValue", f"The range '{spec}' is not valid.", 400)
+            start = int(match[1])
+            end = min(int(match[2]) if match[2] else size - 1, size - 1)
+            if start >= size or start > end:
+                return _error("InvalidRange", "The range specified is invalid for the current size of the resource.",
+                              416, {"Content-Range": f"bytes */{size}"})
+            status = 206
+        length = max(end - start + 1, 0)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(length),
+            "ETag": etag,
+            "Last-Modified": _http_date(stat.st_mtime),
+            "Accept-Ranges": "bytes",
+            "x-ms-blob-type": "BlockBlob",
+            "x-ms-creation-time": _http_date(stat.st_mtime),
+            "x-ms-lease-status": "unlocked",
+            "x-ms-lease-state": "available",
+            "x-ms-server-encrypted": "true",
+        }
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        if request.method == "HEAD":
+            return Response(status=200, headers={**headers, "Content-Length": str(size)})
+
+        def body():
+            with open(target, "rb") as fh:
+                fh.seek(start)
+                remaining = length
+                while remaining > 0:
+                    chunk = fh.read(min(_COPY_CHUNK, remaining))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
+                    yield chunk
+
+        return Response(body(), status=status, headers=headers, direct_passthrough=True)

@@ -1,0 +1,134 @@
+"""The Azure Databricks workspace stand-in (tracking URI ``databricks``).
+
+MLflow's own server handles the standard ``/api/2.0/mlflow/...`` calls; the modules here add what a
+Databricks workspace does on top (see README "Databricks workspace"):
+
+* ``experiment_rules``   absolute experiment paths, parent folders, owner tags, run ownership
+* ``workspace_api``      ``/api/2.0/workspace/mkdirs|get-status|list|delete`` (``workspace_tree``)
+* ``files_api``          ``/api/2.0/fs/files|directories/...`` (MLflow 3's artifact transport)
+* ``artifact_credentials`` ``artifacts/credentials-for-*`` signed blob URLs (MLflow 2.x's transport)
+* ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
+* ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
+* ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
+* ``uc``                 the Unity Catalog model registry (``databricks-uc``) and its catalogs/schemas
+* ``scim``               ``/api/2.0/preview/scim/v2/Me``
+* ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
+* ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
+* ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
+* ``managed_evals``      ``managed-evals/datasets`` (how the client searches evaluation datasets there)
+* ``traces_v4``          the V4 (Unity Catalog) trace API answers ENDPOINT_NOT_FOUND (V3 fallback)
+* ``storage``            the path guard every file access goes through
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, jsonify, request
+
+from emulator.pipeline import access_log, reset, validation
+from emulator.services import mirror
+from emulator.services.databricks import (
+    artifact_credentials,
+    clusters_api,
+    dbfs_api,
+    experiment_rules,
+    files_api,
+    managed_evals,
+    registration_lifecycle,
+    registry_artifacts,
+    run_lineage,
+    server_artifacts,
+    scim,
+    traces_v4,
+    uc,
+    ui_links,
+    workspace_api,
+)
+from emulator.services.databricks.artifact_owners import ArtifactOwners
+from emulator.stores.safe_paths import Storage
+from emulator.services.databricks.workspace_tree import WorkspaceTree
+from emulator.errors import error_response, not_implemented
+from emulator.settings import ServerConfig
+
+_access_log = logging.getLogger("emulator.services.databricks.access")
+
+# Stable, fake workspace id: the client sends it back as x-databricks-org-id.
+WORKSPACE_ID = "1234567890123456"
+
+
+def install(app: Flask, config: ServerConfig) -> None:
+    state = Path(config.state_dir)
+    artifacts = Storage(state / "artifacts")
+    tree = WorkspaceTree(state, config.user)
+
+    app.config["EMULATOR_PUBLIC_PREFIXES"].append("/.well-known/databricks-config")
+
+    @app.route("/.well-known/databricks-config", methods=["GET"])
+    def _databricks_config():
+        # The SDK asks this before its first call; with a workspace_id it stops warning.
+        # The configured address, never the Host header a caller sent.
+        return jsonify({"workspace_id": WORKSPACE_ID, "host": config.public_url.rstrip("/")})
+
+    # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
+    # fidelity: Bad input
+    validation.install(app)  # as strict as Azure ML: bad input is a 400 before any handler runs
+    uc.install(app, config)
+    experiment_rules.install(app, config, tree)
+    workspace_api.install(app, tree)
+    owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
+    files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))
+    dbfs_root = Storage(state / "dbfs")
+    dbfs = dbfs_api.Dbfs(artifacts, dbfs_root, owners)
+    dbfs_api.install(app, dbfs)
+    # MLflow's own server-side artifact code resolves dbfs:/ here too (emulator.stores.artifact_repositories).
+    app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
+    credentials = artifact_credentials.ArtifactCredentials(config, dbfs, WORKSPACE_ID)
+    artifact_credentials.install(app, credentials)
+    # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks.
+    app.wsgi_app = credentials.blob_service(app.wsgi_app, state / "artifacts", state / "blob-staging", owners)
+    registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
+    registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
+    server_artifacts.install(app, artifacts, dbfs_root)  # fidelity: Artifact locations
+    scim.install(app, config)
+    ui_links.install(app)
+    clusters_api.install(app, config)
+    managed_evals.install(app)  # search_datasets on tracking URI "databricks"
+    traces_v4.install(app)  # V4 trace search -> 404, so mlflow.search_traces falls back to V3
+    mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id
+    # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
+    run_lineage.install(app)
+    for extra in ("volumes", "dbfs", "blob-staging"):  # blob-staging: uncommitted Put Blocks
+        reset.on_reset(app, lambda root=state / extra: reset.empty_dir(root))
+    reset.on_reset(app, tree.reset)
+    reset.on_reset(app, owners.forget_all)
+
+    if os.environ.get("EMULATOR_ACCESS_LOG"):
+        # The WSGI server (cheroot) writes no access log; this one helps find routes a client calls that 404/501.
+        _access_log.setLevel(logging.INFO)
+
+        @app.after_request
+        def _log_access(response):
+            _access_log.info("%s %s -> %s", access_log.printable(request.method),
+                             access_log.request_target(request), response.status_code)
+            return response
+
+    @app.before_request
+    def _no_proxied_artifacts():
+        # MLflow's proxied-artifact API is not a Databricks API; MLflow's handlers would answer a
+        # plain-text 503 (retried by clients for minutes) since this server does not serve them.
+        if request.path.startswith(("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/")):
+            return not_implemented("Databricks", request.method, request.path)
+        return None
+
+    def not_found():
+        # Databricks clients retry 5xx for minutes and treat 404 as "missing"; an unknown API is
+        # reported as not implemented, naming the path.
+        if request.path.startswith("/api/"):
+            return not_implemented("Databricks", request.method, request.path)
+        return error_response("ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'", 404)
+
+    app.config["EMULATOR_NOT_FOUND"] = not_found

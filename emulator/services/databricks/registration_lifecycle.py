@@ -1,0 +1,104 @@
+"""Model-version status as the Databricks workspace registry reports it.
+
+On Databricks ``model-versions/create`` answers ``PENDING_REGISTRATION`` while the server copies the
+version's files; the version becomes ``READY`` (or ``FAILED_REGISTRATION`` with a
+``status_message``), and the client's ``await_registration_for`` polls ``model-versions/get``
+every 3 s until the status is no longer pending (``_await_model_version_creation_impl``). Here
+the copy (``registry_artifacts``) is done before the answer, so a version is normally ``READY`` by
+the client's first poll; fault rules make the slow and failed cases:
+
+* ``hold_pending_s: N``: the version stays ``PENDING_REGISTRATION`` for N seconds, then ``READY``;
+* ``fail_registration: "message"``: it ends ``FAILED_REGISTRATION`` with that message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from flask import Flask, request
+
+from emulator.pipeline.faults import ENVIRON_RULE
+
+_logger = logging.getLogger(__name__)
+
+PENDING, READY, FAILED = "PENDING_REGISTRATION", "READY", "FAILED_REGISTRATION"
+
+
+def set_status(name: str, version: str, status: str, message: str | None = None) -> None:
+    from mlflow.server.handlers import _get_model_registry_store
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion
+
+    store = _get_model_registry_store()
+    with store.ManagedSessionMaker() as session:
+        session.query(SqlModelVersion).filter(
+            SqlModelVersion.name == name, SqlModelVersion.version == int(version)
+        ).update({SqlModelVersion.status: status, SqlModelVersion.status_message: message})
+
+
+class Lifecycle:
+    def __init__(self):
+        self._timers: set[threading.Timer] = set()
+        self._lock = threading.Lock()
+
+    def hold(self, name: str, version: str, seconds: float) -> None:
+        set_status(name, version, PENDING, "Copying model version files (held by an emulator fault).")
+
+        def finish():
+            with self._lock:
+                self._timers.discard(timer)
+            try:
+                set_status(name, version, READY)
+            except Exception:  # the version may have been deleted or the workspace reset meanwhile
+                _logger.exception("could not mark %s v%s READY", name, version)
+
+        timer = threading.Timer(seconds, finish)
+        timer.daemon = True
+        with self._lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
+
+    def after_create(self, response):
+        """Apply a registration fault, and answer PENDING_REGISTRATION as Databricks does."""
+        if getattr(response, "status_code", 200) != 200:
+            return response
+        payload = response.get_json(silent=True) or {}
+        mv = payload.get("model_version") or {}
+        if not (mv.get("name") and mv.get("version")):
+            return response
+        rule = request.environ.get(ENVIRON_RULE)
+        if rule is not None and rule.fail_registration:
+            set_status(mv["name"], mv["version"], FAILED, rule.fail_registration)
+        elif rule is not None and rule.hold_pending_s:
+            self.hold(mv["name"], mv["version"], rule.hold_pending_s)
+        # fidelity: Registration lifecycle
+        mv["status"] = PENDING
+        mv.pop("status_message", None)
+        response.set_data(json.dumps(payload))
+        return response
+
+
+def install(app: Flask) -> Lifecycle:
+    """Wrap MLflow's ``model-versions/create`` view (after ``registry_artifacts`` wrapped it)."""
+    from emulator.pipeline import reset
+
+    lifecycle = Lifecycle()
+
+    def wrap(original):
+        def create(*args, **kwargs):
+            return lifecycle.after_create(original(*args, **kwargs))
+
+        return create
+
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.rule.endswith("/mlflow/model-versions/create")}
+    for endpoint in endpoints:
+        app.view_functions[endpoint] = wrap(app.view_functions[endpoint])
+    reset.on_reset(app, lifecycle.cancel_all)
+    return lifecycle

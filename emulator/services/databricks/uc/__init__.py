@@ -1,0 +1,45 @@
+"""The Unity Catalog model registry (``databricks-uc``, MLflow 3's default registry for "databricks").
+
+* ``catalogs``     UC's catalog/schema API (``/api/2.1/unity-catalog/catalogs|schemas``); ``main.default`` exists
+* ``registry``     registered models, tags, aliases (``/api/2.0/mlflow/unity-catalog/registered-models/...``)
+* ``versions``     model versions, temporary credentials, finalize
+* ``prompts``      the prompt registry (``/api/2.0/mlflow/unity-catalog/prompts/...``)
+* ``store``        all of it in ``<state>/databricks/uc.db``
+* ``credentials``  the temporary AWS-style credentials (issued here, checked by the S3 gate)
+* ``s3_server`` / ``s3_gate`` / ``s3_auth`` / ``s3_files``  the S3 process holding the files (moto behind a gate)
+* ``s3_link``      the workspace's admin calls to it (seal a finalized version, reset)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, request
+
+from emulator.pipeline import reset
+from emulator.services.databricks.uc import catalogs, prompts, registry, versions
+from emulator.services.databricks.uc.s3_link import S3Link
+from emulator.services.databricks.uc.store import UcStore
+from emulator.settings import ServerConfig
+
+
+def install(app: Flask, config: ServerConfig) -> None:
+    state = Path(config.state_dir)
+    store = UcStore(state / "uc.db", config.user)
+    s3 = S3Link(state.parent, config.token)
+    catalogs.install(app, store)
+    registry.install(app, store)
+    versions.install(app, store, s3)
+    prompts.install(app, store)
+    reset.on_reset(app, store.reset)
+    reset.on_reset(app, s3.reset)
+
+    @app.after_request
+    def _org_id(response):
+        # Databricks answers carry the workspace id; the UC client reads it from runs/get to link a
+        # model version to its source run (else it warns "Unable to get ... workspace ID").
+        from emulator.services.databricks import WORKSPACE_ID
+
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("x-databricks-org-id", WORKSPACE_ID)
+        return response

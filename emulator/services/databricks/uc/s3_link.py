@@ -1,0 +1,42 @@
+"""The workspace's side of the S3 gate: the credential key, and the admin calls (seal, reset)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import requests
+
+from emulator.control import s3_store
+from emulator.services.databricks.uc.credentials import admin_token, master_key
+from emulator.errors import EmulatorError
+from emulator.control.state import StateDir
+
+_logger = logging.getLogger(__name__)
+
+
+class S3Link:
+    def __init__(self, state_root: Path, workspace_token: str):
+        self.state = StateDir(state_root)
+        self.master = master_key(workspace_token)
+
+    def _post(self, path: str, body: dict) -> None:
+        url = s3_store.url(self.state)
+        try:
+            resp = requests.post(f"{url}{path}", json=body, timeout=30,
+                                 headers={"Authorization": f"Bearer {admin_token(self.master)}"})
+        except requests.RequestException as exc:
+            raise EmulatorError("TEMPORARILY_UNAVAILABLE", f"The model storage (S3 at {url}) is not reachable: {exc}. "
+                                "Start it with `emulator up`.", 503) from None
+        if resp.status_code != 200:
+            raise EmulatorError("TEMPORARILY_UNAVAILABLE", f"The model storage (S3 at {url}) answered "
+                                f"{resp.status_code}: {resp.text[:200]}", 503)
+
+    def seal(self, prefix: str) -> None:
+        self._post("/__emulator/s3/seal", {"prefix": prefix})
+
+    def reset(self) -> None:
+        try:
+            self._post("/__emulator/s3/reset", {})
+        except EmulatorError:
+            _logger.warning("reset: the S3 store was not reachable; its objects were kept")
