@@ -19,7 +19,6 @@ from pathlib import Path
 from bench import first_answer, mirror, procs, registry, report, tracking
 from bench import reset as bench_reset
 from emulator.control import launcher
-from emulator.stores import templates as store_templates
 from emulator.control import mirror_link as control
 from harness.workspaces import Emulator
 
@@ -57,7 +56,7 @@ def run(args) -> dict:
 
     _progress(f"start-up to first answer, {rounds} round(s): `emulator up` on a new state dir and a stock "
               "mlflow server on a new store, the order alternating")
-    template_cached = store_templates.default_dir().is_dir() and any(store_templates.default_dir().iterdir())
+    template_cached = launcher.store_templates_dir().is_dir() and any(launcher.store_templates_dir().iterdir())
     emu, stock, startup = first_answer.interleaved(work, rounds, _progress)
     try:
         startup["emulator"]["store_template_cached"] = template_cached

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from bench.procs import StockServer, first_answer
-from emulator.control import launcher
 from emulator import settings
+from emulator.control import launcher
 from harness.workspaces import Emulator
 
 

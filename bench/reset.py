@@ -9,7 +9,7 @@ import time
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from emulator.pipeline.reset import request_reset
+from emulator.control.live_reset import request_reset
 
 
 def populate(url: str, token: str, env: dict, *, runs: int, versions: int, user: str) -> None:

@@ -65,11 +65,11 @@ def score(spark, model_path: str, rows: int, partitions: int) -> dict:
 
 def harness_overhead(spark, model_path: str, rows: int) -> dict:
     """check_udf_scoring's time over the bare scoring job's, on the same pandas rows."""
+    import mlflow
     import numpy as np
     import pandas as pd
     from pyspark.sql import functions as F
 
-    import mlflow
     from harness.checks.udf_scoring import check_udf_scoring
 
     data = pd.DataFrame(np.random.default_rng(1).random(size=(rows, 3)), columns=list(FEATURES))

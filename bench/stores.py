@@ -25,8 +25,8 @@ from mlflow import MlflowClient
 
 from bench import registry
 from emulator.control import launcher
-from emulator.stores import postgres as postgres_store
 from emulator.control.docker import engine, postgres_image
+from emulator.stores import postgres as postgres_store
 from harness.workspaces import Emulator
 
 

@@ -90,6 +90,7 @@ class ServerConfig:
     tls_port: int | None = None  # Azure ML: the HTTPS listener (None: plain HTTP only)
     proxy_port: int | None = None  # Azure ML: the CONNECT proxy for the real Azure host names
     tls_public_port: int | None = None  # how clients reach the HTTPS listener (differs under Docker)
+    s3_url: str = ""  # Databricks: the S3 store of Unity Catalog model files (seal, reset)
 
     @property
     def scope(self) -> str:

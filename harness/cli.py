@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from emulator.control import launcher, status
 from emulator import settings
+from emulator.control import launcher, status
 from emulator.control.state import StateDir
 from harness import report
 from harness.checks.result import CheckResult
@@ -95,7 +95,7 @@ def _ensure_running(state: StateDir, start: bool) -> list[str]:
         sys.exit(EXIT_NO_EMULATOR)
     started = list(down)
     procs = launcher.start_all(state, [launcher.Launch(role) for role in down])
-    status.record_deployment(state, "local")
+    state.record_deployment("local")
     launcher.wait_healthy(state, procs, timeout=90)
     if not s3_store.serving(state):
         s3_store.start(state)  # Unity Catalog model files
@@ -203,7 +203,11 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     from mlflow import MlflowClient
 
     from harness import scenarios
-    from harness.checks import check_dual_logging, check_registry_increments, check_udf_scoring
+    from harness.checks import (
+        check_dual_logging,
+        check_registry_increments,
+        check_udf_scoring,
+    )
     from harness.checks.registry import verify_registry_versions
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)

@@ -19,8 +19,8 @@ import time
 import pytest
 from pytest_docker.plugin import DockerComposeExecutor
 
-from emulator.control import launcher, s3_store
 from emulator import settings
+from emulator.control import launcher, s3_store
 from emulator.control.docker import compose, engine, images
 from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
 

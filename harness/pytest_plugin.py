@@ -8,7 +8,8 @@ import pytest
 
 from harness import links, mlflow_uris
 from harness.faults import clear_faults_after_test
-from harness.faults import inject_fault_fixture as inject_fault, request_journal_fixture as request_journal  # noqa: F401
+from harness.faults import inject_fault_fixture as inject_fault  # noqa: F401
+from harness.faults import request_journal_fixture as request_journal  # noqa: F401
 from harness.workspaces import Emulator
 
 if TYPE_CHECKING:  # the checks import MLflow: loaded only when a helper runs, not at pytest start-up
@@ -123,7 +124,7 @@ def fresh_workspaces(emulated_workspaces, databricks_workspace, azureml_workspac
     """The session's workspaces, emptied in place before the test (runs, models, artifacts,
     folders, faults, mirror state: POST /__emulator/reset, well under a second), as moto users
     expect of a fresh backend. The link state is kept."""
-    from emulator.pipeline.reset import request_reset
+    from emulator.control.live_reset import request_reset
 
     for ws in (databricks_workspace, azureml_workspace):
         request_reset(ws.url, ws.token)

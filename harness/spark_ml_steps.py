@@ -68,7 +68,11 @@ def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: st
     """The steps, in order. `databricks` / `azureml` are MlflowClients for each workspace."""
     from pyspark.sql.types import ArrayType, FloatType
 
-    from harness.checks import check_dual_logging, check_registry_increments, check_udf_scoring
+    from harness.checks import (
+        check_dual_logging,
+        check_registry_increments,
+        check_udf_scoring,
+    )
     from harness.checks.registry import verify_registry_versions
 
     state: dict = {}

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.control import launcher, s3_store, status
 from emulator import settings
+from emulator.control import launcher, s3_store, status
 from emulator.control.state import StateDir
 from harness.faults import WorkspaceAdmin
 
@@ -59,9 +59,12 @@ class Emulator:
         return self.state.root.is_dir() and all(launcher.owned(self.state, role) for role in settings.ROLES)
 
     def up(self, timeout: float = 90.0) -> Emulator:
+        # The Databricks workspace's configuration names the S3 store: its port is settled first.
+        self.ports.setdefault("s3", launcher.free_port())
+        s3_store.reserve(self.state, port=self.ports["s3"])
         # One process imports MLflow once and forks both servers (emulator.control.prefork).
         procs = launcher.start_all(self.state, [self._launch(role) for role in settings.ROLES], wait_free=60)
-        status.record_deployment(self.state, "local")
+        self.state.record_deployment("local")
         # The S3 store starts alongside the workspaces: start-up is what every test session waits for.
         launcher.wait_healthy(self.state, procs, timeout=timeout, alongside=lambda: self.start_s3(timeout))
         return self

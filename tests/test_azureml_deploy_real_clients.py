@@ -16,9 +16,8 @@ import mlflow
 import pytest
 import requests
 
-from harness.online_endpoints import OnlineEndpointsClient
-
 from emulator.control.state import StateDir
+from harness.online_endpoints import OnlineEndpointsClient
 from harness.workspaces import Emulator
 from tests.test_azureml_real_clients import SEED_IDENTITY, client_python, run_client  # noqa: F401
 

@@ -12,7 +12,7 @@ import base64
 import socket
 import ssl
 import uuid
-from urllib.parse import parse_qs, urlsplit, urlunsplit, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests

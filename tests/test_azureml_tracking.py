@@ -3,8 +3,8 @@ discovery -> tracking URI -> logging -> registration -> loading."""
 
 import re
 
-import numpy as np
 import mlflow
+import numpy as np
 import pytest
 import requests
 from mlflow import MlflowClient

@@ -8,9 +8,9 @@ API. ``EMULATOR_MATRIX_VERSIONS=2.9.2,3.17.2`` narrows the run while developing.
 
 import pytest
 
-from tests.support import client_matrix
 from harness import links
 from harness.faults import clear_journal
+from tests.support import client_matrix
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 import json
 import os
-import sqlite3
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys

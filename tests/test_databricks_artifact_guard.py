@@ -11,7 +11,12 @@ from urllib.parse import urlparse
 import mlflow
 import pytest
 import requests
-from databricks.sdk.errors import AlreadyExists, NotFound, PermissionDenied, ResourceAlreadyExists
+from databricks.sdk.errors import (
+    AlreadyExists,
+    NotFound,
+    PermissionDenied,
+    ResourceAlreadyExists,
+)
 from mlflow import MlflowClient
 
 FILES = "/api/2.0/fs/files"

@@ -10,9 +10,17 @@ import pytest
 from mlflow import MlflowClient
 
 from harness import links, scenarios
-from harness.checks import check_dual_logging, check_registry_increments, check_udf_scoring
+from harness.checks import (
+    check_dual_logging,
+    check_registry_increments,
+    check_udf_scoring,
+)
 from harness.checks.registry import verify_registry_versions
-from harness.spark_ml_steps import NO_SIGNATURE_MARK, expected_failure, mirrored_model_predicts
+from harness.spark_ml_steps import (
+    NO_SIGNATURE_MARK,
+    expected_failure,
+    mirrored_model_predicts,
+)
 
 pytestmark = pytest.mark.spark
 

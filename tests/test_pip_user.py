@@ -10,17 +10,22 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 from mlflow import MlflowClient
 
 from emulator.control.docker import images, packaged
 from harness import client_venvs
+
 # Fixtures: the checkout's image (base image, wheelhouse, dependency layer), a project removed afterwards.
-from harness.compose_fixtures import compose_project, emulator_image, free_published_ports  # noqa: F401
+from harness.compose_fixtures import (  # noqa: F401
+    compose_project,
+    emulator_image,
+    free_published_ports,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

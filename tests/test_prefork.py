@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from emulator.control import launcher
 from emulator import settings
+from emulator.control import launcher
 from emulator.control.state import StateDir
 
 ROLES = settings.ROLES

@@ -138,7 +138,7 @@ def _wait(condition, timeout: float = 120.0):
 
 
 def _env(values: dict):
-    from unittest import mock
     import os
+    from unittest import mock
 
     return mock.patch.dict(os.environ, values)

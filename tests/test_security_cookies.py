@@ -8,13 +8,14 @@ from __future__ import annotations
 import pytest
 import requests
 
-
 SEARCH = "/ajax-api/2.0/mlflow/experiments/search"
 FOREIGN = "http://127.0.0.1:1"  # another local port: same-site for the browser, another origin
 
 
 def cookie_name(role: str, url: str) -> str:
-    from emulator.pipeline.auth import cookie_name as name  # imported here: the module's rules are under test
+    from emulator.pipeline.auth import (
+        cookie_name as name,  # imported here: the module's rules are under test
+    )
 
     return name(role, url)
 

@@ -11,9 +11,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from emulator.control import launcher, s3_store
+from emulator.control.state import StateDir
 from emulator.services.databricks.uc import credentials
 from emulator.services.databricks.uc.s3_server import BUCKET
-from emulator.control.state import StateDir
 
 PREFIX = "models/m1/versions/v1"
 

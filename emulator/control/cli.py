@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from emulator.control import launcher, s3_store, status
 from emulator import settings
+from emulator.control import launcher, s3_store, status
 from emulator.control.state import StateDir
 
 ROLE = click.Choice(settings.ROLES)
@@ -60,13 +60,13 @@ def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spar
         return
     if store != "sqlite":
         _fail("--store postgres needs --docker (local processes: set EMULATOR_POSTGRES_URL to a server you run)")
-    if status.deployment(state).get("mode") == "docker":
+    if state.deployment().get("mode") == "docker":
         _fail("this state dir runs in Docker mode; `emulator down` first (or use another --state-dir)")
     timeout = timeout or 90.0
     try:
         # One process imports MLflow once and forks both servers (emulator.control.prefork).
         started = launcher.start_all(state, [launcher.Launch(role, host) for role in settings.ROLES])
-        status.record_deployment(state, "local")
+        state.record_deployment("local")
         # Unity Catalog model files: started alongside the workspaces, not after them.
         launcher.wait_healthy(state, started, timeout=timeout,
                               alongside=lambda: s3_store.start(state, host=host, timeout=timeout))
@@ -92,7 +92,7 @@ def _up_docker(state, compose_file, project_name, timeout, spark_workers=0, stor
     except (compose.ComposeError, ValueError) as exc:
         _fail(str(exc))
     _print_endpoints(state)
-    spark = status.deployment(state).get("spark")
+    spark = state.deployment().get("spark")
     if spark:
         click.echo(f"{'spark':>10}: {spark['master_url']}  ({spark['workers']} workers; UI: {spark['ui_url']})")
         click.echo(f"            harness check --spark-master {spark['master_url']}")
@@ -205,7 +205,7 @@ def reset(state_dir, yes, live):
     running workspaces in place, keeping tokens, ports and the link."""
     state = StateDir(state_dir)
     if live:
-        from emulator.pipeline.reset import request_reset
+        from emulator.control.live_reset import request_reset
 
         info = status.collect(state)
         down = [r for r in settings.ROLES if not info[r]["healthy"]]
@@ -293,7 +293,11 @@ def images_build(offline, image, base_image, force, spark, postgres):
     results = []
     try:
         results.append(docker_images.build(offline=offline, image=image or docker_images.IMAGE,
-                                           base_image=base_image, force=force, postgres=postgres))
+                                           base_image=base_image, force=force))
+        if postgres:
+            from emulator.control.docker import postgres_image
+
+            results.append(postgres_image.build(force=force))
         if spark:
             from emulator.control.docker import spark_image
 

@@ -7,12 +7,10 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +18,20 @@ from pathlib import Path
 import requests
 
 from emulator import settings
-from emulator.stores import templates as store_templates
+from emulator.control import s3_store
+from emulator.control.processes import (  # the launcher's own vocabulary, re-exported for its callers
+    LaunchError,
+    free_port,
+    healthy,
+    port_in_use,
+    tail,
+    wait_exited,  # noqa: F401  (tests and bench wait on pids through the launcher)
+    wait_ports_free,
+)
+from emulator.control.processes import alive as _alive
+from emulator.control.processes import reap as _reap
 from emulator.control.state import StateDir
-
-
-class LaunchError(RuntimeError):
-    """A workspace could not be started or stopped; the message says why and where to look."""
-
+from emulator.stores import templates as store_templates
 
 # The launcher gives each server it starts a random id, records it in the runfile and the server
 # answers it on /__emulator/info: a server on the port that answers another id is not ours.
@@ -52,6 +57,14 @@ class Running:
                 "extra_ports": self.extra_ports}
 
 
+def store_templates_dir() -> Path:
+    """Where new stores are copied from (emulator.stores.templates): beside the client venvs,
+    outside any checkout; chosen here, on the user's side, and handed to the server."""
+    from emulator.control.user_cache import cache_root
+
+    return cache_root() / "store-templates"
+
+
 def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None,
                   **listeners):
     cfg = state.config()
@@ -67,6 +80,8 @@ def server_config(state: StateDir, role: str, host: str, port: int, public_url: 
         resource_group=cfg["resource_group"],
         workspace_name=cfg["workspace_name"],
         location=cfg["location"],
+        # Unity Catalog's model files: the server is told where the S3 store is, never looks it up.
+        s3_url=s3_store.url(state) if role == "databricks" else "",
         **listeners,  # azureml: tls_port, proxy_port, tls_public_port
     )
 
@@ -77,33 +92,6 @@ def _runfile(state: StateDir, role: str) -> Path:
 
 def log_path(state: StateDir, role: str) -> Path:
     return state.role_dir(role) / "server.log"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
-
-
-def wait_exited(pid: int, timeout: float) -> bool:
-    """True once ``pid`` is gone (a zombie counts as gone: its ports are closed), False if it still
-    runs after ``timeout`` seconds. Works for processes that are not this one's children, such as
-    the workspaces emulator.control.prefork forks."""
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def running_record(state: StateDir, role: str) -> dict | None:
@@ -149,42 +137,6 @@ def owned(state: StateDir, role: str, timeout: float = 2.0) -> Running | None:
     return current if healthy(current.url, timeout) else None
 
 
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-# Ports free_port handed out lately. The kernel gives a port that was free to the next bind(0)
-# again (2,000 picks on this machine: ~100 repeats), and once it gave one workspace's Azure ML
-# HTTPS and proxy ports the same number: the second listener could not bind.
-_HANDED_OUT: deque[int] = deque(maxlen=4096)
-_HANDED_OUT_LOCK = threading.Lock()
-
-
-def free_port(host: str = settings.DEFAULT_HOST) -> int:
-    """A port free now on ``host`` and not handed out by this process lately."""
-    with _HANDED_OUT_LOCK:
-        while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((host, 0))
-                port = sock.getsockname()[1]
-            if port not in _HANDED_OUT:
-                _HANDED_OUT.append(port)
-                return port
-
-
-def healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def _azureml_ports(host: str, wanted: dict | None) -> dict:
     """The Azure ML HTTPS and proxy ports (0 = a free one). A port set explicitly (argument or
     environment) must be free; the built-in defaults (5003, 5004) fall back to free ports when
@@ -199,15 +151,6 @@ def _azureml_ports(host: str, wanted: dict | None) -> dict:
             raise LaunchError(f"cannot start the azureml workspace: its {name} port {host}:{port} is "
                               f"already in use. Pick another with {envs[name]}=<port>.")
     return ports
-
-
-def wait_ports_free(host: str, ports, timeout: float) -> None:
-    """Wait (bounded, condition-based) until none of ``ports`` is bound: a restart on the same ports
-    may meet a socket of the process just stopped, or a client connection that happened to take
-    one of them as its ephemeral local port."""
-    deadline = time.monotonic() + timeout
-    while any(port_in_use(host, p) for p in ports if p) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 @dataclass
@@ -240,6 +183,8 @@ def start_all(state: StateDir, launches: list[Launch], wait_free: float = 0.0) -
             new.append(current)
         result.append(current)
     if new:
+        if any(p.role == "databricks" for p in new):
+            s3_store.reserve(state)  # its configuration names the S3 store's address
         _spawn(state, new)
     return result
 
@@ -260,23 +205,28 @@ def _claim_ports(launch: Launch, wait_free: float) -> Running:
     return Running(role, 0, host, port, secrets.token_hex(12), extra)
 
 
+def prefork_spec(state: StateDir, procs: list[Running]) -> str:
+    """The command-line argument the launcher passes: where each workspace listens, its identity."""
+    # The runfile's record, with the role and without a pid (this process's is not known yet).
+    workspaces = [{**{k: v for k, v in p.record().items() if k != "pid"}, "role": p.role} for p in procs]
+    return json.dumps({"state_dir": str(state.root), "workspaces": workspaces})
+
+
 def _spawn(state: StateDir, procs: list[Running]) -> None:
     """One emulator.control.prefork process for ``procs``; each runfile names it until it names the
     workspace's own process (the pre-forking parent hands it over)."""
-    from emulator.control import prefork
-
     logs = [log_path(state, p.role) for p in procs]
     for log in logs:
         log.touch(mode=0o600)
         os.chmod(log, 0o600)
     with open(logs[0], "ab") as out:  # until the fork; each child then writes to its own log
         proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.control.prefork", prefork.spec(state, procs)],
+            [sys.executable, "-m", "emulator.control.prefork", prefork_spec(state, procs)],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.PIPE,  # its end of file: the runfiles are written (or this process died)
             # The store template folder is chosen here, on the user's side: the server scrubs HOME.
-            env={store_templates.ENV: str(store_templates.default_dir()), **os.environ},
+            env={store_templates.ENV: str(store_templates_dir()), **os.environ},
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     try:
@@ -363,15 +313,3 @@ def stop(state: StateDir, role: str, timeout: float = 15.0) -> bool:
     return True
 
 
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log yet)"

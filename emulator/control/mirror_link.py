@@ -10,9 +10,9 @@ import os
 
 import requests
 
+from emulator.control.state import StateDir
 from emulator.services.mirror import OUTBOX_FILE, link
 from emulator.services.mirror.outbox import read_summary
-from emulator.control.state import StateDir
 
 
 class ControlError(RuntimeError):
@@ -32,15 +32,13 @@ def _admin(url: str, token: str, method: str, path: str, body: dict | None = Non
 
 def _serving(state: StateDir, databricks_url: str) -> bool:
     """This state dir's Databricks workspace answers (not some other server on its port)."""
-    from emulator.control.status import serving
+    from emulator.control.locate import serving
 
     return serving(state, "databricks", databricks_url)
 
 
 def _require_local(state: StateDir, what: str) -> None:
-    from emulator.control.status import deployment
-
-    if deployment(state).get("mode") == "docker":
+    if state.deployment().get("mode") == "docker":
         # The link file lives in the container's volume: only the running server can change it.
         raise ControlError(f"the Databricks workspace is not running; start it before `emulator {what}`")
 
@@ -49,7 +47,7 @@ def link_workspaces(state: StateDir, databricks_url: str, azureml_url: str | Non
     cfg = state.config()
     url = azureml_url or os.environ.get(link.INTERNAL_URL_ENV)
     if url is None:
-        from emulator.control.status import workspace_url
+        from emulator.control.locate import workspace_url
 
         url = workspace_url(state, "azureml")
     if _serving(state, databricks_url):

@@ -34,13 +34,6 @@ _HELD = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def spec(state: StateDir, procs: list[launcher.Running]) -> str:
-    """The command-line argument the launcher passes: where each workspace listens, its identity."""
-    # The runfile's record, with the role and without a pid (this process's is not known yet).
-    workspaces = [{**{k: v for k, v in p.record().items() if k != "pid"}, "role": p.role} for p in procs]
-    return json.dumps({"state_dir": str(state.root), "workspaces": workspaces})
-
-
 def _config(state: StateDir, ws: dict):
     extra = ws.get("extra_ports")
     listeners = {"tls_port": extra["tls"], "proxy_port": extra["proxy"]} if extra else {}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import requests
 
-from emulator.control import launcher
 from emulator import settings
+from emulator.control import processes
 from emulator.control.state import StateDir, make_private_dir
 
 PORT_ENV = "EMULATOR_S3_PORT"
@@ -44,15 +44,13 @@ def running_url(state: StateDir) -> str | None:
         info = json.loads(_runfile(state).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return f"http://{info['host']}:{info['port']}" if launcher._alive(info["pid"]) else None
+    return f"http://{info['host']}:{info['port']}" if processes.alive(info["pid"]) else None
 
 
 def url(state: StateDir) -> str:
     """Where clients reach S3: EMULATOR_S3_URL (the workspace inside Compose), the Compose service's
     published address (Docker mode), the running process, else where it will listen."""
-    from emulator.control import status  # status reads this module too
-
-    return (os.environ.get(URL_ENV) or status.deployment(state).get("s3_url") or running_url(state)
+    return (os.environ.get(URL_ENV) or state.deployment().get("s3_url") or running_url(state)
             or f"http://{settings.DEFAULT_HOST}:{_remembered(state) or configured_port()}")
 
 
@@ -81,9 +79,21 @@ def _pick_port(state: StateDir, host: str) -> int:
     if os.environ.get(PORT_ENV):
         return configured_port()
     for candidate in (_remembered(state), DEFAULT_PORT):
-        if candidate and not launcher.port_in_use(host, candidate):
+        if candidate and not processes.port_in_use(host, candidate):
             return candidate
-    return launcher.free_port(host)
+    return processes.free_port(host)
+
+
+def reserve(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None = None) -> int | None:
+    """Settle the S3 store's port before the Databricks workspace starts, whose configuration names
+    it (the store itself may start alongside); None where its address comes from elsewhere."""
+    state.config()
+    if os.environ.get(URL_ENV) or state.deployment().get("s3_url") or running_url(state):
+        return None
+    port = _pick_port(state, host) if port is None else port
+    port = processes.free_port(host) if port == 0 else port
+    (_dir(state) / "port").write_text(str(port))
+    return port
 
 
 def healthy(base_url: str, timeout: float = 2.0) -> bool:
@@ -101,16 +111,16 @@ def start(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None =
     state.config()
     port = _pick_port(state, host) if port is None else port
     if port == 0:
-        port = launcher.free_port(host)
-    if launcher.port_in_use(host, port):
-        raise launcher.LaunchError(
+        port = processes.free_port(host)
+    if processes.port_in_use(host, port):
+        raise processes.LaunchError(
             f"cannot start the S3 store of Unity Catalog models: {host}:{port} is already in use. "
             f"Pick another port with {PORT_ENV}=<port>.")
     log = log_path(state)
     with open(log, "ab") as out:
         os.chmod(log, 0o600)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.services.databricks.uc.s3_server", "--state-dir", str(state.root),
+            [sys.executable, "-m", "emulator.control.s3_serve", "--state-dir", str(state.root),
              "--host", host, "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     _runfile(state).write_text(json.dumps({"pid": proc.pid, "host": host, "port": port}))
@@ -118,10 +128,10 @@ def start(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None =
     base = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout
     while not healthy(base):
-        if not launcher._alive(proc.pid):
-            raise launcher.LaunchError(f"the S3 store exited during start-up; last lines of {log}:\n{launcher.tail(log)}")
+        if not processes.alive(proc.pid):
+            raise processes.LaunchError(f"the S3 store exited during start-up; last lines of {log}:\n{processes.tail(log)}")
         if time.monotonic() > deadline:
-            raise launcher.LaunchError(f"timed out after {timeout:.0f}s waiting for the S3 store at {base}")
+            raise processes.LaunchError(f"timed out after {timeout:.0f}s waiting for the S3 store at {base}")
         time.sleep(0.05)
     return base
 
@@ -133,13 +143,13 @@ def stop(state: StateDir, timeout: float = 15.0) -> bool:
         return False
     _runfile(state).unlink(missing_ok=True)
     pid = info["pid"]
-    if not launcher._alive(pid):
+    if not processes.alive(pid):
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while (launcher._alive(pid) or launcher.port_in_use(info["host"], info["port"])) and time.monotonic() < deadline:
+    while (processes.alive(pid) or processes.port_in_use(info["host"], info["port"])) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if launcher._alive(pid):
+    if processes.alive(pid):
         os.kill(pid, signal.SIGKILL)
-    launcher._reap(pid)
+    processes.reap(pid)
     return True

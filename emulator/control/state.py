@@ -7,6 +7,7 @@ Layout::
     <state>/<role>/artifacts/    the artifact root
     <state>/<role>/server.pid    the running server's PID (local mode)
     <state>/<role>/server.log    its output
+    <state>/deployment.json      how it runs: local processes or a Compose project (mode 0600)
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ class StateDir:
                 config[key] = secrets.token_hex(24)
                 self.save_config(config)
             return config[key]
+
+    def deployment(self) -> dict:
+        """How this state dir's workspaces run: ``{"mode": "local"}`` or Compose's URLs and project."""
+        try:
+            return json.loads((self.root / "deployment.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {"mode": "local"}
+
+    def record_deployment(self, mode: str, **extra) -> None:
+        self.ensure()
+        path = self.root / "deployment.json"
+        path.write_text(json.dumps({"mode": mode, **extra}))
+        path.chmod(0o600)
 
     def wipe(self) -> None:
         """Delete everything, like deleting the resource group in the seed's clean-up."""

@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-from emulator.control import launcher
 from emulator import settings
+from emulator.control import launcher
+from emulator.control.locate import serving, workspace_url
 from emulator.control.state import StateDir
-
-
-def deployment(state: StateDir) -> dict:
-    try:
-        return json.loads((state.root / "deployment.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {"mode": "local"}
-
-
-def record_deployment(state: StateDir, mode: str, **extra) -> None:
-    state.ensure()
-    path = state.root / "deployment.json"
-    path.write_text(json.dumps({"mode": mode, **extra}))
-    path.chmod(0o600)
 
 
 def linked(state: StateDir) -> bool:
     return (state.role_dir("databricks") / "link.json").exists()
-
-
-def workspace_url(state: StateDir, role: str) -> str:
-    """Where the workspace answers: the running process's address, else the configured one."""
-    dep = deployment(state)
-    if dep.get("mode") == "docker":
-        return dep["urls"][role]
-    current = launcher.running(state, role)
-    if current:
-        return current.url
-    return f"http://{settings.DEFAULT_HOST}:{settings.port_for(role)}"
 
 
 class NotRunningHere(RuntimeError):
@@ -47,17 +21,9 @@ class NotRunningHere(RuntimeError):
         self.state_dir = str(state.root)
 
 
-def serving(state: StateDir, role: str, url: str | None = None) -> bool:
-    """Whether this state dir's workspace answers: in local mode only a server it started (see
-    launcher.owned), never whatever else listens on the port; in Docker mode its recorded URL."""
-    if deployment(state).get("mode") == "docker":
-        return launcher.healthy(url or workspace_url(state, role))
-    return launcher.owned(state, role) is not None
-
-
 def azureml_extra_urls(state: StateDir) -> dict[str, str]:
     """The Azure ML HTTPS listener and CONNECT proxy as clients reach them ({} if none)."""
-    dep = deployment(state)
+    dep = state.deployment()
     if dep.get("mode") == "docker":
         return {k: dep[f"{k}_url"] for k in ("azureml_tls", "azureml_proxy") if dep.get(f"{k}_url")}
     current = launcher.running(state, "azureml")
@@ -74,7 +40,7 @@ def azureml_client_env(state: StateDir, aml_url: str, header: str) -> dict:
     if "azureml_tls" not in urls:
         return {}
     files = tls.files_for(state.role_dir("azureml"))
-    if deployment(state).get("mode") == "docker":
+    if state.deployment().get("mode") == "docker":
         # The CA lives in the container's volume; fetch it (public) so host clients can trust it.
         tls.fetch_ca(files, aml_url)
     info = {"tls_url": urls["azureml_tls"], "ca_file": str(files.ca), "ca_bundle": str(files.bundle),
@@ -88,7 +54,9 @@ def azureml_client_env(state: StateDir, aml_url: str, header: str) -> dict:
 def collect(state: StateDir) -> dict:
     """Everything `emulator status` shows. Reads only: creates no state (raises NotRunningHere
     for a state dir that was never set up)."""
-    from emulator.services.azureml.tokens import identity_header  # imports Flask: not on `up`'s way to the fork
+    from emulator.services.azureml.tokens import (
+        identity_header,  # imports Flask: not on `up`'s way to the fork
+    )
 
     cfg = state.load_config()
     if not cfg.get("databricks_token") or not cfg.get("azureml_token"):
@@ -98,10 +66,10 @@ def collect(state: StateDir) -> dict:
     aml_url = workspace_url(state, "azureml")
     scope = settings.azureml_scope(cfg)
     info = {
-        "mode": deployment(state)["mode"],
+        "mode": state.deployment()["mode"],
         "state_dir": str(state.root),
         # Where the MLflow stores are: "sqlite" (each workspace's state) or "postgres" (--store postgres).
-        "store": deployment(state).get("store", "sqlite"),
+        "store": state.deployment().get("store", "sqlite"),
         "linked": linked(state),
         "databricks": {
             "url": db_url,

@@ -19,8 +19,7 @@ from emulator.settings import ServerConfig
 
 
 def install(app: Flask, config: ServerConfig) -> None:
-    from emulator.pipeline import reset
-    from emulator.pipeline import admin, faults, journal
+    from emulator.pipeline import admin, faults, journal, reset
 
     rules = faults.FaultRules()
     recorder = journal.Journal.from_env()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
-from emulator.pipeline import auth
 from emulator.errors import EmulatorError
+from emulator.pipeline import auth
 from emulator.pipeline.faults import FaultRule, FaultRules
 from emulator.pipeline.journal import Journal
 

@@ -8,8 +8,8 @@ import os
 from flask import Flask, g, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
 
-from emulator.pipeline import auth, same_origin
 from emulator.errors import EmulatorError, error_response, from_exception
+from emulator.pipeline import auth, same_origin
 from emulator.settings import ServerConfig
 
 _logger = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 
 from werkzeug.wrappers import Request, Response
 
-from emulator.pipeline import auth
 from emulator.errors import EmulatorError
+from emulator.pipeline import auth
 
 _logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import os
 
 from flask import Flask, current_app, request
 
-from emulator.pipeline.body_limits import MAX_JSON_BODY, too_large
 from emulator.errors import EmulatorError
+from emulator.pipeline.body_limits import MAX_JSON_BODY, too_large
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 64

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from emulator.stores.safe_paths import split_segments
 from emulator.errors import EmulatorError
+from emulator.stores.safe_paths import split_segments
 
 DATABRICKS_SCHEMES = ("dbfs",)
 AZUREML_SCHEMES = ("mlflow-artifacts",)

@@ -53,7 +53,9 @@ def workspace_dbfs(locate: Callable[[str], Path]):
 
 def install(locate_dbfs: Callable[[str], Path] | None) -> None:
     # fidelity: Security promises — dbfs:/ is the workspace's own storage; no remote stores
-    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry as registry
+    from mlflow.store.artifact.artifact_repository_registry import (
+        _artifact_repository_registry as registry,
+    )
 
     for scheme in REMOTE_SCHEMES:
         registry.register(scheme, _refusal("it is remote storage, and the emulator makes no outbound calls"))

@@ -7,9 +7,8 @@ experiments under ``dbfs:/databricks/mlflow-tracking/<id>`` and MLflow 3 logged 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from functools import cache
+from pathlib import Path
 
 DATABRICKS_SCHEME = "emulator-databricks"
 AZUREML_SCHEME = "emulator-azureml"

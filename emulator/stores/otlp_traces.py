@@ -64,7 +64,9 @@ def _parse(body: bytes, media_type: str):
     from google.protobuf.json_format import Error as ProtoJsonError
     from google.protobuf.json_format import Parse
     from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
     parsed = ExportTraceServiceRequest()
     try:
@@ -99,7 +101,10 @@ def _spans(parsed):
 def export_traces() -> Response:
     from mlflow.exceptions import MlflowException
     from mlflow.server.handlers import _get_tracking_store
-    from mlflow.tracing.utils.otlp import MLFLOW_EXPERIMENT_ID_HEADER, MLFLOW_RUN_ID_HEADER
+    from mlflow.tracing.utils.otlp import (
+        MLFLOW_EXPERIMENT_ID_HEADER,
+        MLFLOW_RUN_ID_HEADER,
+    )
 
     experiment_id = request.headers.get(MLFLOW_EXPERIMENT_ID_HEADER)
     if not experiment_id:
@@ -128,7 +133,9 @@ def export_traces() -> Response:
             store.link_traces_to_run(sorted(roots), run_id)
         except Exception:  # noqa: BLE001 -- as stock: the spans are stored; the link is best effort
             _logger.exception("Failed to link OpenTelemetry traces to MLflow run")
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
 
     return Response(ExportTraceServiceResponse().SerializeToString(), status=200, mimetype="application/x-protobuf")
 

@@ -24,13 +24,6 @@ ENV = "EMULATOR_STORE_TEMPLATES"
 _logger = logging.getLogger(__name__)
 
 
-def default_dir() -> Path:
-    """Where the launcher keeps templates: beside the client venvs, outside any checkout."""
-    from emulator.control.docker import packaged
-
-    return packaged.cache_root() / "store-templates"
-
-
 def _template(role: str) -> Path | None:
     folder = os.environ.get(ENV)
     # The version pins the schema (alembic head); the role pins the Default experiment's row.
@@ -51,7 +44,7 @@ def restore(role: str, db_path: Path) -> bool:
 
 def remember(role: str, db_path: Path) -> None:
     """Keep a just-created store as the template (once): call before anything writes into it."""
-    from emulator.pipeline.reset import is_pristine
+    from emulator.stores.pristine import is_pristine
 
     template = _template(role)
     if template is None or template.exists() or not is_pristine(db_path):

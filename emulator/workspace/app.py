@@ -11,10 +11,10 @@ import logging
 import os
 from pathlib import Path
 
-from emulator.workspace import http_server
-from emulator.stores import templates as store_templates
-from emulator.workspace.http_server import Listener
 from emulator.settings import ServerConfig
+from emulator.stores import templates as store_templates
+from emulator.workspace import http_server
+from emulator.workspace.http_server import Listener
 
 _logger = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def _configure_mlflow_env(config: ServerConfig, scrubbed: list[str] | None = Non
     """Point MLflow's server module at this workspace's stores before it is imported; returns the
     store's database URI. ``scrubbed``: what a pre-forking parent removed from the user's
     environment (emulator.control.prefork); what this call removes then is only what that parent set."""
-    from emulator.workspace import server_env
     from emulator.stores.mlflow_stores import role_uri
+    from emulator.workspace import server_env
 
     state = Path(config.state_dir)
     removed = server_env.scrub(os.environ, state / "home")
@@ -77,12 +77,12 @@ def preload(config: ServerConfig) -> list[str]:
     import cryptography.x509  # noqa: F401  (Azure ML's HTTPS listener)
     from mlflow.server import app  # noqa: F401
 
+    import emulator.services.azureml.listeners  # noqa: F401
+    import emulator.services.databricks  # noqa: F401
     from emulator import errors, pipeline  # noqa: F401
     from emulator.pipeline import body_limits, common_routes, reset  # noqa: F401
     from emulator.stores import artifact_repositories, postgres  # noqa: F401
     from emulator.workspace import startup  # noqa: F401
-    import emulator.services.azureml.listeners  # noqa: F401
-    import emulator.services.databricks  # noqa: F401
 
     return scrubbed
 
@@ -97,9 +97,9 @@ def build_app(config: ServerConfig, scrubbed: list[str] | None = None):
         store_templates.restore(config.role, state / "mlflow.db")
     from mlflow.server import app  # noqa: E402  (must follow the env set-up above)
 
-    from emulator.stores import artifact_repositories
-    from emulator.pipeline import body_limits, common_routes, reset
     from emulator import errors, pipeline
+    from emulator.pipeline import body_limits, common_routes, reset
+    from emulator.stores import artifact_repositories
     from emulator.workspace import startup
 
     # Before any route is installed (the mirror reads the store at start-up) and before the

@@ -19,10 +19,10 @@ import json
 import time
 import uuid
 
+import mlflow
 import numpy as np
 import pandas as pd
 
-import mlflow
 from harness import mlflow_uris
 from harness.checks.result import CheckResult
 from harness.checks.udf_failures import short_error

@@ -6,10 +6,10 @@ import contextlib
 import time
 import uuid
 
+import mlflow
 import numpy as np
 import pandas as pd
 
-import mlflow
 from harness.checks import udf_failures
 from harness.checks.result import CheckResult
 

@@ -1,7 +1,4 @@
 # The Compose fixtures ship with the harness (its --emulator-docker option uses them too).
-from harness.compose_fixtures import *  # noqa: F401,F403
-
-
 import os  # noqa: E402
 import secrets  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
@@ -10,6 +7,7 @@ import pytest  # noqa: E402
 
 from emulator.control import launcher  # noqa: E402
 from emulator.control.docker import compose, spark_cluster, spark_image  # noqa: E402
+from harness.compose_fixtures import *  # noqa: F401,F403
 
 SPARK_WORKERS = 2
 

@@ -24,13 +24,21 @@ import pytest
 import requests
 
 from emulator import settings
-from emulator.services.azureml import client_env
 from emulator.control.docker import compose
-from emulator.services.databricks.uc.store import BAD_NAME
 from emulator.control.state import StateDir
+from emulator.services.azureml import client_env
+from emulator.services.databricks.uc.store import BAD_NAME
 from harness.compose_fixtures import free_published_ports
 from tests.test_azureml_real_clients import (  # noqa: F401 (client_python is a fixture)
-    BIG_BYTES, MLCLIENT_SCRIPT, SEED_IDENTITY, SEED_SCRIPT, check_seed_result, client_python, run_client, scope)
+    BIG_BYTES,
+    MLCLIENT_SCRIPT,
+    SEED_IDENTITY,
+    SEED_SCRIPT,
+    check_seed_result,
+    client_python,
+    run_client,
+    scope,
+)
 from tests.test_databricks_uc import SEED as UC_SEED
 
 pytestmark = pytest.mark.docker

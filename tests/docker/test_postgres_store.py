@@ -23,12 +23,16 @@ import requests
 from mlflow import MlflowClient
 
 from emulator import settings
-from emulator.control.docker import compose, engine, images
+from emulator.control.docker import compose, engine, images, postgres_image
 from emulator.control.state import StateDir
 from harness import mlflow_uris
 from harness.checks.registry import check_registry_increments
 from harness.compose_fixtures import free_published_ports, require_docker
-from harness.scenarios import run_azureml_scenario, run_databricks_scenario, training_data
+from harness.scenarios import (
+    run_azureml_scenario,
+    run_databricks_scenario,
+    training_data,
+)
 from harness.workspaces import AzureMLWorkspace, DatabricksWorkspace
 
 pytestmark = pytest.mark.docker
@@ -69,7 +73,8 @@ class PostgresDeployment:
 def pg(tmp_path_factory):
     require_docker()
     image = os.environ.get("EMULATOR_IMAGE") or images.IMAGE
-    images.build(offline=True, image=image, postgres=True)
+    images.build(offline=True, image=image)
+    postgres_image.build()
     with pytest.MonkeyPatch.context() as mp:
         # What compose_env hands Compose: this module's image and free host ports.
         for name, value in {"EMULATOR_IMAGE": image, "EMULATOR_PUBLIC_HOST": "127.0.0.1",

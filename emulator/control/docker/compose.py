@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from emulator.control import launcher, s3_store, status
 from emulator import settings
+from emulator.control import launcher, s3_store
 from emulator.control.docker import engine, packaged, postgres_image, spark_cluster
 from emulator.control.state import StateDir
 
@@ -110,7 +110,7 @@ class Deployment:
 
     @classmethod
     def recorded(cls, state: StateDir) -> Deployment | None:
-        dep = status.deployment(state)
+        dep = state.deployment()
         if dep.get("mode") != "docker":
             return None
         return cls(Path(dep["compose_file"]), dep["project"], store=dep.get("store", "sqlite"))
@@ -150,7 +150,7 @@ class Deployment:
         urls = public_urls(env)
         host = env.get(PUBLIC_HOST_ENV) or settings.DEFAULT_HOST
         extra = settings.azureml_extra_ports()  # the published HTTPS and CONNECT-proxy ports
-        status.record_deployment(state, "docker", urls=urls, project=self.project,
+        state.record_deployment("docker", urls=urls, project=self.project,
                                  compose_file=str(self.compose_file), store=self.store,
                                  azureml_tls_url=f"https://{host}:{extra['tls']}",
                                  azureml_proxy_url=f"http://{host}:{extra['proxy']}",
@@ -195,4 +195,4 @@ class Deployment:
         # With the profile named, `down` also stops the Spark services if they run (and is a no-op if not).
         self.compose("--profile", spark_cluster.PROFILE, "down", *(["-v"] if volumes else []),
                      env=compose_env(state, self.store))
-        status.record_deployment(state, "local")
+        state.record_deployment("local")

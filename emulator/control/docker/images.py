@@ -25,9 +25,10 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from emulator.control.docker import engine, packaged
 
@@ -362,10 +363,10 @@ def _lock(cache: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False,
-          postgres: bool = False) -> dict:
-    """Build (or reuse) the emulator image (and with ``postgres`` the PostgreSQL one,
-    emulator.control.docker.postgres_image); returns what was built and how long each step took."""
+def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False) -> dict:
+    """Build (or reuse) the emulator image; returns what was built and how long each step took.
+    (The PostgreSQL and Spark images build on this module: emulator.control.docker.postgres_image,
+    spark_image.)"""
     require_docker()
     checkout = packaged.checkout_root()
     cache = cache_dir(checkout)
@@ -388,11 +389,4 @@ def build(offline: bool = True, image: str = IMAGE, base_image: str | None = Non
         with Step(total, total, f"image {image}") as step:
             build_image(ctx, image, base, wheelhouse, wheels_key, step, force=force)
         timings["image"] = step.elapsed
-    result = {"image": image, "base_image": base, "context": str(ctx.root), "seconds": timings}
-    if postgres:
-        from emulator.control.docker import postgres_image
-
-        built = postgres_image.build(force=force)
-        result["postgres_image"] = built["image"]
-        timings.update(built["seconds"])
-    return result
+    return {"image": image, "base_image": base, "context": str(ctx.root), "seconds": timings}

@@ -11,14 +11,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
-import os
 import zipfile
 from pathlib import Path
 
-DISTRIBUTION = "mlflow-azure-emulator"
+from emulator.control.user_cache import CACHE_ENV, DISTRIBUTION, cache_root  # noqa: F401  (re-exported)
+
 SHIPPED = ("Dockerfile", "docker-compose.yml", "pyproject.toml")  # setup.py copies these
 FILES = Path(__file__).resolve().parent / "files"
-CACHE_ENV = "EMULATOR_CACHE_DIR"
 # Written by the installer, not part of what was built: left out of the rebuilt wheel.
 _INSTALLER_FILES = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same files give the same wheel
@@ -44,12 +43,6 @@ def shipped_file(name: str) -> Path:
     return path
 
 
-def cache_root() -> Path:
-    """Per-user cache outside any checkout (harness.client_venvs keeps its venvs here too)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / DISTRIBUTION
 
 
 def _record_hash(data: bytes) -> str:

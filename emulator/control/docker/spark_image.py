@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from emulator.control.docker import images
 

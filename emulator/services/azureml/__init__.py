@@ -22,13 +22,26 @@ def _tracking_store():
 
 
 def install(app: Flask, config: ServerConfig) -> None:
-    from emulator.stores import artifact_locations
     from emulator.pipeline import validation
-    from emulator.services.azureml import arm_cloud, async_logging, auth, discovery, msi, run_history, tls
+    from emulator.services.azureml import (
+        arm_cloud,
+        async_logging,
+        auth,
+        discovery,
+        msi,
+        run_history,
+        tls,
+    )
     from emulator.services.azureml.artifact_views import ArtifactViewMiddleware
-    from emulator.services.azureml.azure_errors import arm_error, is_azure_path, mlflow_error, request_ids
+    from emulator.services.azureml.azure_errors import (
+        arm_error,
+        is_azure_path,
+        mlflow_error,
+        request_ids,
+    )
     from emulator.services.azureml.blob_service import BlobService
     from emulator.services.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
+    from emulator.stores import artifact_locations
 
     # Outermost first: blob requests (SAS-authenticated) never reach MLflow; the plugin's view of
     # artifact URIs is applied to the raw bodies; then the scope prefix is stripped for MLflow.

@@ -14,7 +14,14 @@ import logging
 import yaml
 from flask import Flask, jsonify, request
 
-from emulator.services.azureml.arm_resources import PROVIDER, ArmError, arm_route, iso, system_data, workspace_id
+from emulator.services.azureml.arm_resources import (
+    PROVIDER,
+    ArmError,
+    arm_route,
+    iso,
+    system_data,
+    workspace_id,
+)
 from emulator.settings import ServerConfig
 
 _logger = logging.getLogger(__name__)
@@ -86,8 +93,9 @@ def container(config: ServerConfig, model) -> dict:
 def _flavors(mv) -> dict:
     """The MLmodel's flavors as ARM's FlavorData ({"data": {str: str}}); {} if unreadable."""
     try:
-        from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
         from urllib.parse import urlparse
+
+        from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
 
         location = _registry().get_model_version_download_uri(mv.name, mv.version)
         if not location.startswith("mlflow-artifacts:"):

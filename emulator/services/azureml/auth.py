@@ -12,7 +12,11 @@ from flask import Flask, request
 
 from emulator.pipeline import auth as common_auth
 from emulator.services.azureml import hosts, tokens
-from emulator.services.azureml.azure_errors import arm_error, is_azure_path, mlflow_error
+from emulator.services.azureml.azure_errors import (
+    arm_error,
+    is_azure_path,
+    mlflow_error,
+)
 from emulator.settings import ServerConfig
 
 

@@ -112,8 +112,9 @@ class ScoringApp:
 
 
 def _jsonable(predictions) -> str:
-    from mlflow.pyfunc.scoring_server import unwrapped_predictions_to_json
     from io import StringIO
+
+    from mlflow.pyfunc.scoring_server import unwrapped_predictions_to_json
 
     out = StringIO()
     unwrapped_predictions_to_json(predictions, out)

@@ -28,8 +28,20 @@ from pathlib import Path
 from flask import Flask, jsonify, request
 
 from emulator.services.azureml import arm_models, scoring
-from emulator.services.azureml.arm_resources import PROVIDER, ArmError, arm_route, json_body, now_iso, system_data, workspace_id
-from emulator.services.azureml.deployment_pool import DeploymentFailed, DeploymentPool, tail
+from emulator.services.azureml.arm_resources import (
+    PROVIDER,
+    ArmError,
+    arm_route,
+    json_body,
+    now_iso,
+    system_data,
+    workspace_id,
+)
+from emulator.services.azureml.deployment_pool import (
+    DeploymentFailed,
+    DeploymentPool,
+    tail,
+)
 from emulator.services.azureml.operations import Operations
 from emulator.settings import ServerConfig
 
@@ -423,7 +435,8 @@ class OnlineEndpoints:
 
 
 def install(app: Flask, config: ServerConfig) -> OnlineEndpoints:
-    from emulator.services.azureml import operations, tokens as ws_tokens
+    from emulator.services.azureml import operations
+    from emulator.services.azureml import tokens as ws_tokens
 
     service = OnlineEndpoints(config)
     operations.install(app, config, service.ops)

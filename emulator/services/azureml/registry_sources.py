@@ -179,7 +179,9 @@ class SourceResolver:
     @staticmethod
     def _run_artifacts(run, path: str):
         from mlflow.server.handlers import _get_artifact_repo_mlflow_artifacts
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.store.artifact.artifact_repository_registry import (
+            get_artifact_repository,
+        )
 
         uri = run.info.artifact_uri
         if uri.startswith("mlflow-artifacts:"):  # served from this workspace's artifact root

@@ -26,10 +26,10 @@ from flask import Flask, jsonify, request
 from mlflow.exceptions import MlflowException
 
 from emulator.services.azureml import hosts
-from emulator.services.blob import sas as blob_sas
 from emulator.services.azureml.azure_errors import arm_error
-from emulator.services.blob.service import CONTAINER
 from emulator.services.azureml.scope import scope_problem
+from emulator.services.blob import sas as blob_sas
+from emulator.services.blob.service import CONTAINER
 from emulator.settings import ServerConfig
 
 PREFIX = ("/history/v1.0/subscriptions/<sub>/resourceGroups/<rg>/providers/"

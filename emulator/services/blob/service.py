@@ -33,8 +33,8 @@ from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Request, Response
 
-from emulator.services.blob import sas as blob_sas
 from emulator.errors import EmulatorError
+from emulator.services.blob import sas as blob_sas
 
 CONTAINER = "azureml"  # Azure ML's container (the Databricks role passes its own)
 STORAGE_VERSION = "2021-08-06"

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
+from emulator.errors import error_response, not_implemented
 from emulator.pipeline import access_log, reset, validation
 from emulator.services import mirror
 from emulator.services.databricks import (
@@ -40,18 +41,18 @@ from emulator.services.databricks import (
     registration_lifecycle,
     registry_artifacts,
     run_lineage,
-    server_artifacts,
     scim,
+    server_artifacts,
     traces_v4,
     uc,
     ui_links,
     workspace_api,
 )
 from emulator.services.databricks.artifact_owners import ArtifactOwners
-from emulator.stores.safe_paths import Storage
 from emulator.services.databricks.workspace_tree import WorkspaceTree
-from emulator.errors import error_response, not_implemented
 from emulator.settings import ServerConfig
+from emulator.stores import pristine
+from emulator.stores.safe_paths import Storage
 
 _access_log = logging.getLogger("emulator.services.databricks.access")
 
@@ -75,7 +76,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     # Order matters for the before_request hooks: auth (common_routes) runs first, then these.
     # fidelity: Bad input
     validation.install(app)  # as strict as Azure ML: bad input is a 400 before any handler runs
-    uc.install(app, config)
+    uc.install(app, config, WORKSPACE_ID)
     experiment_rules.install(app, config, tree)
     workspace_api.install(app, tree)
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
@@ -102,7 +103,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
     run_lineage.install(app)
     for extra in ("volumes", "dbfs", "blob-staging"):  # blob-staging: uncommitted Put Blocks
-        reset.on_reset(app, lambda root=state / extra: reset.empty_dir(root))
+        reset.on_reset(app, lambda root=state / extra: pristine.empty_dir(root))
     reset.on_reset(app, tree.reset)
     reset.on_reset(app, owners.forget_all)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
+from emulator.errors import EmulatorError
 from emulator.services.blob import sas
 from emulator.services.blob.service import BlobService
 from emulator.services.databricks.artifact_owners import ArtifactOwners
 from emulator.services.databricks.dbfs_api import READ, TRACKING, Dbfs
-from emulator.errors import EmulatorError
 from emulator.settings import ServerConfig
 
 CONTAINER = "mlflow-tracking"

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
+from emulator.errors import EmulatorError
 from emulator.services.databricks.artifact_owners import ArtifactOwners
 from emulator.services.databricks.files_api import file_response
 from emulator.stores.safe_paths import Storage, bad_path, split_segments
-from emulator.errors import EmulatorError
 
 MAX_BLOCK = 1024 * 1024
 TRACKING = ["databricks", "mlflow-tracking"]

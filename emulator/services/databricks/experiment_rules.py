@@ -17,10 +17,14 @@ import hashlib
 from flask import Flask, request
 from werkzeug.datastructures import ImmutableMultiDict
 
-from emulator.stores import artifact_locations
-from emulator.services.databricks.workspace_tree import WorkspaceTree, normalize, parent_of
 from emulator.errors import EmulatorError
+from emulator.services.databricks.workspace_tree import (
+    WorkspaceTree,
+    normalize,
+    parent_of,
+)
 from emulator.settings import ServerConfig
+from emulator.stores import artifact_locations
 
 _PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
 

@@ -26,9 +26,13 @@ from pathlib import Path
 
 from flask import Flask, Response, request, stream_with_context
 
-from emulator.services.databricks.artifact_owners import LOGGED_MODELS, TRACES, ArtifactOwners
-from emulator.stores.safe_paths import Storage, UnderAFile, bad_path, split_segments
 from emulator.errors import EmulatorError, error_response, not_implemented
+from emulator.services.databricks.artifact_owners import (
+    LOGGED_MODELS,
+    TRACES,
+    ArtifactOwners,
+)
+from emulator.stores.safe_paths import Storage, UnderAFile, bad_path, split_segments
 
 FILES_PREFIX = "/api/2.0/fs/files"
 DIRS_PREFIX = "/api/2.0/fs/directories"

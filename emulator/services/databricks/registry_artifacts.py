@@ -21,11 +21,16 @@ from urllib.parse import quote, urlencode
 
 from flask import Flask, request
 
-from emulator.services.databricks.artifact_paths import file_infos, json_response, local_path, mlflow_error
-from emulator.services.databricks.files_api import file_response
-from emulator.stores.safe_paths import Storage, split_segments
 from emulator.errors import EmulatorError
+from emulator.services.databricks.artifact_paths import (
+    file_infos,
+    json_response,
+    local_path,
+    mlflow_error,
+)
+from emulator.services.databricks.files_api import file_response
 from emulator.settings import ServerConfig
+from emulator.stores.safe_paths import Storage, split_segments
 
 _logger = logging.getLogger(__name__)
 

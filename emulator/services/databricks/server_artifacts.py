@@ -18,10 +18,15 @@ import re
 
 from flask import Flask, request
 
-from emulator.services.databricks.artifact_paths import file_infos, json_response, local_path, mlflow_error
+from emulator.errors import EmulatorError
+from emulator.services.databricks.artifact_paths import (
+    file_infos,
+    json_response,
+    local_path,
+    mlflow_error,
+)
 from emulator.services.databricks.files_api import file_response
 from emulator.stores.safe_paths import Storage, split_segments
-from emulator.errors import EmulatorError
 
 _API = r"/(?:ajax-)?api/2\.0/mlflow/"
 RUN_LIST = re.compile(_API + r"artifacts/list")
@@ -52,7 +57,10 @@ def install(app: Flask, artifacts: Storage, dbfs: Storage | None = None) -> None
     from mlflow.exceptions import MlflowException
 
     def root_of(match: re.Match, kind: str) -> str:
-        from mlflow.server.handlers import _get_model_registry_store, _get_tracking_store
+        from mlflow.server.handlers import (
+            _get_model_registry_store,
+            _get_tracking_store,
+        )
 
         if kind == "run":
             run_id = request.args.get("run_id") or request.args.get("run_uuid")

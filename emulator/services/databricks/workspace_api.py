@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
-from emulator.services.databricks.experiment_rules import experiment_named, experiments_in
-from emulator.services.databricks.workspace_tree import WorkspaceTree, normalize
 from emulator.errors import EmulatorError
+from emulator.services.databricks.experiment_rules import (
+    experiment_named,
+    experiments_in,
+)
+from emulator.services.databricks.workspace_tree import WorkspaceTree, normalize
 
 
 def _missing(path: str) -> EmulatorError:

@@ -14,8 +14,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from emulator.stores.safe_paths import split_segments
 from emulator.errors import EmulatorError
+from emulator.stores.safe_paths import split_segments
 
 
 def normalize(path: str | None, what: str = "path") -> str:

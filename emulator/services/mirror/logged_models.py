@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from emulator.services.mirror.aml_client import AzureMLError
+from emulator.services.mirror.outbox import Skip
 
 SOURCE_MODEL_TAG = "emulator.source_model_id"
 # Tags naming Databricks registry versions: the registry is not dual, so on the mirror they would
@@ -31,8 +32,6 @@ class ModelMirror:
 
     def model(self, db_model_id: str, captured: dict | None = None) -> dict:
         """The mirrored model: found by its source tag, else created like the source model."""
-        from emulator.services.mirror.relay import Skip
-
         mapped = self.outbox.run_map(db_model_id, self.ctx.target)
         if mapped:
             return mapped
@@ -70,8 +69,6 @@ class ModelMirror:
         return self.outbox.run_map(db_model_id, self.ctx.target)
 
     def _source_model(self, db_model_id: str) -> dict:
-        from emulator.services.mirror.relay import Skip
-
         try:
             m = self.ctx.relay.tracking_store().get_logged_model(db_model_id)
         except Exception as exc:
@@ -85,8 +82,6 @@ class ModelMirror:
 
     def aml_id(self, db_model_id: str) -> str | None:
         """The mirrored model's id, or None if that model is not (or cannot be) mirrored."""
-        from emulator.services.mirror.relay import Skip
-
         if not self.outbox.is_mirrored_run(db_model_id):
             return None
         try:

@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
+class Skip(Exception):
+    """Nothing to deliver for this event (e.g. its source no longer exists): the relay marks it done."""
+
+
 class Outbox:
     """Thread-safe: the server's request threads record, the relay thread delivers."""
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from emulator.services.mirror.aml_client import AzureMLClient, AzureMLError
 from emulator.services.mirror.logged_models import ModelMirror
-from emulator.services.mirror.outbox import Outbox
+from emulator.services.mirror.outbox import Outbox, Skip
 
 _logger = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ GATHER_BELOW = 50
 MAX_ATTEMPTS_ON_BUG = 5
 # MLflow's log-batch limits.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
-
-
-class Skip(Exception):
-    """Nothing to deliver for this event (e.g. its source no longer exists)."""
 
 
 class Relay(threading.Thread):

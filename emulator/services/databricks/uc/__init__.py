@@ -23,10 +23,10 @@ from emulator.services.databricks.uc.store import UcStore
 from emulator.settings import ServerConfig
 
 
-def install(app: Flask, config: ServerConfig) -> None:
+def install(app: Flask, config: ServerConfig, workspace_id: str) -> None:
     state = Path(config.state_dir)
     store = UcStore(state / "uc.db", config.user)
-    s3 = S3Link(state.parent, config.token)
+    s3 = S3Link(config.s3_url, config.token)
     catalogs.install(app, store)
     registry.install(app, store)
     versions.install(app, store, s3)
@@ -38,8 +38,6 @@ def install(app: Flask, config: ServerConfig) -> None:
     def _org_id(response):
         # Databricks answers carry the workspace id; the UC client reads it from runs/get to link a
         # model version to its source run (else it warns "Unable to get ... workspace ID").
-        from emulator.services.databricks import WORKSPACE_ID
-
         if request.path.startswith("/api/"):
-            response.headers.setdefault("x-databricks-org-id", WORKSPACE_ID)
+            response.headers.setdefault("x-databricks-org-id", workspace_id)
         return response

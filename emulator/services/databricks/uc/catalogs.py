@@ -7,9 +7,9 @@ import re
 
 from flask import Flask, request
 
+from emulator.errors import EmulatorError
 from emulator.services.databricks.uc.store import UcStore, not_found, now_ms
 from emulator.services.databricks.uc.views import ok, params, required
-from emulator.errors import EmulatorError
 
 API = "/api/2.1/unity-catalog"
 _NAME = re.compile(r"^[^./\s\x00-\x1f]+$")

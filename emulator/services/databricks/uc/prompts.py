@@ -15,9 +15,17 @@ from urllib.parse import unquote
 
 from flask import Flask, request
 
-from emulator.services.databricks.uc.store import UcStore, new_id, not_found, now_ms
-from emulator.services.databricks.uc.views import PREFIX, ok, optional_str, page, params, required, tag_list
 from emulator.errors import EmulatorError, error_response
+from emulator.services.databricks.uc.store import UcStore, new_id, not_found, now_ms
+from emulator.services.databricks.uc.views import (
+    PREFIX,
+    ok,
+    optional_str,
+    page,
+    params,
+    required,
+    tag_list,
+)
 
 PROMPTS = f"{PREFIX}/prompts"
 # fidelity: Evaluation datasets, traces and prompts

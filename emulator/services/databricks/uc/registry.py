@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from emulator.services.databricks.uc.store import UcStore, new_id, not_found, now_ms, split_name
+from emulator.errors import EmulatorError
+from emulator.services.databricks.uc.store import (
+    UcStore,
+    new_id,
+    not_found,
+    now_ms,
+    split_name,
+)
 from emulator.services.databricks.uc.views import (
     PREFIX,
     model_json,
@@ -16,7 +23,6 @@ from emulator.services.databricks.uc.views import (
     tag_list,
     version_json,
 )
-from emulator.errors import EmulatorError
 
 
 def install(app: Flask, store: UcStore) -> None:

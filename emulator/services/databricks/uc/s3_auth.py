@@ -16,7 +16,12 @@ from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from emulator.services.databricks.uc.credentials import CredentialError, Scope, check_session, secret_for
+from emulator.services.databricks.uc.credentials import (
+    CredentialError,
+    Scope,
+    check_session,
+    secret_for,
+)
 
 _SIG_MISMATCH = CredentialError(
     "SignatureDoesNotMatch",

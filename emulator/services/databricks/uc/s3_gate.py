@@ -17,7 +17,11 @@ import logging
 from urllib.parse import parse_qs
 
 from emulator.services.databricks.uc import s3_auth
-from emulator.services.databricks.uc.credentials import CredentialError, Scope, admin_token
+from emulator.services.databricks.uc.credentials import (
+    CredentialError,
+    Scope,
+    admin_token,
+)
 from emulator.services.databricks.uc.s3_files import ObjectFiles
 
 _logger = logging.getLogger(__name__)

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import requests
 
-from emulator.control import s3_store
-from emulator.services.databricks.uc.credentials import admin_token, master_key
 from emulator.errors import EmulatorError
-from emulator.control.state import StateDir
+from emulator.services.databricks.uc.credentials import admin_token, master_key
 
 _logger = logging.getLogger(__name__)
 
 
 class S3Link:
-    def __init__(self, state_root: Path, workspace_token: str):
-        self.state = StateDir(state_root)
+    def __init__(self, url: str, workspace_token: str):
+        self.url = url  # from the server's configuration (ServerConfig.s3_url)
         self.master = master_key(workspace_token)
 
     def _post(self, path: str, body: dict) -> None:
-        url = s3_store.url(self.state)
+        url = self.url
         try:
             resp = requests.post(f"{url}{path}", json=body, timeout=30,
                                  headers={"Authorization": f"Bearer {admin_token(self.master)}"})

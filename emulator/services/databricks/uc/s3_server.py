@@ -1,14 +1,12 @@
-"""The S3 process: moto's S3 app behind the gate, served by waitress on its own port.
+"""The S3 store's app: moto's S3 behind the gate, its objects kept in ``<state>/s3/`` across restarts.
 
-``python -m emulator.services.databricks.uc.s3_server --state-dir <state> --port N`` (``emulator.control.s3_store``
-starts it next to the workspaces). Objects are kept in ``<state>/s3/`` across restarts.
+Its process (``python -m emulator.control.s3_serve``) is started by ``emulator.control.s3_store``
+next to the workspaces, and is the ``s3`` service under Compose.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 from pathlib import Path
 
 from emulator.services.databricks.uc.credentials import master_key
@@ -32,26 +30,3 @@ def build_gate(state_root: Path, token: str):
     restored = gate.restore()
     _logger.info("S3: %d object(s) restored from %s", restored, state_root / "s3")
     return gate
-
-
-def main(argv=None) -> None:
-    from waitress import serve
-
-    from emulator.control.state import StateDir
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.umask(0o077)
-    state = StateDir(args.state_dir)
-    gate = build_gate(state.root, state.config()["databricks_token"])
-    _logger.info("UC S3 storage listening on %s:%s", args.host, args.port)
-    serve(gate, host=args.host, port=args.port, threads=8, ident="emulator-s3",
-          max_request_body_size=8 * 1024**3)
-
-
-if __name__ == "__main__":
-    main()

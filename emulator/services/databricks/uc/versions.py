@@ -8,10 +8,17 @@ import re
 
 from flask import Flask
 
+from emulator.errors import EmulatorError
 from emulator.services.databricks.uc import credentials
 from emulator.services.databricks.uc.s3_link import S3Link
 from emulator.services.databricks.uc.s3_server import BUCKET
-from emulator.services.databricks.uc.store import UcStore, full_model_name, new_id, now_ms, split_name
+from emulator.services.databricks.uc.store import (
+    UcStore,
+    full_model_name,
+    new_id,
+    now_ms,
+    split_name,
+)
 from emulator.services.databricks.uc.views import (
     PREFIX,
     ok,
@@ -22,7 +29,6 @@ from emulator.services.databricks.uc.views import (
     tag_list,
     version_json,
 )
-from emulator.errors import EmulatorError
 
 PENDING, READY = "PENDING_REGISTRATION", "READY"
 _FILTER = re.compile(r"^\s*(name|run_id)\s*=\s*'([^']*)'\s*$")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from emulator.services.databricks.uc.store import full_model_name
 from emulator.errors import EmulatorError
+from emulator.services.databricks.uc.store import full_model_name
 
 PREFIX = "/api/2.0/mlflow/unity-catalog"
 
