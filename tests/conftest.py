@@ -40,7 +40,7 @@ def emulator(tmp_path_factory):
 @pytest.fixture(scope="module")
 def databricks_ws(emulator):
     """The Databricks workspace, with the env vars and URIs a notebook uses ("databricks")."""
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     with pytest.MonkeyPatch.context() as mp:
         for key, value in ws.env.items():
             mp.setenv(key, value)

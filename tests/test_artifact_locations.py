@@ -28,7 +28,7 @@ def databricks_client(databricks_ws):
 
 @pytest.fixture
 def azureml_client(emulator, monkeypatch):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
     return MlflowClient(aml.tracking_uri)
 
@@ -69,7 +69,7 @@ def test_azureml_own_store_still_works(azureml_client, emulator, tmp_path):
     run = azureml_client.create_run(exp)
     (tmp_path / "f.txt").write_text("inside")
     azureml_client.log_artifact(run.info.run_id, str(tmp_path / "f.txt"))
-    stored = Path(emulator.control.state.root) / "azureml" / "artifacts" / "team" / "place"
+    stored = Path(emulator.state.root) / "azureml" / "artifacts" / "team" / "place"
     assert [p.name for p in stored.rglob("f.txt")] == ["f.txt"]
 
 
@@ -82,7 +82,7 @@ def test_databricks_user_dbfs_location_stays_in_the_workspace_dbfs(databricks_cl
     (tmp_path / "f.txt").write_text("inside")
     databricks_client.log_artifact(run.info.run_id, str(tmp_path / "f.txt"), "d")
     assert [f.path for f in databricks_client.list_artifacts(run.info.run_id, "d")] == ["d/f.txt"]
-    stored = Path(emulator.control.state.root) / "databricks" / "dbfs" / "team" / "place"
+    stored = Path(emulator.state.root) / "databricks" / "dbfs" / "team" / "place"
     assert [p.read_text() for p in stored.rglob("f.txt")] == ["inside"]
     # The server-side routes (the UI's) read the same files from the workspace's DBFS, not through
     # MLflow's DBFS client (which would look for real Databricks credentials).

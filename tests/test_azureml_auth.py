@@ -28,7 +28,7 @@ def msi_token(info, resource="https://management.azure.com/", header=None):
 
 
 def test_mlflow_client_without_or_with_wrong_token_gets_401(emulator, monkeypatch):
-    uri = emulator.services.azureml.tracking_uri
+    uri = emulator.azureml.tracking_uri
     with pytest.raises(MlflowException) as err:
         MlflowClient(uri).search_experiments()
     assert err.value.error_code == "UNAUTHENTICATED"
@@ -44,14 +44,14 @@ def test_mlflow_client_without_or_with_wrong_token_gets_401(emulator, monkeypatc
 
 
 def test_msi_endpoint_issues_tokens_the_workspace_accepts(emulator, monkeypatch):
-    info = emulator.control.status()["azureml"]
+    info = emulator.status()["azureml"]
     answer = msi_token(info)
     assert answer.status_code == 200
     body = answer.json()
     assert body["token_type"] == "Bearer" and body["resource"] == "https://management.azure.com/"
     assert int(body["expires_on"]) > time.time() + 3600
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", body["access_token"])
-    mlflow.set_tracking_uri(emulator.services.azureml.tracking_uri)
+    mlflow.set_tracking_uri(emulator.azureml.tracking_uri)
     exp = mlflow.set_experiment("msi-tracked")
     with mlflow.start_run(experiment_id=exp.experiment_id) as run:
         mlflow.log_metric("loss", 0.25)
@@ -59,7 +59,7 @@ def test_msi_endpoint_issues_tokens_the_workspace_accepts(emulator, monkeypatch)
 
 
 def test_harness_workspace_through_managed_identity(emulator, monkeypatch):
-    aml, info = emulator.services.azureml, emulator.control.status()["azureml"]
+    aml, info = emulator.azureml, emulator.status()["azureml"]
     monkeypatch.setenv("AZUREML_EMULATOR_URL", aml.url)
     monkeypatch.setenv("IDENTITY_ENDPOINT", info["identity_endpoint"])
     monkeypatch.setenv("IDENTITY_HEADER", info["identity_header"])
@@ -73,7 +73,7 @@ def test_harness_workspace_through_managed_identity(emulator, monkeypatch):
 
 
 def test_msi_endpoint_rejects_bad_requests(emulator):
-    info = emulator.control.status()["azureml"]
+    info = emulator.status()["azureml"]
     wrong = msi_token(info, header="not-the-secret")
     assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized_client"
     none = requests.get(info["identity_endpoint"], timeout=60,
@@ -85,7 +85,7 @@ def test_msi_endpoint_rejects_bad_requests(emulator):
 
 
 def test_tokens_for_other_audiences_expired_or_forged_are_refused(emulator):
-    aml, info = emulator.services.azureml, emulator.control.status()["azureml"]
+    aml, info = emulator.azureml, emulator.status()["azureml"]
     url = f"{aml.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=5"
 
     def call(token):
@@ -104,7 +104,7 @@ def test_tokens_for_other_audiences_expired_or_forged_are_refused(emulator):
 
 
 def test_issued_tokens_survive_a_restart(emulator):
-    aml, info = emulator.services.azureml, emulator.control.status()["azureml"]
+    aml, info = emulator.azureml, emulator.status()["azureml"]
     token = msi_token(info).json()["access_token"]
     emulator.stop("azureml")
     # A stopped server can linger a moment as a zombie leader whose threads still hold the
@@ -124,7 +124,7 @@ def test_issued_tokens_survive_a_restart(emulator):
     ("workspaces/", "workspaces/other-ws", "ResourceNotFound"),
 ])
 def test_wrong_scope_is_404_never_this_workspace_data(emulator, monkeypatch, part, wrong, code):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
     exp_id = MlflowClient(aml.tracking_uri).create_experiment(f"scoped-{code}")
     good_segment = {"subscriptions/": f"subscriptions/{aml.subscription_id}",

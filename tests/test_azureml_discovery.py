@@ -18,7 +18,7 @@ def get(url, token, **params):
 
 
 def test_workspace_resource_is_shaped_like_arm(emulator):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     answer = get(arm_url(aml), aml.token, **API)
     assert answer.status_code == 200
     assert answer.headers["x-ms-request-id"]
@@ -45,7 +45,7 @@ def test_workspace_resource_is_shaped_like_arm(emulator):
 
 
 def test_list_and_resource_group(emulator):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     listing = get(arm_url(aml).rsplit("/", 1)[0], aml.token, **API).json()
     assert [w["name"] for w in listing["value"]] == [aml.workspace_name]
     group = get(f"{aml.url}/subscriptions/{aml.subscription_id}/resourceGroups/{aml.resource_group}",
@@ -56,7 +56,7 @@ def test_list_and_resource_group(emulator):
 @pytest.mark.parametrize("which,code", [
     ("sub", "SubscriptionNotFound"), ("rg", "ResourceGroupNotFound"), ("ws", "ResourceNotFound")])
 def test_unknown_ids_are_arm_404s(emulator, which, code):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     answer = get(arm_url(aml, **{which: "11111111-nope"}), aml.token, **API)
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == code
@@ -64,7 +64,7 @@ def test_unknown_ids_are_arm_404s(emulator, which, code):
 
 
 def test_api_version_and_auth_errors(emulator):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     missing = get(arm_url(aml), aml.token)
     assert missing.status_code == 400
     assert missing.json()["error"]["code"] == "MissingApiVersionParameter"
@@ -85,7 +85,7 @@ def test_api_version_and_auth_errors(emulator):
 
 
 def test_harness_workspace_get(emulator, monkeypatch):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     for key in ("MLFLOW_TRACKING_TOKEN", "EMULATOR_AZUREML_TOKEN", "IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AZUREML_EMULATOR_URL", aml.url)

@@ -24,7 +24,7 @@ PLUGIN_UA = "mlflow-python-client/3.15.0 azureml-mlflow/1.62.0.post6"
 
 @pytest.fixture(scope="module")
 def aml(emulator):
-    info = emulator.control.status()["azureml"]
+    info = emulator.status()["azureml"]
     session = requests.Session()
     session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment wins over .verify
     session.verify = info["ca_bundle"]
@@ -78,7 +78,7 @@ def test_https_listener_uses_the_state_dirs_ca_which_is_retrievable(aml, emulato
     assert requests.get(tls(aml, "/health"), verify=aml["ca_file"], timeout=30).status_code == 200
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(tls(aml, "/health"), timeout=30)  # not trusted without the emulator's CA
-    served = requests.get(f"{emulator.services.azureml.url}/__emulator/ca.pem", timeout=30)
+    served = requests.get(f"{emulator.azureml.url}/__emulator/ca.pem", timeout=30)
     assert served.status_code == 200 and served.content == open(aml["ca_file"], "rb").read()
     bundle = open(aml["ca_bundle"], "rb").read()
     assert served.content.strip() in bundle and bundle.count(b"BEGIN CERTIFICATE") > 10  # + system CAs
@@ -151,9 +151,9 @@ def test_workspace_addresses_follow_how_the_client_came(aml, emulator):
                                 headers={"Host": "attacker.example:443"}).json()
     assert forged["properties"]["discoveryUrl"] == f"https://{netloc}/discovery"
     # Plain HTTP keeps the plain address (vanilla clients and harness.azureml).
-    plain = requests.get(f"{emulator.services.azureml.url}{path}", params={"api-version": "2023-10-01"}, timeout=30,
+    plain = requests.get(f"{emulator.azureml.url}{path}", params={"api-version": "2023-10-01"}, timeout=30,
                          headers={"Authorization": f"Bearer {aml['msi_token']}"}).json()
-    plain_netloc = urlsplit(emulator.services.azureml.url).netloc
+    plain_netloc = urlsplit(emulator.azureml.url).netloc
     assert plain["properties"]["mlFlowTrackingUri"] == f"azureml://{plain_netloc}/mlflow/v2.0/{aml['scope']}"
 
 
@@ -318,7 +318,7 @@ def test_plugin_sees_azureml_uris_and_vanilla_clients_mlflow_artifacts(aml, emul
     params = {"run_id": info["run_id"]}
     vanilla_tls = aml["session"].get(tls(aml, base), params=params, timeout=30).json()["run"]["info"]
     assert vanilla_tls["artifact_uri"].startswith("mlflow-artifacts:/")
-    plugin_plain = requests.get(f"{emulator.services.azureml.url}{base}", params=params, timeout=30,
+    plugin_plain = requests.get(f"{emulator.azureml.url}{base}", params=params, timeout=30,
                                 headers={"Authorization": f"Bearer {aml['msi_token']}", "User-Agent": PLUGIN_UA})
     assert plugin_plain.json()["run"]["info"]["artifact_uri"].startswith("mlflow-artifacts:/")
     # What the plugin sends back (e.g. a model version's source) is stored in MLflow's own form.
@@ -360,7 +360,7 @@ def test_status_json_gives_both_client_environments(emulator, aml):
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", "status", "--json", "--state-dir",
-                           str(emulator.control.state.root)], capture_output=True, text=True, timeout=120)
+                           str(emulator.state.root)], capture_output=True, text=True, timeout=120)
     info = json.loads(proc.stdout)["azureml"]
     loopback, proxied = info["client_env"], info["client_env_proxy"]
     assert loopback["ARM_CLOUD_METADATA_URL"].startswith(f"{aml['tls_url']}/metadata/endpoints?")

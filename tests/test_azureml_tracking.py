@@ -15,7 +15,7 @@ from harness.azureml import Workspace
 
 @pytest.fixture
 def ws(emulator, monkeypatch):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     monkeypatch.setenv("AZUREML_EMULATOR_URL", aml.url)
     monkeypatch.setenv("EMULATOR_AZUREML_TOKEN", aml.token)
@@ -29,7 +29,7 @@ def ws(emulator, monkeypatch):
 
 
 def test_tracking_uri_is_the_scoped_http_form_of_arm_answer(ws, emulator):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     uri = ws.get_mlflow_tracking_uri()
     assert uri == aml.tracking_uri
     assert uri.startswith(f"{aml.url}/mlflow/v2.0/subscriptions/{aml.subscription_id}/")
@@ -87,18 +87,18 @@ def test_plain_experiment_names_and_the_v1_prefix(ws, emulator):
     with mlflow.start_run(experiment_id=exp.experiment_id) as run:
         mlflow.log_metric("m", 1.5)
     # Same workspace, same data at v2.0 and at the root (what the MLflow UI uses).
-    for uri in (ws.get_mlflow_tracking_uri(), emulator.services.azureml.url):
+    for uri in (ws.get_mlflow_tracking_uri(), emulator.azureml.url):
         assert MlflowClient(uri).get_run(run.info.run_id).data.metrics == {"m": 1.5}
-    ui = requests.get(f"{emulator.services.azureml.url}/?token={emulator.services.azureml.token}", timeout=60)
+    ui = requests.get(f"{emulator.azureml.url}/?token={emulator.azureml.token}", timeout=60)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
     # The UI also works under the scope prefix (run links printed by the client point there):
     # its asset and ajax paths are relative, so they stay inside the prefix.
     browser = requests.Session()
-    scoped = browser.get(f"{ws.get_mlflow_tracking_uri()}/?token={emulator.services.azureml.token}", timeout=60)
+    scoped = browser.get(f"{ws.get_mlflow_tracking_uri()}/?token={emulator.azureml.token}", timeout=60)
     script = re.search(r'src="(static-files/[^"]+\.js)"', scoped.text).group(1)
     assert browser.get(f"{ws.get_mlflow_tracking_uri()}/{script}", timeout=30).status_code == 200
     ajax = browser.post(f"{ws.get_mlflow_tracking_uri()}/ajax-api/2.0/mlflow/experiments/search",
-                        json={"max_results": 10}, timeout=60, headers={"Origin": emulator.services.azureml.url})
+                        json={"max_results": 10}, timeout=60, headers={"Origin": emulator.azureml.url})
     assert "plain-name" in {e["name"] for e in ajax.json()["experiments"]}
 
 

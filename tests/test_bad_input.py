@@ -20,13 +20,13 @@ class Target:
     def __init__(self, emulator, role):
         self.role = role
         if role == "databricks":
-            ws = emulator.services.databricks
+            ws = emulator.databricks
             self.tracking_uri, self.base, self.token, self.env = "databricks", ws.url, ws.token, ws.env
         else:
-            ws = emulator.services.azureml
+            ws = emulator.azureml
             self.tracking_uri, self.base, self.token = ws.tracking_uri, ws.tracking_uri, ws.token
             self.env = {"MLFLOW_TRACKING_TOKEN": ws.token}
-        self.user = emulator.services.databricks.user
+        self.user = emulator.databricks.user
 
     def post(self, path, body: bytes):
         return requests.post(f"{self.base}/api/2.0/mlflow/{path}", data=body, timeout=60,

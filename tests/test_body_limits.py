@@ -91,7 +91,7 @@ def test_unauthenticated_8gib_body_gets_401_before_any_of_it_is_read(emulator, r
 
 
 def test_server_still_answers_after_refusing_big_bodies(emulator):
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     assert requests.get(f"{ws.url}/health", timeout=30).status_code == 200
 
 
@@ -127,12 +127,12 @@ def test_chunked_json_over_16_mib_is_413(emulator, role):
 
 
 def _volume_file(emulator, name):
-    return Path(emulator.control.state.root) / "databricks" / "volumes" / "cat" / "schema" / "vol" / name
+    return Path(emulator.state.root) / "databricks" / "volumes" / "cat" / "schema" / "vol" / name
 
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_upload_over_the_cap_is_413_and_leaves_nothing(emulator, chunked):
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     url = f"{ws.url}/api/2.0/fs/files/Volumes/cat/schema/vol/over-{chunked}.bin"
     payload = b"y" * (UPLOAD_CAP + 1)
     data = (payload[i:i + 1024**2] for i in range(0, len(payload), 1024**2)) if chunked else payload
@@ -144,7 +144,7 @@ def test_upload_over_the_cap_is_413_and_leaves_nothing(emulator, chunked):
 
 
 def test_upload_at_the_cap_is_stored(emulator):
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     payload = os.urandom(UPLOAD_CAP)
     url = f"{ws.url}/api/2.0/fs/files/Volumes/cat/schema/vol/at-cap.bin"
     answer = requests.put(url, data=payload, timeout=120, headers={"Authorization": f"Bearer {ws.token}"})
@@ -159,4 +159,4 @@ def test_azureml_artifact_upload_over_the_cap_is_413(emulator):
                           data=b"z" * (UPLOAD_CAP + 1), timeout=120, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 413, answer.text[:300]
     assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-    assert not (Path(emulator.control.state.root) / "azureml" / "artifacts" / "over").exists()
+    assert not (Path(emulator.state.root) / "azureml" / "artifacts" / "over").exists()

@@ -18,14 +18,14 @@ def linked(emulator):
     """A linked pair with both request journals on: a journal must never change an answer, so every
     client runs the whole seed flow while its calls are recorded (issue: the journal once broke every
     call without a bearer header: signed URL transfers, the SDK's config discovery)."""
-    links.link(emulator.services.databricks, emulator.services.azureml)
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    links.link(emulator.databricks, emulator.azureml)
+    for ws in (emulator.databricks, emulator.azureml):
         clear_journal(ws)
         ws.journal(True)
     yield emulator
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    for ws in (emulator.databricks, emulator.azureml):
         ws.journal(False)
-    links.unlink(emulator.services.databricks)
+    links.unlink(emulator.databricks)
 
 
 def test_every_client_version_passes_every_step(linked, tmp_path, capsys):

@@ -72,13 +72,13 @@ def test_port_already_taken_is_a_clear_error(tmp_path):
 
 
 def test_state_dir_is_private(emulator):
-    root = emulator.control.state.root
+    root = emulator.state.root
     for path in [root, root / "databricks", root / "azureml", root / "config.json"]:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
 def test_health_is_public_but_api_needs_the_token(emulator):
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    for ws in (emulator.databricks, emulator.azureml):
         assert requests.get(f"{ws.url}/health", timeout=60).text == "OK"
         resp = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=60)
         assert resp.status_code == 401
@@ -158,16 +158,16 @@ def test_a_new_store_is_copied_from_the_template_the_first_start_kept(tmp_path, 
 
 
 def test_stop_and_start_one_workspace(emulator):
-    aml_url = emulator.services.azureml.url
+    aml_url = emulator.azureml.url
     emulator.stop("azureml")
     assert not launcher.healthy(aml_url)
-    assert launcher.healthy(emulator.services.databricks.url)
+    assert launcher.healthy(emulator.databricks.url)
     emulator.start("azureml")
     assert launcher.healthy(aml_url)
 
 
 def test_unexpected_paths_answer_json_not_tracebacks(emulator):
-    ws = emulator.services.azureml
+    ws = emulator.azureml
     resp = requests.get(f"{ws.url}/no/such/thing", headers={"Authorization": f"Bearer {ws.token}"}, timeout=60)
     assert resp.status_code == 404
     assert resp.json()["error_code"] == "ENDPOINT_NOT_FOUND"
@@ -185,8 +185,8 @@ def test_reset_wipes_everything(tmp_path):
 
 def foreign_ports_env(emulator) -> dict:
     """The default ports of a new state dir point at servers another state dir started."""
-    return cli_env(databricks=launcher.running(emulator.control.state, "databricks").port,
-                   azureml=launcher.running(emulator.control.state, "azureml").port)
+    return cli_env(databricks=launcher.running(emulator.state, "databricks").port,
+                   azureml=launcher.running(emulator.state, "azureml").port)
 
 
 def test_status_of_an_empty_state_dir_is_not_running_here_and_creates_nothing(emulator, tmp_path):
@@ -198,7 +198,7 @@ def test_status_of_an_empty_state_dir_is_not_running_here_and_creates_nothing(em
             proc = run_cli(*args, "--state-dir", str(state), env=env, check=False)
             assert proc.returncode == 2, proc.stdout + proc.stderr
             assert "not running here" in proc.stderr and str(state) in proc.stderr
-            assert emulator.services.databricks.token not in proc.stdout + proc.stderr
+            assert emulator.databricks.token not in proc.stdout + proc.stderr
             if "--json" in args:
                 assert json.loads(proc.stdout)["running"] is False
     assert list(empty.iterdir()) == [] and not missing.exists()
@@ -217,17 +217,17 @@ def test_status_never_adopts_a_server_it_did_not_start(emulator, tmp_path):
     # Even a runfile naming a live process and the foreign server's port is not enough: the
     # server must answer with the instance id this state dir's launcher gave it.
     for role in ("databricks", "azureml"):
-        foreign = launcher.running(emulator.control.state, role)
+        foreign = launcher.running(emulator.state, role)
         (state / role / "server.json").write_text(json.dumps(
             {"pid": os.getpid(), "host": foreign.host, "port": foreign.port, "instance": "not-theirs"}))
         assert launcher.owned(StateDir(state), role) is None
-        assert launcher.owned(emulator.control.state, role) is not None
+        assert launcher.owned(emulator.state, role) is not None
     proc = run_cli("status", "--json", "--state-dir", str(state), env=env, check=False)
     assert proc.returncode == 3 and not json.loads(proc.stdout)["databricks"]["healthy"]
 
 
 def test_logs_show_the_server_output(emulator):
-    out = run_cli("logs", "databricks", "--state-dir", str(emulator.control.state.root)).stdout
+    out = run_cli("logs", "databricks", "--state-dir", str(emulator.state.root)).stdout
     assert "Serving on" in out
 
 

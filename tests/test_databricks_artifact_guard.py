@@ -62,7 +62,7 @@ def sha(path):
 
 
 def test_files_api_refuses_runs_the_workspace_does_not_hold(databricks_ws, run, other_experiment, emulator, sdk):
-    state = emulator.control.state.root
+    state = emulator.state.root
     before = snapshot(state)
     exp, run_id = run.info.experiment_id, run.info.run_id
     paths = [
@@ -119,10 +119,10 @@ def test_mlflow_managed_roots_cannot_be_moved_deleted_or_overwritten(databricks_
     with mlflow.start_run():
         mlflow.sklearn.log_model(LinearRegression().fit([[0], [1]], [0, 1]), name="m",
                                  registered_model_name="guarded-model")
-    copy = emulator.control.state.root / "databricks" / "artifacts" / "model-registry" / "n-guarded-model" / "v-1"
+    copy = emulator.state.root / "databricks" / "artifacts" / "model-registry" / "n-guarded-model" / "v-1"
     assert (copy / "MLmodel").is_file()
     digests = {p.name: sha(p) for p in copy.iterdir() if p.is_file()}
-    artifacts = emulator.control.state.root / "databricks" / "artifacts"
+    artifacts = emulator.state.root / "databricks" / "artifacts"
     before = snapshot(artifacts)
     exp, run_id = run.info.experiment_id, run.info.run_id
     run_dir = f"dbfs:/databricks/mlflow-tracking/{exp}/{run_id}"
@@ -198,5 +198,5 @@ def test_writes_below_a_file_are_4xx_and_write_nothing(databricks_ws, sdk, emula
     assert base64.b64decode(sdk.dbfs.read("/tmp/under/file.txt").data) == b"dbfs file"
     assert base64.b64decode(sdk.dbfs.read("/tmp/under/other.txt").data) == b"other"
     assert sorted(f.path for f in sdk.dbfs.list("/tmp/under")) == ["/tmp/under/file.txt", "/tmp/under/other.txt"]
-    volume_dir = emulator.control.state.root / "databricks" / "volumes" / "cat" / "schema" / "guard"
+    volume_dir = emulator.state.root / "databricks" / "volumes" / "cat" / "schema" / "guard"
     assert [p.name for p in volume_dir.iterdir()] == ["a.txt"] and (volume_dir / "a.txt").read_bytes() == b"a file"

@@ -133,7 +133,7 @@ def test_blob_urls_grant_only_what_they_sign(databricks_ws, run, emulator):
     ghost_url = urlunsplit(parts._replace(path=parts.path.replace(blob, ghost), query=query))
     answer = requests.put(ghost_url, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}, timeout=60)
     assert answer.status_code == 404 and answer.headers["x-ms-error-code"] == "ResourceNotFound", answer.text
-    assert not any("f" * 32 in str(p) for p in emulator.control.state.root.rglob("*"))
+    assert not any("f" * 32 in str(p) for p in emulator.state.root.rglob("*"))
     # The granted one works, and the file is the run's artifact.
     assert requests.put(url, data=b"ok", headers={"x-ms-blob-type": "BlockBlob"}, timeout=60).status_code == 201
     assert mlflow.MlflowClient().download_artifacts(run.info.run_id, "guarded.txt")

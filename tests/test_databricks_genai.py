@@ -68,7 +68,7 @@ def test_prompt_registry_refuses_a_two_level_name_in_prompt_wording(databricks_w
 
 def test_azureml_serves_datasets_and_prompts_as_stock(emulator, monkeypatch):
     # The Azure ML workspace matches a stock server here; pinned so both workspaces stay covered.
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
     mlflow.set_tracking_uri(aml.tracking_uri)
     mlflow.set_registry_uri(aml.tracking_uri)

@@ -40,7 +40,7 @@ def snapshot(root):
 
 
 def test_files_api_paths_cannot_escape(databricks_ws, run, emulator):
-    state = emulator.control.state.root
+    state = emulator.state.root
     before = snapshot(state)
     base = f"/api/2.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/{run.info.experiment_id}/Runs/{run.info.run_id}/artifacts"
     attacks = [
@@ -69,7 +69,7 @@ def test_files_api_paths_cannot_escape(databricks_ws, run, emulator):
 def test_symlinks_are_not_followed(databricks_ws, emulator, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("outside")
-    volumes = emulator.control.state.root / "databricks" / "volumes" / "cat" / "schema" / "vol"
+    volumes = emulator.state.root / "databricks" / "volumes" / "cat" / "schema" / "vol"
     volumes.mkdir(parents=True, exist_ok=True)
     (volumes / "link.txt").symlink_to(secret)
     (volumes / "linkdir").symlink_to(tmp_path, target_is_directory=True)
@@ -79,7 +79,7 @@ def test_symlinks_are_not_followed(databricks_ws, emulator, tmp_path):
         assert raw(databricks_ws, "PUT", path, b"overwritten")[0] == 400
     status, data = raw(databricks_ws, "GET", "/api/2.0/dbfs/read?path=/databricks/mlflow-tracking/../volumes/cat/schema/vol/link.txt")
     assert status == 400
-    dbfs_root = emulator.control.state.root / "databricks" / "dbfs"
+    dbfs_root = emulator.state.root / "databricks" / "dbfs"
     dbfs_root.mkdir(exist_ok=True)
     (dbfs_root / "dbfs-link.txt").symlink_to(secret)
     assert raw(databricks_ws, "GET", "/api/2.0/dbfs/read?path=/dbfs-link.txt")[0] == 400
@@ -92,7 +92,7 @@ def test_symlinks_are_not_followed(databricks_ws, emulator, tmp_path):
 
 def test_dbfs_paths_cannot_escape(databricks_ws, emulator):
     headers = {"Authorization": f"Bearer {databricks_ws.token}"}
-    state = emulator.control.state.root
+    state = emulator.state.root
     before = snapshot(state)
     bad = ["/../config.json", "dbfs:/../../config.json", "relative/path", "/databricks/mlflow-tracking/../../config.json",
            "/a/%2e%2e/%2e%2e/%2e%2e/config.json", "/a//b", "/a/..\\..\\config.json", ""]

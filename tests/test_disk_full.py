@@ -44,8 +44,8 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_files_api_upload_on_a_full_disk_is_503(emulator, full_folder):
-    ws = emulator.services.databricks
-    folder = full_folder(Path(emulator.control.state.root) / "databricks" / "volumes" / "full")
+    ws = emulator.databricks
+    folder = full_folder(Path(emulator.state.root) / "databricks" / "volumes" / "full")
     answer = requests.put(f"{ws.url}/api/2.0/fs/files/Volumes/full/big.bin", data=TWO_MIB, timeout=60,
                           headers={"Authorization": f"Bearer {ws.token}"})
     _assert_disk_full(answer)
@@ -53,8 +53,8 @@ def test_files_api_upload_on_a_full_disk_is_503(emulator, full_folder):
 
 
 def test_dbfs_upload_on_a_full_disk_is_503(emulator, full_folder):
-    ws = emulator.services.databricks
-    folder = full_folder(Path(emulator.control.state.root) / "databricks" / "dbfs" / "full")
+    ws = emulator.databricks
+    folder = full_folder(Path(emulator.state.root) / "databricks" / "dbfs" / "full")
     answer = requests.post(f"{ws.url}/dbfs/full/big.bin", data=TWO_MIB, timeout=60,
                            headers={"Authorization": f"Bearer {ws.token}"})
     _assert_disk_full(answer)
@@ -62,8 +62,8 @@ def test_dbfs_upload_on_a_full_disk_is_503(emulator, full_folder):
 
 
 def test_azureml_artifact_upload_on_a_full_disk_is_503(emulator, full_folder):
-    aml = emulator.services.azureml
-    full_folder(Path(emulator.control.state.root) / "azureml" / "artifacts" / "full")
+    aml = emulator.azureml
+    full_folder(Path(emulator.state.root) / "azureml" / "artifacts" / "full")
     prefix = urlparse(aml.tracking_uri).path
     answer = requests.put(f"{aml.url}{prefix}/api/2.0/mlflow-artifacts/artifacts/full/big.bin", data=TWO_MIB,
                           timeout=60, headers={"Authorization": f"Bearer {aml.token}"})
@@ -71,7 +71,7 @@ def test_azureml_artifact_upload_on_a_full_disk_is_503(emulator, full_folder):
 
 
 def test_small_writes_still_work_after_a_full_disk(emulator):
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     answer = requests.put(f"{ws.url}/api/2.0/fs/files/Volumes/ok/small.bin", data=b"ok", timeout=60,
                           headers={"Authorization": f"Bearer {ws.token}"})
     assert answer.status_code == 204

@@ -74,7 +74,7 @@ def test_replay_without_the_faults_reports_the_difference(recorded):
 @pytest.mark.parametrize("recorded", ["azureml"], indirect=True)
 def test_harness_replay_cli(recorded, emulator):
     ws, model, path = recorded
-    result = CliRunner().invoke(harness_cli, ["replay", str(path), "--state-dir", str(emulator.control.state.root)])
+    result = CliRunner().invoke(harness_cli, ["replay", str(path), "--state-dir", str(emulator.state.root)])
     assert result.exit_code == 0, result.output
     assert "same outcome" in result.output
     assert sorted(v.version for v in _client(ws).search_model_versions(f"name = '{model}'")) == ["1", "2"]
@@ -85,9 +85,9 @@ def test_harness_scenario_cli(emulator):
     listed = runner.invoke(harness_cli, ["scenario", "list"])
     assert "pending_version_times_out  [databricks]" in listed.output
     ran = runner.invoke(harness_cli, ["scenario", "run", "empty_model_after_failed_first_version", "--role", "azureml",
-                                      "--state-dir", str(emulator.control.state.root), "--json"])
+                                      "--state-dir", str(emulator.state.root), "--json"])
     assert ran.exit_code == 0, ran.output
     outcome = json.loads(ran.stdout)[0]
     assert outcome["reproduced"] and outcome["observed"]["versions"] == []
-    unknown = runner.invoke(harness_cli, ["scenario", "run", "nope", "--state-dir", str(emulator.control.state.root)])
+    unknown = runner.invoke(harness_cli, ["scenario", "run", "nope", "--state-dir", str(emulator.state.root)])
     assert unknown.exit_code == 2 and "harness scenario list" in unknown.output

@@ -24,7 +24,7 @@ def test_duplicate_is_what_the_registry_check_reports(emulator, monkeypatch):
 
     from harness.checks.registry import verify_registry_versions
 
-    ws = emulator.services.azureml
+    ws = emulator.azureml
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
     outcome = run_scenario("duplicate_version_after_lost_response", ws)
@@ -36,4 +36,4 @@ def test_duplicate_is_what_the_registry_check_reports(emulator, monkeypatch):
 
 def test_pending_scenario_is_refused_on_azureml(emulator):
     with pytest.raises(ValueError, match="needs a databricks workspace"):
-        run_scenario("pending_version_times_out", emulator.services.azureml)
+        run_scenario("pending_version_times_out", emulator.azureml)

@@ -27,14 +27,14 @@ def _auth(ws) -> dict:
 def no_leftover_faults(emulator):
     """Faults never leak from one test into the next."""
     yield
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    for ws in (emulator.databricks, emulator.azureml):
         ws.clear_faults()
         ws.journal(False)
 
 
 @pytest.fixture
 def aml(emulator, monkeypatch):
-    ws = emulator.services.azureml
+    ws = emulator.azureml
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
     return ws
@@ -57,7 +57,7 @@ def _registrable(client: MlflowClient, exp_name: str) -> tuple[str, str]:
 
 
 def test_fault_routes_need_the_token_and_json(emulator):
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    for ws in (emulator.databricks, emulator.azureml):
         url = f"{ws.url}/__emulator/faults"
         assert requests.get(url, timeout=30).status_code == 401
         assert requests.post(url, json={"path": "*", "status": 503}, timeout=30).status_code == 401
@@ -85,16 +85,16 @@ def test_fault_routes_need_the_token_and_json(emulator):
     ({"path": "*", "status": 503, "times": 0}, "'times'"),
 ])
 def test_bad_rules_are_400_in_mlflow_shape(emulator, rule, problem):
-    answer = requests.post(f"{emulator.services.databricks.url}/__emulator/faults", json=rule,
-                           headers=_auth(emulator.services.databricks), timeout=30)
+    answer = requests.post(f"{emulator.databricks.url}/__emulator/faults", json=rule,
+                           headers=_auth(emulator.databricks), timeout=30)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert problem in answer.json()["message"]
-    assert emulator.services.databricks.faults() == []
+    assert emulator.databricks.faults() == []
 
 
 def test_status_fault_in_each_backends_shape_with_retry_after(emulator):
-    db, aml = emulator.services.databricks, emulator.services.azureml
+    db, aml = emulator.databricks, emulator.azureml
     with inject_fault(db, "GET", "/api/2.0/mlflow/experiments/search", status=429, retry_after=7):
         answer = requests.get(_search_url(db), headers=_auth(db), timeout=30)
     assert answer.status_code == 429 and answer.headers["Retry-After"] == "7"
@@ -116,7 +116,7 @@ def test_status_fault_in_each_backends_shape_with_retry_after(emulator):
 
 
 def test_skip_and_times_count_every_hit(emulator):
-    db = emulator.services.databricks
+    db = emulator.databricks
     rule = add_fault(db, "GET", "*/experiments/search", status=503, skip=1, times=2)
     codes = [requests.get(_search_url(db), headers=_auth(db), timeout=30).status_code for _ in range(4)]
     assert codes == [200, 503, 503, 200]
@@ -139,7 +139,7 @@ def test_body_match_narrows_to_one_model(databricks_ws):
 
 
 def test_unauthenticated_and_admin_calls_are_never_faulted(emulator):
-    db = emulator.services.databricks
+    db = emulator.databricks
     with inject_fault(db, "*", "*", status=503) as rule:
         assert requests.get(_search_url(db), timeout=30).status_code == 401  # the real answer: no token
         assert requests.get(f"{db.url}/__emulator/faults", headers=_auth(db), timeout=30).status_code == 200
@@ -148,7 +148,7 @@ def test_unauthenticated_and_admin_calls_are_never_faulted(emulator):
 
 
 def test_drop_closes_the_connection_without_an_answer(emulator):
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    for ws in (emulator.databricks, emulator.azureml):
         with inject_fault(ws, "GET", "*/experiments/search", drop=True, times=1) as rule:
             target = urlparse(_search_url(ws))
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
@@ -161,7 +161,7 @@ def test_drop_closes_the_connection_without_an_answer(emulator):
 
 
 def test_delay_adds_latency(emulator):
-    db = emulator.services.databricks
+    db = emulator.databricks
     with inject_fault(db, "GET", "*/experiments/search", delay_s=1.5, times=1):
         started = time.monotonic()
         assert requests.get(_search_url(db), headers=_auth(db), timeout=60).status_code == 200
@@ -180,7 +180,7 @@ def test_after_commit_drop_the_client_retry_duplicates_the_version(aml):
 
 
 def test_reset_clears_rules_and_journal(emulator):
-    ws = emulator.services.azureml
+    ws = emulator.azureml
     ws.add_fault("GET", "/nothing", status=503)
     ws.journal(True)
     requests.get(_search_url(ws), headers=_auth(ws), timeout=30)
@@ -235,7 +235,7 @@ def test_held_version_is_pending_then_ready(databricks_ws):
 
 
 def test_journal_is_off_by_default_then_records_in_order(emulator, aml):
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     requests.get(_search_url(ws), headers=_auth(ws), timeout=30)
     assert ws.requests() == []
     ws.journal(True)
@@ -270,7 +270,7 @@ def test_journal_is_off_by_default_then_records_in_order(emulator, aml):
 
 
 def test_journal_is_bounded(emulator):
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     ws.clear_faults()
     requests.delete(f"{ws.url}/__emulator/requests", headers=_auth(ws), timeout=30)
     state = requests.post(f"{ws.url}/__emulator/requests", json={"enabled": True, "max_entries": 3},
@@ -288,12 +288,12 @@ def test_journal_is_bounded(emulator):
 
 def test_cli_fault_add_list_clear_and_requests(emulator):
     runner = CliRunner()
-    state = ["--state-dir", str(emulator.control.state.root)]
+    state = ["--state-dir", str(emulator.state.root)]
     added = runner.invoke(emulator_cli, ["fault", "add", *state, "--role", "azureml", "--method", "GET",
                                          "--path", "*/experiments/search", "--status", "503", "--times", "1"])
     assert added.exit_code == 0, added.output
     rule = json.loads(added.output)
-    ws = emulator.services.azureml
+    ws = emulator.azureml
     assert requests.get(_search_url(ws), headers=_auth(ws), timeout=30).status_code == 503
     listed = runner.invoke(emulator_cli, ["fault", "list", *state, "--json"])
     assert json.loads(listed.output)["azureml"][0]["hits"] == 1

@@ -15,7 +15,7 @@ from harness.faults import clear_journal
 
 
 def _calls(emulator) -> list[tuple[str, object, str, dict]]:
-    db, aml = emulator.services.databricks, emulator.services.azureml
+    db, aml = emulator.databricks, emulator.azureml
     ui_cookie = cookie_name("databricks", db.url)
     return [
         ("databricks", db, "/version", {}),
@@ -42,7 +42,7 @@ def _answers(emulator) -> list[tuple[int, str]]:
 @pytest.fixture
 def journals_off(emulator):
     yield
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    for ws in (emulator.databricks, emulator.azureml):
         ws.journal(False)
         clear_journal(ws)
 
@@ -50,13 +50,13 @@ def journals_off(emulator):
 def test_unauthenticated_routes_answer_the_same_with_the_journal_on_and_are_recorded(emulator, journals_off):
     off = _answers(emulator)
     assert all(status < 500 for status, _ in off), off
-    for ws in (emulator.services.databricks, emulator.services.azureml):
+    for ws in (emulator.databricks, emulator.azureml):
         clear_journal(ws)
         ws.journal(True)
     on = _answers(emulator)
     assert on == off
-    recorded = emulator.services.databricks.requests() + emulator.services.azureml.requests()
+    recorded = emulator.databricks.requests() + emulator.azureml.requests()
     assert len(recorded) == len(_calls(emulator))
     assert sorted(e["status"] for e in recorded) == sorted(status for status, _ in off)
-    kinds = [e["auth"] for e in emulator.services.databricks.requests()]
+    kinds = [e["auth"] for e in emulator.databricks.requests()]
     assert kinds.count("cookie") == 2 and kinds.count("bearer") == 1

@@ -98,8 +98,8 @@ def test_same_points_latest_values_and_errors_as_mlflows_store(tmp_path, role):
 def test_servers_store_bulk_points_through_the_real_client(emulator):
     """Both workspace servers: a 1,000-point log_batch, then a re-sent batch (what the mirror does
     after a crash) adds nothing."""
-    databricks = emulator.services.databricks
-    for ws, experiment in ((databricks, f"/Users/{databricks.user}/bulk"), (emulator.services.azureml, "bulk")):
+    databricks = emulator.databricks
+    for ws, experiment in ((databricks, f"/Users/{databricks.user}/bulk"), (emulator.azureml, "bulk")):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MLFLOW_TRACKING_TOKEN", ws.token)
             client = MlflowClient(tracking_uri=ws.url)

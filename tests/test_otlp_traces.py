@@ -66,14 +66,14 @@ def assert_span_data(answer, trace_id):
 
 
 def test_tracing_against_azureml_keeps_span_data(emulator):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     result = run_client(clean_env(MLFLOW_TRACKING_TOKEN=aml.token), aml.tracking_uri, "traces")
     assert result["spans"] == ["double", "outer"] and result["found"] == [result["trace_id"]]
     assert_span_data(ajax_trace(aml.tracking_uri, aml.token, result["trace_id"]), result["trace_id"])
 
 
 def test_tracing_against_databricks(emulator, sdk):
-    dbx = emulator.services.databricks
+    dbx = emulator.databricks
     env = clean_env(DATABRICKS_HOST=dbx.url, DATABRICKS_TOKEN=dbx.token)
     # Tracking URI "databricks": traces/search (V4 -> 404 -> V3) finds the trace.
     result = run_client(env, "databricks", f"/Users/{dbx.user}/traces")

@@ -60,12 +60,12 @@ def test_databricks_reset_empties_store_files_and_folders(databricks_ws, sdk):
 
 
 def test_azureml_reset_empties_store_and_artifacts(emulator, monkeypatch):
-    ws = emulator.services.azureml
+    ws = emulator.azureml
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
     client = MlflowClient(ws.tracking_uri, ws.tracking_uri)
     exp_id = fill(client, "reset-exp", runs=20, versions=3)
-    artifacts = emulator.control.state.role_dir("azureml") / "artifacts"
+    artifacts = emulator.state.role_dir("azureml") / "artifacts"
     assert any(artifacts.rglob("a.txt"))
     reset(ws)
     assert_empty(client)
@@ -74,7 +74,7 @@ def test_azureml_reset_empties_store_and_artifacts(emulator, monkeypatch):
 
 
 def test_reset_needs_token_and_json(emulator):
-    ws = emulator.services.databricks
+    ws = emulator.databricks
     assert requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=30).status_code == 401
     answer = requests.post(f"{ws.url}/__emulator/reset", data="{}", timeout=30,
                            headers={"Authorization": f"Bearer {ws.token}", "Content-Type": "text/plain"})
@@ -99,7 +99,7 @@ def test_artifacts_of_runs_from_before_a_reset_are_refused(databricks_ws):
 def test_linked_pair_resets_together_and_mirrors_again(emulator):
     from harness import links
 
-    db, aml = emulator.services.databricks, emulator.services.azureml
+    db, aml = emulator.databricks, emulator.azureml
     links.link(db, aml)
     try:
         with _env(db.env):

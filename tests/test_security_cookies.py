@@ -21,7 +21,7 @@ def cookie_name(role: str, url: str) -> str:
 
 
 def role_of(emulator, ws) -> str:
-    return "databricks" if ws.url == emulator.services.databricks.url else "azureml"
+    return "databricks" if ws.url == emulator.databricks.url else "azureml"
 
 
 @pytest.fixture(params=["databricks", "azureml"])
@@ -108,7 +108,7 @@ def test_no_credentialed_cors_for_other_origins(ws):
 
 def test_both_workspaces_keep_their_own_cookie(emulator):
     browser = requests.Session()  # one browser: cookies for 127.0.0.1 go to every port
-    db, aml = emulator.services.databricks, emulator.services.azureml
+    db, aml = emulator.databricks, emulator.azureml
     login(db, browser)
     login(aml, browser)
     names = {cookie_name("databricks", db.url), cookie_name("azureml", aml.url)}
@@ -121,14 +121,14 @@ def test_both_workspaces_keep_their_own_cookie(emulator):
 
 
 def test_the_azureml_ui_login_keeps_the_scope_prefix(emulator):
-    aml = emulator.services.azureml
+    aml = emulator.azureml
     answer = requests.get(f"{aml.tracking_uri}/?token={aml.token}", timeout=30, allow_redirects=False)
     assert answer.status_code == 302
     assert answer.headers["Location"] == aml.tracking_uri.split(aml.url, 1)[1] + "/"
 
 
 def test_admin_changes_need_the_bearer_token_and_a_json_body(emulator):
-    db = emulator.services.databricks
+    db = emulator.databricks
     bearer = {"Authorization": f"Bearer {db.token}"}
     before = requests.get(f"{db.url}/__emulator/mirror", headers=bearer, timeout=30).json()
     body = '{"azureml_url": "http://127.0.0.1:1", "azureml_token": "attacker"}'
