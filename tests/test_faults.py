@@ -247,10 +247,10 @@ def test_journal_is_off_by_default_then_records_in_order(emulator, aml):
     with inject_fault(ws, "GET", "*/experiments/get", status=503, times=1):
         requests.get(f"{ws.url}/api/2.0/mlflow/experiments/get", params={"experiment_id": "0"},
                      headers=_auth(ws), timeout=30)
-    requests.get(f"{ws.url}/?token={ws.token}", timeout=30)  # the UI login link
+    requests.get(f"{ws.url}/?token={ws.token}", timeout=30)  # the UI login link, redirected to "/" with its cookie
     entries = ws.requests()
     assert [e["path"] for e in entries] == ["/api/2.0/mlflow/experiments/create", "/api/2.0/mlflow/experiments/get",
-                                            "/"]
+                                            "/", "/"]
     first = entries[0]
     assert first["seq"] < entries[-1]["seq"] and first["status"] == 200 and first["latency_ms"] >= 0
     assert first["auth"] == "bearer"
@@ -260,8 +260,9 @@ def test_journal_is_off_by_default_then_records_in_order(emulator, aml):
     assert len(create["response"]["sha256"]) == 64 and create["response"]["size"] == len(created.content)
     faulted = next(e for e in entries if e["path"].endswith("/experiments/get"))
     assert faulted["status"] == 503 and faulted["fault"]["status"] == 503
-    login = entries[-1]
+    login, page = entries[-2:]
     assert login["query"] == "token=REDACTED" and login["auth"] == "query-token"
+    assert page["auth"] == "cookie" and page["status"] == 200  # was a 500 while the journal was on
     assert ws.token not in json.dumps(entries)  # no token, header or cookie value is ever kept
     # Filters
     assert [e["seq"] for e in ws.requests(path="/experiments/create")] == [create["seq"]]
