@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .emulator
 
-.PHONY: run test setup images client-venvs down bench clean
+.PHONY: run test setup images client-venvs down bench docs clean
 
 $(STAMP): pyproject.toml
 	bash .ci/system-deps.sh python
@@ -47,6 +47,13 @@ down:
 
 bench: setup
 	$(PY) -m bench
+
+## The documentation site at http://127.0.0.1:8000 (docs/mkdocs.yml), the [docs] extra installed if missing.
+docs:
+	bash .ci/system-deps.sh python
+	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(VENV)/bin/mkdocs || $(PY) -m pip install -q -e '.[docs]'
+	$(VENV)/bin/mkdocs serve -f docs/mkdocs.yml
 
 clean: down
 	rm -rf $(VENV) $(STATE_DIR)

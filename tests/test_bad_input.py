@@ -128,7 +128,7 @@ def test_bad_query_and_unknown_paths(logged):
                            params={"experiment_id": "9" * 40}, timeout=60)
     assert too_big.status_code == 400 and too_big.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     unknown = requests.get(f"{target.base}/api/2.0/mlflow/no-such-api", headers=headers, timeout=60)
-    # Databricks answers unknown APIs 501 (its clients retry 404s as "missing"; README).
+    # Databricks answers unknown APIs 501 (its clients retry 404s as "missing"; docs/pages/databricks.md).
     assert (unknown.status_code, unknown.json()["error_code"]) in ((404, "ENDPOINT_NOT_FOUND"),
                                                                    (501, "NOT_IMPLEMENTED"))
     escape = requests.get(f"{target.base}/api/2.0/mlflow-artifacts/artifacts/%2e%2e/%2e%2e/etc/passwd",

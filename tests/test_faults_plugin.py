@@ -34,7 +34,7 @@ def test_plugin_fault_fixtures_do_not_leak(pytester):
             calls = databricks_workspace.requests(path="/registered-models/create")
             assert [c["status"] for c in calls] == [403, 200]
 
-        # README "Reproduce a duplicate model version in 10 lines", verbatim:
+        # docs/pages/reproducing-bugs.md, "Reproduce a duplicate model version in 10 lines", verbatim:
         def test_lost_create_answer_duplicates_the_version(azureml_workspace, inject_fault):
             client = MlflowClient(azureml_workspace.tracking_uri, azureml_workspace.tracking_uri)
             run = client.create_run(client.create_experiment("dup"))

@@ -1,5 +1,5 @@
 """The UI login cookie opens the MLflow UI of its own workspace, from its own pages, and nothing else
-(README "Security promises"). Raw `requests` plays the browser: it sends what a browser would
+(docs/pages/security.md). Raw `requests` plays the browser: it sends what a browser would
 (cookie, Origin, Sec-Fetch-Site) for a page on another local port.
 """
 

@@ -1,5 +1,5 @@
 """A workspace started from a shell holding the user's REAL credentials never uses them, and never
-calls out to the network (README "Security promises").
+calls out to the network (docs/pages/security.md).
 
 The emulator here is started with DATABRICKS_HOST / DATABRICKS_TOKEN, an Azure secret, a
 ~/.databrickscfg and HTTP(S)_PROXY all pointing at a loopback listener this test runs: any

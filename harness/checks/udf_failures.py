@@ -2,7 +2,7 @@
 
 A failing spark_udf job surfaces as a long PythonException / IllegalArgumentException whose
 useful part is one line deep in a worker traceback. Each explainer below recognises one cause
-seen with the real MLflow 3.17.2 + PySpark 4.3 (docs/fidelity.md, "Spark UDF scoring") and says
+seen with the real MLflow 3.17.2 + PySpark 4.3 (docs/pages/fidelity.md, "Spark UDF scoring") and says
 it as the notebook author would need it."""
 
 from __future__ import annotations

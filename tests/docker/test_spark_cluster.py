@@ -1,5 +1,5 @@
-"""The UDF check on a Spark standalone cluster under Compose (1 master + 2 workers, README "Scaling
-out"): the driver is a user's pytest run with the harness plugin (its `spark` fixture reading
+"""The UDF check on a Spark standalone cluster under Compose (1 master + 2 workers,
+docs/pages/docker.md): the driver is a user's pytest run with the harness plugin (its `spark` fixture reading
 EMULATOR_SPARK_MASTER) on this machine, the model comes from the emulated Databricks workspace, and
 the rows are scored by executors in the worker containers."""
 
