@@ -21,7 +21,7 @@ that plugin does by injecting the workspace's credentials, exports the token as
 
 The real ``azureml.core.Workspace`` with the plugin works too, in a venv of its own
 (harness.client_venvs) with the environment ``emulator status --json`` prints as
-``azureml.client_env``: see README, "Azure ML with the real Azure client stack".
+``azureml.client_env``: see docs/pages/azureml.md.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # the checks import MLflow: loaded only when a helper runs, n
 _ACTIVE: dict = {}
 
 
-# How the session's workspaces are set up: a pytest option, else an EMULATOR_* variable (README
-# "pytest plugin"). Ports default to free ones; a state dir whose workspaces already run is reused.
+# How the session's workspaces are set up: a pytest option, else an EMULATOR_* variable
+# (docs/pages/harness.md). Ports default to free ones; a state dir whose workspaces already run is reused.
 _OPTIONS = {
     # option dest: (flag, environment variable, help)
     "emulator_docker": ("--emulator-docker", "EMULATOR_DOCKER",

@@ -2,7 +2,7 @@
 
 The master comes from the argument, else EMULATOR_SPARK_MASTER, else SPARK_MASTER, else local[*].
 On a cluster the driver stays in this process; executors run where the master's workers are (the
-Compose services spark-master/spark-worker: README "Scaling out") with their own Python."""
+Compose services spark-master/spark-worker: docs/pages/docker.md) with their own Python."""
 
 from __future__ import annotations
 

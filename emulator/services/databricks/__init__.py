@@ -1,7 +1,7 @@
 """The Azure Databricks workspace stand-in (tracking URI ``databricks``).
 
 MLflow's own server handles the standard ``/api/2.0/mlflow/...`` calls; the modules here add what a
-Databricks workspace does on top (see README "Databricks workspace"):
+Databricks workspace does on top (see docs/pages/databricks.md):
 
 * ``experiment_rules``   absolute experiment paths, parent folders, owner tags, run ownership
 * ``workspace_api``      ``/api/2.0/workspace/mkdirs|get-status|list|delete`` (``workspace_tree``)
