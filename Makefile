@@ -33,8 +33,9 @@ run: setup
 client-venvs: setup
 	$(PY) -m harness.client_venvs
 
-## The whole test suite (starts real servers, Spark and Docker containers).
+## The whole test suite (starts real servers, Spark and Docker containers, a headless Chromium).
 test: setup images client-venvs
+	bash .ci/system-deps.sh browser
 	EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
 
 ## The emulator's Docker image, built without a registry (idempotent: current steps are reused).

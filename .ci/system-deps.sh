@@ -3,6 +3,7 @@
 #   system-deps.sh python   python3 with venv
 #   system-deps.sh java     a JRE for Spark (the harness's UDF scoring)
 #   system-deps.sh docker   docker.io + docker-compose + debootstrap, and a running dockerd
+#   system-deps.sh browser  chromium + chromium-driver for the UI tests (tests/test_ui_browser.py)
 set -euo pipefail
 
 SUDO=""
@@ -57,11 +58,22 @@ need_docker() {
   fi
 }
 
+need_browser() {
+  local pkgs=()
+  command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    echo "==> installing ${pkgs[*]}"
+    apt_install "${pkgs[@]}"
+  fi
+}
+
 for what in "$@"; do
   case "$what" in
     python) need_python ;;
     java) need_java ;;
     docker) need_docker ;;
+    browser) need_browser ;;
     *) echo "unknown dependency group: $what" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,175 @@
+"""The two MLflow UIs in a real headless browser (Debian's Chromium through selenium).
+
+What a user does: open the `?token=` link, list runs, open a run with its metric chart and its
+artifacts (a Databricks ``dbfs:/`` one, an Azure ML ``mlflow-artifacts:/`` one), the registered
+models; and the security promises as a browser keeps them (docs/pages/security.md): a page on
+another local port cannot use the login cookie, and one workspace's login leaves the other's alone.
+A failing test leaves a screenshot under reports/screenshots/ (tests/support/browser.py).
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from dataclasses import dataclass
+
+import pytest
+from mlflow import MlflowClient
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from harness import mlflow_uris
+from tests.support import browser as browser_support
+
+pytestmark = pytest.mark.browser
+
+LOSS = [1.0, 0.5, 0.25, 0.125]
+MODEL = "browser-model"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """One workspace as the browser sees it, with what the real client logged into it."""
+
+    role: str
+    ui: str  # where its UI lives: the host for Databricks, the tracking scope path for Azure ML
+    token: str
+    experiment_name: str
+    experiment_id: str
+    run_id: str
+    run_name: str
+    artifact_uri: str
+    note: str  # the text of the run's artifact notes/hello.txt
+
+    @property
+    def login(self) -> str:
+        return f"{self.ui}/?token={self.token}"
+
+    def page(self, fragment: str) -> str:
+        return f"{self.ui}/#/{fragment}"
+
+
+def _seed(role: str, ws, ui: str, tracking_uri: str, experiment_name: str) -> Seeded:
+    """A run with a metric history and a text artifact, registered as a model, all by the real client."""
+    with pytest.MonkeyPatch.context() as mp, mlflow_uris.using(tracking_uri, tracking_uri):
+        for key, value in ws.env.items():
+            mp.setenv(key, value)
+        client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        experiment_id = client.create_experiment(experiment_name)
+        run = client.create_run(experiment_id, run_name=f"{role}-run")
+        for step, value in enumerate(LOSS):
+            client.log_metric(run.info.run_id, "loss", value, step=step)
+        note = f"hello from the {role} run"
+        client.log_text(run.info.run_id, note, "notes/hello.txt")
+        client.set_terminated(run.info.run_id)
+        client.create_registered_model(MODEL)
+        client.create_model_version(MODEL, f"{run.info.artifact_uri}/notes", run.info.run_id)
+    return Seeded(role, ui, ws.token, experiment_name, experiment_id, run.info.run_id, f"{role}-run",
+                  run.info.artifact_uri, note)
+
+
+@pytest.fixture(scope="module")
+def seeded(emulator) -> dict[str, Seeded]:
+    db, aml = emulator.databricks, emulator.azureml
+    return {
+        "databricks": _seed("databricks", db, db.url, "databricks", f"/Users/{db.user}/browser"),
+        "azureml": _seed("azureml", aml, aml.tracking_uri, aml.tracking_uri, "browser-aml"),
+    }
+
+
+@pytest.fixture(params=["databricks", "azureml"])
+def ws(request, seeded) -> Seeded:
+    return seeded[request.param]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    driver = browser_support.headless_chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The module's browser with no cookies: every test logs in itself."""
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    return chromium
+
+
+def body_text(driver) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def wait_for_text(driver, *texts: str) -> None:
+    WebDriverWait(driver, browser_support.WAIT_SECONDS).until(
+        lambda d: all(t in body_text(d) for t in texts), message=f"page never showed {texts!r}")
+
+
+def click_text(driver, text: str) -> None:
+    """Click the element whose own text is ``text`` once it is there."""
+    xpath = f"//*[normalize-space(text())={text!r}]"
+    element = WebDriverWait(driver, browser_support.WAIT_SECONDS).until(
+        lambda d: next((e for e in d.find_elements(By.XPATH, xpath) if e.is_displayed()), None),
+        message=f"nothing to click showing {text!r}")
+    element.click()
+
+
+def log_in(driver, ws: Seeded) -> None:
+    driver.get(ws.login)
+    wait_for_text(driver, ws.experiment_name.rsplit("/", 1)[-1])
+
+
+def test_the_token_link_logs_the_ui_in_and_leaves_the_address_bar(browser, ws):
+    log_in(browser, ws)
+    # The redirect dropped the token: the address bar and history never keep it.
+    assert browser.current_url == f"{ws.ui}/"
+    login_cookies = [c for c in browser.get_cookies() if c["name"].startswith("emulator_token_")]
+    assert len(login_cookies) == 1 and login_cookies[0]["httpOnly"] is True
+    assert login_cookies[0]["value"] != ws.token
+    assert browser.execute_script("return document.cookie") == ""  # HttpOnly: page scripts cannot read it
+
+
+def test_without_logging_in_the_ui_shows_no_data(browser, ws):
+    browser.get(ws.page(f"experiments/{ws.experiment_id}/runs"))
+    wait_for_text(browser, "No access token was provided")
+    assert ws.run_name not in body_text(browser)
+
+
+def test_the_runs_list_shows_the_logged_run(browser, ws):
+    log_in(browser, ws)
+    browser.get(ws.page(f"experiments/{ws.experiment_id}/runs"))
+    wait_for_text(browser, ws.run_name, "1 matching run")
+
+
+def test_the_run_page_charts_the_metric_history(browser, ws):
+    log_in(browser, ws)
+    browser.get(ws.page(f"experiments/{ws.experiment_id}/runs/{ws.run_id}/model-metrics"))
+    wait_for_text(browser, ws.run_name, "loss")
+    # The chart is a Plotly plot: its points (the traces a user can hover) are the run's whole
+    # logged history, step by step.
+    drawn = WebDriverWait(browser, browser_support.WAIT_SECONDS).until(
+        lambda d: d.execute_script(
+            "const plot = document.querySelector('.js-plotly-plot');"
+            "return plot && plot.data && plot.data.length ? plot.data.filter(t => t.hoverinfo !== 'skip')"
+            "  .map(t => [t.name, t.x, t.y]) : null;"),
+        message="no metric chart was drawn")
+    assert drawn == [[ws.run_name, list(range(len(LOSS))), LOSS]]
+
+
+def test_the_run_page_shows_the_artifact(browser, ws):
+    assert ws.artifact_uri.startswith({"databricks": "dbfs:/", "azureml": "mlflow-artifacts:/"}[ws.role])
+    log_in(browser, ws)
+    browser.get(ws.page(f"experiments/{ws.experiment_id}/runs/{ws.run_id}/artifacts"))
+    click_text(browser, "notes")
+    click_text(browser, "hello.txt")
+    wait_for_text(browser, ws.note)
+
+
+def test_the_registered_models_page(browser, ws):
+    log_in(browser, ws)
+    browser.get(ws.page("models"))
+    wait_for_text(browser, MODEL, "Version 1")
+    # The model's version page (by address: the list shows a promotion dialog over its links)
+    # names the run the version came from.
+    browser.get(ws.page(f"models/{MODEL}/versions/1"))
+    wait_for_text(browser, "Version 1", ws.run_name)
