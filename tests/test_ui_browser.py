@@ -10,10 +10,12 @@ A failing test leaves a screenshot under reports/screenshots/ (tests/support/bro
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from dataclasses import dataclass
 
 import pytest
+import requests
 from mlflow import MlflowClient
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -173,3 +175,90 @@ def test_the_registered_models_page(browser, ws):
     # names the run the version came from.
     browser.get(ws.page(f"models/{MODEL}/versions/1"))
     wait_for_text(browser, "Version 1", ws.run_name)
+
+
+# --- the security promises, as a browser keeps them ---------------------------------------------
+
+class _OtherApp(http.server.BaseHTTPRequestHandler):
+    """Any other web app on a local port: same-site with the workspaces (SameSite ignores ports)."""
+
+    def do_GET(self):
+        page = b"<!doctype html><title>another local app</title><body>another local app</body>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def other_local_page():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherApp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+# A script's fetch with the page's cookies; what it could read of the answer, or why it could not.
+FETCH = """
+const [url, init, done] = arguments;
+fetch(url, {credentials: 'include', ...init}).then(
+  async answer => done({status: answer.status, type: answer.type,
+                        body: answer.type === 'opaque' ? null : await answer.text()}),
+  error => done({error: String(error)}));
+"""
+EXPERIMENT_0 = "/ajax-api/2.0/mlflow/experiments/get?experiment_id=0"
+
+
+def page_fetch(driver, url: str, **init) -> dict:
+    driver.set_script_timeout(browser_support.WAIT_SECONDS)
+    return driver.execute_async_script(FETCH, url, init)
+
+
+def experiment_names(ws: Seeded) -> list[str]:
+    answer = requests.post(f"{ws.ui}/api/2.0/mlflow/experiments/search", json={"max_results": 1000},
+                           headers={"Authorization": f"Bearer {ws.token}"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return [e["name"] for e in answer.json()["experiments"]]
+
+
+def test_a_page_on_another_local_port_cannot_use_the_login_cookie(browser, ws, emulator, other_local_page):
+    handle = getattr(emulator, ws.role)
+    handle.journal(True)
+    log_in(browser, ws)
+    # The control: from the workspace's own page the cookie reads the API.
+    own = page_fetch(browser, f"{ws.ui}{EXPERIMENT_0}")
+    assert own.get("status") == 200 and json.loads(own["body"])["experiment"]["experiment_id"] == "0", own
+    browser.get(other_local_page)
+    WebDriverWait(browser, browser_support.WAIT_SECONDS).until(lambda d: d.title == "another local app")
+    since = max([e["seq"] for e in handle.requests()], default=0)  # the UI's own page is gone
+    # The same read from another local port: the page gets nothing (no CORS grant).
+    read = page_fetch(browser, f"{ws.ui}{EXPERIMENT_0}")
+    assert set(read) == {"error"}, read
+    # A "simple" cross-origin POST (no preflight; its answer unreadable) that would create an experiment.
+    planted = f"planted-by-another-page-{ws.role}"
+    write = page_fetch(browser, f"{ws.ui}/ajax-api/2.0/mlflow/experiments/create", method="POST",
+                       mode="no-cors", headers={"Content-Type": "text/plain"}, body=json.dumps({"name": planted}))
+    assert write == {"status": 0, "type": "opaque", "body": None}, write
+    # What the workspace saw: the browser did send the cookie (same site), and both were refused.
+    calls = [(e["method"], e["path"].rsplit("/", 1)[-1], e["auth"], e["status"])
+             for e in handle.requests(since=since, path="/ajax-api/2.0/mlflow/experiments/")]
+    assert calls == [("GET", "get", "cookie", 403), ("POST", "create", "cookie", 403)], calls
+    names = experiment_names(ws)
+    assert planted not in names and ws.experiment_name in names
+
+
+def test_logging_into_one_workspace_keeps_the_other_logged_in(browser, seeded):
+    db, aml = seeded["databricks"], seeded["azureml"]
+    log_in(browser, db)
+    log_in(browser, aml)  # the same browser: cookies for 127.0.0.1 go to every port
+    for ws in (db, aml, db):
+        browser.get(ws.page(f"experiments/{ws.experiment_id}/runs"))
+        wait_for_text(browser, ws.run_name, "1 matching run")
+    login_cookies = {c["name"]: c["value"] for c in browser.get_cookies() if c["name"].startswith("emulator_token_")}
+    assert len(login_cookies) == 2 and not {db.token, aml.token} & set(login_cookies.values())
