@@ -7,7 +7,8 @@ from databricks.sdk.config import Config
 
 from harness import mlflow_uris
 from harness.workspaces import Emulator
-from tests.support import browser as browser_support
+# A failed browser test leaves a screenshot under reports/screenshots/ and names it (a hook).
+from tests.support.browser import pytest_runtest_makereport  # noqa: F401
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,14 +55,6 @@ def sdk(databricks_ws):
     # A short retry budget: a workspace that is down fails the test in a minute, not five per call.
     return WorkspaceClient(config=Config(host=databricks_ws.url, token=databricks_ws.token,
                                          retry_timeout_seconds=60))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    """A failed browser test leaves a screenshot under reports/screenshots/ and names it."""
-    report = yield
-    browser_support.screenshot_on_failure(item, report)
-    return report
 
 
 _SUITE_STARTED = time.monotonic()

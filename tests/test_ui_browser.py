@@ -24,6 +24,7 @@ from harness import mlflow_uris
 from tests.support import browser as browser_support
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["pytester"]
 
 LOSS = [1.0, 0.5, 0.25, 0.125]
 MODEL = "browser-model"
@@ -282,3 +283,41 @@ def test_logging_into_one_workspace_keeps_the_other_logged_in(browser, seeded):
         wait_for_text(browser, ws.run_name, "1 matching run")
     login_cookies = {c["name"]: c["value"] for c in browser.get_cookies() if c["name"].startswith("emulator_token_")}
     assert len(login_cookies) == 2 and not {db.token, aml.token} & set(login_cookies.values())
+
+
+# --- the screenshots a failing browser test leaves ----------------------------------------------
+
+def test_a_failing_browser_test_saves_a_screenshot_and_names_it(pytester):
+    browser_support.require_browser()
+    pytester.makeconftest("""
+        import pytest
+        from tests.support import browser as browser_support
+        from tests.support.browser import pytest_runtest_makereport  # noqa: F401
+
+        @pytest.fixture
+        def browser():
+            driver = browser_support.headless_chromium()
+            yield driver
+            driver.quit()
+    """)
+    pytester.makepyfile(test_page="""
+        def test_the_page_says_goodbye(browser):
+            browser.get("data:text/html,<h1>hello</h1>")
+            assert "goodbye" in browser.page_source
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    shots = list((pytester.path / browser_support.SCREENSHOT_DIR).glob("*.png"))
+    assert [s.name for s in shots] == ["test_page.py_test_the_page_says_goodbye-call.png"]
+    assert shots[0].read_bytes().startswith(b"\x89PNG")
+    result.stdout.fnmatch_lines(["*browser screenshot*", f"{shots[0]} (page: data:text/html,*"])
+
+
+def test_without_chromium_the_tests_skip_but_fail_under_make_test(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no chromium, no chromedriver
+    monkeypatch.delenv("EMULATOR_REQUIRE_DOCKER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium"):
+        browser_support.require_browser()
+    monkeypatch.setenv("EMULATOR_REQUIRE_DOCKER", "1")  # what `make test` sets
+    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium chromium-driver"):
+        browser_support.require_browser()

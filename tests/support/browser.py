@@ -71,3 +71,11 @@ def screenshot_on_failure(item: pytest.Item, report: pytest.TestReport) -> None:
         report.sections.append(("browser screenshot", f"no screenshot: {type(exc).__name__}: {exc}"))
         return
     report.sections.append(("browser screenshot", f"{path} (page: {where})"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """The hook a conftest imports to get screenshot_on_failure for its tests."""
+    report = yield
+    screenshot_on_failure(item, report)
+    return report
