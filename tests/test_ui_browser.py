@@ -135,7 +135,7 @@ def console_errors(driver) -> list[str]:
 
 def log_in(driver, ws: Seeded) -> None:
     driver.get(ws.login)
-    wait_for_text(driver, ws.experiment_name.rsplit("/", 1)[-1])
+    wait_for_text(driver, ws.experiment_name)  # the home page's recent experiments: data, not just the shell
 
 
 def test_the_token_link_logs_the_ui_in_and_leaves_the_address_bar(browser, ws):
