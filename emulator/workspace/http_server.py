@@ -38,6 +38,7 @@ from cheroot import wsgi
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from emulator.pipeline import faults
 from emulator.workspace import header_gate
 
 _logger = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class Listener:
 class _CloseUnreadGateway(wsgi.Gateway_10):
     """cheroot's WSGI 1.0 gateway, but an answer sent before the request body was fully read
     closes the connection rather than draining the body from the socket."""
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ[faults.CONNECTION_FILENO] = self.req.conn.socket.fileno()  # a delay fault watches it
+        return environ
 
     def respond(self):
         try:
