@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import first_answer, mirror, procs, registry, report, tracking
+from bench import first_answer, mirror, procs, registry, report, slow_clients, tracking
 from bench import reset as bench_reset
 from emulator.control import launcher
 from emulator.control import mirror_link as control
@@ -99,6 +99,11 @@ def run(args) -> dict:
                 "ratio_emulator_over_stock": round(figures["databricks_emulator"]["seconds"] / stock_s, 2),
                 "ratio_linked_over_stock": round(figures["databricks_emulator_linked"]["seconds"] / stock_s, 2),
             }
+
+        held, probes = (100, 5) if args.quick else (500, 30)
+        _progress(f"slow clients: {held} unfinished connections on each listener in turn, {probes} x (/health + "
+                  "an authenticated call)")
+        result["slow_clients"] = slow_clients.measure(emu, held=held, probes=probes)
 
         if not args.targets_only:
             _progress(f"registry: {writers} writers x {per_writer} registrations of one name")

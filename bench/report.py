@@ -33,6 +33,10 @@ def targets(result: dict) -> list[dict]:
         stock = figures["stock"][key]
         rows.append(_ratio_row(f"{name} unlinked ({what})", unit, figures["databricks_emulator"][key], stock, 0.6))
         rows.append(_ratio_row(f"{name} linked ({what})", unit, figures["databricks_emulator_linked"][key], stock, 0.8))
+    slow = result["slow_clients"]
+    rows.append(_row(f"slow clients (p99 of /health and an authenticated call, worst listener, "
+                     f"{slow['held_per_listener']} unfinished connections on it)", "s", slow["worst_p99_s"], None,
+                     "<= 1 s", slow["worst_p99_s"] <= 1.0 and all(f["answered"] for f in slow["listeners"].values())))
     return rows
 
 

@@ -72,6 +72,18 @@ def azureml_scope(identity: dict[str, str]) -> str:
     )
 
 
+# fidelity: Slow and idle clients
+# Seconds a client has, from connecting (or from the first byte of its next request on a kept-alive
+# connection), to send the whole request head; real clients send it in one packet.
+REQUEST_HEAD_TIMEOUT = 20.0
+# The waitress servers (the S3 store, deployments' inference servers) keep idle and trickling
+# sockets in their select loop, never in a thread, but stop accepting at ``connection_limit``
+# (default 100) and, with select(), at 1024 descriptors: poll and a limit far above any test's
+# connection count; a silent socket is closed after ``channel_timeout``.
+WAITRESS_CONNECTION_LIMITS = {"connection_limit": 4096, "channel_timeout": 60, "asyncore_use_poll": True,
+                              "backlog": 1024}
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything one workspace server process needs; written by the launcher, read by the server."""

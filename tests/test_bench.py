@@ -23,10 +23,13 @@ def test_quick_bench_reports_every_target_beside_stock(tmp_path):
 
     rows = {r["figure"].split(" (")[0].split(",")[0]: r for r in result["targets"]}
     assert set(rows) == {"start-up to first authenticated API answer", "reset", "log_batch unlinked",
-                         "log_batch linked", "log_metric unlinked", "log_metric linked"}
+                         "log_batch linked", "log_metric unlinked", "log_metric linked", "slow clients"}
     for name, row in rows.items():
         assert row["emulator"] > 0, name
         assert isinstance(row["pass"], bool) and row["target"], name
+        if name == "slow clients":  # no stock figure: the emulator's own listeners
+            assert row["stock"] is None and row["ratio"] is None
+            continue
         if name == "reset":  # the stock restart is a second stock start-up: full runs only
             assert row["stock"] is None and row["ratio"] is None
             continue
@@ -37,4 +40,7 @@ def test_quick_bench_reports_every_target_beside_stock(tmp_path):
     assert 0 < start["emulator"]["up_returned_s"] <= start["emulator"]["both_first_answer_s"]
     assert 0 < start["stock"]["healthy_s"] <= start["stock"]["first_answer_s"]
     assert result["reset"]["emulator"]["runs"] > 0 and result["reset"]["emulator"]["model_versions"] > 0
+    slow = result["slow_clients"]
+    assert set(slow["listeners"]) == {"databricks http", "azureml http", "azureml https", "azureml proxy", "s3 store"}
+    assert all(f["held"] == slow["held_per_listener"] and f["answered"] for f in slow["listeners"].values())
     assert "mirror" not in result and "udf_scoring" not in result  # --targets-only

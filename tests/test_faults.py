@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 from urllib.parse import urlparse
 
@@ -166,6 +167,25 @@ def test_delay_adds_latency(emulator):
         started = time.monotonic()
         assert requests.get(_search_url(db), headers=_auth(db), timeout=60).status_code == 200
         assert time.monotonic() - started >= 1.5
+
+
+def test_a_delay_ends_when_its_client_has_gone(emulator):
+    """A long delay holds a worker thread only while its client waits: more clients than the
+    workspace has threads give up on a 600 s delay, and the workspace still answers."""
+    db = emulator.databricks
+    target = urlparse(_search_url(db))
+    request = (f"GET {target.path}?{target.query} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+               f"Authorization: Bearer {db.token}\r\n\r\n").encode()
+    with inject_fault(db, "GET", "*/experiments/search", delay_s=600) as rule:
+        for _ in range(12):  # sent, then given up on: each is still read and delayed, before /health
+            with socket.create_connection((target.hostname, target.port), timeout=30) as sock:
+                sock.sendall(request)
+        assert requests.get(f"{db.url}/health", timeout=30).status_code == 200
+        deadline = time.monotonic() + 60
+        while rule.hits < 12:  # every one of them did meet the delay
+            assert time.monotonic() < deadline, rule.state()
+            time.sleep(0.1)
+    assert requests.get(_search_url(db), headers=_auth(db), timeout=30).status_code == 200
 
 
 def test_after_commit_drop_the_client_retry_duplicates_the_version(aml):

@@ -94,3 +94,67 @@ def test_a_port_in_use_fails_the_start():
         port = busy.getsockname()[1]
         with pytest.raises(OSError):
             Servers(app, [Listener("127.0.0.1", port)], threads=1, name="t").start()
+
+
+def _slow_clients(port: int, count: int, tls: ssl.SSLContext | None = None) -> list[socket.socket]:
+    """Connections that stay open without finishing a request: half silent (on HTTPS: not even a
+    TLS hello), half with a request head cut off mid-way, as a client trickling its headers."""
+    held = []
+    for i in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        if i % 2:
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Trickle: a")
+        held.append(sock)
+    return held
+
+
+def test_idle_and_trickling_connections_do_not_hold_the_worker_threads(tls_context):
+    context, cert = tls_context
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    servers = Servers(app, [Listener("127.0.0.1", 0), Listener("127.0.0.1", 0, context)], threads=2, name="t")
+    servers.start()
+    (_, http_port), (_, https_port) = servers.bound
+    held = []
+    try:
+        held += _slow_clients(http_port, 100)
+        held += _slow_clients(https_port, 100, client_tls)
+        # Two threads per listener, 50 silent and 50 half-sent requests on each: still answered
+        # (before the gate, the first two held both threads for the whole socket timeout).
+        with requests.Session() as session:
+            for _ in range(3):
+                assert session.get(f"http://127.0.0.1:{http_port}/health", timeout=30).text == "http /health"
+                assert session.get(f"https://127.0.0.1:{https_port}/health", verify=str(cert),
+                                   timeout=30).text == "https /health"
+        # A trickled head, once complete, is served like any other.
+        slow = held[1]
+        slow.sendall(b"\r\nConnection: close\r\n\r\n")
+        assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+        servers.stop()
+
+
+def test_a_head_that_never_completes_is_closed(monkeypatch):
+    from emulator.workspace import header_gate
+
+    monkeypatch.setattr(header_gate, "REQUEST_HEAD_TIMEOUT", 1.0)  # 20 s in service
+    servers = Servers(app, [Listener("127.0.0.1", 0)], threads=2, name="t").start()
+    try:
+        (_, port), = servers.bound
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as silent, \
+                socket.create_connection(("127.0.0.1", port), timeout=30) as trickling:
+            trickling.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n")
+            # Closed without an answer (not after cheroot's 60 s socket timeout, nor with its 408).
+            assert _closed_unanswered(silent) and _closed_unanswered(trickling)
+    finally:
+        servers.stop()
+
+
+def _closed_unanswered(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True

@@ -11,6 +11,7 @@ import logging
 import os
 
 from emulator.control.state import StateDir
+from emulator.settings import WAITRESS_CONNECTION_LIMITS
 from emulator.services.databricks.uc.s3_server import build_gate
 
 _logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def main(argv=None) -> None:
     gate = build_gate(state.root, state.config()["databricks_token"])
     _logger.info("UC S3 storage listening on %s:%s", args.host, args.port)
     serve(gate, host=args.host, port=args.port, threads=8, ident="emulator-s3",
-          max_request_body_size=8 * 1024**3)
+          max_request_body_size=8 * 1024**3, **WAITRESS_CONNECTION_LIMITS)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ ADMIN_PREFIX = "/__emulator/"
 ENVIRON_RULE = "emulator.fault.rule"  # the rule that fired on this request (read by the lifecycle)
 MAX_BODY_MATCH = 1024 * 1024  # bodies beyond this are never buffered for body matching
 MAX_DELAY_S = 600.0
+# The client's socket (its file descriptor, set by the server): a delay ends when the client leaves.
+CONNECTION_FILENO = "emulator.connection_fileno"
+_DELAY_CHECK_S = 0.25
 
 # The Azure ML scope prefix, so one rule path (/api/2.0/mlflow/...) matches on both workspaces.
 _AZURE_SCOPE = re.compile(
@@ -280,6 +283,35 @@ def drop_connection(environ) -> bool:
     return False
 
 
+# fidelity: Fault injection
+def delay(environ, seconds: float) -> None:
+    """Sleep ``seconds``, unless the client goes first: a client that gave up (the mirror's 30 s
+    timeout, then its retry) must not leave a worker thread asleep for the rest of the delay."""
+    deadline = time.monotonic() + seconds
+    fileno = environ.get(CONNECTION_FILENO)
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, _DELAY_CHECK_S))
+        if fileno is not None and _peer_closed(fileno):
+            _logger.info("fault delay ended early: the client has gone")
+            return
+
+
+def _peer_closed(fileno: int) -> bool:
+    """Whether the client closed its side: its end of stream is the next thing to read."""
+    try:
+        sock = socket.socket(fileno=os.dup(fileno))
+    except OSError:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # still connected, nothing sent
+    except OSError:
+        return True  # reset
+    finally:
+        sock.close()
+
+
 def _route_paths(path: str) -> tuple[str, ...]:
     scoped = _AZURE_SCOPE.match(path)
     return (path, path[scoped.end():] or "/") if scoped else (path,)
@@ -330,7 +362,7 @@ class FaultMiddleware:
         environ[ENVIRON_RULE] = rule
         _logger.info("fault #%s on %s %s", rule.id, method, path)
         if rule.delay_s:
-            time.sleep(rule.delay_s)
+            delay(environ, rule.delay_s)
         if rule.after_commit:
             return self._after_commit(rule, environ, start_response)
         if rule.drop:

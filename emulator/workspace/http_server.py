@@ -15,7 +15,10 @@ Two cheroot details this module handles:
   of discarding what the client is still sending, so the client reads the answer rather than
   a connection reset.
 * TLS: a listener may carry an ``ssl.SSLContext``; ``_ContextSSLAdapter`` lets cheroot use it
-  as is (cheroot's builtin adapter otherwise wants certificate file paths).
+  as is (cheroot's builtin adapter otherwise wants certificate file paths), and leaves the
+  handshake to the header gate.
+* Slow or idle clients: ``emulator.workspace.header_gate`` keeps a connection out of the worker
+  threads until its request head has arrived (``_GatedServer``).
 
 Body size limits themselves are the app's job (``emulator.pipeline.body_limits``): the server sets none,
 so that an unauthenticated caller gets the app's 401, not the server's plain-text 413.
@@ -34,6 +37,9 @@ from dataclasses import dataclass
 from cheroot import wsgi
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from emulator.pipeline import faults
+from emulator.workspace import header_gate
 
 _logger = logging.getLogger(__name__)
 
@@ -67,6 +73,11 @@ class _CloseUnreadGateway(wsgi.Gateway_10):
     """cheroot's WSGI 1.0 gateway, but an answer sent before the request body was fully read
     closes the connection rather than draining the body from the socket."""
 
+    def get_environ(self):
+        environ = super().get_environ()
+        environ[faults.CONNECTION_FILENO] = self.req.conn.socket.fileno()  # a delay fault watches it
+        return environ
+
     def respond(self):
         try:
             super().respond()
@@ -96,6 +107,9 @@ def _body_consumed(req) -> bool:
 
 class _LingeringConnection(HTTPConnection):
     unread_body = False
+
+    def __init__(self, server, sock, makefile):
+        super().__init__(server, header_gate.PrefixedSocket(sock), makefile)
 
     def close(self):
         if self.unread_body and not self.linger:
@@ -127,15 +141,27 @@ class _ContextSSLAdapter(BuiltinSSLAdapter):
         self.context = context
         self._server_env = {}
 
+    def wrap(self, sock):
+        # The handshake is not done here, in cheroot's only accept thread, where a client that
+        # never sends its hello would stall every other one: the header gate does it, unblocking.
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), {}
+
+
+# fidelity: Slow and idle clients
+class _GatedServer(wsgi.Server):
+    def process_conn(self, conn):
+        if header_gate.admit(self, conn):
+            super().process_conn(conn)
+
 
 def make_server(app, listener: Listener, threads: int, name: str) -> wsgi.Server:
-    server = wsgi.Server(
+    server = _GatedServer(
         (listener.host, listener.port),
         app,
         numthreads=threads,
         server_name=name,
         timeout=SOCKET_TIMEOUT,
-        request_queue_size=64,
+        request_queue_size=1024,  # the listen backlog: many clients may connect at once
     )
     server.gateway = _CloseUnreadGateway
     server.ConnectionClass = _LingeringConnection

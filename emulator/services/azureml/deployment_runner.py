@@ -30,6 +30,8 @@ import time
 import traceback
 from http import HTTPStatus
 
+from emulator.settings import WAITRESS_CONNECTION_LIMITS
+
 _logger = logging.getLogger("azureml.inference")
 
 
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
     _logger.info("Model loaded in %.2f s; signature inputs: %s", time.monotonic() - started,
                  model.metadata.get_input_schema())
     server = create_server(ScoringApp(model), host="127.0.0.1", port=0, threads=args.threads,
-                           ident="azureml-inference")
+                           ident="azureml-inference", **WAITRESS_CONNECTION_LIMITS)
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w") as fh:
         json.dump({"port": server.effective_port, "pid": os.getpid()}, fh)

@@ -18,10 +18,11 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 
 from emulator.services.azureml import hosts, tls
-from emulator.settings import ServerConfig
+from emulator.settings import REQUEST_HEAD_TIMEOUT, ServerConfig
 
 _logger = logging.getLogger(__name__)
 MAX_PROXY_HEADER = 16 * 1024
@@ -51,6 +52,7 @@ def tls_listener(config: ServerConfig) -> Listener | None:
 class _ConnectProxy(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # socketserver's 5 drops SYNs (seconds of retry) when many connect at once
 
     def __init__(self, address, allowed: set[str], target: tuple[str, int]):
         self.allowed = allowed
@@ -66,10 +68,12 @@ class _ConnectHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        sock.settimeout(60)
+        deadline = time.monotonic() + REQUEST_HEAD_TIMEOUT  # a trickled head holds its thread no longer
         head = b""
         try:
             while b"\r\n\r\n" not in head:
+                # fidelity: Slow and idle clients
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 chunk = sock.recv(4096)
                 if not chunk:
                     return

@@ -11,9 +11,11 @@ Azure ML accepted it; a crash in between means it is sent again, which is harmle
 * Azure ML's SQL store keeps one row per (key, value, step, timestamp) metric point and drops
   exact duplicates, so a re-sent batch adds no point.
 
-Azure ML down (or refusing the token): retried with exponential backoff, shown as the last
-error. Azure ML refusing one write for good (4xx): that event is set aside as a dead letter
-(counted in the status) so the rest of the backlog is not blocked behind it. A refused
+Azure ML down, refusing the token, answering a 4xx that names nothing that was sent (a fault, a
+proxy's page) or a malformed 200: retried with exponential backoff, shown as the last error
+(``aml_client.AzureMLError.transient``). Azure ML refusing one write for good (a 4xx naming its
+run, key, ...): that event is set aside as a dead letter (counted in the status) so the rest of
+the backlog is not blocked behind it. A refused
 ``log-batch`` is split until the refused items are found: the valid points are delivered and the
 dead letter names only the refused ones.
 """
