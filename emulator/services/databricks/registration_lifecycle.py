@@ -9,6 +9,9 @@ the client's first poll; fault rules make the slow and failed cases:
 
 * ``hold_pending_s: N``: the version stays ``PENDING_REGISTRATION`` for N seconds, then ``READY``;
 * ``fail_registration: "message"``: it ends ``FAILED_REGISTRATION`` with that message.
+
+A source with no files fails on its own (``registry_artifacts``); a held version ends in the
+status it had before the hold.
 """
 
 from __future__ import annotations
@@ -37,21 +40,29 @@ def set_status(name: str, version: str, status: str, message: str | None = None)
         ).update({SqlModelVersion.status: status, SqlModelVersion.status_message: message})
 
 
+def get_status(name: str, version: str) -> tuple[str, str | None]:
+    from mlflow.server.handlers import _get_model_registry_store
+
+    mv = _get_model_registry_store().get_model_version(name, version)
+    return str(mv.status), mv.status_message
+
+
 class Lifecycle:
     def __init__(self):
         self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
 
     def hold(self, name: str, version: str, seconds: float) -> None:
+        final, final_message = get_status(name, version)
         set_status(name, version, PENDING, "Copying model version files (held by an emulator fault).")
 
         def finish():
             with self._lock:
                 self._timers.discard(timer)
             try:
-                set_status(name, version, READY)
+                set_status(name, version, final, final_message)
             except Exception:  # the version may have been deleted or the workspace reset meanwhile
-                _logger.exception("could not mark %s v%s READY", name, version)
+                _logger.exception("could not mark %s v%s %s", name, version, final)
 
         timer = threading.Timer(seconds, finish)
         timer.daemon = True
