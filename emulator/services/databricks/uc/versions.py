@@ -9,7 +9,7 @@ import re
 from flask import Flask
 
 from emulator.errors import EmulatorError
-from emulator.services.databricks.uc import credentials
+from emulator.services.databricks.uc import credentials, lineage
 from emulator.services.databricks.uc.s3_link import S3Link
 from emulator.services.databricks.uc.s3_server import BUCKET
 from emulator.services.databricks.uc.store import (
@@ -40,12 +40,14 @@ def _prefix(storage_location: str) -> str:
     return storage_location.split(f"s3://{BUCKET}/", 1)[1]
 
 
-def install(app: Flask, store: UcStore, s3: S3Link) -> None:
+def install(app: Flask, store: UcStore, s3: S3Link, workspace_id: str) -> None:
     @app.route(f"{PREFIX}/model-versions/create", methods=["POST"])
     def _uc_create_version():
         data = params()
         source = required(data, "source")
         tags = tag_list(data)
+        lineage.check(optional_str(data, "model_id"), optional_str(data, "run_id"),
+                      optional_str(data, "run_tracking_server_id"), workspace_id)
         with store.tx() as db:
             model = store.model_row(db, data.get("name"))
             number, version_id, ts = model["next_version"], new_id(), now_ms()
