@@ -236,6 +236,28 @@ def test_azureml_tracked_models_register_as_before(linked):
             mlflow.set_registry_uri(None)
 
 
+def test_unknown_run_is_run_not_found_at_once(linked):
+    """A run neither workspace holds, registered with Azure ML tracking (as MLflow's own registry
+    tests do): Azure ML's answer for an unknown run, at once, not the Databricks-mirror 404."""
+    aml = linked.azureml
+    client = MlflowClient(aml.tracking_uri, aml.tracking_uri)
+    name = f"unknown-run-{uuid.uuid4().hex[:6]}"
+    run_id = uuid.uuid4().hex
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
+        client.create_registered_model(name)
+        started = time.monotonic()
+        with pytest.raises(MlflowException) as err:
+            client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+        elapsed = time.monotonic() - started
+        assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+        assert str(err.value) == f"RESOURCE_DOES_NOT_EXIST: Run with id={run_id} not found"
+        assert elapsed < MIRROR_WAIT_S - 1, f"{elapsed:.1f} s: it waited for the mirror"
+        assert client.search_model_versions(f"name = '{name}'") == []
+    resp = _raw_create(linked, {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id})
+    assert resp.status_code == 404, resp.text
+    assert resp.json() == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run with id={run_id} not found"}
+
+
 # -- item 2: model assets = registry -----------------------------------------------------------
 
 

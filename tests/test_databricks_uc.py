@@ -303,3 +303,51 @@ def test_registry_increments_check_accepts_uc_version_and_alias_uris(experiment,
         assert result.passed, result.summary()
         assert result.details["versions"] == [1, 2]
     assert mlflow.get_registry_uri() == "databricks"
+
+
+LOCALLY_TRACKED = textwrap.dedent(
+    """
+    import json, sys
+    import mlflow, numpy as np
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+    X = np.random.default_rng(0).random((20, 3)); model = LinearRegression().fit(X, X @ [1.0, 2.0, 3.0])
+    mlflow.set_tracking_uri(sys.argv[1])  # a local tracking store
+    mlflow.set_registry_uri("databricks-uc")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict(X)))
+    try:
+        mlflow.register_model(info.model_uri, "main.default.locally_tracked")
+        result = {"registered": True}
+    except mlflow.exceptions.MlflowException as exc:
+        result = {"error_code": exc.error_code, "message": exc.message}
+    print("RESULT " + json.dumps(dict(result, model_id=info.model_id)))
+    """
+)
+
+
+def test_logged_model_of_another_tracking_server_is_refused(databricks_ws, uc_client, tmp_path):
+    """MLflow 3.1 (as 3.0-3.4) sends the model_id of a model logged to a local tracking server."""
+    from harness import client_venvs
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABRICKS_"))}
+    env.update(databricks_ws.env)
+    python = client_venvs.ensure("mlflow-3.1.4")
+    out = subprocess.run([str(python), "-c", LOCALLY_TRACKED, (tmp_path / "mlruns").as_uri()], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    result = json.loads(out.stdout.split("RESULT ", 1)[1])
+    assert result.get("error_code") == "RESOURCE_DOES_NOT_EXIST", result
+    assert f"Logged model with ID '{result['model_id']}' does not exist" in result["message"]
+    assert uc_client.search_model_versions("name = 'main.default.locally_tracked'") == []
+    # Raw: a run that claims this workspace but is not in it; a run of another server is recorded.
+    uc_client.create_registered_model("main.default.lineage_raw")
+    create = f"{databricks_ws.url}{UC}/model-versions/create"
+    org_id = requests.get(f"{databricks_ws.url}/api/2.0/mlflow/experiments/search?max_results=1",
+                          headers=_headers(databricks_ws), timeout=60).headers["x-databricks-org-id"]
+    claimed = requests.post(create, json={"name": "main.default.lineage_raw", "source": "x", "run_id": "f" * 32,
+                                          "run_tracking_server_id": org_id}, headers=_headers(databricks_ws), timeout=60)
+    assert claimed.status_code == 404 and claimed.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", claimed.text
+    foreign = requests.post(create, json={"name": "main.default.lineage_raw", "source": "x", "run_id": "f" * 32},
+                            headers=_headers(databricks_ws), timeout=60)
+    assert foreign.status_code == 200 and foreign.json()["model_version"]["version"] in ("1", 1), foreign.text

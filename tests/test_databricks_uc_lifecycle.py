@@ -117,6 +117,32 @@ def test_model_files_survive_down_and_up(ws, uc_emu):
     assert resp.status_code == 400
 
 
+def test_registration_faults_apply_to_unity_catalog_versions(ws):
+    """Pending between create and finalize; fault rules on create decide what finalize gives."""
+    from harness.faults import inject_fault
+
+    client, signature = MlflowClient(), infer_signature(X, MODEL.predict(X))
+    client.create_registered_model("main.default.faulted")
+    raw = _post(ws, "model-versions/create", {"name": "main.default.faulted", "source": "local"})["model_version"]
+    assert client.get_model_version("main.default.faulted", raw["version"]).status == "PENDING_REGISTRATION"
+    with inject_fault(ws, "POST", f"{UC}/model-versions/create", fail_registration="Model files failed checks.", times=1):
+        failed = mlflow.sklearn.log_model(MODEL, name="model", registered_model_name="main.default.faulted",
+                                          signature=signature)
+    mv = client.get_model_version("main.default.faulted", str(failed.registered_model_version))
+    assert (mv.status, mv.status_message) == ("FAILED_REGISTRATION", "Model files failed checks.")
+    with inject_fault(ws, "POST", f"{UC}/model-versions/create", hold_pending_s=3, times=1):
+        held = mlflow.sklearn.log_model(MODEL, name="model", registered_model_name="main.default.faulted",
+                                        signature=signature)
+    version = str(held.registered_model_version)
+    assert client.get_model_version("main.default.faulted", version).status == "PENDING_REGISTRATION"
+    deadline = time.monotonic() + 60
+    while client.get_model_version("main.default.faulted", version).status != "READY":
+        assert time.monotonic() < deadline, "the held version never became READY"
+        time.sleep(0.5)
+    loaded = mlflow.pyfunc.load_model(f"models:/main.default.faulted/{version}")
+    assert np.allclose(loaded.predict(X), X @ [1.0, 2.0, 3.0])
+
+
 def test_reset_in_place_empties_unity_catalog_and_its_files(ws, uc_emu):
     requests.post(f"{ws.url}/__emulator/reset", json={}, headers={"Authorization": f"Bearer {ws.token}"},
                   timeout=60).raise_for_status()

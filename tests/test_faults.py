@@ -251,6 +251,31 @@ def test_held_version_is_pending_then_ready(databricks_ws):
         time.sleep(0.5)
 
 
+def test_source_that_does_not_exist_fails_registration_as_databricks_says(databricks_ws):
+    """No fault: a source with nothing at it ends FAILED_REGISTRATION with Databricks' message."""
+    client = MlflowClient("databricks", "databricks")
+    client.create_registered_model("lifecycle-no-source")
+    source, run_id = _registrable(client, f"/Users/{databricks_ws.user}/lifecycle")
+    missing = source.rsplit("/", 1)[0] + "/no-model-here"
+    with pytest.raises(MlflowException, match="FAILED_REGISTRATION and message: Failed registration. "
+                                              "The given source path does not exist."):
+        client.create_model_version("lifecycle-no-source", missing, run_id=run_id)
+    mv = client.get_model_version("lifecycle-no-source", "1")
+    assert (mv.status, mv.status_message) == ("FAILED_REGISTRATION",
+                                              "Failed registration. The given source path does not exist.")
+    # A hold delays the outcome, it does not turn it into READY.
+    with inject_fault(databricks_ws, "POST", CREATE, hold_pending_s=2, times=1):
+        client.create_model_version("lifecycle-no-source", missing, run_id=run_id, await_creation_for=0)
+    deadline = time.monotonic() + 60
+    while (mv := client.get_model_version("lifecycle-no-source", "2")).status == "PENDING_REGISTRATION":
+        assert time.monotonic() < deadline, "the held version never left PENDING_REGISTRATION"
+        time.sleep(0.5)
+    assert mv.status == "FAILED_REGISTRATION"
+    # A source with files still registers READY.
+    client.create_model_version("lifecycle-no-source", source, run_id=run_id)
+    assert client.get_model_version("lifecycle-no-source", "3").status == "READY"
+
+
 # --- the journal --------------------------------------------------------------------------------
 
 

@@ -106,6 +106,41 @@ def test_a_retried_create_is_reported_as_a_duplicate_version(databricks_model, d
         assert_versions_increment(name, client=db_client)
 
 
+def test_a_retried_log_model_registration_is_reported_as_a_duplicate(azureml_workspace):
+    """The normal path: log_model(registered_model_name=...) sets no description; its create's answer
+    is lost after the commit, the client retries, and the registry holds two versions of one model."""
+    import mlflow
+    from sklearn.linear_model import LinearRegression
+
+    from harness.faults import inject_fault
+
+    aml = azureml_workspace
+    client = MlflowClient(aml.tracking_uri, aml.tracking_uri)
+    name = fresh("retried")
+    previous_registry = mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(aml.tracking_uri)
+    mlflow.set_registry_uri(aml.tracking_uri)
+    try:
+        mlflow.set_experiment(fresh("retried"))
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name="model",
+                                     registered_model_name=name)  # version 1, nothing lost
+        with mlflow.start_run():
+            with inject_fault(aml, "POST", "/api/2.0/mlflow/model-versions/create", after_commit="drop", times=1):
+                info = mlflow.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [1.0, 0.0]), name="model",
+                                                registered_model_name=name)
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(previous_registry)
+    assert str(info.registered_model_version) == "3"
+    result = verify_registry_versions(client, name, expected_count=2)
+    texts = [str(d) for d in result.differences]
+    assert texts[0].startswith("version 3: duplicate of version 2 (same source, run and logged model, no description, "
+                               "created "), texts
+    assert texts[1] == f"model {name}: registry holds 3 versions for 2 registrations"
+    assert len(texts) == 2, texts  # version 2 (another logged model) is not a duplicate of version 1
+
+
 def test_a_gap_is_reported_as_a_skipped_version(azureml_model, aml_client):
     name = fresh("gap")
     result = check_registry_increments(aml_client, name, azureml_model.registered_source,

@@ -9,9 +9,10 @@ fires ``times`` times (unlimited when absent), and has one effect:
 * ``drop``: close the connection without an answer (the client sees a reset / remote disconnect);
 * ``after_commit``: let the server perform the call, then lose its answer: ``"status"`` answers
   ``status`` (default 503) instead, ``"drop"`` closes the connection — the lost-response case;
-* ``hold_pending_s`` / ``fail_registration``: Databricks ``model-versions/create`` only — the
-  version stays ``PENDING_REGISTRATION`` for N seconds, or ends ``FAILED_REGISTRATION`` with this
-  message (read by ``emulator.services.databricks.registration_lifecycle``).
+* ``hold_pending_s`` / ``fail_registration``: Databricks ``model-versions/create`` (workspace
+  registry and Unity Catalog) only — the version stays ``PENDING_REGISTRATION`` for N seconds, or
+  ends ``FAILED_REGISTRATION`` with this message (read by
+  ``emulator.services.databricks.registration_lifecycle`` and, at finalize, ``...uc.registration_faults``).
 
 Rules live in memory only: a restart or ``POST /__emulator/reset`` clears them. Faults apply to
 authenticated calls only (an unauthenticated caller gets the plain 401) and never to

@@ -3,12 +3,14 @@
 Works against either workspace: give an MlflowClient whose registry URI is "databricks" (the
 Databricks workspace registry) or the Azure ML tracking URI. Registrations go through the real
 client (create_registered_model, tolerating "already exists" as mlflow.register_model does, then
-create_model_version); each carries a unique description so a retried create shows up as a
-duplicate."""
+create_model_version); each carries a unique description. A retried create shows up as a
+duplicate whatever the client set: the same source, run, logged model and description, created
+within the client's retry span (``retried_creates``)."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import threading
 import time
@@ -216,24 +218,41 @@ def _verify(result, name, versions, registrations, expected_count, first_version
             if missing not in present:
                 result.differ(f"version {missing}", f"skipped (registry has versions up to {numbers[-1]} without it)")
 
-    by_request = defaultdict(list)
     for v in versions:
-        if v.description:  # a retried create repeats the same request, description included
-            by_request[(v.source, v.run_id, v.description)].append(int(v.version))
         status = str(v.status)
         if status not in ("READY", "ModelVersionStatus.READY", "1"):
             result.differ(f"version {v.version}", f"status {status}, expected READY")
-    for (source, run_id, description), nums in sorted(by_request.items(), key=lambda kv: min(kv[1])):
-        nums.sort()
-        for dup in nums[1:]:
-            result.differ(
-                f"version {dup}",
-                f"duplicate of version {nums[0]} (same source, run and description {description!r}: "
-                "a model-versions/create that was sent twice, e.g. a retry)",
-            )
+    for dup, first, why in retried_creates(versions):
+        result.differ(f"version {dup}", f"duplicate of version {first} ({why}: a model-versions/create that "
+                                        "was sent twice, e.g. a retry)")
     if expected_count is not None and len(numbers) != expected_count:
         result.differ(f"model {name}", f"registry holds {len(numbers)} versions for {expected_count} registrations",
                       expected_count, len(numbers))
+
+
+# A retry repeats the request within the MLflow client's retry span: with its defaults (7 retries,
+# backoff factor 2 capped at 120 s, 120 s request timeout) the last try starts under 20 minutes later.
+RETRY_WINDOW_MS = 20 * 60 * 1000
+
+
+def retried_creates(versions) -> list[tuple[int, int, str]]:
+    """(duplicate, first, why) for versions that repeat an earlier one's request: same source, run,
+    logged model and description (set or not), created within the client's retry span. Versions a
+    client made on purpose differ in one of them (a new logged model per log_model, a description)."""
+    by_request = defaultdict(list)
+    for v in versions:
+        key = (v.source, v.run_id or "", getattr(v, "model_id", None) or "", v.description or "")
+        by_request[key].append(v)
+    found = []
+    for (_, _, _, description), same in by_request.items():
+        same.sort(key=lambda v: int(v.version))
+        for earlier, later in itertools.pairwise(same):
+            gap_ms = (later.creation_timestamp or 0) - (earlier.creation_timestamp or 0)
+            if 0 <= gap_ms <= RETRY_WINDOW_MS:
+                what = f"same source, run and description {description!r}" if description else \
+                    "same source, run and logged model, no description"
+                found.append((int(later.version), int(earlier.version), f"{what}, created {gap_ms / 1000:.1f} s later"))
+    return sorted(found)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,10 @@ workspace has received mirrored runs (it is a link target), the create waits up 
 model READY: the relay delivers files before the finalize); if it never has, 5 s at most (the
 first run after linking may still be on its way). Then a 404 ``RESOURCE_DOES_NOT_EXIST`` naming
 the source and why (never a 5xx, which the client would retry for minutes).
+
+A ``runs:/`` source whose run neither this workspace nor the mirror holds, sent without the
+Databricks ``run_link`` the client adds for Databricks-tracked runs, is an unknown run: 404
+``Run with id=<id> not found`` at once, as Azure ML answers for runs it does not hold.
 """
 
 from __future__ import annotations
@@ -190,11 +194,24 @@ class SourceResolver:
             return repo.list_artifacts("/".join(p for p in (rel, path) if p))
         return get_artifact_repository(uri).list_artifacts(path or None)
 
+    def unknown_run(self, source: str, model_id: str | None, run_link: str | None) -> str | None:
+        """The id of a ``runs:/`` source's run that is not a Databricks one and not held here."""
+        r = _RUNS_URI.match(source)
+        if r is None or model_id or _is_databricks_run_link(run_link):
+            return None
+        if self._local_run(r["run"]) or self.mirrored_run(r["run"]):
+            return None
+        return r["run"]
+
     def resolve(self, source: str, run_id: str | None, model_id: str | None,
-                wait: float | None = None) -> Resolved | None:
+                wait: float | None = None, run_link: str | None = None) -> Resolved | None:
         """None when nothing in the request is foreign (MLflow handles it as usual)."""
         if not self.foreign(source, run_id, model_id):
             return None
+        unknown = self.unknown_run(source, model_id, run_link)
+        if unknown:
+            # fidelity: Azure ML workspace (unknown runs)
+            raise EmulatorError("RESOURCE_DOES_NOT_EXIST", f"Run with id={unknown} not found", 404)
         started = time.monotonic()
         wait = wait_seconds() if wait is None else wait
         while True:
@@ -211,6 +228,12 @@ class SourceResolver:
                 elif waited >= wait:
                     raise EmulatorError("RESOURCE_DOES_NOT_EXIST", _not_mirrored(source, str(why)), 404) from None
             time.sleep(POLL_S)
+
+
+def _is_databricks_run_link(run_link: str | None) -> bool:
+    """MLflow sets run_link (``<host>/?o=<ws>#mlflow/experiments/<exp>/runs/<run>``) only for runs
+    tracked in Databricks that are registered elsewhere (``MlflowClient._create_model_version``)."""
+    return bool(run_link) and ("#mlflow/experiments/" in run_link or "/ml/experiments/" in run_link)
 
 
 def _not_linked(source: str) -> str:
@@ -239,7 +262,9 @@ def install(app, tracking_store) -> SourceResolver:
             if isinstance(body, dict) and isinstance(body.get("source"), str):
                 run_id = body.get("run_id") if isinstance(body.get("run_id"), str) else None
                 model_id = body.get("model_id") if isinstance(body.get("model_id"), str) else None
-                resolved = resolver.resolve(body["source"], run_id or None, model_id or None)
+                run_link = body.get("run_link") if isinstance(body.get("run_link"), str) else None
+                resolved = resolver.resolve(body["source"], run_id or None, model_id or None,
+                                            run_link=run_link)
                 if resolved is not None:
                     new = dict(body, source=resolved.source)
                     for key, value in (("run_id", resolved.run_id), ("model_id", resolved.model_id)):

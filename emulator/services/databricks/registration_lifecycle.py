@@ -9,6 +9,9 @@ the client's first poll; fault rules make the slow and failed cases:
 
 * ``hold_pending_s: N``: the version stays ``PENDING_REGISTRATION`` for N seconds, then ``READY``;
 * ``fail_registration: "message"``: it ends ``FAILED_REGISTRATION`` with that message.
+
+A source with no files fails on its own (``registry_artifacts``); a held version ends in the
+status it had before the hold.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ from emulator.pipeline.faults import ENVIRON_RULE
 _logger = logging.getLogger(__name__)
 
 PENDING, READY, FAILED = "PENDING_REGISTRATION", "READY", "FAILED_REGISTRATION"
+HELD_MESSAGE = "Copying model version files (held by an emulator fault)."
+
+
+def registration_rule():
+    """The hold_pending_s / fail_registration rule that fired on this request, if any."""
+    rule = request.environ.get(ENVIRON_RULE)
+    return rule if rule is not None and (rule.hold_pending_s or rule.fail_registration) else None
 
 
 def set_status(name: str, version: str, status: str, message: str | None = None) -> None:
@@ -37,23 +47,30 @@ def set_status(name: str, version: str, status: str, message: str | None = None)
         ).update({SqlModelVersion.status: status, SqlModelVersion.status_message: message})
 
 
-class Lifecycle:
+def get_status(name: str, version: str) -> tuple[str, str | None]:
+    from mlflow.server.handlers import _get_model_registry_store
+
+    mv = _get_model_registry_store().get_model_version(name, version)
+    return str(mv.status), mv.status_message
+
+
+class Later:
+    """Calls made after a delay (held registrations), all cancelled by a workspace reset."""
+
     def __init__(self):
         self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
 
-    def hold(self, name: str, version: str, seconds: float) -> None:
-        set_status(name, version, PENDING, "Copying model version files (held by an emulator fault).")
-
-        def finish():
+    def call(self, seconds: float, fn, what: str) -> None:
+        def run():
             with self._lock:
                 self._timers.discard(timer)
             try:
-                set_status(name, version, READY)
+                fn()
             except Exception:  # the version may have been deleted or the workspace reset meanwhile
-                _logger.exception("could not mark %s v%s READY", name, version)
+                _logger.exception("could not %s", what)
 
-        timer = threading.Timer(seconds, finish)
+        timer = threading.Timer(seconds, run)
         timer.daemon = True
         with self._lock:
             self._timers.add(timer)
@@ -65,6 +82,20 @@ class Lifecycle:
         for timer in timers:
             timer.cancel()
 
+
+class Lifecycle:
+    def __init__(self):
+        self.later = Later()
+
+    def hold(self, name: str, version: str, seconds: float) -> None:
+        final, final_message = get_status(name, version)
+        set_status(name, version, PENDING, HELD_MESSAGE)
+        self.later.call(seconds, lambda: set_status(name, version, final, final_message),
+                        f"mark {name} v{version} {final}")
+
+    def cancel_all(self) -> None:
+        self.later.cancel_all()
+
     def after_create(self, response):
         """Apply a registration fault, and answer PENDING_REGISTRATION as Databricks does."""
         if getattr(response, "status_code", 200) != 200:
@@ -73,7 +104,7 @@ class Lifecycle:
         mv = payload.get("model_version") or {}
         if not (mv.get("name") and mv.get("version")):
             return response
-        rule = request.environ.get(ENVIRON_RULE)
+        rule = registration_rule()
         if rule is not None and rule.fail_registration:
             set_status(mv["name"], mv["version"], FAILED, rule.fail_registration)
         elif rule is not None and rule.hold_pending_s:

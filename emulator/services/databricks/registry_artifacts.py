@@ -29,6 +29,7 @@ from emulator.services.databricks.artifact_paths import (
     mlflow_error,
 )
 from emulator.services.databricks.files_api import file_response
+from emulator.services.databricks.registration_lifecycle import FAILED, set_status
 from emulator.settings import ServerConfig
 from emulator.stores.safe_paths import Storage, split_segments
 
@@ -37,6 +38,8 @@ _logger = logging.getLogger(__name__)
 REGISTRY_FOLDER = "model-registry"
 SIGNED_PATH = "/__emulator/databricks/signed/model-version"
 URL_LIFETIME_S = 3600
+# Databricks' status_message for a source path with nothing at it (mlflow/mlflow#4630, #3490).
+SOURCE_MISSING = "Failed registration. The given source path does not exist."
 _EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
@@ -53,16 +56,24 @@ class RegistryArtifacts:
     def copy_dir(self, name: str, version: str) -> Path:
         return self.artifacts.resolve(_version_segments(name, version))
 
-    def copy_from_source(self, name: str, version: str, source_uri: str) -> None:
-        src = local_path(self.artifacts, source_uri)
-        if src is None or not src.is_dir():
-            _logger.warning("model %s v%s: source %s is not in this workspace; not copied", name, version, source_uri)
-            return
+    def copy_from_source(self, name: str, version: str, source_uri: str) -> str | None:
+        """Copy the source's files; the registration's failure message if it holds no files."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            src = local_path(self.artifacts, source_uri)
+        except (MlflowException, EmulatorError):  # a runs:/ or models:/ source this workspace lacks
+            src = None
+        if src is None or not src.is_dir() or not any(p.is_file() for p in src.rglob("*")):
+            _logger.warning("model %s v%s: source %s holds no files in this workspace", name, version, source_uri)
+            # fidelity: Registration lifecycle
+            return SOURCE_MISSING
         dst = self.copy_dir(name, version)
         if dst.exists():
             # The SQL store reuses a deleted version's number: never mix in the old files.
             Storage.delete(dst, recursive=True)
         Storage.copy_tree(src, dst)
+        return None
 
     def version_root(self, name: str, version: str) -> Path:
         """The version's files: the server's copy, else (older state) its source."""
@@ -110,7 +121,9 @@ def install(app: Flask, config: ServerConfig, registry: RegistryArtifacts) -> No
                         source = _get_model_registry_store().get_model_version_download_uri(
                             mv["name"], mv["version"]
                         )
-                        registry.copy_from_source(mv["name"], mv["version"], source)
+                        failure = registry.copy_from_source(mv["name"], mv["version"], source)
+                        if failure:
+                            set_status(mv["name"], mv["version"], FAILED, failure)
                     except (MlflowException, EmulatorError, OSError):
                         # The version exists either way; list-artifacts falls back to its source.
                         _logger.exception("copying files of %s v%s failed", mv["name"], mv["version"])

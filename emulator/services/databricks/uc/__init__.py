@@ -3,6 +3,8 @@
 * ``catalogs``     UC's catalog/schema API (``/api/2.1/unity-catalog/catalogs|schemas``); ``main.default`` exists
 * ``registry``     registered models, tags, aliases (``/api/2.0/mlflow/unity-catalog/registered-models/...``)
 * ``versions``     model versions, temporary credentials, finalize
+* ``lineage``      the logged models and runs a version may name
+* ``registration_faults``  hold_pending_s / fail_registration rules, applied at finalize
 * ``prompts``      the prompt registry (``/api/2.0/mlflow/unity-catalog/prompts/...``)
 * ``store``        all of it in ``<state>/databricks/uc.db``
 * ``credentials``  the temporary AWS-style credentials (issued here, checked by the S3 gate)
@@ -29,10 +31,11 @@ def install(app: Flask, config: ServerConfig, workspace_id: str) -> None:
     s3 = S3Link(config.s3_url, config.token)
     catalogs.install(app, store)
     registry.install(app, store)
-    versions.install(app, store, s3)
+    registration_faults = versions.install(app, store, s3, workspace_id)
     prompts.install(app, store)
     reset.on_reset(app, store.reset)
     reset.on_reset(app, s3.reset)
+    reset.on_reset(app, registration_faults.reset)
 
     @app.after_request
     def _org_id(response):

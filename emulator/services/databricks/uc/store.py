@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, catalog TEXT, schema TEX
     user_id TEXT, created INTEGER, updated INTEGER, next_version INTEGER, UNIQUE (catalog, schema, name));
 CREATE TABLE IF NOT EXISTS versions (model TEXT, version INTEGER, id TEXT, source TEXT, run_id TEXT,
     description TEXT, status TEXT, storage_location TEXT, user_id TEXT, created INTEGER, updated INTEGER,
-    logged_model_id TEXT, run_tracking_server_id TEXT, PRIMARY KEY (model, version));
+    logged_model_id TEXT, run_tracking_server_id TEXT, status_message TEXT, PRIMARY KEY (model, version));
 CREATE TABLE IF NOT EXISTS model_tags (model TEXT, key TEXT, value TEXT, PRIMARY KEY (model, key));
 CREATE TABLE IF NOT EXISTS version_tags (model TEXT, version INTEGER, key TEXT, value TEXT,
     PRIMARY KEY (model, version, key));
@@ -78,6 +78,9 @@ class UcStore:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA_SQL)  # commits on its own: outside tx()
+            columns = {row[1] for row in db.execute("PRAGMA table_info(versions)")}
+            if "status_message" not in columns:  # a state directory from before registration faults
+                db.execute("ALTER TABLE versions ADD COLUMN status_message TEXT")
         finally:
             db.close()
         self.ensure_defaults()

@@ -9,7 +9,9 @@ import re
 from flask import Flask
 
 from emulator.errors import EmulatorError
-from emulator.services.databricks.uc import credentials
+from emulator.services.databricks.registration_lifecycle import HELD_MESSAGE
+from emulator.services.databricks.uc import credentials, lineage
+from emulator.services.databricks.uc.registration_faults import RegistrationFaults
 from emulator.services.databricks.uc.s3_link import S3Link
 from emulator.services.databricks.uc.s3_server import BUCKET
 from emulator.services.databricks.uc.store import (
@@ -30,7 +32,7 @@ from emulator.services.databricks.uc.views import (
     version_json,
 )
 
-PENDING, READY = "PENDING_REGISTRATION", "READY"
+PENDING = "PENDING_REGISTRATION"
 _FILTER = re.compile(r"^\s*(name|run_id)\s*=\s*'([^']*)'\s*$")
 _WRITE_OPS = {"MODEL_VERSION_OPERATION_READ_WRITE", "2", 2}
 _READ_OPS = {"MODEL_VERSION_OPERATION_READ", "1", 1}
@@ -40,24 +42,31 @@ def _prefix(storage_location: str) -> str:
     return storage_location.split(f"s3://{BUCKET}/", 1)[1]
 
 
-def install(app: Flask, store: UcStore, s3: S3Link) -> None:
+def install(app: Flask, store: UcStore, s3: S3Link, workspace_id: str) -> RegistrationFaults:
+    faults = RegistrationFaults(store)
+
     @app.route(f"{PREFIX}/model-versions/create", methods=["POST"])
     def _uc_create_version():
         data = params()
         source = required(data, "source")
         tags = tag_list(data)
+        lineage.check(optional_str(data, "model_id"), optional_str(data, "run_id"),
+                      optional_str(data, "run_tracking_server_id"), workspace_id)
         with store.tx() as db:
             model = store.model_row(db, data.get("name"))
             number, version_id, ts = model["next_version"], new_id(), now_ms()
             location = f"s3://{BUCKET}/models/{model['id']}/versions/{version_id}"
             db.execute("UPDATE models SET next_version = ?, updated = ? WHERE id = ?", (number + 1, ts, model["id"]))
-            db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO versions (model, version, id, source, run_id, description, status, "
+                       "storage_location, user_id, created, updated, logged_model_id, run_tracking_server_id) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (model["id"], number, version_id, source, optional_str(data, "run_id") or "",
                         optional_str(data, "description") or "", PENDING, location, store.user, ts, ts,
                         optional_str(data, "model_id"), optional_str(data, "run_tracking_server_id")))
             db.executemany("INSERT OR REPLACE INTO version_tags VALUES (?, ?, ?, ?)",
                            [(model["id"], number, k, v) for k, v in tags])
             _, version = store.version_row(db, data.get("name"), number)
+            faults.remember(model["id"], number)
             return ok({"model_version": version_json(db, model, version)})
 
     @app.route(f"{PREFIX}/registered-models:is-databricks-sdk-models-artifact-repository-enabled", methods=["GET"])
@@ -91,11 +100,12 @@ def install(app: Flask, store: UcStore, s3: S3Link) -> None:
         data = params()
         with store.tx() as db:
             model, version = store.version_row(db, data.get("name"), required(data, "version"))
-        if version["status"] == PENDING:
+        if version["status"] == PENDING and version["status_message"] != HELD_MESSAGE:  # a held one stays held
             s3.seal(_prefix(version["storage_location"]))  # before READY: a failed seal leaves it pending
+            status, message = faults.outcome(model["id"], version["version"])
             with store.tx() as db:
-                db.execute("UPDATE versions SET status = ?, updated = ? WHERE model = ? AND version = ?",
-                           (READY, now_ms(), model["id"], version["version"]))
+                db.execute("UPDATE versions SET status = ?, status_message = ?, updated = ? "
+                           "WHERE model = ? AND version = ?", (status, message, now_ms(), model["id"], version["version"]))
         with store.tx() as db:
             model, version = store.version_row(db, data.get("name"), version["version"])
             return ok({"model_version": version_json(db, model, version)})
@@ -186,3 +196,5 @@ def install(app: Flask, store: UcStore, s3: S3Link) -> None:
     def _uc_emit_lineage():
         params()
         return ok()  # lineage is not kept
+
+    return faults

@@ -80,6 +80,8 @@ def version_json(db, model, version, full: bool = True) -> dict:
         out["model_id"] = version["logged_model_id"]
     if version["run_tracking_server_id"]:
         out["run_tracking_server_id"] = version["run_tracking_server_id"]
+    if version["status_message"]:
+        out["status_message"] = version["status_message"]
     if full:
         out["aliases"] = [{"alias": r["alias"], "version": str(r["version"])} for r in db.execute(
             "SELECT alias, version FROM aliases WHERE model = ? AND version = ? ORDER BY alias",
