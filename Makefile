@@ -5,17 +5,19 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .emulator
 
+# Each set-up step's duration (seconds), printed by the suite at its end (tests/conftest.py).
+TIMES := .emulator-cache/setup-times.txt
+# $(call timed,NAME,COMMAND): run COMMAND, note how long it took under NAME.
+timed = s=$$(date +%s); $(2); rc=$$?; mkdir -p $(dir $(TIMES)); echo "$(1) $$(( $$(date +%s) - s ))" >> $(TIMES); exit $$rc
+
 .PHONY: run test setup images client-venvs down bench docs clean
 
 $(STAMP): pyproject.toml
-	bash .ci/system-deps.sh python
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(call timed,python venv,bash .ci/system-deps.sh python && { test -x $(PY) || python3 -m venv $(VENV); } && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[test]')
 	touch $@
 
 setup: $(STAMP)
-	bash .ci/system-deps.sh java
+	$(call timed,java,bash .ci/system-deps.sh java)
 
 ## Start both emulated workspaces, run the seed scenario through the real MLflow client, report.
 ## `harness check` runs the seed notebook flow and every check, prints the report (exit 0 = all passed).
@@ -31,17 +33,22 @@ run: setup
 ## The real Azure client stack (azureml-mlflow needs mlflow 3.15) in its own cached venv,
 ## under ~/.cache/mlflow-azure-emulator/venvs/ (rebuilt only when its pins change).
 client-venvs: setup
-	$(PY) -m harness.client_venvs
+	$(call timed,client venvs,$(PY) -m harness.client_venvs)
 
 ## The whole test suite (starts real servers, Spark and Docker containers, a headless Chromium).
-test: setup images client-venvs
-	bash .ci/system-deps.sh browser
-	EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
+## The images and the client venvs build side by side (one is mostly the Docker engine's work,
+## the other downloads).
+test:
+	@mkdir -p $(dir $(TIMES)); : > $(TIMES)
+	$(MAKE) --no-print-directory setup
+	$(MAKE) --no-print-directory -j2 images client-venvs
+	$(call timed,browser,bash .ci/system-deps.sh browser)
+	EMULATOR_SETUP_TIMES=$(TIMES) EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
 
 ## The emulator's Docker image, built without a registry (idempotent: current steps are reused).
 images: setup
-	bash .ci/system-deps.sh docker
-	$(VENV)/bin/emulator images build --offline --spark --postgres
+	$(call timed,docker engine,bash .ci/system-deps.sh docker)
+	$(call timed,images,$(VENV)/bin/emulator images build --offline --spark --postgres)
 
 down:
 	$(VENV)/bin/emulator down --state-dir $(STATE_DIR)
