@@ -63,6 +63,27 @@ def test_multipart_objects_survive_a_restart(store):
     assert keys == [f"{PREFIX}/big.bin", f"{PREFIX}/small.txt"]
 
 
+def test_a_key_too_long_to_keep_is_s3s_key_too_long_and_leaves_nothing(store):
+    state, url, port = store
+    s3 = _client(url, credentials.issue(_master(state), BUCKET, PREFIX, write=True, ttl=600))
+    too_long = f"{PREFIX}/" + "k" * 230  # 253 bytes, 259 once its "/" are percent-encoded
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=BUCKET, Key=too_long, Body=b"x")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert err.value.response["Error"]["Code"] == "KeyTooLongError"
+    assert _code(lambda: s3.create_multipart_upload(Bucket=BUCKET, Key=too_long)) == "KeyTooLongError"
+    assert _code(lambda: s3.head_object(Bucket=BUCKET, Key=too_long)) == "404"  # nothing was stored
+    objects = state.root / "s3" / "objects"
+    assert not [p for p in objects.rglob("*") if p.name.startswith(".part-")]
+    # Fits (212 bytes encoded): kept, and back after a restart under the same (UTF-8) key.
+    fits = f"{PREFIX}/" + "é" * 30 + ".txt"
+    s3.put_object(Bucket=BUCKET, Key=fits, Body=b"kept")
+    s3_store.stop(state)
+    assert s3_store.start(state, port=port) == url
+    s3 = _client(url, credentials.issue(_master(state), BUCKET, PREFIX, write=False, ttl=600))
+    assert s3.get_object(Bucket=BUCKET, Key=fits)["Body"].read() == b"kept"
+
+
 def test_signatures_tokens_and_presigned_urls_are_checked(store):
     state, url, _ = store
     master = _master(state)
