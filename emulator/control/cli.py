@@ -147,10 +147,10 @@ def stop(state_dir, role):
 @click.option("--host", default=settings.DEFAULT_HOST, show_default=True)
 @click.option("--timeout", default=90.0, show_default=True)
 def start(state_dir, role, host, timeout):
-    """Start one workspace again."""
+    """Start one workspace again, on the ports it had (unless the environment names others)."""
     state = StateDir(state_dir)
     try:
-        proc = launcher.start(state, role, host=host)
+        proc = launcher.start_all(state, [launcher.remembered_launch(state, role, host)])[0]
         launcher.wait_healthy(state, [proc], timeout=timeout)
     except (launcher.LaunchError, ValueError) as exc:
         _fail(str(exc))
