@@ -2,6 +2,7 @@
 gate, with credentials made as the workspace makes them. Fast: one small process."""
 
 import io
+import os
 import time
 
 import boto3
@@ -168,3 +169,26 @@ def test_emulator_up_runs_the_s3_store_and_down_stops_it(tmp_path):
         assert s3_store.url(StateDir(state)) == url
     finally:
         holder.close()
+
+
+def test_a_failed_emulator_up_leaves_no_s3_store_running(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from emulator.control.cli import main as emulator_cli
+
+    for env in ("EMULATOR_DATABRICKS_PORT", "EMULATOR_AZUREML_PORT", "EMULATOR_S3_PORT"):
+        monkeypatch.setenv(env, str(launcher.free_port()))
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    # The workspaces' start-up fails before the fork (emulator.control.prefork); the S3 store starts alongside.
+    (state.role_dir("databricks") / "home").write_text("a file where the server's HOME folder goes")
+    try:
+        result = CliRunner().invoke(emulator_cli, ["up", "--state-dir", str(state.root), "--timeout", "180"])
+        assert result.exit_code != 0 and "exited during start-up" in result.output, result.output
+        assert s3_store.running_url(state) is None
+        assert not s3_store.healthy(f"http://127.0.0.1:{os.environ['EMULATOR_S3_PORT']}")
+        assert [r for r in ("databricks", "azureml") if launcher.running(state, r)] == []
+    finally:
+        for role in ("databricks", "azureml"):
+            launcher.stop(state, role)
+        s3_store.stop(state)
