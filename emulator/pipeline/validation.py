@@ -81,6 +81,11 @@ def _walk(body, nul_free: bool = False) -> None:
         value, _, _, depth = entry
         if depth > MAX_DEPTH:
             raise _bad(f"The request body is nested more than {MAX_DEPTH} levels deep.")
+        if isinstance(value, float) and math.isinf(value):
+            # fidelity: Bad input  (a bare Infinity, or a number past double's range such as 1e309)
+            # protobuf's JSON parser refuses both; MLflow's handlers would store 0 or the max double.
+            raise _bad(f"Invalid value for parameter '{_path(entry) or 'body'}': couldn't parse Infinity or "
+                       'value too large, use quoted "Infinity" instead.')
         if value is None or isinstance(value, (bool, float)):
             continue
         if isinstance(value, str):
@@ -102,13 +107,13 @@ def _walk(body, nul_free: bool = False) -> None:
             stack.extend((v, entry, i, depth + 1) for i, v in enumerate(value))
 
 
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_NON_FINITE = {"nan": "NaN"}
 
 
 def _non_finite_as_strings(value):
-    """``value`` with every NaN/Infinity float (bare JSON tokens, which Python's parser accepts)
-    replaced by protobuf's JSON spelling; the same object when there is none. Called after
-    _walk(), so the depth is bounded."""
+    """``value`` with every NaN float (a bare JSON token, which Python's parser accepts) replaced
+    by protobuf's JSON spelling; the same object when there is none. Called after _walk(), so the
+    depth is bounded and no infinity is left."""
     if isinstance(value, float) and not math.isfinite(value):
         return _NON_FINITE[repr(value)]
     if isinstance(value, dict):
@@ -160,8 +165,8 @@ def check_request() -> None:
     exact = _non_finite_as_strings(body)
     if exact is not body:
         # fidelity: NaN metrics
-        # MLflow's handlers (protobuf's parser) store bare NaN/Infinity tokens as 0.0; the client
-        # itself sends the strings "NaN"/"Infinity", which they store exactly. Same value, same result.
+        # MLflow's handlers (protobuf's parser) store a bare NaN token as 0.0; the client itself
+        # sends the string "NaN", which they store exactly. Same value, same result.
         body = exact
         request._cached_json = (body, body)
     for name in ID_FIELDS:
