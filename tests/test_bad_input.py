@@ -202,3 +202,41 @@ def test_bare_infinity_or_a_number_past_double_is_refused_and_nothing_stored(log
     assert target.post("runs/log-batch", batch.encode()).status_code == 400
     assert MlflowClient().get_metric_history(run_id, "huge") == []
     assert_intact(run_id)
+
+
+def test_malformed_dbfs_calls_are_400_in_databricks_shape(emulator):
+    """Types and ranges the DBFS API's protos do not allow: a 400, never a 500, and nothing written."""
+    ws = emulator.databricks
+    headers = {"Authorization": f"Bearer {ws.token}"}
+    api = f"{ws.url}/api/2.0/dbfs"
+    path = "/tmp/bad-input/sweep.txt"
+    put = requests.post(f"{api}/put", json={"path": path, "contents": "aGVsbG8=", "overwrite": True},
+                        headers=headers, timeout=60)
+    assert put.status_code == 200, put.text
+    handle = requests.post(f"{api}/create", json={"path": "/tmp/bad-input/open.txt", "overwrite": True},
+                           headers=headers, timeout=60).json()["handle"]
+    calls = [("get", "read", {"params": {"path": path, "offset": str(2**70)}}),
+             ("get", "read", {"params": {"path": path, "length": str(-(2**70))}}),
+             ("get", "read", {"params": {"path": path, "offset": str(2**63)}})]
+    for bad in ([], {}, "x", 1.5, True, 2**70):
+        calls += [("post", "add-block", {"json": {"handle": bad, "data": "eA=="}}),
+                  ("post", "close", {"json": {"handle": bad}})]
+    for bad in ([], {"a": 1}, 5):
+        calls += [("post", "put", {"json": {"path": bad, "contents": "eA=="}}),
+                  ("post", "put", {"json": {"path": path, "contents": bad, "overwrite": True}}),
+                  ("post", "create", {"json": {"path": bad}}),
+                  ("post", "mkdirs", {"json": {"path": bad}}),
+                  ("post", "delete", {"json": {"path": bad}}),
+                  ("post", "move", {"json": {"source_path": path, "destination_path": bad}}),
+                  ("get", "get-status", {"params": {"path": json.dumps(bad)}})]
+    wrong = []
+    for method, route, kwargs in calls:
+        answer = getattr(requests, method)(f"{api}/{route}", headers=headers, timeout=60, **kwargs)
+        if not (400 <= answer.status_code < 500 and answer.json().get("error_code") and answer.json().get("message")):
+            wrong.append((route, kwargs, answer.status_code, answer.text[:200]))
+    assert wrong == []
+    read = requests.get(f"{api}/read", params={"path": path}, headers=headers, timeout=60).json()
+    assert read["data"] == "aGVsbG8="  # unchanged
+    past_the_end = requests.get(f"{api}/read", params={"path": path, "offset": 100}, headers=headers, timeout=60)
+    assert past_the_end.json() == {"bytes_read": 0, "data": ""}
+    assert requests.post(f"{api}/close", json={"handle": handle}, headers=headers, timeout=60).status_code == 200
