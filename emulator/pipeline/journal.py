@@ -1,11 +1,11 @@
 """The request journal: every call a workspace answers, in order, to see what a client really did.
 
 Each entry: sequence number, time, method, path, query, which kind of credential was presented
-(never its value: no Authorization or cookie values are kept), status,
-latency, and for request and answer the content type, size, SHA-256 and — when at most
-``body_bytes`` of text — the body itself (what ``harness replay`` resends). Credentials in queries
-and bodies, both ways, are blanked (emulator.pipeline.redaction): the size and SHA-256 are the
-original's. A fault that fired is noted with its rule. Bounded: the oldest entries are dropped beyond ``max_entries``.
+(never its value: no Authorization or cookie values are kept), status, latency, and for request
+and answer the content type, size, SHA-256 and — when at most ``body_bytes`` of text — the body
+itself (what ``harness replay`` resends). Credentials in queries and bodies, both ways, are blanked
+(emulator.pipeline.redaction); size and SHA-256 are the original's. A fault that fired is noted
+with its rule. Bounded: the oldest entries are dropped beyond ``max_entries``.
 
 Off by default (it costs a hash per byte and memory): ``EMULATOR_JOURNAL=1`` in the server's
 environment, or ``POST /__emulator/requests {"enabled": true}`` at run time (the pytest fixture
@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections import deque
+
 from werkzeug.http import parse_cookie
 
 from emulator.pipeline import auth, redaction
@@ -159,7 +160,8 @@ class JournalMiddleware:
         try:
             entry = {"seq": self.journal.next_seq(), "time": round(time.time(), 6),
                      "method": environ.get("REQUEST_METHOD"), "path": path,
-                     "query": redaction.redact_query(environ.get("QUERY_STRING", "")), "auth": credential_kind(environ)}
+                     "query": redaction.redact_query(environ.get("QUERY_STRING", "")),
+                     "auth": credential_kind(environ)}
         except Exception:  # a journal never changes an answer: a bookkeeping defect only loses the entry
             log.exception("journal: %s %s not recorded", environ.get("REQUEST_METHOD"), path)
             return self.wsgi_app(environ, start_response)

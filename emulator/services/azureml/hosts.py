@@ -98,4 +98,4 @@ def blob_base_url(config: ServerConfig, request: Request) -> str:
     (over plain HTTP: the plain listener, with its own scheme; it serves path-style blobs too)."""
     if uses_azure_names(config, request):
         return f"https://{blob_host(config)}"
-    return f"{service_url(config, request)}/{blob_host(config)}"
+    return f"{service_url(config, request)}/{blob_host(config)}"  # fidelity: Azure ML real clients
