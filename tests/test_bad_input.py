@@ -159,6 +159,23 @@ def test_malformed_bodies_are_400_not_500(logged, body):
         assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
+@pytest.mark.parametrize("bad", [[], {}, None])
+def test_integer_fields_that_are_lists_objects_or_null_are_400_not_500(logged, bad):
+    """MLflow's handlers call int() on them, which raised a TypeError (500) instead of their 400."""
+    target, run_id, experiment_id = logged
+    calls = [("runs/search", {"experiment_ids": [experiment_id], "max_results": bad}),
+             ("experiments/search", {"max_results": bad})]
+    if bad is not None:
+        calls += [("runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1.0, "timestamp": bad, "step": 9}),
+                  ("runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1.0, "timestamp": 1, "step": bad}),
+                  ("runs/update", {"run_id": run_id, "end_time": bad})]
+    for path, body in calls:
+        answer = target.post(path, json.dumps(body).encode())
+        assert answer.status_code == 400, (path, body, answer.status_code, answer.text[:300])
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", (path, answer.json())
+    assert_intact(run_id)
+
+
 def test_bogus_run_status_is_refused_and_the_run_keeps_its_status(logged):
     target, run_id, _ = logged
     answer = target.post("runs/update", json.dumps({"run_id": run_id, "status": "BOGUS"}).encode())

@@ -33,6 +33,9 @@ ENUMS = {
     "view_type": ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"),
 }
 _ENUM_PATHS = ("/mlflow/runs/", "/mlflow/experiments/")
+# Integer fields MLflow's handlers check with int() (``_assert_intlike``), which raises TypeError, a
+# 500, for a list or an object (and, for max_results, null) instead of the 400 the check means.
+INT_FIELDS = ("max_results", "timestamp", "step", "start_time", "end_time")
 _API_PREFIXES = ("/api/", "/ajax-api/")
 # Bodies that are files, whatever their Content-Type (a JSON artifact is not an API call).
 _RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact", "/api/2.0/fs/files/")
@@ -172,6 +175,13 @@ def check_request() -> None:
     for name in ID_FIELDS:
         if name in body:
             _check_ids(name, body[name])
+    for name in INT_FIELDS:
+        value = body.get(name)
+        if isinstance(value, (list, dict)) or (name == "max_results" and name in body and value is None):
+            # fidelity: Bad input  (MLflow's own message for a value that is not an integer)
+            raise _bad(f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: Hint: Value was of "
+                       f"type '{type(value).__name__}'. See the API docs for more information about request "
+                       "parameters.")
     if any(p in path for p in _ENUM_PATHS):
         for name, allowed in ENUMS.items():
             value = body.get(name)
