@@ -175,7 +175,7 @@ def check_request() -> None:
     for name in ID_FIELDS:
         if name in body:
             _check_ids(name, body[name])
-    for name in INT_FIELDS:
+    for name in INT_FIELDS if "/mlflow/" in path else ():
         value = body.get(name)
         if isinstance(value, (list, dict)) or (name == "max_results" and name in body and value is None):
             # fidelity: Bad input  (MLflow's own message for a value that is not an integer)
