@@ -9,7 +9,9 @@ after a lost answer — happens again and becomes a test.
 
 Replayed: JSON calls under ``/api/2.0/mlflow/`` and ``/api/2.0/preview/mlflow/`` whose request
 body was recorded whole. Not replayed (listed as skipped): artifact transfers (Files API, DBFS,
-``mlflow-artifacts``), other APIs, and bodies larger than the journal kept.
+``mlflow-artifacts``), other APIs, and bodies larger than the journal kept. A path with dot
+segments, empty segments, backslashes or percent-escapes is refused before any of that: ``requests``
+would normalise ``/api/2.0/mlflow/../../../__emulator/link`` into an admin call.
 """
 
 from __future__ import annotations
@@ -52,7 +54,23 @@ def role_of_journal(entries: list[dict]) -> str:
     return "azureml" if any(_AZURE_SCOPE.match(e["path"]) for e in entries) else "databricks"
 
 
+# The characters MLflow's routes use (names and ids travel in the query or body), and ( ) of Azure resource groups.
+_PLAIN_PATH = re.compile(r"^(/[A-Za-z0-9_.~()-]+)+/?$")
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` could reach another route than it names once a client or server normalises it."""
+    if not _PLAIN_PATH.match(path):
+        return "path has an escape, backslash or empty segment"
+    if any(seg in (".", "..") for seg in path.split("/")):
+        return "path has a dot segment"
+    return None
+
+
 def why_skipped(entry: dict) -> str | None:
+    problem = path_problem(entry["path"])
+    if problem:
+        return problem
     path = route(entry["path"])
     if not path.startswith(API_PREFIXES):
         return "not an MLflow tracking or registry call"

@@ -100,6 +100,10 @@ def test_tokens_for_other_audiences_expired_or_forged_are_refused(emulator):
     good = msi_token(info, resource="https://ml.azure.com").json()["access_token"]
     header, payload, signature = good.split(".")
     assert call(f"{header}.{payload}x.{signature}").status_code == 401
+    # The exact bytes that were issued, no other spelling of the same signature: padding, or a
+    # character outside base64url that a lenient decoder skips.
+    for variant in (f"{good}==", f"{good}=", f"{header}.{payload}.{signature[:5]}!{signature[5:]}"):
+        assert call(variant).status_code == 401, variant
     assert call(good).status_code == 200
 
 

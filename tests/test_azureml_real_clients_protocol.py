@@ -220,6 +220,26 @@ def test_history_upload_list_and_read_back_through_blob_sas(aml):
     assert aml["session"].get(mlflow_url, timeout=30).content == b"beta"
 
 
+def test_history_over_plain_http_hands_out_blob_urls_of_the_plain_listener(emulator):
+    """Not https:// on the plain port (no TLS there): the URL works as handed out."""
+    ws = emulator.azureml
+    headers = {"Authorization": f"Bearer {ws.token}"}
+    api = f"{ws.tracking_uri}/api/2.0/mlflow"
+    exp = requests.post(f"{api}/experiments/create", json={"name": f"plain-{uuid.uuid4().hex[:8]}"},
+                        headers=headers, timeout=30).json()["experiment_id"]
+    run = requests.post(f"{api}/runs/create", json={"experiment_id": exp}, headers=headers, timeout=30).json()
+    scope = (f"subscriptions/{ws.subscription_id}/resourceGroups/{ws.resource_group}/providers/"
+             f"Microsoft.MachineLearningServices/workspaces/{ws.workspace_name}")
+    history_url = f"{ws.url}/history/v1.0/{scope}/experiments/{exp}/runs/{run['run']['info']['run_id']}/artifacts"
+    answer = requests.post(f"{history_url}/batch/metadata", json={"paths": [{"path": "plain.txt"}]},
+                           headers=headers, timeout=30)
+    uri = answer.json()["artifactContentInformation"]["plain.txt"]["contentUri"]
+    assert uri.startswith(f"{ws.url}/") and ".blob.core.windows.net/" in uri, uri
+    assert put_blob(uri, b"plain", verify=True).status_code == 201
+    read = requests.get(f"{history_url}/contentinfo", params={"path": "plain.txt"}, headers=headers, timeout=30)
+    assert requests.get(read.json()["contentUri"], timeout=30).content == b"plain"
+
+
 def test_history_rejects_paths_that_escape_and_unknown_things(aml):
     info = new_run(aml)
     answer = write_urls(aml, info, "ok.txt", "../escape.txt", "/abs.txt", "a/../../b", "")

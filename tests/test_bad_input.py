@@ -159,6 +159,23 @@ def test_malformed_bodies_are_400_not_500(logged, body):
         assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
+@pytest.mark.parametrize("bad", [[], {}, None])
+def test_integer_fields_that_are_lists_objects_or_null_are_400_not_500(logged, bad):
+    """MLflow's handlers call int() on them, which raised a TypeError (500) instead of their 400."""
+    target, run_id, experiment_id = logged
+    calls = [("runs/search", {"experiment_ids": [experiment_id], "max_results": bad}),
+             ("experiments/search", {"max_results": bad})]
+    if bad is not None:
+        calls += [("runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1.0, "timestamp": bad, "step": 9}),
+                  ("runs/log-metric", {"run_id": run_id, "key": "loss", "value": 1.0, "timestamp": 1, "step": bad}),
+                  ("runs/update", {"run_id": run_id, "end_time": bad})]
+    for path, body in calls:
+        answer = target.post(path, json.dumps(body).encode())
+        assert answer.status_code == 400, (path, body, answer.status_code, answer.text[:300])
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", (path, answer.json())
+    assert_intact(run_id)
+
+
 def test_bogus_run_status_is_refused_and_the_run_keeps_its_status(logged):
     target, run_id, _ = logged
     answer = target.post("runs/update", json.dumps({"run_id": run_id, "status": "BOGUS"}).encode())
@@ -178,17 +195,65 @@ def test_nan_metric_round_trips_as_nan(logged):
     assert math.isnan(client.get_run(run_id).data.metrics["nan_metric"])
 
 
-@pytest.mark.parametrize("token,check", [
-    ("NaN", math.isnan),
-    ("Infinity", lambda v: v > 1e308),  # MLflow's store keeps +-inf as +-max float, as for the client's
-    ("-Infinity", lambda v: v < -1e308),
-])
-def test_bare_non_finite_tokens_are_stored_exactly_not_as_zero(logged, token, check):
+def test_bare_nan_is_stored_exactly_not_as_zero(logged):
     target, run_id, _ = logged
-    body = f'{{"run_id": "{run_id}", "key": "bare", "value": {token}, "timestamp": 1700000000000, "step": 4}}'
+    body = f'{{"run_id": "{run_id}", "key": "bare", "value": NaN, "timestamp": 1700000000000, "step": 4}}'
     answer = target.post("runs/log-metric", body.encode())
     assert answer.status_code == 200, answer.text[:300]
     [point] = [m for m in MlflowClient().get_metric_history(run_id, "bare") if m.step == 4]
-    assert check(point.value), point
+    assert math.isnan(point.value), point
     assert point.timestamp == 1700000000000  # the whole message, not a zeroed one
     assert_intact(run_id)
+
+
+@pytest.mark.parametrize("token", ["Infinity", "-Infinity", "1e309", "-1e309"])
+def test_bare_infinity_or_a_number_past_double_is_refused_and_nothing_stored(logged, token):
+    """Not stored as 1.797e308 (nor as 0, MLflow's handler's reading): protobuf's parser refuses them."""
+    target, run_id, _ = logged
+    body = f'{{"run_id": "{run_id}", "key": "huge", "value": {token}, "timestamp": 1700000000000, "step": 4}}'
+    answer = target.post("runs/log-metric", body.encode())
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert 'use quoted "Infinity"' in answer.json()["message"] and "'value'" in answer.json()["message"]
+    batch = f'{{"run_id": "{run_id}", "metrics": [{{"key": "huge", "value": {token}, "timestamp": 1, "step": 5}}]}}'
+    assert target.post("runs/log-batch", batch.encode()).status_code == 400
+    assert MlflowClient().get_metric_history(run_id, "huge") == []
+    assert_intact(run_id)
+
+
+def test_malformed_dbfs_calls_are_400_in_databricks_shape(emulator):
+    """Types and ranges the DBFS API's protos do not allow: a 400, never a 500, and nothing written."""
+    ws = emulator.databricks
+    headers = {"Authorization": f"Bearer {ws.token}"}
+    api = f"{ws.url}/api/2.0/dbfs"
+    path = "/tmp/bad-input/sweep.txt"
+    put = requests.post(f"{api}/put", json={"path": path, "contents": "aGVsbG8=", "overwrite": True},
+                        headers=headers, timeout=60)
+    assert put.status_code == 200, put.text
+    handle = requests.post(f"{api}/create", json={"path": "/tmp/bad-input/open.txt", "overwrite": True},
+                           headers=headers, timeout=60).json()["handle"]
+    calls = [("get", "read", {"params": {"path": path, "offset": str(2**70)}}),
+             ("get", "read", {"params": {"path": path, "length": str(-(2**70))}}),
+             ("get", "read", {"params": {"path": path, "offset": str(2**63)}})]
+    for bad in ([], {}, "x", 1.5, True, 2**70):
+        calls += [("post", "add-block", {"json": {"handle": bad, "data": "eA=="}}),
+                  ("post", "close", {"json": {"handle": bad}})]
+    for bad in ([], {"a": 1}, 5):
+        calls += [("post", "put", {"json": {"path": bad, "contents": "eA=="}}),
+                  ("post", "put", {"json": {"path": path, "contents": bad, "overwrite": True}}),
+                  ("post", "create", {"json": {"path": bad}}),
+                  ("post", "mkdirs", {"json": {"path": bad}}),
+                  ("post", "delete", {"json": {"path": bad}}),
+                  ("post", "move", {"json": {"source_path": path, "destination_path": bad}}),
+                  ("get", "get-status", {"params": {"path": json.dumps(bad)}})]
+    wrong = []
+    for method, route, kwargs in calls:
+        answer = getattr(requests, method)(f"{api}/{route}", headers=headers, timeout=60, **kwargs)
+        if not (400 <= answer.status_code < 500 and answer.json().get("error_code") and answer.json().get("message")):
+            wrong.append((route, kwargs, answer.status_code, answer.text[:200]))
+    assert wrong == []
+    read = requests.get(f"{api}/read", params={"path": path}, headers=headers, timeout=60).json()
+    assert read["data"] == "aGVsbG8="  # unchanged
+    past_the_end = requests.get(f"{api}/read", params={"path": path, "offset": 100}, headers=headers, timeout=60)
+    assert past_the_end.json() == {"bytes_read": 0, "data": ""}
+    assert requests.post(f"{api}/close", json={"handle": handle}, headers=headers, timeout=60).status_code == 200

@@ -9,7 +9,7 @@ import requests
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from harness import replay
+from harness import faults, replay
 from harness.cli import main as harness_cli
 from harness.fault_scenarios import run_scenario
 
@@ -91,3 +91,24 @@ def test_harness_scenario_cli(emulator):
     assert outcome["reproduced"] and outcome["observed"]["versions"] == []
     unknown = runner.invoke(harness_cli, ["scenario", "run", "nope", "--state-dir", str(emulator.state.root)])
     assert unknown.exit_code == 2 and "harness scenario list" in unknown.output
+
+
+def test_replay_refuses_paths_that_normalise_elsewhere(emulator, tmp_path):
+    """A journal can't steer replay to the admin routes: dot segments, escapes and backslashes are refused."""
+    ws = emulator.databricks
+    plant = json.dumps({"method": "*", "path": "*", "status": 500})
+    paths = ["/api/2.0/mlflow/../../../__emulator/faults",
+             "/api/2.0/mlflow/%2e%2e/%2e%2e/%2e%2e/__emulator/faults",
+             "/api/2.0/mlflow/.%2F..%2F..%2F../__emulator/faults",
+             "/api/2.0/mlflow/..\\..\\..\\__emulator/faults",
+             "/api/2.0/mlflow//../../__emulator/faults"]
+    entries = [{"seq": i, "method": "POST", "path": p, "query": "", "status": 200,
+                "request": {"body": plant}, "response": {"body": "{}"}} for i, p in enumerate(paths, 1)]
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps({"requests": entries}))
+    try:
+        report = replay.replay(replay.load(path), ws)
+        assert report.steps == [] and [seq for seq, _, _ in report.skipped] == [1, 2, 3, 4, 5], report.skipped
+        assert faults.list_faults(ws) == []  # the admin call was never sent
+    finally:
+        ws.clear_faults()

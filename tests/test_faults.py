@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import time
 from urllib.parse import urlparse
@@ -313,6 +314,62 @@ def test_journal_is_off_by_default_then_records_in_order(emulator, aml):
     assert [e["seq"] for e in ws.requests(path="/experiments/create")] == [create["seq"]]
     assert all(e["seq"] > create["seq"] for e in ws.requests(since=create["seq"]))
     assert [e["seq"] for e in ws.requests(path="*/experiments/get")] == [faulted["seq"]]
+
+
+def test_journal_keeps_no_credential_the_workspaces_hand_out(emulator, aml, monkeypatch, tmp_path):
+    """UC temporary credentials and the SAS URLs of both workspaces, in answers and in the calls that
+    use them, are blanked; what replay needs (paths, names, other fields) is kept."""
+    ws = emulator.databricks
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    artifact = tmp_path / "notes.txt"
+    artifact.write_text("hello")
+    for handle in (ws, aml):
+        handle.journal(True)
+    try:
+        since = {h.url: (h.requests() or [{"seq": 0}])[-1]["seq"] for h in (ws, aml)}
+        uc = f"{ws.url}/api/2.0/mlflow/unity-catalog"
+        requests.post(f"{uc}/registered-models/create", json={"name": "main.default.journal_creds"},
+                      headers=_auth(ws), timeout=60)
+        version = requests.post(f"{uc}/model-versions/create", json={"name": "main.default.journal_creds",
+                                                                      "source": "x"}, headers=_auth(ws), timeout=60)
+        issued = requests.post(f"{uc}/model-versions/generate-temporary-credentials",
+                               json={"name": "main.default.journal_creds", "operation": "MODEL_VERSION_OPERATION_READ",
+                                     "version": version.json()["model_version"]["version"]},
+                               headers=_auth(ws), timeout=60)
+        aws = issued.json()["credentials"]["aws_temp_credentials"]
+        # Databricks: the client moves run artifacts through SAS URLs of credentials-for-write.
+        monkeypatch.setenv("MLFLOW_DISABLE_DATABRICKS_SDK_FOR_RUN_ARTIFACTS", "true")
+        client = MlflowClient("databricks", "databricks")
+        exp = client.create_experiment(f"/Users/someone@example.com/journal-creds-{time.time_ns()}")
+        client.log_artifact(client.create_run(exp).info.run_id, str(artifact))
+        # Azure ML: run history answers SAS content URIs for the files the plugin is about to write.
+        client = MlflowClient(aml.tracking_uri, aml.tracking_uri)
+        run = client.create_run(client.create_experiment(f"journal-creds-{time.time_ns()}")).info
+        scope = (f"subscriptions/{aml.subscription_id}/resourceGroups/{aml.resource_group}/providers/"
+                 f"Microsoft.MachineLearningServices/workspaces/{aml.workspace_name}")
+        written = requests.post(f"{aml.url}/history/v1.0/{scope}/experiments/{run.experiment_id}/runs/{run.run_id}"
+                                "/artifacts/batch/metadata", json={"paths": [{"path": "notes.txt"}]},
+                                headers=_auth(aml), timeout=60)
+        assert "sig=" in written.json()["artifactContentInformation"]["notes.txt"]["contentUri"]
+        entries = ws.requests(since=since[ws.url]) + aml.requests(since=since[aml.url])
+    finally:
+        for handle in (ws, aml):
+            handle.journal(False)
+    recorded = json.dumps(entries)
+    assert aws["secret_access_key"] not in recorded and aws["session_token"] not in recorded
+    issued_entry = next(e for e in entries if e["path"].endswith("/generate-temporary-credentials"))
+    kept = json.loads(issued_entry["response"]["body"])["credentials"]["aws_temp_credentials"]
+    assert kept["secret_access_key"] == kept["session_token"] == "REDACTED"
+    assert kept["access_key_id"] == aws["access_key_id"]
+    assert issued_entry["response"]["size"] == len(issued.content)  # size and hash are the original's
+    # Both workspaces hand out SAS URLs (Databricks credentials-for-write, Azure ML run history) and
+    # the client then calls them: no signature is kept, in an answer's body or in a call's query.
+    assert re.findall(r"[?&](?:sig|se|skoid)=(?!REDACTED)", recorded) == []
+    for path in ("/artifacts/credentials-for-write", "/artifacts/batch/metadata"):
+        answer = next(e for e in entries if e["path"].endswith(path))["response"]["body"]
+        assert "sig=REDACTED" in answer and "se=REDACTED" in answer, answer
+    assert any("sig=REDACTED" in e["query"] for e in entries)  # the blob PUT the client made with it
 
 
 def test_journal_is_bounded(emulator):

@@ -106,3 +106,24 @@ def test_free_ports_handed_out_by_one_process_are_distinct():
     workspace once got the same port for its HTTPS listener and its proxy)."""
     ports = [launcher.free_port() for _ in range(2000)]
     assert len(set(ports)) == len(ports)
+
+
+def test_emulator_start_brings_a_stopped_workspace_back_on_its_ports(state, monkeypatch):
+    """Not on the role's default port (5001, 5002...): clients and `emulator status` were given these."""
+    from click.testing import CliRunner
+
+    from emulator.control.cli import main as emulator_cli
+
+    for env in (*settings.PORT_ENV.values(), settings.AZUREML_TLS_PORT_ENV, settings.AZUREML_PROXY_PORT_ENV):
+        monkeypatch.delenv(env, raising=False)
+    procs = launcher.start_all(state, launches())
+    launcher.wait_healthy(state, procs)
+    runner, where = CliRunner(), ["--state-dir", str(state.root)]
+    for proc in procs:
+        assert runner.invoke(emulator_cli, ["stop", *where, proc.role]).exit_code == 0
+        started = runner.invoke(emulator_cli, ["start", *where, proc.role, "--timeout", "180"])
+        assert started.exit_code == 0, started.output
+        again = launcher.owned(state, proc.role, timeout=60)
+        assert again and again.pid != proc.pid
+        assert (again.port, again.extra_ports) == (proc.port, proc.extra_ports), proc.role
+        assert started.output.strip() == f"{proc.role}: {proc.url}"

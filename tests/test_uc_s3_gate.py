@@ -2,6 +2,7 @@
 gate, with credentials made as the workspace makes them. Fast: one small process."""
 
 import io
+import os
 import time
 
 import boto3
@@ -61,6 +62,27 @@ def test_multipart_objects_survive_a_restart(store):
     assert s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/small.txt")["Body"].read() == b"small"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/")["Contents"]]
     assert keys == [f"{PREFIX}/big.bin", f"{PREFIX}/small.txt"]
+
+
+def test_a_key_too_long_to_keep_is_s3s_key_too_long_and_leaves_nothing(store):
+    state, url, port = store
+    s3 = _client(url, credentials.issue(_master(state), BUCKET, PREFIX, write=True, ttl=600))
+    too_long = f"{PREFIX}/" + "k" * 230  # 253 bytes, 259 once its "/" are percent-encoded
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=BUCKET, Key=too_long, Body=b"x")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert err.value.response["Error"]["Code"] == "KeyTooLongError"
+    assert _code(lambda: s3.create_multipart_upload(Bucket=BUCKET, Key=too_long)) == "KeyTooLongError"
+    assert _code(lambda: s3.head_object(Bucket=BUCKET, Key=too_long)) == "404"  # nothing was stored
+    objects = state.root / "s3" / "objects"
+    assert not [p for p in objects.rglob("*") if p.name.startswith(".part-")]
+    # Fits (212 bytes encoded): kept, and back after a restart under the same (UTF-8) key.
+    fits = f"{PREFIX}/" + "é" * 30 + ".txt"
+    s3.put_object(Bucket=BUCKET, Key=fits, Body=b"kept")
+    s3_store.stop(state)
+    assert s3_store.start(state, port=port) == url
+    s3 = _client(url, credentials.issue(_master(state), BUCKET, PREFIX, write=False, ttl=600))
+    assert s3.get_object(Bucket=BUCKET, Key=fits)["Body"].read() == b"kept"
 
 
 def test_signatures_tokens_and_presigned_urls_are_checked(store):
@@ -147,3 +169,26 @@ def test_emulator_up_runs_the_s3_store_and_down_stops_it(tmp_path):
         assert s3_store.url(StateDir(state)) == url
     finally:
         holder.close()
+
+
+def test_a_failed_emulator_up_leaves_no_s3_store_running(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from emulator.control.cli import main as emulator_cli
+
+    for env in ("EMULATOR_DATABRICKS_PORT", "EMULATOR_AZUREML_PORT", "EMULATOR_S3_PORT"):
+        monkeypatch.setenv(env, str(launcher.free_port()))
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    # The workspaces' start-up fails before the fork (emulator.control.prefork); the S3 store starts alongside.
+    (state.role_dir("databricks") / "home").write_text("a file where the server's HOME folder goes")
+    try:
+        result = CliRunner().invoke(emulator_cli, ["up", "--state-dir", str(state.root), "--timeout", "180"])
+        assert result.exit_code != 0 and "exited during start-up" in result.output, result.output
+        assert s3_store.running_url(state) is None
+        assert not s3_store.healthy(f"http://127.0.0.1:{os.environ['EMULATOR_S3_PORT']}")
+        assert [r for r in ("databricks", "azureml") if launcher.running(state, r)] == []
+    finally:
+        for role in ("databricks", "azureml"):
+            launcher.stop(state, role)
+        s3_store.stop(state)

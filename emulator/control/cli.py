@@ -63,6 +63,8 @@ def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spar
     if state.deployment().get("mode") == "docker":
         _fail("this state dir runs in Docker mode; `emulator down` first (or use another --state-dir)")
     timeout = timeout or 90.0
+    already = {role for role in settings.ROLES if launcher.running(state, role)}
+    s3_already = s3_store.running_url(state) is not None
     try:
         # One process imports MLflow once and forks both servers (emulator.control.prefork).
         started = launcher.start_all(state, [launcher.Launch(role, host) for role in settings.ROLES])
@@ -71,6 +73,11 @@ def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spar
         launcher.wait_healthy(state, started, timeout=timeout,
                               alongside=lambda: s3_store.start(state, host=host, timeout=timeout))
     except (launcher.LaunchError, ValueError) as exc:
+        # A failed `up` leaves nothing of its own running (what ran before it stays).
+        for role in set(settings.ROLES) - already:
+            launcher.stop(state, role)
+        if not s3_already:
+            s3_store.stop(state)
         _fail(str(exc))
     _print_endpoints(state)
 
@@ -147,10 +154,10 @@ def stop(state_dir, role):
 @click.option("--host", default=settings.DEFAULT_HOST, show_default=True)
 @click.option("--timeout", default=90.0, show_default=True)
 def start(state_dir, role, host, timeout):
-    """Start one workspace again."""
+    """Start one workspace again, on the ports it had (unless the environment names others)."""
     state = StateDir(state_dir)
     try:
-        proc = launcher.start(state, role, host=host)
+        proc = launcher.start_all(state, [launcher.remembered_launch(state, role, host)])[0]
         launcher.wait_healthy(state, [proc], timeout=timeout)
     except (launcher.LaunchError, ValueError) as exc:
         _fail(str(exc))

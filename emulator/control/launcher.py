@@ -137,11 +137,14 @@ def owned(state: StateDir, role: str, timeout: float = 2.0) -> Running | None:
     return current if healthy(current.url, timeout) else None
 
 
+_EXTRA_PORT_ENV = {"tls": settings.AZUREML_TLS_PORT_ENV, "proxy": settings.AZUREML_PROXY_PORT_ENV}
+
+
 def _azureml_ports(host: str, wanted: dict | None) -> dict:
     """The Azure ML HTTPS and proxy ports (0 = a free one). A port set explicitly (argument or
     environment) must be free; the built-in defaults (5003, 5004) fall back to free ports when
     taken, e.g. by another state dir's emulator: clients read the actual ones from `emulator status`."""
-    envs = {"tls": settings.AZUREML_TLS_PORT_ENV, "proxy": settings.AZUREML_PROXY_PORT_ENV}
+    envs = _EXTRA_PORT_ENV
     ports = dict(settings.azureml_extra_ports(), **(wanted or {}))
     for name, port in ports.items():
         explicit = name in (wanted or {}) or bool(os.environ.get(envs[name]))
@@ -161,6 +164,23 @@ class Launch:
     host: str = settings.DEFAULT_HOST
     port: int | None = None
     extra_ports: dict | None = None
+
+
+def _ports_file(state: StateDir, role: str) -> Path:
+    return state.role_dir(role) / "ports.json"
+
+
+def remembered_launch(state: StateDir, role: str, host: str = settings.DEFAULT_HOST) -> Launch:
+    """A workspace started again on the ports it last had in this state dir (its clients, the
+    mirror link and `emulator status` were given them), except where the environment names others."""
+    try:
+        last = json.loads(_ports_file(state, role).read_text())
+    except (FileNotFoundError, ValueError):
+        return Launch(role, host)
+    port = None if os.environ.get(settings.PORT_ENV[role]) else last.get("port")
+    extra = {name: p for name, p in (last.get("extra_ports") or {}).items()
+             if name in _EXTRA_PORT_ENV and not os.environ.get(_EXTRA_PORT_ENV[name])}
+    return Launch(role, host, port, extra or None)
 
 
 def start(state: StateDir, role: str, host: str = settings.DEFAULT_HOST, port: int | None = None,
@@ -233,6 +253,7 @@ def _spawn(state: StateDir, procs: list[Running]) -> None:
         for p in procs:
             p.pid = proc.pid
             write_runfile(state, p.role, p.record())
+            _ports_file(state, p.role).write_text(json.dumps({"port": p.port, "extra_ports": p.extra_ports}))
     finally:
         proc.stdin.close()
     # Reaped as soon as it has forked (it exits then), whether or not anyone waits for health.

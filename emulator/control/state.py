@@ -5,8 +5,9 @@ Layout::
     <state>/config.json          tokens and identities (mode 0600)
     <state>/<role>/mlflow.db     the MLflow backend store (SQLite)
     <state>/<role>/artifacts/    the artifact root
-    <state>/<role>/server.pid    the running server's PID (local mode)
+    <state>/<role>/server.json   the running server's PID and ports (local mode)
     <state>/<role>/server.log    its output
+    <state>/<role>/ports.json    the ports it last listened on (`emulator start` uses them again)
     <state>/deployment.json      how it runs: local processes or a Compose project (mode 0600)
 """
 

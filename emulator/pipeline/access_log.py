@@ -1,18 +1,16 @@
 """What the access log (``EMULATOR_ACCESS_LOG=1``) may print about a request.
 
-Secrets in the query (``?token=`` of the UI login, ``sig=`` of signed download URLs) are redacted,
+Secrets in the query (``?token=`` of the UI login, ``sig=`` of signed URLs...) are redacted
+(emulator.pipeline.redaction),
 and control characters (a ``%0a`` in the path decodes to a newline) are escaped, so a request can
 neither leak a credential into the log nor forge log lines.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
-
 from flask import Request
 
-SECRET_PARAMS = {"token", "sig", "access_token", "code"}
-REDACTED = "REDACTED"
+from emulator.pipeline.redaction import redact_query
 
 
 def printable(text: str) -> str:
@@ -20,15 +18,10 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def redacted_query(query: str) -> str:
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, REDACTED if k.lower() in SECRET_PARAMS else v) for k, v in pairs])
-
-
 def request_target(request: Request) -> str:
     # fidelity: Security promises — no credentials in logs
     query = request.query_string.decode("latin-1")
     target = request.script_root + request.path
     if query:
-        target += "?" + redacted_query(query)
+        target += "?" + redact_query(query)
     return printable(target)

@@ -1,10 +1,11 @@
 """The request journal: every call a workspace answers, in order, to see what a client really did.
 
-Each entry: sequence number, time, method, path, query (``token=`` redacted), which kind of
-credential was presented (never its value: no Authorization or cookie values are kept), status,
-latency, and for request and answer the content type, size, SHA-256 and — when at most
-``body_bytes`` of text — the body itself (what ``harness replay`` resends). A fault that fired is
-noted with its rule. Bounded: the oldest entries are dropped beyond ``max_entries``.
+Each entry: sequence number, time, method, path, query, which kind of credential was presented
+(never its value: no Authorization or cookie values are kept), status, latency, and for request
+and answer the content type, size, SHA-256 and — when at most ``body_bytes`` of text — the body
+itself (what ``harness replay`` resends). Credentials in queries and bodies, both ways, are blanked
+(emulator.pipeline.redaction); size and SHA-256 are the original's. A fault that fired is noted
+with its rule. Bounded: the oldest entries are dropped beyond ``max_entries``.
 
 Off by default (it costs a hash per byte and memory): ``EMULATOR_JOURNAL=1`` in the server's
 environment, or ``POST /__emulator/requests {"enabled": true}`` at run time (the pytest fixture
@@ -21,19 +22,16 @@ import os
 import threading
 import time
 from collections import deque
-from urllib.parse import parse_qsl, urlencode
 
 from werkzeug.http import parse_cookie
 
-from emulator.pipeline import auth
+from emulator.pipeline import auth, redaction
 
 log = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/__emulator/"
 # Liveness probes (Docker healthchecks, `emulator status`) would crowd real calls out of the bound.
 UNJOURNALED = {"/health"}
-REDACTED = "REDACTED"
-SECRET_QUERY_KEYS = {"token", "access_token", "sig", "code"}
 
 
 class Journal:
@@ -109,7 +107,8 @@ class _Capture:
         out = {"content_type": content_type, "size": self.size, "sha256": self.sha.hexdigest()}
         if self.size and self.size <= self.limit:
             try:
-                out["body"] = bytes(self.head).decode("utf-8")
+                # fidelity: Request journal
+                out["body"] = redaction.redact_body(bytes(self.head).decode("utf-8"), content_type)
             except UnicodeDecodeError:
                 out["body_omitted"] = "binary"
         elif self.size:
@@ -134,12 +133,6 @@ class _TeeInput:
 
     def __iter__(self):
         return iter(self.readline, b"")
-
-
-# fidelity: Request journal
-def redact_query(query: str) -> str:
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, REDACTED if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs])
 
 
 def credential_kind(environ) -> str | None:
@@ -167,7 +160,8 @@ class JournalMiddleware:
         try:
             entry = {"seq": self.journal.next_seq(), "time": round(time.time(), 6),
                      "method": environ.get("REQUEST_METHOD"), "path": path,
-                     "query": redact_query(environ.get("QUERY_STRING", "")), "auth": credential_kind(environ)}
+                     "query": redaction.redact_query(environ.get("QUERY_STRING", "")),
+                     "auth": credential_kind(environ)}
         except Exception:  # a journal never changes an answer: a bookkeeping defect only loses the entry
             log.exception("journal: %s %s not recorded", environ.get("REQUEST_METHOD"), path)
             return self.wsgi_app(environ, start_response)

@@ -33,6 +33,9 @@ ENUMS = {
     "view_type": ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"),
 }
 _ENUM_PATHS = ("/mlflow/runs/", "/mlflow/experiments/")
+# Integer fields MLflow's handlers check with int() (``_assert_intlike``), which raises TypeError, a
+# 500, for a list or an object (and, for max_results, null) instead of the 400 the check means.
+INT_FIELDS = ("max_results", "timestamp", "step", "start_time", "end_time")
 _API_PREFIXES = ("/api/", "/ajax-api/")
 # Bodies that are files, whatever their Content-Type (a JSON artifact is not an API call).
 _RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact", "/api/2.0/fs/files/")
@@ -81,6 +84,11 @@ def _walk(body, nul_free: bool = False) -> None:
         value, _, _, depth = entry
         if depth > MAX_DEPTH:
             raise _bad(f"The request body is nested more than {MAX_DEPTH} levels deep.")
+        if isinstance(value, float) and math.isinf(value):
+            # fidelity: Bad input  (a bare Infinity, or a number past double's range such as 1e309)
+            # protobuf's JSON parser refuses both; MLflow's handlers would store 0 or the max double.
+            raise _bad(f"Invalid value for parameter '{_path(entry) or 'body'}': couldn't parse Infinity or "
+                       'value too large, use quoted "Infinity" instead.')
         if value is None or isinstance(value, (bool, float)):
             continue
         if isinstance(value, str):
@@ -102,13 +110,13 @@ def _walk(body, nul_free: bool = False) -> None:
             stack.extend((v, entry, i, depth + 1) for i, v in enumerate(value))
 
 
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_NON_FINITE = {"nan": "NaN"}
 
 
 def _non_finite_as_strings(value):
-    """``value`` with every NaN/Infinity float (bare JSON tokens, which Python's parser accepts)
-    replaced by protobuf's JSON spelling; the same object when there is none. Called after
-    _walk(), so the depth is bounded."""
+    """``value`` with every NaN float (a bare JSON token, which Python's parser accepts) replaced
+    by protobuf's JSON spelling; the same object when there is none. Called after _walk(), so the
+    depth is bounded and no infinity is left."""
     if isinstance(value, float) and not math.isfinite(value):
         return _NON_FINITE[repr(value)]
     if isinstance(value, dict):
@@ -160,13 +168,20 @@ def check_request() -> None:
     exact = _non_finite_as_strings(body)
     if exact is not body:
         # fidelity: NaN metrics
-        # MLflow's handlers (protobuf's parser) store bare NaN/Infinity tokens as 0.0; the client
-        # itself sends the strings "NaN"/"Infinity", which they store exactly. Same value, same result.
+        # MLflow's handlers (protobuf's parser) store a bare NaN token as 0.0; the client itself
+        # sends the string "NaN", which they store exactly. Same value, same result.
         body = exact
         request._cached_json = (body, body)
     for name in ID_FIELDS:
         if name in body:
             _check_ids(name, body[name])
+    for name in INT_FIELDS if "/mlflow/" in path else ():
+        value = body.get(name)
+        if isinstance(value, (list, dict)) or (name == "max_results" and name in body and value is None):
+            # fidelity: Bad input  (MLflow's own message for a value that is not an integer)
+            raise _bad(f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: Hint: Value was of "
+                       f"type '{type(value).__name__}'. See the API docs for more information about request "
+                       "parameters.")
     if any(p in path for p in _ENUM_PATHS):
         for name, allowed in ENUMS.items():
             value = body.get(name)

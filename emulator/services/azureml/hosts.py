@@ -94,7 +94,8 @@ def resource_manager_url(config: ServerConfig, request: Request) -> str:
 
 
 def blob_base_url(config: ServerConfig, request: Request) -> str:
-    """``https://<account>.blob.core.windows.net`` or, loopback, ``https://<tls>/<account>.blob...``."""
+    """``https://<account>.blob.core.windows.net`` or, loopback, ``https://<tls>/<account>.blob...``
+    (over plain HTTP: the plain listener, with its own scheme; it serves path-style blobs too)."""
     if uses_azure_names(config, request):
         return f"https://{blob_host(config)}"
-    return f"https://{service_netloc(config, request)}/{blob_host(config)}"
+    return f"{service_url(config, request)}/{blob_host(config)}"  # fidelity: Azure ML real clients

@@ -89,8 +89,10 @@ def check(presented: str, workspace_token: str, extra_audiences: frozenset[str] 
     if len(parts) != 3:
         return "The access token is invalid."
     expected = hmac.new(_derive(workspace_token, "msi-signing"), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256)
+    # fidelity: Azure ML workspace
+    # The signature exactly as issued: decoding first would take "sig==" or "s!ig" as "sig".
+    signature_ok = hmac.compare_digest(parts[2].encode(), _b64(expected.digest()).encode())
     try:
-        signature_ok = hmac.compare_digest(_unb64(parts[2]), expected.digest())
         claims = json.loads(_unb64(parts[1])) if signature_ok else None
     except ValueError:
         return "The access token is invalid."

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import json
 import os
 import tempfile
 import threading
@@ -28,6 +29,7 @@ from pathlib import Path
 from flask import Flask, jsonify, request
 
 from emulator.errors import EmulatorError
+from emulator.pipeline.validation import INT64_MAX
 from emulator.services.databricks.artifact_owners import ArtifactOwners
 from emulator.services.databricks.files_api import file_response
 from emulator.stores.safe_paths import Storage, bad_path, split_segments
@@ -52,6 +54,8 @@ def _exists(path: str) -> EmulatorError:
 
 
 def _decode(data, what: str) -> bytes:
+    if data is not None and not isinstance(data, str):  # [] or {} would pass as no data: an empty file
+        raise EmulatorError("INVALID_PARAMETER_VALUE", f"{what} must be a base64-encoded string.", 400)
     try:
         raw = base64.b64decode(data or "", validate=True)
     except (binascii.Error, TypeError, ValueError):
@@ -132,6 +136,9 @@ class Dbfs:
         return handle
 
     def handle(self, handle, pop: bool = False) -> tuple[Path, Path]:
+        if handle is not None and (not isinstance(handle, int) or isinstance(handle, bool)):
+            raise EmulatorError("INVALID_PARAMETER_VALUE", f"Invalid value {json.dumps(handle)} for parameter "
+                                "'handle': expected an integer.", 400)
         with self._lock:
             found = self._handles.pop(handle, None) if pop else self._handles.get(handle)
         if found is None:
@@ -185,6 +192,8 @@ def install(app: Flask, dbfs: Dbfs) -> None:
             raise EmulatorError("INVALID_PARAMETER_VALUE", "offset and length must be integers.", 400) from None
         if offset < 0 or length < 0:
             raise EmulatorError("INVALID_PARAMETER_VALUE", "offset and length must not be negative.", 400)
+        if offset > INT64_MAX or length > INT64_MAX:  # fidelity: Databricks workspace  (int64 fields)
+            raise EmulatorError("INVALID_PARAMETER_VALUE", "offset and length must fit in a 64-bit integer.", 400)
         if length > MAX_BLOCK:
             raise EmulatorError("MAX_READ_SIZE_EXCEEDED", "Cannot read more than 1 MB at a time.", 400)
         data = b"".join(Storage.iter_file(local, offset, length))

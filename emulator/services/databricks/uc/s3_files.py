@@ -15,20 +15,36 @@ class ObjectFiles:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self.name_max = os.pathconf(self.root, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            self.name_max = 255
+
+    @staticmethod
+    def _name(key: str) -> str:
+        # One quoted file name per key: no key can name a folder or leave the root.
+        return quote(key, safe="")
 
     def _path(self, bucket: str, key: str) -> Path:
-        # One quoted file name per key: no key can name a folder or leave the root.
-        return self.root / "objects" / quote(bucket, safe="") / quote(key, safe="")
+        return self.root / "objects" / quote(bucket, safe="") / self._name(key)
+
+    def can_keep(self, key: str) -> bool:
+        """Whether ``key``'s file name fits the file system (most allow 255 bytes a name)."""
+        return len(self._name(key).encode()) <= self.name_max
 
     def save(self, bucket: str, key: str, data: bytes) -> None:
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # a failed save leaves nothing half-written behind
+            raise
 
     def remove(self, bucket: str, key: str) -> None:
         self._path(bucket, key).unlink(missing_ok=True)

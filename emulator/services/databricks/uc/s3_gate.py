@@ -108,15 +108,23 @@ class S3Gate:
             scope = s3_auth.authenticate(environ, self.master)
         except CredentialError as exc:
             return _xml_error(start_response, exc.code, exc.message, exc.status)
+        # PATH_INFO is already percent-decoded: the object key as S3 sees it, in WSGI's latin-1
+        # transport of the URL's bytes, which are UTF-8.
+        try:
+            path = path.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _xml_error(start_response, "InvalidURI", "Couldn't parse the specified URI.", 400)
         bucket, _, key = path.lstrip("/").partition("/")
         method = environ["REQUEST_METHOD"]
         write = method in ("PUT", "POST", "DELETE")
-        # PATH_INFO is already percent-decoded: the object key as S3 sees it.
         problem = self._refusal(scope, bucket, key, method, environ.get("QUERY_STRING", ""))
         if not problem and environ.get("HTTP_X_AMZ_COPY_SOURCE"):
             problem = "Access Denied"  # a copy would read outside the credential's prefix
         if problem:
             return _xml_error(start_response, "AccessDenied", problem, 403)
+        if method in ("PUT", "POST") and key and not self.files.can_keep(key):
+            # fidelity: Unity Catalog model registry  (a key its file can't be named after: S3's answer)
+            return _xml_error(start_response, "KeyTooLongError", "Your key is too long.", 400)
         status_holder = {}
 
         def capture(status, headers, exc_info=None):
