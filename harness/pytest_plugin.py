@@ -37,6 +37,12 @@ _VALUES = {
                                  "Port of the Databricks workspace (default: a free one)."),
     "emulator_azureml_port": ("--emulator-azureml-port", "EMULATOR_AZUREML_PORT",
                               "Port of the Azure ML workspace (default: a free one)."),
+    "emulator_tls_port": ("--emulator-azureml-tls-port", "EMULATOR_AZUREML_TLS_PORT",
+                          "Port of Azure ML's HTTPS listener, for the real Azure clients (default: a free one)."),
+    "emulator_proxy_port": ("--emulator-azureml-proxy-port", "EMULATOR_AZUREML_PROXY_PORT",
+                            "Port of Azure ML's CONNECT proxy (default: a free one)."),
+    "emulator_s3_port": ("--emulator-s3-port", "EMULATOR_S3_PORT",
+                         "Port of the S3 store of Unity Catalog model files (default: a free one)."),
 }
 _TRUE = ("1", "true", "yes", "on")
 
@@ -65,14 +71,13 @@ def _ports(config) -> dict[str, int] | None:
     """Configured ports; each pytest-xdist worker gets its own (offset by its number)."""
     import os
 
-    wanted = {role: setting(config, f"emulator_{role}_port") for role in ("databricks", "azureml")}
+    # Every port `emulator up` takes from the environment (Emulator.PORT_NAMES); unset: a free one.
+    wanted = {name: setting(config, f"emulator_{name}_port") for name in Emulator.PORT_NAMES}
     if not any(wanted.values()):
         return None
-    from emulator.control import launcher
-
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     offset = 10 * int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return {role: int(port) + offset if port else launcher.free_port() for role, port in wanted.items()}
+    return {name: int(port) + offset for name, port in wanted.items() if port and int(port)}
 
 
 def pytest_configure(config):

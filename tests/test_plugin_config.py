@@ -12,15 +12,20 @@ pytest_plugins = ["pytester"]
 
 
 def test_ports_from_the_environment_and_fresh_workspaces_per_test(pytester, monkeypatch, tmp_path):
-    db_port, aml_port = launcher.free_port(), launcher.free_port()
-    monkeypatch.setenv("EMULATOR_DATABRICKS_PORT", str(db_port))
-    monkeypatch.setenv("EMULATOR_AZUREML_PORT", str(aml_port))
+    # Every port variable `emulator up` honours (docs/pages/harness.md lists them).
+    ports = {name: launcher.free_port() for name in ("DATABRICKS", "AZUREML", "AZUREML_TLS", "AZUREML_PROXY", "S3")}
+    for name, port in ports.items():
+        monkeypatch.setenv(f"EMULATOR_{name}_PORT", str(port))
     pytester.makepyfile(f"""
         from mlflow import MlflowClient
 
-        def test_ports_are_honoured(databricks_workspace, azureml_workspace):
-            assert databricks_workspace.url.endswith(":{db_port}")
-            assert azureml_workspace.url.endswith(":{aml_port}")
+        def test_ports_are_honoured(emulated_workspaces, databricks_workspace, azureml_workspace):
+            assert databricks_workspace.url.endswith(":{ports['DATABRICKS']}")
+            assert azureml_workspace.url.endswith(":{ports['AZUREML']}")
+            assert databricks_workspace.s3_url.endswith(":{ports['S3']}")
+            aml = emulated_workspaces.status()["azureml"]
+            assert aml["tls_url"].endswith(":{ports['AZUREML_TLS']}")
+            assert aml["proxy_url"].endswith(":{ports['AZUREML_PROXY']}")
 
         def test_one_writes(fresh_workspaces):
             client = MlflowClient("databricks", "databricks")
