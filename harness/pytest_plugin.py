@@ -112,6 +112,12 @@ def emulated_workspaces(request, tmp_path_factory):
     emu = Emulator(state_dir or tmp_path_factory.mktemp("emulator-state"), ports=_ports(request.config))
     started_here = not emu.running()
     if started_here:
+        from harness.port_owners import taken_by_an_emulator
+
+        # At once, not after up()'s wait for the ports to free (meant for restarts on fixed ports).
+        problem = taken_by_an_emulator({**emu.ports, **emu.azureml_extra_ports})
+        if problem:
+            pytest.fail(problem, pytrace=False)
         emu.up()
     _ACTIVE["workspaces"] = emu
     if setting(request.config, "emulator_linked"):

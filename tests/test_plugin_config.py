@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from emulator.control import launcher
 
 pytest_plugins = ["pytester"]
@@ -44,27 +46,46 @@ def test_ports_from_the_environment_and_fresh_workspaces_per_test(pytester, monk
     result.assert_outcomes(passed=3)
 
 
-def test_a_running_state_dir_is_reused_and_left_running(pytester, tmp_path, monkeypatch):
-    state = tmp_path / "state"
+@pytest.fixture(scope="module")
+def users_emulator(tmp_path_factory):
+    """The user's own `emulator up` in a state dir of theirs (free ports)."""
+    state = tmp_path_factory.mktemp("users") / "state"
     env = {**os.environ, "EMULATOR_DATABRICKS_PORT": "0", "EMULATOR_AZUREML_PORT": "0"}
     up = subprocess.run([sys.executable, "-m", "emulator.control.cli", "up", "--state-dir", str(state)],
                         capture_output=True, text=True, timeout=300, env=env)
     assert up.returncode == 0, up.stderr
-    try:
-        pids = {r: launcher.running(launcher.StateDir(state), r).pid for r in ("databricks", "azureml")}
-        pytester.makepyfile("""
-            import os
-            def test_uses_it(emulated_workspaces):
-                assert str(emulated_workspaces.state.root) == os.environ["EMULATOR_PYTEST_STATE_DIR"]
-        """)
-        monkeypatch.setenv("EMULATOR_PYTEST_STATE_DIR", str(state.resolve()))
-        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
-        for role, pid in pids.items():  # not stopped by the session that only borrowed them
-            now = launcher.running(launcher.StateDir(state), role)
-            assert now is not None and now.pid == pid
-    finally:
-        subprocess.run([sys.executable, "-m", "emulator.control.cli", "down", "--state-dir", str(state)],
-                       capture_output=True, timeout=120)
+    yield state.resolve()
+    subprocess.run([sys.executable, "-m", "emulator.control.cli", "down", "--state-dir", str(state)],
+                   capture_output=True, timeout=120)
+
+
+def test_a_running_state_dir_is_reused_and_left_running(pytester, users_emulator, monkeypatch):
+    state = users_emulator
+    pids = {r: launcher.running(launcher.StateDir(state), r).pid for r in ("databricks", "azureml")}
+    pytester.makepyfile("""
+        import os
+        def test_uses_it(emulated_workspaces):
+            assert str(emulated_workspaces.state.root) == os.environ["EMULATOR_PYTEST_STATE_DIR"]
+    """)
+    monkeypatch.setenv("EMULATOR_PYTEST_STATE_DIR", str(state))
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    for role, pid in pids.items():  # not stopped by the session that only borrowed them
+        now = launcher.running(launcher.StateDir(state), role)
+        assert now is not None and now.pid == pid
+
+
+def test_a_port_held_by_the_users_own_emulator_is_named_at_once(pytester, users_emulator, monkeypatch):
+    """Not up()'s wait for the port to free up (a minute), then "already in use": the session
+    names the state dir whose workspace holds the port and how to reuse it."""
+    port = launcher.running(launcher.StateDir(users_emulator), "databricks").port
+    monkeypatch.delenv("EMULATOR_PYTEST_STATE_DIR", raising=False)
+    monkeypatch.setenv("EMULATOR_DATABRICKS_PORT", str(port))
+    pytester.makepyfile("def test_x(emulated_workspaces): pass")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    assert (f"a workspace of state dir {users_emulator} already runs here: set "
+            f"EMULATOR_PYTEST_STATE_DIR={users_emulator} to reuse it") in result.stdout.str()
+    assert launcher.owned(launcher.StateDir(users_emulator), "databricks")  # left alone
 
 
 def test_docker_option_without_pytest_docker_says_what_to_install(pytester):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from flask import Flask, g, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
@@ -78,8 +79,11 @@ def install(app: Flask, config: ServerConfig) -> None:
     @app.route("/__emulator/info")
     def _info():
         # "instance": the id the launcher that started this process recorded (emulator.control.launcher.owned).
+        # "state_dir": which state dir this is, so a second `up` or a test session on the same port can
+        # name the workspace in its way (harness.port_owners); a path, no secret.
         return jsonify({"role": config.role, "url": config.public_url, "healthy": True,
-                        "instance": os.environ.get("EMULATOR_INSTANCE_ID")})
+                        "instance": os.environ.get("EMULATOR_INSTANCE_ID"),
+                        "state_dir": str(Path(config.state_dir).resolve().parent)})
 
     # What stock MLflow serves only from its FastAPI app: OTLP span ingestion (tracing parity).
     from emulator.stores import otlp_traces
