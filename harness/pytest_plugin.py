@@ -28,6 +28,10 @@ _OPTIONS = {
                         "instead of local processes."),
     "emulator_linked": ("--emulator-linked", "EMULATOR_LINKED",
                         "Link the session's workspaces from the start (Databricks runs mirrored to Azure ML)."),
+    "emulator_reuse_destructive": ("--emulator-reuse-destructive", "EMULATOR_REUSE_DESTRUCTIVE",
+                                   "Let fresh_workspaces EMPTY a reused state dir (--emulator-state-dir) that "
+                                   "already holds data this session did not write: runs, models, Unity Catalog, "
+                                   "files. Without it such a session refuses to reset."),
 }
 _VALUES = {
     "emulator_state_dir": ("--emulator-state-dir", "EMULATOR_PYTEST_STATE_DIR",
@@ -45,6 +49,8 @@ _VALUES = {
                          "Port of the S3 store of Unity Catalog model files (default: a free one)."),
 }
 _TRUE = ("1", "true", "yes", "on")
+# The roles of a reused state dir that held data before the session (fresh_workspaces refuses to reset them).
+_PRIOR_DATA = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser):
@@ -120,6 +126,12 @@ def emulated_workspaces(request, tmp_path_factory):
             pytest.fail(problem, pytrace=False)
         emu.up()
     _ACTIVE["workspaces"] = emu
+    if state_dir:
+        from emulator.control.live_reset import holds_data
+
+        # Asked before any test writes: what is there now is not the session's.
+        request.config.stash[_PRIOR_DATA] = [ws.url for ws in (emu.databricks, emu.azureml)
+                                             if holds_data(ws.url, ws.token)]
     if setting(request.config, "emulator_linked"):
         links.link(emu.databricks, emu.azureml)
     try:
@@ -131,12 +143,19 @@ def emulated_workspaces(request, tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_workspaces(emulated_workspaces, databricks_workspace, azureml_workspace):
+def fresh_workspaces(request, emulated_workspaces, databricks_workspace, azureml_workspace):
     """The session's workspaces, emptied in place before the test (runs, models, artifacts,
     folders, faults, mirror state: POST /__emulator/reset, well under a second), as moto users
     expect of a fresh backend. The link state is kept."""
     from emulator.control.live_reset import request_reset
 
+    prior = request.config.stash.get(_PRIOR_DATA, [])
+    if prior and not setting(request.config, "emulator_reuse_destructive"):
+        state = getattr(emulated_workspaces, "state", None)
+        pytest.fail(f"fresh_workspaces would empty state dir {state.root if state else '?'}, which held data "
+                    f"before this session ({', '.join(prior)}: runs, models, Unity Catalog, files...). Use a "
+                    "state dir of the session's own (unset EMULATOR_PYTEST_STATE_DIR), or pass "
+                    "--emulator-reuse-destructive (EMULATOR_REUSE_DESTRUCTIVE=1) to empty it.", pytrace=False)
     for ws in (databricks_workspace, azureml_workspace):
         request_reset(ws.url, ws.token)
     return emulated_workspaces

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from emulator.control import launcher
 
@@ -98,3 +99,33 @@ def test_docker_option_without_pytest_docker_says_what_to_install(pytester):
     result = pytester.runpytest_subprocess("--emulator-docker", "-p", "no:cacheprovider")
     assert result.ret != 0
     assert "pip install 'mlflow-azure-emulator[pytest,docker]'" in result.stderr.str()
+
+
+def test_a_reused_state_dir_with_data_is_not_emptied_without_opting_in(pytester, users_emulator, monkeypatch):
+    state = launcher.StateDir(users_emulator)
+    db = launcher.running(state, "databricks")
+    token = state.config()["databricks_token"]
+    monkeypatch.setenv("EMULATOR_PYTEST_STATE_DIR", str(users_emulator))
+    pytester.makepyfile("def test_x(fresh_workspaces): pass")
+    # Nothing in it yet: the session may reset it.
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+    # The user's own Unity Catalog model (the reset would delete it).
+    headers = {"Authorization": f"Bearer {token}"}
+    created = requests.post(f"{db.url}/api/2.0/mlflow/unity-catalog/registered-models/create",
+                            json={"name": "main.default.users_model"}, headers=headers, timeout=60)
+    assert created.status_code == 200, created.text
+
+    def users_model_exists() -> bool:
+        return requests.get(f"{db.url}/api/2.0/mlflow/unity-catalog/registered-models/get",
+                            params={"name": "main.default.users_model"}, headers=headers,
+                            timeout=60).status_code == 200
+
+    refused = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    refused.assert_outcomes(errors=1)
+    assert "--emulator-reuse-destructive" in refused.stdout.str()
+    assert users_model_exists()
+
+    monkeypatch.setenv("EMULATOR_REUSE_DESTRUCTIVE", "1")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert not users_model_exists()

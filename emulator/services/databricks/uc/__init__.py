@@ -32,6 +32,7 @@ def install(app: Flask, config: ServerConfig, workspace_id: str) -> None:
     versions.install(app, store, s3)
     prompts.install(app, store)
     reset.on_reset(app, store.reset)
+    reset.on_holds_data(app, store.holds_data)
     reset.on_reset(app, s3.reset)
 
     @app.after_request
