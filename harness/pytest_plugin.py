@@ -49,7 +49,7 @@ _VALUES = {
                          "Port of the S3 store of Unity Catalog model files (default: a free one)."),
 }
 _TRUE = ("1", "true", "yes", "on")
-# The roles of a reused state dir that held data before the session (fresh_workspaces refuses to reset them).
+# The workspace URLs of a reused state dir that held data before the session (fresh_workspaces refuses to reset them).
 _PRIOR_DATA = pytest.StashKey[list]()
 
 
@@ -121,6 +121,7 @@ def emulated_workspaces(request, tmp_path_factory):
         from harness.port_owners import taken_by_an_emulator
 
         # At once, not after up()'s wait for the ports to free (meant for restarts on fixed ports).
+        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
         problem = taken_by_an_emulator({**emu.ports, **emu.azureml_extra_ports})
         if problem:
             pytest.fail(problem, pytrace=False)

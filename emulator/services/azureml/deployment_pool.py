@@ -78,7 +78,8 @@ class ServingProcess:
             try:
                 fetched = subprocess.run([sys.executable, "-m", RUNNER, "--fetch", self.model_uri, "--dest",
                                           str(model_dir)], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.fetch_env, timeout=timeout or ready_timeout())
+                                         stdin=subprocess.DEVNULL, env=self.fetch_env, check=False,
+                                         timeout=timeout or ready_timeout())
             except subprocess.TimeoutExpired:
                 self.stop()
                 raise DeploymentFailed(f"Downloading {self.model_uri} took too long:\n{tail(self.log_path, 25)}") from None
@@ -105,20 +106,18 @@ class ServingProcess:
         deadline = time.monotonic() + timeout
         received = b""
         while True:
-            readable, _, _ = select.select([self._ready_fd], [], [], 0.1)
-            if readable:
+            if self._ready_fd is not None and select.select([self._ready_fd], [], [], 0.1)[0]:
                 chunk = os.read(self._ready_fd, 4096)
                 received += chunk
-                if not chunk or received.rstrip().endswith(b"}"):
-                    try:
-                        self.port = int(json.loads(received)["port"])
-                        self._close_ready()
-                        return self.port
-                    except (ValueError, KeyError):
-                        if chunk:
-                            continue
-                        self._close_ready()  # closed without a port: it exited (the poll below says how)
-                        self.proc.wait(10)
+                try:
+                    self.port = int(json.loads(received)["port"])
+                    self._close_ready()
+                    return self.port
+                except (ValueError, KeyError):  # not all written yet
+                    if not chunk:
+                        self._close_ready()  # closed without a port: it is exiting (the poll below says how)
+            elif self._ready_fd is None:
+                time.sleep(0.1)
             code = self.proc.poll() if self.proc else -1
             if code is not None:
                 self.stop()

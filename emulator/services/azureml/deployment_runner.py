@@ -155,7 +155,7 @@ def fetch(model_uri: str, dest: str) -> int:
     _logger.info("Azure ML inference server (emulated): downloading model %s", model_uri)
     try:
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dest)
-    except BaseException:
+    except Exception:
         _logger.error("Failed to download model %s:\n%s", model_uri, traceback.format_exc())
         return 1
     return 0
