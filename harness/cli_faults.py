@@ -80,13 +80,17 @@ def scenario_run(state_dir, name, role, as_json):
 @click.argument("journal", type=click.Path(exists=True, dir_okay=False))
 @click.option("--state-dir", default=None,
               help="Replay into this running emulator, RESETTING the workspace first (default: a throwaway emulator).")
+@click.option("--reuse-destructive", is_flag=True,
+              help="With --state-dir: reset (EMPTY) the workspace even if it holds data (runs, models, Unity "
+                   "Catalog, files); without it such a workspace is refused.")
 @click.option("--role", type=click.Choice(settings.ROLES), default=None, help="Default: the journal's.")
 @click.option("--no-faults", is_flag=True, help="Do not re-inject the faults the recorded calls met.")
 @click.option("--json", "as_json", is_flag=True)
-def replay_cmd(journal, state_dir, role, no_faults, as_json):
+def replay_cmd(journal, state_dir, reuse_destructive, role, no_faults, as_json):
     """Send a recorded journal's tracking and registry calls to a fresh workspace; exit 1 if any outcome differs."""
     import requests
 
+    from emulator.control.live_reset import holds_data
     from harness import replay
     from harness.workspaces import Emulator
 
@@ -99,6 +103,11 @@ def replay_cmd(journal, state_dir, role, no_faults, as_json):
             # MLflow makes its tables on the first call; a reset before that fails (emulator.pipeline.reset).
             requests.get(f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=300,
                          headers={"Authorization": f"Bearer {ws.token}"})
+            if not reuse_destructive and holds_data(ws.url, ws.token):
+                raise click.UsageError(
+                    f"the {role} workspace of state dir {state_dir} holds data (runs, models, Unity Catalog, "
+                    "files...) that replaying would erase (it resets the workspace first). Replay into a "
+                    "throwaway emulator (no --state-dir), or pass --reuse-destructive to empty it.")
             answer = requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=300,
                                    headers={"Authorization": f"Bearer {ws.token}"})
             answer.raise_for_status()

@@ -28,6 +28,10 @@ _OPTIONS = {
                         "instead of local processes."),
     "emulator_linked": ("--emulator-linked", "EMULATOR_LINKED",
                         "Link the session's workspaces from the start (Databricks runs mirrored to Azure ML)."),
+    "emulator_reuse_destructive": ("--emulator-reuse-destructive", "EMULATOR_REUSE_DESTRUCTIVE",
+                                   "Let fresh_workspaces EMPTY a reused state dir (--emulator-state-dir) that "
+                                   "already holds data this session did not write: runs, models, Unity Catalog, "
+                                   "files. Without it such a session refuses to reset."),
 }
 _VALUES = {
     "emulator_state_dir": ("--emulator-state-dir", "EMULATOR_PYTEST_STATE_DIR",
@@ -37,8 +41,16 @@ _VALUES = {
                                  "Port of the Databricks workspace (default: a free one)."),
     "emulator_azureml_port": ("--emulator-azureml-port", "EMULATOR_AZUREML_PORT",
                               "Port of the Azure ML workspace (default: a free one)."),
+    "emulator_tls_port": ("--emulator-azureml-tls-port", "EMULATOR_AZUREML_TLS_PORT",
+                          "Port of Azure ML's HTTPS listener, for the real Azure clients (default: a free one)."),
+    "emulator_proxy_port": ("--emulator-azureml-proxy-port", "EMULATOR_AZUREML_PROXY_PORT",
+                            "Port of Azure ML's CONNECT proxy (default: a free one)."),
+    "emulator_s3_port": ("--emulator-s3-port", "EMULATOR_S3_PORT",
+                         "Port of the S3 store of Unity Catalog model files (default: a free one)."),
 }
 _TRUE = ("1", "true", "yes", "on")
+# The workspace URLs of a reused state dir that held data before the session (fresh_workspaces refuses to reset them).
+_PRIOR_DATA = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser):
@@ -65,14 +77,13 @@ def _ports(config) -> dict[str, int] | None:
     """Configured ports; each pytest-xdist worker gets its own (offset by its number)."""
     import os
 
-    wanted = {role: setting(config, f"emulator_{role}_port") for role in ("databricks", "azureml")}
+    # Every port `emulator up` takes from the environment (Emulator.PORT_NAMES); unset: a free one.
+    wanted = {name: setting(config, f"emulator_{name}_port") for name in Emulator.PORT_NAMES}
     if not any(wanted.values()):
         return None
-    from emulator.control import launcher
-
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     offset = 10 * int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return {role: int(port) + offset if port else launcher.free_port() for role, port in wanted.items()}
+    return {name: int(port) + offset for name, port in wanted.items() if port and int(port)}
 
 
 def pytest_configure(config):
@@ -107,8 +118,21 @@ def emulated_workspaces(request, tmp_path_factory):
     emu = Emulator(state_dir or tmp_path_factory.mktemp("emulator-state"), ports=_ports(request.config))
     started_here = not emu.running()
     if started_here:
+        from harness.port_owners import taken_by_an_emulator
+
+        # At once, not after up()'s wait for the ports to free (meant for restarts on fixed ports).
+        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+        problem = taken_by_an_emulator({**emu.ports, **emu.azureml_extra_ports})
+        if problem:
+            pytest.fail(problem, pytrace=False)
         emu.up()
     _ACTIVE["workspaces"] = emu
+    if state_dir:
+        from emulator.control.live_reset import holds_data
+
+        # Asked before any test writes: what is there now is not the session's.
+        request.config.stash[_PRIOR_DATA] = [ws.url for ws in (emu.databricks, emu.azureml)
+                                             if holds_data(ws.url, ws.token)]
     if setting(request.config, "emulator_linked"):
         links.link(emu.databricks, emu.azureml)
     try:
@@ -120,12 +144,19 @@ def emulated_workspaces(request, tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_workspaces(emulated_workspaces, databricks_workspace, azureml_workspace):
+def fresh_workspaces(request, emulated_workspaces, databricks_workspace, azureml_workspace):
     """The session's workspaces, emptied in place before the test (runs, models, artifacts,
     folders, faults, mirror state: POST /__emulator/reset, well under a second), as moto users
     expect of a fresh backend. The link state is kept."""
     from emulator.control.live_reset import request_reset
 
+    prior = request.config.stash.get(_PRIOR_DATA, [])
+    if prior and not setting(request.config, "emulator_reuse_destructive"):
+        state = getattr(emulated_workspaces, "state", None)
+        pytest.fail(f"fresh_workspaces would empty state dir {state.root if state else '?'}, which held data "
+                    f"before this session ({', '.join(prior)}: runs, models, Unity Catalog, files...). Use a "
+                    "state dir of the session's own (unset EMULATOR_PYTEST_STATE_DIR), or pass "
+                    "--emulator-reuse-destructive (EMULATOR_REUSE_DESTRUCTIVE=1) to empty it.", pytrace=False)
     for ws in (databricks_workspace, azureml_workspace):
         request_reset(ws.url, ws.token)
     return emulated_workspaces

@@ -47,12 +47,18 @@ class AzureMLWorkspace(WorkspaceAdmin):
 class Emulator:
     """Both workspaces in local mode under one state dir."""
 
+    # What ``ports`` may name: the two workspaces, Azure ML's HTTPS listener and CONNECT proxy, the S3 store.
+    PORT_NAMES = (*settings.ROLES, "tls", "proxy", "s3")
+
     def __init__(self, state_dir: str | os.PathLike, ports: dict[str, int] | None = None):
         self.state = StateDir(Path(state_dir))
-        # Fixed free ports, so a workspace restarted by stop()/start() keeps its address.
-        self.ports = ports or {role: launcher.free_port() for role in settings.ROLES}
-        # The Azure ML HTTPS listener and CONNECT proxy, fixed for the same reason.
-        self.azureml_extra_ports = {"tls": launcher.free_port(), "proxy": launcher.free_port()}
+        # Fixed ports (the given ones, else free ones), so a workspace restarted by stop()/start()
+        # keeps its address.
+        given = {name: port for name, port in (ports or {}).items() if port}
+        self.ports = {role: given.get(role) or launcher.free_port() for role in settings.ROLES}
+        if "s3" in given:
+            self.ports["s3"] = given["s3"]
+        self.azureml_extra_ports = {name: given.get(name) or launcher.free_port() for name in ("tls", "proxy")}
 
     def running(self) -> bool:
         """Both workspaces of this state dir run (started by it, answering as it): reuse them."""

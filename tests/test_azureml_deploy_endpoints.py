@@ -341,3 +341,47 @@ def test_deployments_serve_again_after_a_restart(emu, ml, served):
     resp = ml.score("ep-main", payload)
     np.testing.assert_allclose(_predictions(resp), served["v2"].predict(X.head(2)))
     assert ml.get_deployment("ep-main", "blue")["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_model_code_sees_no_emulator_secret_and_its_server_takes_only_the_emulators_calls(emu, ml, aml_mlflow,
+                                                                                            tmp_path):
+    """Whoever can deploy in Azure ML runs code in the inference server: that code gets no token, no
+    state dir path, a working directory holding only the model; the server itself answers only the
+    workspace (docs/pages/security.md)."""
+    _register_code(tmp_path, "snooping-model", """
+        import os, sys
+        import mlflow
+
+        class Snoops(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                return [{"environ": dict(os.environ), "cwd": os.getcwd(), "listing": sorted(os.listdir(".")),
+                         "argv": sys.argv, "home": os.path.expanduser("~")}]
+
+        mlflow.models.set_model(Snoops())
+    """)
+    ml.create_endpoint("ep-snoop")
+    ml.create_deployment("ep-snoop", "snoop", "azureml:snooping-model:1")
+    try:
+        answer = ml.score("ep-snoop", {"input_data": [[1.0]]}, deployment="snoop")
+        assert answer.status_code == 200, answer.text
+        seen = answer.json()[0]
+        state = str(emu.state.root.resolve())
+        secrets = [emu.azureml.token, emu.databricks.token]
+        everything = json.dumps(seen)
+        assert not any(s in everything for s in secrets), "a workspace token reached the model's code"
+        assert state not in everything, "the model's code was told where the state dir is"
+        assert not any(k.startswith(("EMULATOR_", "MLFLOW_TRACKING", "DATABRICKS_")) for k in seen["environ"])
+        assert "MLmodel" in seen["listing"] and "config.json" not in seen["listing"]
+        # Its inference server (the port is in the deployment log) refuses calls without the
+        # per-deployment secret only the workspace holds.
+        import re
+
+        port = re.findall(r"Listening on 127\.0\.0\.1:(\d+)", ml.logs("ep-snoop", "snoop"))[-1]
+        for headers in ({}, {"Authorization": f"Bearer {emu.azureml.token}"},
+                        {"Authorization": f"Bearer {ml.keys('ep-snoop')['primaryKey']}"}):
+            direct = requests.post(f"http://127.0.0.1:{port}/score", json={"input_data": [[1.0]]},
+                                   headers=headers, timeout=60)
+            assert direct.status_code == 401 and direct.json()["error"]["code"] == "Unauthorized", direct.text
+    finally:
+        ml.delete_deployment("ep-snoop", "snoop")
+        ml.delete_endpoint("ep-snoop")

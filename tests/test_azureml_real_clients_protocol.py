@@ -357,21 +357,103 @@ def test_plugin_sees_azureml_uris_and_vanilla_clients_mlflow_artifacts(aml, emul
 
 # -- the CA and what `emulator status --json` hands to clients -------------------------------------
 
+NAMES = ["127.0.0.1", "localhost", "westeurope.api.azureml.ms"]
+
+
 def test_ca_is_kept_and_the_server_certificate_follows_the_names(tmp_path):
     from cryptography import x509
 
     from emulator.services.azureml import tls as tls_files
 
-    first = tls_files.ensure(tmp_path, ["127.0.0.1", "localhost", "westeurope.api.azureml.ms"])
+    first = tls_files.ensure(tmp_path, NAMES)
     ca, cert = first.ca.read_bytes(), first.cert.read_bytes()
-    again = tls_files.ensure(tmp_path, ["127.0.0.1", "localhost", "westeurope.api.azureml.ms"])
+    again = tls_files.ensure(tmp_path, NAMES)
     assert again.ca.read_bytes() == ca and again.cert.read_bytes() == cert  # a restart changes nothing
     moved = tls_files.ensure(tmp_path, ["127.0.0.1", "localhost", "northeurope.api.azureml.ms"])
-    assert moved.ca.read_bytes() == ca and moved.cert.read_bytes() != cert  # same trust, new names
+    # New names, new CA: it may vouch for the new names only.
+    assert moved.ca.read_bytes() != ca and moved.cert.read_bytes() != cert
     sans = x509.load_pem_x509_certificate(moved.cert.read_bytes()).extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value
     assert "northeurope.api.azureml.ms" in sans.get_values_for_type(x509.DNSName)
     assert oct(moved.ca_key.stat().st_mode & 0o777) == "0o600" and oct(moved.key.stat().st_mode & 0o777) == "0o600"
+
+
+def _handshake(ca_file, cert_file, key_file, host: str) -> None:
+    """A real OpenSSL handshake (what requests/urllib3 do) over a socket pair; raises SSLError if refused."""
+    import threading
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    client_ctx = ssl.create_default_context(cafile=str(ca_file))
+    left, right = socket.socketpair()
+    left.settimeout(30)
+    right.settimeout(30)
+
+    def serve():
+        try:
+            with server_ctx.wrap_socket(right, server_side=True):
+                pass
+        except (ssl.SSLError, OSError):
+            pass
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        with client_ctx.wrap_socket(left, server_hostname=host):
+            pass
+    finally:
+        left.close()
+        server.join(timeout=30)
+
+
+def test_the_ca_vouches_only_for_the_workspaces_names_and_lives_a_week(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from emulator.services.azureml import tls as tls_files
+
+    files = tls_files.ensure(tmp_path, NAMES)
+    ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+    constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    assert ca.not_valid_after_utc - ca.not_valid_before_utc <= datetime.timedelta(days=8)
+    for host in ("westeurope.api.azureml.ms", "localhost", "127.0.0.1"):
+        _handshake(files.ca, files.cert, files.key, host)  # the real names verify
+
+    # Anything else the CA key signs (e.g. stolen from the state dir) is refused by OpenSSL.
+    ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), password=None)
+    for host, san in [("login.microsoftonline.com", x509.DNSName("login.microsoftonline.com")),
+                      ("pypi.org", x509.DNSName("pypi.org")),
+                      ("10.0.0.1", x509.IPAddress(__import__("ipaddress").ip_address("10.0.0.1")))]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        rogue = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+                 .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                 .not_valid_before(ca.not_valid_before_utc).not_valid_after(ca.not_valid_after_utc)
+                 .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+                 .sign(ca_key, hashes.SHA256()))
+        cert_file, key_file = tmp_path / f"{host}.pem", tmp_path / f"{host}-key.pem"
+        cert_file.write_bytes(rogue.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _handshake(files.ca, cert_file, key_file, host)
+
+
+def test_a_start_a_day_later_renews_the_ca(tmp_path, monkeypatch):
+    import datetime
+
+    from emulator.services.azureml import tls as tls_files
+
+    first = tls_files.ensure(tmp_path, NAMES)
+    ca = first.ca.read_bytes()
+    later = tls_files._now() + datetime.timedelta(days=1, minutes=1)
+    monkeypatch.setattr(tls_files, "_now", lambda: later)  # the clock, not the code under test
+    renewed = tls_files.ensure(tmp_path, NAMES)
+    assert renewed.ca.read_bytes() != ca and renewed.ca.read_bytes().strip() in renewed.bundle.read_bytes()
 
 
 def test_status_json_gives_both_client_environments(emulator, aml):

@@ -80,6 +80,19 @@ def test_harness_replay_cli(recorded, emulator):
     assert sorted(v.version for v in _client(ws).search_model_versions(f"name = '{model}'")) == ["1", "2"]
 
 
+@pytest.mark.parametrize("recorded", ["azureml"], indirect=True)
+def test_harness_replay_cli_refuses_to_empty_a_workspace_holding_data(recorded, emulator):
+    ws, _, path = recorded
+    mine = _client(ws).create_experiment("not-the-replays")
+    args = ["replay", str(path), "--state-dir", str(emulator.state.root)]
+    refused = CliRunner().invoke(harness_cli, args)
+    assert refused.exit_code == 2 and "--reuse-destructive" in refused.output, refused.output
+    assert _client(ws).get_experiment(mine).lifecycle_stage == "active"  # nothing was reset
+    result = CliRunner().invoke(harness_cli, [*args, "--reuse-destructive"])
+    assert result.exit_code == 0 and "same outcome" in result.output, result.output
+    assert "not-the-replays" not in [e.name for e in _client(ws).search_experiments()]
+
+
 def test_harness_scenario_cli(emulator):
     runner = CliRunner()
     listed = runner.invoke(harness_cli, ["scenario", "list"])

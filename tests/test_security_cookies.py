@@ -143,3 +143,27 @@ def test_admin_changes_need_the_bearer_token_and_a_json_body(emulator):
     answer = requests.post(f"{db.url}/__emulator/link", json={"azureml_url": "ftp://x", "azureml_token": "t"},
                            headers=bearer, timeout=30)
     assert answer.status_code == 400
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+
+
+def test_a_browser_without_a_login_gets_a_page_saying_how_to_log_in(ws):
+    for path in ("/", "/ml/experiments/0"):
+        page = requests.get(f"{ws.url}{path}", headers={"Accept": BROWSER_ACCEPT}, timeout=30)
+        assert page.status_code == 401, (path, page.text)
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert "emulator status" in page.text and "?token=" in page.text
+        assert ws.token not in page.text
+    wrong = requests.get(f"{ws.url}/?token=not-it", headers={"Accept": BROWSER_ACCEPT}, timeout=30)
+    assert wrong.status_code == 401 and "emulator status" in wrong.text and not wrong.cookies
+
+
+def test_api_clients_keep_the_json_401(ws):
+    for headers in ({}, {"Accept": "*/*"}, {"Accept": "application/json"}):
+        answer = requests.get(f"{ws.url}/", headers=headers, timeout=30)
+        assert answer.status_code == 401 and answer.headers["Content-Type"].startswith("application/json")
+    # Only page loads: an API route stays JSON even for a browser's Accept.
+    api = requests.get(f"{ws.url}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                       headers={"Accept": BROWSER_ACCEPT}, timeout=30)
+    assert api.status_code == 401 and api.headers["Content-Type"].startswith("application/json")

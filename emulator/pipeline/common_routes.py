@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from flask import Flask, g, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
 
 from emulator.errors import EmulatorError, error_response, from_exception
-from emulator.pipeline import auth, same_origin
+from emulator.pipeline import auth, login_page, same_origin
 from emulator.settings import ServerConfig
 
 _logger = logging.getLogger(__name__)
@@ -78,8 +79,11 @@ def install(app: Flask, config: ServerConfig) -> None:
     @app.route("/__emulator/info")
     def _info():
         # "instance": the id the launcher that started this process recorded (emulator.control.launcher.owned).
+        # "state_dir": which state dir this is, so a second `up` or a test session on the same port can
+        # name the workspace in its way (harness.port_owners); a path, no secret.
         return jsonify({"role": config.role, "url": config.public_url, "healthy": True,
-                        "instance": os.environ.get("EMULATOR_INSTANCE_ID")})
+                        "instance": os.environ.get("EMULATOR_INSTANCE_ID"),
+                        "state_dir": str(Path(config.state_dir).resolve().parent)})
 
     # What stock MLflow serves only from its FastAPI app: OTLP span ingestion (tracing parity).
     from emulator.stores import otlp_traces
@@ -90,7 +94,7 @@ def install(app: Flask, config: ServerConfig) -> None:
 def _ui_login(app: Flask, config: ServerConfig, cookie: str):
     """``/?token=<token>``: set the UI cookie and redirect to the URL without the token."""
     if not auth.token_matches(request.args.get(auth.LOGIN_PARAM), config.token):
-        return _unauthenticated(app, "Invalid access token in ?token=.")
+        return _unauthenticated(app, "Invalid access token in ?token=.", config)
     # fidelity: Security promises — ?token= only logs the UI in
     response = redirect(auth.url_without_login(request), 302)
     response.set_cookie(cookie, auth.cookie_value(config.token, cookie), httponly=True,
@@ -101,9 +105,10 @@ def _ui_login(app: Flask, config: ServerConfig, cookie: str):
 def _cookie_login(app: Flask, config: ServerConfig, cookie: str):
     """Requests without a bearer token: the UI's own routes may be authorised by its cookie."""
     if not (auth.in_ui_scope(request.path) and request.cookies.get(cookie) is not None):
-        return _unauthenticated(app, "No access token was provided (Authorization: Bearer ...).")
+        return _unauthenticated(app, "No access token was provided (Authorization: Bearer ...).", config)
     if not auth.cookie_matches(request, cookie, config.token):
-        return _unauthenticated(app, "The UI login cookie is not valid; open the UI link with ?token= again.")
+        return _unauthenticated(app, "The UI login cookie is not valid; open the UI link with ?token= again.",
+                                config)
     problem = same_origin.cross_site_problem(request, config.public_url, page_load=auth.is_page_load(request))
     if problem:
         return error_response("PERMISSION_DENIED", problem, 403)
@@ -120,7 +125,10 @@ def _admin_body_problem() -> str | None:
     return f"{request.method} {request.path} takes Content-Type: application/json, not {mimetype or 'none'}."
 
 
-def _unauthenticated(app: Flask, message: str):
+def _unauthenticated(app: Flask, message: str, config: ServerConfig | None = None):
+    if config is not None and login_page.wants_html(request):
+        # fidelity: Security promises — a browser without a login gets a page saying how to log in
+        return login_page.response(config.role, config.public_url, message)
     shape = app.config.get("EMULATOR_UNAUTHENTICATED")
     return shape(message) if shape else error_response("UNAUTHENTICATED", message, 401)
 

@@ -26,12 +26,22 @@ from emulator.errors import EmulatorError
 from emulator.stores import pristine
 
 _RESETTERS = "EMULATOR_RESETTERS"
+_HOLDERS = "EMULATOR_DATA_HOLDERS"
 _lock = threading.Lock()  # one reset at a time; the template is built once
 
 
 def on_reset(app: Flask, fn) -> None:
     """Register ``fn()``, called on every reset after the store and files are emptied."""
     app.config.setdefault(_RESETTERS, []).append(fn)
+
+
+def on_holds_data(app: Flask, fn) -> None:
+    """Register ``fn() -> bool``: whether a part holds data a reset would discard (``GET /__emulator/reset``)."""
+    app.config.setdefault(_HOLDERS, []).append(fn)
+
+
+def holds_data(app: Flask) -> bool:
+    return any(fn() for fn in app.config.get(_HOLDERS, []))
 
 
 def reset(app: Flask, empty_store, file_roots: list[Path]) -> dict:
@@ -54,6 +64,19 @@ def install(app: Flask, role: str, db_path: Path, file_roots: list[Path], empty_
 
         def empty_store():
             pristine.copy_pristine(db_path, pristine.template(role, db_path))
+
+        on_holds_data(app, lambda: not pristine.is_pristine(db_path))
+    else:
+        on_holds_data(app, lambda: True)  # another store (PostgreSQL): not inspected, so assume it holds data
+    for root in file_roots:
+        on_holds_data(app, lambda root=root: pristine.holds_files(root))
+
+    @app.route("/__emulator/reset", methods=["GET"])
+    def _would_discard():
+        # fidelity: Request journal
+        # What a reset would empty, so a test session reusing a state dir can refuse to wipe data it did
+        # not write (harness.pytest_plugin, `harness replay --state-dir`).
+        return jsonify({"holds_data": holds_data(app)})
 
     @app.route("/__emulator/reset", methods=["POST"])
     def _reset():

@@ -85,6 +85,10 @@ def copy_pristine(db_path: Path, template: Path) -> None:
             raise
 
 
+def holds_files(root: Path) -> bool:
+    return root.is_dir() and any(root.iterdir())
+
+
 def empty_dir(root: Path) -> None:
     """Remove what is inside ``root`` (not ``root`` itself: the server holds it as its artifact root)."""
     if not root.is_dir():

@@ -1,9 +1,12 @@
 """The child processes that serve online deployments (one per deployment), started and stopped here.
 
-Each runs ``emulator.services.azureml.deployment_runner``, which loads the registered model version from
-this workspace over its own MLflow REST API (tracking and registry URI = this server on
-loopback, the workspace token) and writes a ready file with its port. Output goes to
-``<state>/online-endpoints/<endpoint>/<deployment>.log``: what ``getLogs`` returns.
+Each deployment generation gets a private directory (0700, outside the state dir). A first
+``emulator.services.azureml.deployment_runner --fetch`` process copies the registered version into
+it over this workspace's MLflow REST API (tracking and registry URI = this server on loopback, the
+workspace token); it runs no model code. The inference server then runs the model's code in that
+model directory with an environment holding no emulator secret and no state dir path (MODEL_ENV_KEPT),
+takes a per-deployment secret on stdin (scoring calls carry it) and reports its port on a pipe.
+Output of both goes to ``<state>/online-endpoints/<endpoint>/<deployment>.log``: what ``getLogs`` returns.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,60 +42,110 @@ def ready_timeout() -> float:
         return DEFAULT_READY_TIMEOUT_S
 
 
+RUNNER = "emulator.services.azureml.deployment_runner"
+# What the model's process inherits: how to find Python and its packages, the locale. No token,
+# no EMULATOR_* setting (they name the state dir), no cloud credentials.
+MODEL_ENV_KEPT = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+
+
+def model_env(home: Path) -> dict[str, str]:
+    env = {k: os.environ[k] for k in MODEL_ENV_KEPT if k in os.environ}
+    env.update({"HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"})
+    return env
+
+
 class ServingProcess:
     """One inference server process for one deployment generation."""
 
-    def __init__(self, model_uri: str, log_path: Path, env: dict[str, str]):
+    def __init__(self, model_uri: str, log_path: Path, fetch_env: dict[str, str]):
         self.model_uri = model_uri
         self.log_path = log_path
-        self.ready_file = log_path.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.ready")
-        self.env = env
+        self.fetch_env = fetch_env
+        # Private to this generation (mkdtemp: mode 0700), removed when it stops.
+        self.private = Path(tempfile.mkdtemp(prefix="azureml-deployment-"))
+        self.secret = secrets.token_urlsafe(32)  # what the workspace presents to the inference server
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self._ready_fd: int | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        """Copy the model into the private directory, then start its inference server there."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        model_dir = self.private / "model"
         with open(self.log_path, "ab") as out:
             out.write(f"\n=== starting inference server for {self.model_uri} ===\n".encode())
             out.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "emulator.services.azureml.deployment_runner", "--model-uri", self.model_uri,
-                 "--ready-file", str(self.ready_file), "--parent-pid", str(os.getpid())],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-            )
+            try:
+                fetched = subprocess.run([sys.executable, "-m", RUNNER, "--fetch", self.model_uri, "--dest",
+                                          str(model_dir)], stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.fetch_env, check=False,
+                                         timeout=timeout or ready_timeout())
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise DeploymentFailed(f"Downloading {self.model_uri} took too long:\n{tail(self.log_path, 25)}") from None
+            if fetched.returncode != 0:
+                self.stop()
+                raise DeploymentFailed(f"The inference server could not download {self.model_uri}:\n"
+                                       f"{tail(self.log_path, 25)}")
+            read_end, write_end = os.pipe()
+            try:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", RUNNER, "--ready-fd", str(write_end), "--parent-pid", str(os.getpid())],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=model_env(model_dir),
+                    cwd=model_dir, pass_fds=(write_end,))
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            self._ready_fd = read_end
+            self.proc.stdin.write(f"{self.secret}\n".encode())
+            self.proc.stdin.close()
 
     def wait_ready(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
+        received = b""
         while True:
-            if self.ready_file.exists():
+            if self._ready_fd is not None and select.select([self._ready_fd], [], [], 0.1)[0]:
+                chunk = os.read(self._ready_fd, 4096)
+                received += chunk
                 try:
-                    self.port = int(json.loads(self.ready_file.read_text())["port"])
-                    self.ready_file.unlink(missing_ok=True)
+                    self.port = int(json.loads(received)["port"])
+                    self._close_ready()
                     return self.port
-                except (ValueError, KeyError, OSError):
-                    pass  # being written
+                except (ValueError, KeyError):  # not all written yet
+                    if not chunk:
+                        self._close_ready()  # closed without a port: it is exiting (the poll below says how)
+            elif self._ready_fd is None:
+                time.sleep(0.1)
             code = self.proc.poll() if self.proc else -1
             if code is not None:
+                self.stop()
                 raise DeploymentFailed(f"The inference server exited with code {code} while loading "
                                        f"{self.model_uri}:\n{tail(self.log_path, 25)}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise DeploymentFailed(f"The inference server did not become ready within {timeout:g} s "
                                        f"(loading {self.model_uri}):\n{tail(self.log_path, 25)}")
-            time.sleep(0.1)
+
+    def _close_ready(self) -> None:
+        if self._ready_fd is not None:
+            os.close(self._ready_fd)
+            self._ready_fd = None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        self._close_ready()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.private, ignore_errors=True)
 
 
 def tail(path: Path, lines: int | None) -> str:
@@ -104,9 +161,9 @@ def tail(path: Path, lines: int | None) -> str:
 class DeploymentPool:
     """Serving processes by (endpoint, deployment); thread-safe."""
 
-    def __init__(self, root: Path, env: dict[str, str]):
+    def __init__(self, root: Path, fetch_env: dict[str, str]):
         self.root = Path(root)
-        self.env = env
+        self.fetch_env = fetch_env  # for the download step only (emulator.services.azureml.deployment_runner)
         self._procs: dict[tuple[str, str], ServingProcess] = {}
         self._lock = threading.Lock()
 
@@ -116,7 +173,7 @@ class DeploymentPool:
 
     def start(self, endpoint: str, deployment: str, model_uri: str) -> int:
         """Start a new generation and wait until it serves; then it replaces the old one."""
-        proc = ServingProcess(model_uri, self.log_path(endpoint, deployment), self.env)
+        proc = ServingProcess(model_uri, self.log_path(endpoint, deployment), self.fetch_env)
         proc.start()
         port = proc.wait_ready(ready_timeout())
         with self._lock:

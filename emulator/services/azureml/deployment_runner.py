@@ -1,10 +1,15 @@
 """One online deployment's inference server: a child process of the Azure ML workspace server.
 
-``python -m emulator.services.azureml.deployment_runner --model-uri models:/<name>/<v> --ready-file F
---parent-pid P`` loads the registered version once (``mlflow.pyfunc.load_model``, the current
-environment: ``env_manager=local``), then serves ``POST /score`` on a free loopback port and writes
-``{"port", "pid"}`` to F. Its own process: a model that crashes or hangs takes down only this
-deployment, never the workspace. It exits when the workspace server (its parent) is gone.
+Two steps, two processes (emulator.services.azureml.deployment_pool starts both):
+
+* ``--fetch models:/<name>/<v> --dest DIR`` copies the registered version into DIR over the
+  workspace's MLflow API (this process holds the workspace token; it runs no model code);
+* ``--ready-fd N --parent-pid P``, started in that model directory with an environment that holds
+  no emulator secret and no state dir path, reads the deployment's secret from stdin, loads the
+  model once (``mlflow.pyfunc.load_model``, the current environment: ``env_manager=local``), serves
+  ``POST /score`` on a free loopback port to callers that present that secret only, and writes
+  ``{"port", "pid"}`` to fd N. Its own process: a model that crashes or hangs takes down only this
+  deployment, never the workspace. It exits when the workspace server (its parent) is gone.
 
 Payloads, as Azure ML's MLflow inference server takes them (no scoring script):
 
@@ -21,6 +26,7 @@ column is a 400 naming it. Errors are ``{"error": {"code", "message"}}``.
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import os
@@ -64,12 +70,17 @@ def _input_data_to_model_input(input_data, input_schema):
 
 
 class ScoringApp:
-    def __init__(self, model):
+    def __init__(self, model, secret: str):
         self.model = model
         self.input_schema = model.metadata.get_input_schema()
+        self._expected = f"Bearer {secret}".encode()
 
     def __call__(self, environ, start_response):
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
+        # fidelity: Security promises — only the workspace (which holds the deployment's secret) calls in
+        if not hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", "").encode(), self._expected):
+            return _error(start_response, "401 Unauthorized", "Unauthorized",
+                          "Call the endpoint's scoring URI; the inference server answers only its workspace.")
         if method == "GET" and path in ("/", "/health"):
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"Healthy"]
@@ -139,35 +150,52 @@ def _watch_parent(pid: int) -> None:
             os._exit(0)
 
 
+def fetch(model_uri: str, dest: str) -> int:
+    """Copy the registered version into ``dest`` (the tracking URI and token are in this process's environment)."""
+    import mlflow.artifacts
+
+    _logger.info("Azure ML inference server (emulated): downloading model %s", model_uri)
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dest)
+    except Exception:
+        _logger.error("Failed to download model %s:\n%s", model_uri, traceback.format_exc())
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model-uri", required=True)
-    parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--fetch", metavar="MODEL_URI")
+    parser.add_argument("--dest")
+    parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.fetch:
+        return fetch(args.fetch, args.dest)
+    secret = sys.stdin.readline().strip()  # not argv or the environment: neither shows it to others
+    if not secret or args.ready_fd is None:
+        parser.error("serving needs --ready-fd and the deployment's secret on stdin")
     threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
 
     import mlflow.pyfunc
     from waitress import create_server
 
-    _logger.info("Azure ML inference server (emulated): loading model %s", args.model_uri)
+    _logger.info("Azure ML inference server (emulated): loading the model")
     started = time.monotonic()
     try:
-        model = mlflow.pyfunc.load_model(args.model_uri)
+        model = mlflow.pyfunc.load_model(os.getcwd())  # the working directory holds the model, nothing else
     except BaseException:
-        _logger.error("Failed to load model %s:\n%s", args.model_uri, traceback.format_exc())
+        _logger.error("Failed to load the model:\n%s", traceback.format_exc())
         return 1
     _logger.info("Model loaded in %.2f s; signature inputs: %s", time.monotonic() - started,
                  model.metadata.get_input_schema())
-    server = create_server(ScoringApp(model), host="127.0.0.1", port=0, threads=args.threads,
+    server = create_server(ScoringApp(model, secret), host="127.0.0.1", port=0, threads=args.threads,
                            ident="azureml-inference", **WAITRESS_CONNECTION_LIMITS)
-    tmp = args.ready_file + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump({"port": server.effective_port, "pid": os.getpid()}, fh)
-    os.replace(tmp, args.ready_file)
+    with os.fdopen(args.ready_fd, "w") as ready:
+        json.dump({"port": server.effective_port, "pid": os.getpid()}, ready)
     _logger.info("Listening on 127.0.0.1:%s; POST /score", server.effective_port)
     sys.stdout.flush()
     server.run()

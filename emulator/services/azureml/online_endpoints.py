@@ -111,7 +111,7 @@ class OnlineEndpoints:
         self._restart_lock = threading.Lock()
         threading.Thread(target=self._supervise, name="deployment-supervisor", daemon=True).start()
 
-    # -- the child processes' environment ------------------------------------------------------
+    # -- the model download's environment (the model's own code never gets it: deployment_pool) --
     def _child_env(self) -> dict[str, str]:
         host = self.config.host if self.config.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
         uri = f"http://{host}:{self.config.port}/mlflow/v2.0/{self.config.scope}"

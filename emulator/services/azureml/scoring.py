@@ -176,7 +176,8 @@ def install(app: Flask, config: ServerConfig, service, ws_tokens) -> None:
                           "this workspace; retry later.", {**headers, "Retry-After": "1"})
         try:
             answer = requests.post(f"http://127.0.0.1:{proc.port}/score", data=request.get_data(),
-                                   headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
+                                   headers={"Content-Type": request.headers.get("Content-Type", "application/json"),
+                                            "Authorization": f"Bearer {proc.secret}"},
                                    timeout=(5, timeout))
         except requests.Timeout:
             return _error(408, "RequestTimeout",

@@ -2,9 +2,13 @@
 
 The azureml-mlflow plugin, azureml-core and azure-ai-ml speak only ``https://`` to the workspace,
 so the emulator needs a certificate they trust. ``ensure()`` creates, under ``<state>/azureml/tls``,
-a private CA (kept across restarts, so a client's trust survives them), a server certificate for
-the loopback and public host plus the real Azure names (re-issued when that list changes), and
+a private CA, a server certificate for the loopback and public host plus the real Azure names, and
 ``bundle.pem`` = the system CAs + the emulator CA, for ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``.
+
+That bundle makes the CA trusted for everything a client does, so the CA can vouch for nothing
+else: its name constraints permit only the server certificate's names (loopback and this
+workspace's Azure hosts), and it lives a week. Each start (``emulator up``) renews it once a day has
+passed, or when the names change; a restart within the day keeps it, so running clients' trust survives.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_NAME = "MLflow Azure emulator local CA"
+CA_LIFETIME = datetime.timedelta(days=7)
+# A start renews a CA older than this (its certificate then has at least 6 days left).
+CA_RENEW_AFTER = datetime.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -75,15 +82,28 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _new_ca(files: TlsFiles) -> None:
+def _permitted(names: list[str]) -> x509.NameConstraints:
+    """Only ``names``: with a DNS and an IP subtree present, no other DNS name or address is allowed."""
+    subtrees = []
+    for name in names:
+        try:
+            subtrees.append(x509.IPAddress(ipaddress.ip_network(name)))  # one address: a /32 or /128
+        except ValueError:
+            subtrees.append(x509.DNSName(name))
+    return x509.NameConstraints(permitted_subtrees=subtrees, excluded_subtrees=None)
+
+
+def _new_ca(files: TlsFiles, names: list[str]) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mlflow-azure-emulator")])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(days=1))
-            .not_valid_after(_now() + datetime.timedelta(days=3650))
+            .not_valid_before(_now() - datetime.timedelta(minutes=5))  # small clock skew
+            .not_valid_after(_now() + CA_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            # fidelity: Security promises
+            .add_extension(_permitted(names), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                          content_commitment=False, key_encipherment=False,
                                          data_encipherment=False, key_agreement=False,
@@ -109,8 +129,8 @@ def _new_server_cert(files: TlsFiles, names: list[str]) -> None:
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
             .issuer_name(ca_cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(days=1))
-            .not_valid_after(_now() + datetime.timedelta(days=825))
+            .not_valid_before(ca_cert.not_valid_before_utc)
+            .not_valid_after(ca_cert.not_valid_after_utc)  # never outlives its CA
             .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -166,19 +186,30 @@ def fetch_ca(files: TlsFiles, workspace_url: str, timeout: float = 5.0) -> bool:
     return True
 
 
+def _ca_is_current(files: TlsFiles, names: list[str]) -> bool:
+    """The CA exists, was made less than CA_RENEW_AFTER ago, and is constrained to exactly ``names``."""
+    try:
+        ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+        constraints = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    except (FileNotFoundError, ValueError, x509.ExtensionNotFound):
+        return False  # none yet, or an older emulator's unconstrained ten-year CA
+    return (files.ca_key.exists() and _now() - ca.not_valid_before_utc < CA_RENEW_AFTER
+            and constraints == _permitted(names))
+
+
 def ensure(role_dir: str | os.PathLike, names: list[str]) -> TlsFiles:
-    """The CA (created once), a server certificate for ``names`` and the CA bundle."""
+    """A current CA (see _ca_is_current), a server certificate for ``names`` and the CA bundle."""
     files = files_for(role_dir)
     files.dir.mkdir(parents=True, exist_ok=True)
-    if not (files.ca.exists() and files.ca_key.exists()):
-        _new_ca(files)
+    if not _ca_is_current(files, names):
+        _new_ca(files, names)
         files.cert.unlink(missing_ok=True)
     try:
         current = json.loads(files.names.read_text())
-        expires = x509.load_pem_x509_certificate(files.cert.read_bytes()).not_valid_after_utc
+        x509.load_pem_x509_certificate(files.cert.read_bytes())
     except (FileNotFoundError, ValueError):
-        current, expires = None, _now()
-    if current != names or expires - _now() < datetime.timedelta(days=30):
+        current = None
+    if current != names:
         _new_server_cert(files, names)
     files.ca.chmod(0o644)  # the CA certificate is public; its key stays private
     _write_bundle(files)

@@ -104,7 +104,9 @@ def install(app: Flask, config: ServerConfig) -> None:
     run_lineage.install(app)
     for extra in ("volumes", "dbfs", "blob-staging"):  # blob-staging: uncommitted Put Blocks
         reset.on_reset(app, lambda root=state / extra: pristine.empty_dir(root))
+        reset.on_holds_data(app, lambda root=state / extra: pristine.holds_files(root))
     reset.on_reset(app, tree.reset)
+    reset.on_holds_data(app, tree.holds_folders)
     reset.on_reset(app, owners.forget_all)
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):

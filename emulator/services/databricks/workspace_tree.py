@@ -94,6 +94,11 @@ class WorkspaceTree:
             if p != path and p.startswith(prefix) and "/" not in p[len(prefix):]
         )
 
+    def holds_folders(self) -> bool:
+        """Folders beyond the built-in ones (what reset deletes)."""
+        with closing(self._connect()) as db:
+            return db.execute("SELECT 1 FROM folders LIMIT 1").fetchone() is not None
+
     def reset(self) -> None:
         """Back to a new workspace's tree: only the built-in folders."""
         with self._lock, closing(self._connect()) as db, db:

@@ -34,6 +34,7 @@ def install(app: Flask, config: ServerConfig, workspace_id: str) -> None:
     registration_faults = versions.install(app, store, s3, workspace_id)
     prompts.install(app, store)
     reset.on_reset(app, store.reset)
+    reset.on_holds_data(app, store.holds_data)
     reset.on_reset(app, s3.reset)
     reset.on_reset(app, registration_faults.reset)
 

@@ -109,6 +109,12 @@ class UcStore:
             db.execute("INSERT OR IGNORE INTO schemas VALUES ('main', 'default', 'Default schema (auto-created)', ?, ?)",
                        (self.user, now_ms()))
 
+    def holds_data(self) -> bool:
+        """Anything beyond the main.default a new workspace has (what reset deletes)."""
+        with self.tx() as db:
+            counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in TABLES}
+        return counts.pop("catalogs") > 1 or counts.pop("schemas") > 1 or any(counts.values())
+
     def reset(self) -> None:
         with self.tx() as db:
             for table in TABLES:
