@@ -50,6 +50,7 @@ from emulator.services.databricks import (
 )
 from emulator.services.databricks.artifact_owners import ArtifactOwners
 from emulator.services.databricks.workspace_tree import WorkspaceTree
+from emulator.services.mirror.recorder import blob_recorder
 from emulator.settings import ServerConfig
 from emulator.stores import pristine
 from emulator.stores.safe_paths import Storage
@@ -88,8 +89,6 @@ def install(app: Flask, config: ServerConfig) -> None:
     app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
     credentials = artifact_credentials.ArtifactCredentials(config, dbfs, WORKSPACE_ID)
     artifact_credentials.install(app, credentials)
-    # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks.
-    app.wsgi_app = credentials.blob_service(app.wsgi_app, state / "artifacts", state / "blob-staging", owners)
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
     server_artifacts.install(app, artifacts, dbfs_root)  # fidelity: Artifact locations
@@ -98,7 +97,11 @@ def install(app: Flask, config: ServerConfig) -> None:
     clusters_api.install(app, config)
     managed_evals.install(app)  # search_datasets on tracking URI "databricks"
     traces_v4.install(app)  # V4 trace search -> 404, so mlflow.search_traces falls back to V3
-    mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    linked = mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks. Blobs
+    # written there (MLflow 2.x-3.3's artifacts) are mirrored as Files API uploads are.
+    app.wsgi_app = credentials.blob_service(app.wsgi_app, state / "artifacts", state / "blob-staging", owners,
+                                            on_write=blob_recorder(linked))
     # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id
     # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
     run_lineage.install(app)
