@@ -16,6 +16,7 @@ Databricks workspace does on top (see docs/pages/databricks.md):
 * ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
 * ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
 * ``managed_evals``      ``managed-evals/datasets`` (how the client searches evaluation datasets there)
+* ``trace_spans``        spans the client uploads as ``traces.json``: searchable, shown by the UI
 * ``traces_v4``          the V4 (Unity Catalog) trace API answers ENDPOINT_NOT_FOUND (V3 fallback)
 * ``storage``            the path guard every file access goes through
 """
@@ -43,6 +44,7 @@ from emulator.services.databricks import (
     run_lineage,
     scim,
     server_artifacts,
+    trace_spans,
     traces_v4,
     uc,
     ui_links,
@@ -97,6 +99,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     clusters_api.install(app, config)
     managed_evals.install(app)  # search_datasets on tracking URI "databricks"
     traces_v4.install(app)  # V4 trace search -> 404, so mlflow.search_traces falls back to V3
+    trace_spans.install(app, artifacts)  # traces/get of spans the client uploaded as a file
     linked = mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
     # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks. Blobs
     # written there (MLflow 2.x-3.3's artifacts) are mirrored as Files API uploads are.

@@ -28,6 +28,7 @@ from pathlib import Path
 from flask import Flask, Response, request, stream_with_context
 
 from emulator.errors import EmulatorError, error_response, not_implemented
+from emulator.services.databricks import trace_spans
 from emulator.services.databricks.artifact_owners import (
     LOGGED_MODELS,
     TRACES,
@@ -52,6 +53,17 @@ class FilesLocator:
     @staticmethod
     def is_mlflow(api_path: str) -> bool:
         return api_path.lstrip("/").split("/")[:3] == MLFLOW_ROOT
+
+    @staticmethod
+    def trace_data(api_path: str) -> tuple[str, str] | None:
+        """(experiment, trace id) if the path is a trace's span file, ``.../Runs/traces/<id>/artifacts/traces.json``."""
+        segments = api_path.lstrip("/").split("/")
+        if segments[:3] != MLFLOW_ROOT or len(segments) != 9:
+            return None
+        exp, kind, owner, trace_id, folder, name = segments[3:]
+        if (kind, owner, folder, name) != ("Runs", TRACES, "artifacts", trace_spans.FILE_NAME):
+            return None
+        return exp, trace_id
 
     def locate(self, api_path: str) -> Path:
         if not api_path.startswith("/"):
@@ -156,6 +168,9 @@ def _file(locator: FilesLocator, api_path: str) -> Response:
             locator.artifacts.write_stream(target, request.stream, api_path)
         except UnderAFile as exc:
             raise _conflict(exc) from None
+        if trace := FilesLocator.trace_data(api_path):
+            # fidelity: Tracing parity
+            trace_spans.ingest(*trace, target)  # search, the UI and the mirror read spans from the store
         return Response(status=204)
     if method == "POST":
         action = request.args.get("action", "")
