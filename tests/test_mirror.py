@@ -335,6 +335,31 @@ def test_artifacts_uploaded_through_signed_urls_are_mirrored(linked, tmp_path):
         assert "MLmodel" in tree_a and tree_a["extra/signed.txt"] == b"signed" and tree_b == tree_a
 
 
+def test_traces_logged_on_databricks_are_mirrored_with_their_spans(linked):
+    """On tracking URI ``databricks`` the client uploads a trace's spans as a Files API file."""
+    name = exp_name(linked, "traces")
+    failed_before = mirror_state(linked)["failed"]
+    with tracking(linked, "databricks"):
+        mlflow.set_experiment(name)
+        with mlflow.start_span("outer") as span:
+            span.set_inputs({"x": 3})
+            with mlflow.start_span("inner"):
+                pass
+        trace_id = mlflow.get_last_active_trace_id()
+        mlflow.flush_trace_async_logging()
+        wait_drained(linked)
+        assert mirror_state(linked)["failed"] == failed_before
+        aml_uri = linked.azureml.tracking_uri
+        aml_exp = MlflowClient(aml_uri).get_experiment_by_name(name)
+        assert aml_exp is not None
+        mlflow.set_tracking_uri(aml_uri)
+        [trace] = mlflow.search_traces(locations=[aml_exp.experiment_id], return_type="list")
+        assert trace.info.trace_id == trace_id
+        assert sorted(s.name for s in trace.data.spans) == ["inner", "outer"]
+        assert [t.info.trace_id for t in mlflow.search_traces(
+            locations=[aml_exp.experiment_id], filter_string="span.name = 'inner'", return_type="list")] == [trace_id]
+
+
 def test_logged_model_is_mirrored_and_loads_from_azureml(linked, tmp_path):
     import numpy as np
     from sklearn.linear_model import LinearRegression

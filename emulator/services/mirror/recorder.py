@@ -27,6 +27,11 @@ _FILE = re.compile(
     r"^/api/2\.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/(?P<exp>[^/]+)/(?P<kind>Runs|LoggedModels)/"
     r"(?P<id>[^/]+)/artifacts/(?P<path>.+)$"
 )
+# The spans the client uploads for a trace (tracking URI "databricks").
+_TRACE_FILE = re.compile(
+    r"^/api/2\.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/(?P<exp>[^/]+)/Runs/traces/(?P<id>[^/]+)/"
+    r"artifacts/traces\.json$"
+)
 # The model/dataset link of a point is mapped to the mirrored logged model at delivery.
 _METRIC_FIELDS = ("key", "value", "timestamp", "step", "model_id", "dataset_name", "dataset_digest")
 
@@ -173,6 +178,9 @@ def blob_recorder(mirror):
 def _record(outbox, response) -> bool:
     path = request.path
     if request.method == "PUT":
+        if trace := _TRACE_FILE.match(path):
+            # fidelity: Linked workspaces
+            return outbox.record("trace", {"experiment_id": trace["exp"], "trace_id": trace["id"]})
         match = _FILE.match(path)
         if not match:
             return False
