@@ -34,6 +34,7 @@ from emulator.services.databricks.artifact_owners import (
     TRACES,
     ArtifactOwners,
 )
+from emulator.stores import trace_files
 from emulator.stores.safe_paths import Storage, UnderAFile, bad_path, split_segments
 
 FILES_PREFIX = "/api/2.0/fs/files"
@@ -61,7 +62,7 @@ class FilesLocator:
         if segments[:3] != MLFLOW_ROOT or len(segments) != 9:
             return None
         exp, kind, owner, trace_id, folder, name = segments[3:]
-        if (kind, owner, folder, name) != ("Runs", TRACES, "artifacts", trace_spans.FILE_NAME):
+        if (kind, owner, folder, name) != ("Runs", TRACES, "artifacts", trace_files.FILE_NAME):
             return None
         return exp, trace_id
 
@@ -170,7 +171,7 @@ def _file(locator: FilesLocator, api_path: str) -> Response:
             raise _conflict(exc) from None
         if trace := FilesLocator.trace_data(api_path):
             # fidelity: Tracing parity
-            trace_spans.ingest(*trace, target)  # search, the UI and the mirror read spans from the store
+            trace_spans.ingest(*trace, target)  # so that the server's trace search reads its spans
         return Response(status=204)
     if method == "POST":
         action = request.args.get("action", "")

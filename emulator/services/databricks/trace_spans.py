@@ -15,54 +15,37 @@ found nothing, and the UI's ``traces/get`` answered 500 "Trace data not stored i
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 from flask import Flask, Response, request
 
-from emulator.services.databricks.artifact_owners import TRACES
+from emulator.errors import EmulatorError
+from emulator.stores import trace_files
 from emulator.stores.safe_paths import Storage
 
 _logger = logging.getLogger(__name__)
 
-FILE_NAME = "traces.json"
-MAX_BYTES = 64 * 1024**2  # as an OTLP export; a bigger file stays a file only
 _GET_PATHS = ("/ajax-api/3.0/mlflow/traces/get", "/api/3.0/mlflow/traces/get")
 
 
-def _spans(trace_id: str, path: Path) -> list:
-    """The spans of ``trace_id`` in the file. A file that is not span data is an opaque artifact
-    (the Files API stores any bytes): logged, never refused."""
-    from mlflow.entities import TraceData
-
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            _logger.warning("trace %s: %s is over %d bytes; its spans are not read", trace_id, FILE_NAME, MAX_BYTES)
-            return []
-        spans = TraceData.from_dict(json.loads(path.read_bytes())).spans
-    except Exception as exc:  # noqa: BLE001 -- any malformed file is the caller's artifact, kept as is
-        _logger.warning("trace %s: %s holds no span data (%s: %s)", trace_id, FILE_NAME, type(exc).__name__, exc)
-        return []
-    # A file only speaks for its own trace: spans claiming another one are left out.
-    return [span for span in spans if span.trace_id == trace_id]
-
-
-def ingest(experiment_id: str, trace_id: str, path: Path) -> int:
-    """Log the file's spans into the tracking store; returns how many."""
+def ingest(experiment_id: str, trace_id: str, path) -> int:
+    """Log the file's spans into the tracking store; returns how many. A file that is not span
+    data is an opaque artifact (the Files API stores any bytes): logged, never refused."""
     from mlflow.server.handlers import _get_tracking_store
     from mlflow.tracing.constant import TraceTagKey
 
-    spans = _spans(trace_id, path)
-    if not spans:
+    try:
+        spans = trace_files.read_spans(path, trace_id)
+        store = _get_tracking_store()
+        before = store.get_trace_info(trace_id).tags.get(TraceTagKey.SPANS_LOCATION)
+        store.log_spans(experiment_id, spans)
+        if before is None:
+            store.delete_trace_tag(trace_id, TraceTagKey.SPANS_LOCATION)
+        else:
+            store.set_trace_tag(trace_id, TraceTagKey.SPANS_LOCATION, before)
+    except Exception as exc:  # noqa: BLE001 -- the file is stored either way; only its index is missing
+        _logger.warning("trace %s: spans not searchable: %s: %s", trace_id, type(exc).__name__, exc)
         return 0
-    store = _get_tracking_store()
-    before = store.get_trace_info(trace_id).tags.get(TraceTagKey.SPANS_LOCATION)
-    store.log_spans(experiment_id, spans)
-    if before is None:
-        store.delete_trace_tag(trace_id, TraceTagKey.SPANS_LOCATION)
-    else:
-        store.set_trace_tag(trace_id, TraceTagKey.SPANS_LOCATION, before)
     return len(spans)
 
 
@@ -85,10 +68,11 @@ def install(app: Flask, artifacts: Storage) -> None:
             return None  # MLflow's own handler gives the answer (404, 400) in its own words
         if info.tags.get(TraceTagKey.SPANS_LOCATION) in (SpansLocation.TRACKING_STORE, SpansLocation.ARCHIVE_REPO):
             return None
-        path = artifacts.resolve([info.experiment_id, TRACES, trace_id, "artifacts", FILE_NAME], trace_id)
-        spans = _spans(trace_id, path) if path.is_file() else []
-        if not spans:
-            return None
+        try:
+            path = artifacts.resolve(trace_files.segments(info.experiment_id, trace_id), trace_id)
+            spans = trace_files.read_spans(path, trace_id)
+        except (trace_files.NoSpans, EmulatorError):
+            return None  # no span file: MLflow's own answer
         # fidelity: Tracing parity
         answer = GetTrace.Response(trace=Trace(info, TraceData(spans)).to_proto())
         return Response(message_to_json(answer), status=200, mimetype="application/json")

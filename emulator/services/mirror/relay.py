@@ -25,9 +25,9 @@ import os
 import threading
 from pathlib import Path
 
+from emulator.services.mirror import traces
 from emulator.services.mirror.aml_client import AzureMLClient, AzureMLError
 from emulator.services.mirror.logged_models import ModelMirror
-from emulator.services.mirror import traces
 from emulator.services.mirror.outbox import Outbox, Skip
 
 _logger = logging.getLogger(__name__)
