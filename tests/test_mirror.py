@@ -304,7 +304,7 @@ def test_artifacts_uploaded_through_signed_urls_are_mirrored(linked, tmp_path):
             mlflow.log_text("hello", "notes/hello.txt")  # one Put Blob
             mlflow.log_artifacts(str(tmp_path / "tree"), "tree")
             info = mlflow.sklearn.log_model(LinearRegression().fit(np.eye(2), [1.0, 2.0]), name="model")
-        # MLflow 3.0-3.3 upload logged-model files the same way (3.4+ use the Files API): as they do.
+        # MLflow 3.0-3.3 upload logged-model files through credentials-for-upload URLs: sent as they send them.
         ws = linked.databricks
         [cred] = requests.post(f"{ws.url}/api/2.0/mlflow/logged-models/{info.model_id}/artifacts/credentials-for-upload",
                                json={"paths": ["extra/signed.txt"]}, headers={"Authorization": f"Bearer {ws.token}"},

@@ -197,7 +197,7 @@ def _():
     aml = MlflowClient(tracking_uri=AML_URI, registry_uri=AML_URI)
     files = all_files(MlflowClient(tracking_uri="databricks"), run)
     assert files, "the Databricks run has no artifacts to compare"
-    # Before 3.x an mlflow-artifacts:/ root is resolved against the global tracking URI, not the client's.
+    # 2.x clients resolve an mlflow-artifacts:/ root against the global tracking URI, not the client's.
     mlflow.set_tracking_uri(AML_URI)
     deadline = time.monotonic() + 120  # the mirror relays asynchronously; a loaded machine is slow
     mirrored = []
