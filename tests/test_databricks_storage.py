@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import io
 import json
+import logging
 import os
 from urllib.parse import urlparse
 
@@ -12,6 +13,7 @@ import mlflow
 import pytest
 import requests
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.core import Config
 from databricks.sdk.errors import NotFound
 from mlflow import MlflowClient
 
@@ -220,3 +222,23 @@ def test_server_side_artifact_routes_read_dbfs_locations(databricks_ws):
     version = get("/model-versions/get-artifact", name="ui-model", version="1", path="MLmodel")
     assert version.status_code == 200 and version.content == mlmodel.content
     assert get("/get-artifact", run_uuid=run.info.run_id, path="../../x").status_code == 400
+
+
+@pytest.mark.parametrize("discovery", [False, True], ids=["default-order", "endpoints-api"])
+def test_files_sdk_takes_the_plain_path_without_warnings(databricks_ws, caplog, discovery):
+    """The SDK's transfers reach the workspace's Files API without warnings or presigned-URL detours."""
+    cfg = Config(host=databricks_ws.url, token=databricks_ws.token, retry_timeout_seconds=60)
+    cfg.experimental_files_ext_enable_endpoints_api = discovery  # no env var or kwarg sets it
+    files = WorkspaceClient(config=cfg).files
+    caplog.set_level(logging.DEBUG, logger="databricks.sdk")
+    files.upload("/Volumes/cat/schema/vol/plain.txt", io.BytesIO(b"plain"), overwrite=True)
+    assert files.download("/Volumes/cat/schema/vol/plain.txt").contents.read() == b"plain"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    detours = [m for m in caplog.messages if "create-download-url" in m]
+    walks = [m for m in caplog.messages if "trying the next endpoint" in m]
+    if discovery:
+        # The workspace lists only its own Files API 2.0, so the SDK never asks for presigned URLs.
+        assert detours == [] and walks == []
+    else:
+        # The built-in order tries presigned URLs first; the 404 names the file and the SDK moves on at once.
+        assert len(walks) == 1 and "not found: /Volumes/cat/schema/vol/plain.txt" in walks[0]

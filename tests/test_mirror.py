@@ -289,6 +289,77 @@ def test_registry_is_not_mirrored(linked):
             aml.get_registered_model(model_name)
 
 
+def test_artifacts_uploaded_through_signed_urls_are_mirrored(linked, tmp_path):
+    """MLflow 2.x-3.3 clients write through credentials-for-write blob URLs, not the Files API."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "b.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    env = {"MLFLOW_DISABLE_DATABRICKS_SDK_FOR_RUN_ARTIFACTS": "true",  # as a 2.x client moves them
+           "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(1024 * 1024)}  # Put Block x4 + Put Block List
+    with tracking(linked, "databricks"), mock.patch.dict(os.environ, env):
+        mlflow.set_experiment(exp_name(linked, "signed"))
+        with mlflow.start_run() as run:
+            mlflow.log_text("hello", "notes/hello.txt")  # one Put Blob
+            mlflow.log_artifacts(str(tmp_path / "tree"), "tree")
+            info = mlflow.sklearn.log_model(LinearRegression().fit(np.eye(2), [1.0, 2.0]), name="model")
+        # MLflow 3.0-3.3 upload logged-model files through credentials-for-upload URLs: sent as they send them.
+        ws = linked.databricks
+        [cred] = requests.post(f"{ws.url}/api/2.0/mlflow/logged-models/{info.model_id}/artifacts/credentials-for-upload",
+                               json={"paths": ["extra/signed.txt"]}, headers={"Authorization": f"Bearer {ws.token}"},
+                               timeout=60).json()["credentials"]
+        put = requests.put(cred["credential_info"]["signed_uri"], data=b"signed", timeout=60,
+                           headers={"x-ms-blob-type": "BlockBlob"})
+        assert put.status_code == 201, put.text
+        wait_drained(linked)
+        db, aml = MlflowClient("databricks", "databricks"), MlflowClient(linked.azureml.tracking_uri)
+        aml_run = mirror_of(linked, run.info.run_id)["azureml_run_id"]
+        files = all_files(db, run.info.run_id)
+        assert {"notes/hello.txt", "tree/sub/b.bin"} <= set(files)
+        assert all_files(aml, aml_run) == files
+        for i, path in enumerate(files):
+            want = read_artifact(db, run.info.run_id, path, tmp_path / f"db{i}")
+            assert read_artifact(aml, aml_run, path, tmp_path / f"aml{i}") == want, path
+        src = db.get_logged_model(info.model_id)
+        a = Path(mlflow.artifacts.download_artifacts(artifact_uri=src.artifact_location, tracking_uri="databricks",
+                                                     dst_path=str(tmp_path / "a")))
+        [dst] = aml.search_logged_models(
+            experiment_ids=[aml.get_run(aml_run).info.experiment_id],
+            filter_string=f"tags.`emulator.source_model_id` = '{info.model_id}'")
+        b = Path(mlflow.artifacts.download_artifacts(artifact_uri=dst.artifact_location,
+                                                     tracking_uri=linked.azureml.tracking_uri,
+                                                     dst_path=str(tmp_path / "b")))
+        tree_a = {str(f.relative_to(a)): f.read_bytes() for f in a.rglob("*") if f.is_file()}
+        tree_b = {str(f.relative_to(b)): f.read_bytes() for f in b.rglob("*") if f.is_file()}
+        assert "MLmodel" in tree_a and tree_a["extra/signed.txt"] == b"signed" and tree_b == tree_a
+
+
+def test_traces_logged_on_databricks_are_mirrored_with_their_spans(linked):
+    """On tracking URI ``databricks`` the client uploads a trace's spans as a Files API file."""
+    name = exp_name(linked, "traces")
+    failed_before = mirror_state(linked)["failed"]
+    with tracking(linked, "databricks"):
+        mlflow.set_experiment(name)
+        with mlflow.start_span("outer") as span:
+            span.set_inputs({"x": 3})
+            with mlflow.start_span("inner"):
+                pass
+        trace_id = mlflow.get_last_active_trace_id()
+        mlflow.flush_trace_async_logging()
+        wait_drained(linked)
+        assert mirror_state(linked)["failed"] == failed_before
+        aml_uri = linked.azureml.tracking_uri
+        aml_exp = MlflowClient(aml_uri).get_experiment_by_name(name)
+        assert aml_exp is not None
+        mlflow.set_tracking_uri(aml_uri)
+        [trace] = mlflow.search_traces(locations=[aml_exp.experiment_id], return_type="list")
+        assert trace.info.trace_id == trace_id
+        assert sorted(s.name for s in trace.data.spans) == ["inner", "outer"]
+        assert [t.info.trace_id for t in mlflow.search_traces(
+            locations=[aml_exp.experiment_id], filter_string="span.name = 'inner'", return_type="list")] == [trace_id]
+
+
 def test_logged_model_is_mirrored_and_loads_from_azureml(linked, tmp_path):
     import numpy as np
     from sklearn.linear_model import LinearRegression

@@ -29,9 +29,15 @@ CLIENT = textwrap.dedent(
     mlflow.flush_trace_async_logging()
     trace = mlflow.get_trace(trace_id)
     found = mlflow.search_traces(experiment_ids=[exp.experiment_id], return_type="list")
+    def ids(where):
+        return [t.info.trace_id for t in mlflow.search_traces(experiment_ids=[exp.experiment_id], filter_string=where,
+                                                              return_type="list")]
     print("RESULT " + json.dumps({"trace_id": trace_id, "experiment_id": exp.experiment_id,
                                   "spans": sorted(s.name for s in trace.data.spans),
-                                  "found": [t.info.trace_id for t in found]}))
+                                  "found": [t.info.trace_id for t in found],
+                                  "by_span_name": ids("span.name = 'double'"),
+                                  "by_text": ids("trace.text LIKE '%double%'"),
+                                  "by_other_name": ids("span.name = 'missing'")}))
     """
 )
 
@@ -78,6 +84,16 @@ def test_tracing_against_databricks(emulator, sdk):
     # Tracking URI "databricks": traces/search (V4 -> 404 -> V3) finds the trace.
     result = run_client(env, "databricks", f"/Users/{dbx.user}/traces")
     assert result["spans"] == ["double", "outer"] and result["found"] == [result["trace_id"]]
+    # The client stores the spans as a Files API file (traces.json); search and the UI read them too.
+    assert result["by_span_name"] == result["by_text"] == [result["trace_id"]], result
+    assert result["by_other_name"] == []
+    assert_span_data(ajax_trace(dbx.url, dbx.token, result["trace_id"]), result["trace_id"])
+    # A span file that is not span data is still stored as the artifact it is: 204, never a 5xx.
+    url = (f"{dbx.url}/api/2.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/{result['experiment_id']}/Runs/traces/"
+           f"{result['trace_id']}/artifacts/traces.json")
+    auth = {"Authorization": f"Bearer {dbx.token}"}
+    assert requests.put(url, data=b"{not spans", headers=auth, timeout=60).status_code == 204
+    assert requests.get(url, headers=auth, timeout=60).content == b"{not spans"
     # A plain MLflow client at the workspace's URL sends spans over OTLP, as to a stock server.
     plain = run_client(clean_env(MLFLOW_TRACKING_TOKEN=dbx.token), dbx.url, f"/Users/{dbx.user}/otlp")
     assert_span_data(ajax_trace(dbx.url, dbx.token, plain["trace_id"]), plain["trace_id"])

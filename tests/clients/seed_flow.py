@@ -184,18 +184,34 @@ def _():
     assert np.allclose(predicted, Y)
 
 
+def all_files(client, run_id, path=None):
+    files = []
+    for info in client.list_artifacts(run_id, path):
+        files.extend(all_files(client, run_id, info.path) if info.is_dir else [info.path])
+    return sorted(files)
+
+
 @step("mirror_run_in_azureml")
 def _():
     (run,) = need("run")
     aml = MlflowClient(tracking_uri=AML_URI, registry_uri=AML_URI)
+    files = all_files(MlflowClient(tracking_uri="databricks"), run)
+    assert files, "the Databricks run has no artifacts to compare"
+    # 2.x clients resolve an mlflow-artifacts:/ root against the global tracking URI, not the client's.
+    mlflow.set_tracking_uri(AML_URI)
     deadline = time.monotonic() + 120  # the mirror relays asynchronously; a loaded machine is slow
+    mirrored = []
     while True:
         exp = aml.get_experiment_by_name(EXPERIMENT)
         runs = aml.search_runs([exp.experiment_id], f"tags.`emulator.source_run_id` = '{run}'") if exp else []
         if runs and len(aml.get_metric_history(runs[0].info.run_id, "epoch_loss")) == 5:
-            break
+            mirrored = all_files(aml, runs[0].info.run_id)
+            if mirrored == files:
+                break
         if time.monotonic() > deadline:
-            raise AssertionError(f"no complete mirror of run {run} in Azure ML after 120 s")
+            missing, extra = sorted(set(files) - set(mirrored)), sorted(set(mirrored) - set(files))
+            raise AssertionError(f"no complete mirror of run {run} in Azure ML after 120 s "
+                                 f"(files missing there: {missing}, only there: {extra})")
         time.sleep(1)
     assert runs[0].data.params == {"alpha": "0.5", "l1_ratio": "0.1"}, runs[0].data.params
 

@@ -6,7 +6,8 @@ path starts with ``/<account>.blob.core.windows.net/`` (path-style: Azure ML's l
 listener, and the Databricks workspace's own listener). The role's one container maps onto its
 artifact root: blob ``<exp>/<run>/artifacts/<path>`` is the file MLflow's own artifact routes (and
 on Databricks the Files API and DBFS) serve too, so every client sees the same bytes. A role may
-add a ``check(segments)`` (Databricks: the run/model must exist, ``artifact_owners``).
+add a ``check(segments)`` (Databricks: the run/model must exist, ``artifact_owners``) and an
+``on_write(segments)`` called once a blob is committed (Databricks: the mirror records it).
 
 What azure-storage-blob sends and checks (client source, azure-storage-blob 12.27): Put Blob
 (``x-ms-blob-type: BlockBlob``, 201); over 64 MiB Put Block (``comp=block&blockid``) then Put Block
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -63,7 +65,7 @@ def _http_date(timestamp: float | None) -> str:
 
 class BlobService:
     def __init__(self, wsgi_app, *, token: str, account: str, host: str, root: Path, staging: Path,
-                 container: str = CONTAINER, check=None):
+                 container: str = CONTAINER, check=None, on_write=None):
         self.wsgi_app = wsgi_app
         self.token = token
         self.account = account
@@ -72,6 +74,7 @@ class BlobService:
         self.root = Path(root).resolve()
         self.staging = Path(staging)
         self.check = check  # check(segments) raises EmulatorError when the path's owner is missing
+        self.on_write = on_write  # on_write(segments) after a blob is committed
 
     # -- dispatch ---------------------------------------------------------------------------
     def _blob_path(self, environ) -> str | None:
@@ -133,11 +136,22 @@ class BlobService:
             if comp == "block":
                 return self._put_block(request, blob)
             if comp == "blocklist":
-                return self._put_block_list(request, blob, target)
+                return self._committed(blob, self._put_block_list(request, blob, target))
             if comp:
                 return _error("UnsupportedQueryParameter", f"comp={comp} is not supported by the emulator.", 400)
-            return self._put_blob(request, target)
+            return self._committed(blob, self._put_blob(request, target))
         return self._get_blob(request, target)
+
+    def _committed(self, blob: str, response: Response) -> Response:
+        if self.on_write is None or response.status_code != 201:
+            return response
+        try:
+            self.on_write(blob.split("/"))
+        except Exception as exc:  # stored, but its follow-up (the mirror's record) failed: say so
+            logging.getLogger(__name__).exception("blob %s: on_write failed", blob)
+            return _error("InternalError", f"The blob was stored but could not be recorded: "
+                          f"{type(exc).__name__}: {exc}", 500)
+        return response
 
     # -- writes -----------------------------------------------------------------------------
     def _write_atomically(self, target: Path, chunks) -> Response:

@@ -16,6 +16,7 @@ Databricks workspace does on top (see docs/pages/databricks.md):
 * ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
 * ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
 * ``managed_evals``      ``managed-evals/datasets`` (how the client searches evaluation datasets there)
+* ``trace_spans``        spans the client uploads as ``traces.json``: searchable, shown by the UI
 * ``traces_v4``          the V4 (Unity Catalog) trace API answers ENDPOINT_NOT_FOUND (V3 fallback)
 * ``storage``            the path guard every file access goes through
 """
@@ -43,6 +44,7 @@ from emulator.services.databricks import (
     run_lineage,
     scim,
     server_artifacts,
+    trace_spans,
     traces_v4,
     uc,
     ui_links,
@@ -50,6 +52,7 @@ from emulator.services.databricks import (
 )
 from emulator.services.databricks.artifact_owners import ArtifactOwners
 from emulator.services.databricks.workspace_tree import WorkspaceTree
+from emulator.services.mirror.recorder import blob_recorder
 from emulator.settings import ServerConfig
 from emulator.stores import pristine
 from emulator.stores.safe_paths import Storage
@@ -88,8 +91,6 @@ def install(app: Flask, config: ServerConfig) -> None:
     app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
     credentials = artifact_credentials.ArtifactCredentials(config, dbfs, WORKSPACE_ID)
     artifact_credentials.install(app, credentials)
-    # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks.
-    app.wsgi_app = credentials.blob_service(app.wsgi_app, state / "artifacts", state / "blob-staging", owners)
     registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
     registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
     server_artifacts.install(app, artifacts, dbfs_root)  # fidelity: Artifact locations
@@ -98,7 +99,12 @@ def install(app: Flask, config: ServerConfig) -> None:
     clusters_api.install(app, config)
     managed_evals.install(app)  # search_datasets on tracking URI "databricks"
     traces_v4.install(app)  # V4 trace search -> 404, so mlflow.search_traces falls back to V3
-    mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    trace_spans.install(app, artifacts)  # traces/get of spans the client uploaded as a file
+    linked = mirror.install(app, config)  # linked workspaces: dual tracking to Azure ML
+    # Blob requests carry a SAS, not the bearer token: answered before the app's auth hooks. Blobs
+    # written there (MLflow 2.x-3.3's artifacts) are mirrored as Files API uploads are.
+    app.wsgi_app = credentials.blob_service(app.wsgi_app, state / "artifacts", state / "blob-staging", owners,
+                                            on_write=blob_recorder(linked))
     # After the mirror: Flask runs after_request hooks last-registered first, so the run's root id
     # is in the runs/create answer the mirror copies (as it copies mlflow.parentRunId).
     run_lineage.install(app)

@@ -60,10 +60,12 @@ class ArtifactCredentials:
         self.account = storage_account(workspace_id)
         self.host = f"{self.account}.blob.core.windows.net"
 
-    def blob_service(self, wsgi_app, artifacts_root: Path, staging: Path, owners: ArtifactOwners) -> BlobService:
+    def blob_service(self, wsgi_app, artifacts_root: Path, staging: Path, owners: ArtifactOwners,
+                     on_write=None) -> BlobService:
         return BlobService(wsgi_app, token=self.config.token, account=self.account, host=self.host,
                            root=artifacts_root, staging=staging, container=CONTAINER,
-                           check=lambda parts: owners.check_root_path(parts, "/".join(parts)))
+                           check=lambda parts: owners.check_root_path(parts, "/".join(parts)),
+                           on_write=on_write)
 
     def _blob(self, root_uri: str, path: str) -> str:
         """The blob name of ``path`` under an artifact root, through the DBFS guard and owner checks."""

@@ -7,7 +7,8 @@ MLflow 3 writes run and logged-model artifacts through it (``databricks_sdk_arti
 
 i.e. the same files as ``dbfs:/databricks/mlflow-tracking/<exp>/...``. ``/Volumes/<rest>`` maps to
 ``<state>/volumes/<rest>``. Multipart upload (``?action=initiate-upload``, used for >= 50 MiB) answers
-501, so the SDK falls back to one PUT; ``create-download-url`` answers 404, so it does a plain GET.
+501, so the SDK falls back to one PUT; ``create-download-url`` answers 404, so it does a plain GET;
+``GET /fs/endpoints`` lists only this Files API, so an SDK that asks goes there directly.
 Paths are dispatched in a before_request hook, not URL rules, so that ``//`` and dot segments reach
 the path guard (and get a 400) instead of Werkzeug's slash merging and redirects.
 
@@ -27,11 +28,13 @@ from pathlib import Path
 from flask import Flask, Response, request, stream_with_context
 
 from emulator.errors import EmulatorError, error_response, not_implemented
+from emulator.services.databricks import trace_spans
 from emulator.services.databricks.artifact_owners import (
     LOGGED_MODELS,
     TRACES,
     ArtifactOwners,
 )
+from emulator.stores import trace_files
 from emulator.stores.safe_paths import Storage, UnderAFile, bad_path, split_segments
 
 FILES_PREFIX = "/api/2.0/fs/files"
@@ -51,6 +54,17 @@ class FilesLocator:
     @staticmethod
     def is_mlflow(api_path: str) -> bool:
         return api_path.lstrip("/").split("/")[:3] == MLFLOW_ROOT
+
+    @staticmethod
+    def trace_data(api_path: str) -> tuple[str, str] | None:
+        """(experiment, trace id) if the path is a trace's span file, ``.../Runs/traces/<id>/artifacts/traces.json``."""
+        segments = api_path.lstrip("/").split("/")
+        if segments[:3] != MLFLOW_ROOT or len(segments) != 9:
+            return None
+        exp, kind, owner, trace_id, folder, name = segments[3:]
+        if (kind, owner, folder, name) != ("Runs", TRACES, "artifacts", trace_files.FILE_NAME):
+            return None
+        return exp, trace_id
 
     def locate(self, api_path: str) -> Path:
         if not api_path.startswith("/"):
@@ -102,13 +116,24 @@ def install(app: Flask, locator: FilesLocator) -> None:
             return _directory(locator, path[len(DIRS_PREFIX):])
         return None
 
+    @app.route("/api/2.0/fs/endpoints", methods=["GET"])
+    def _endpoints():
+        # fidelity: Databricks workspace (Files API endpoints)
+        # Only this workspace's own Files API 2.0, single-shot: the SDK then never asks for presigned
+        # URLs or multipart sessions. Listed at the address the caller reached, as the SDK skips (and
+        # warns about) an http entry whose host is not the one it is configured with.
+        own = {"api": "FILES_API", "api_version": "2.0", "scheme": request.scheme,
+               "hostname": request.host, "multipart_upload_supported": False}
+        return Response(json.dumps({"endpoints": [own]}), status=200, mimetype="application/json")
+
     @app.route("/api/2.0/fs/create-download-url", methods=["POST"])
     def _create_download_url():
-        # No presigned URLs here: the SDK then downloads with a plain GET on /fs/files.
-        return _not_found("presigned download URL", request.get_json(silent=True, force=True) or "")
+        # fidelity: Databricks workspace (Files API endpoints)
+        # No presigned URLs here: a 404 makes the SDK's built-in order move on at once to a plain GET
+        # on /fs/files. The SDK sends the path as a query parameter.
+        return _not_found("presigned download URL", request.args.get("path", ""))
 
     @app.route("/api/2.0/fs/create-upload-part-urls", methods=["POST"])
-    @app.route("/api/2.0/fs/endpoints", methods=["GET"])
     def _no_presigned():
         return not_implemented("Databricks", request.method, request.path)
 
@@ -144,6 +169,9 @@ def _file(locator: FilesLocator, api_path: str) -> Response:
             locator.artifacts.write_stream(target, request.stream, api_path)
         except UnderAFile as exc:
             raise _conflict(exc) from None
+        if trace := FilesLocator.trace_data(api_path):
+            # fidelity: Tracing parity
+            trace_spans.ingest(*trace, target)  # so that the server's trace search reads its spans
         return Response(status=204)
     if method == "POST":
         action = request.args.get("action", "")

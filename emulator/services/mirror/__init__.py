@@ -5,7 +5,7 @@
 * ``link``      link state (``<state>/databricks/link.json``), read at start-up;
 * ``outbox``    the durable, ordered queue of acknowledged writes (``outbox.db``);
 * ``recorder``  an after_request hook turning each successful tracking write into events;
-* ``relay``     the background thread delivering them to Azure ML;
+* ``relay``     the background thread delivering them to Azure ML (a trace's spans: ``traces``);
 * ``ledger`` / ``reconcile``  what was recorded per run, compared with the store at start-up so a
   write acknowledged just before a crash (no event yet) is queued after all;
 

@@ -141,3 +141,13 @@ class AzureMLClient:
         except requests.RequestException as exc:
             raise AzureMLError(f"Azure ML unreachable (artifact upload): {type(exc).__name__}: {exc}") from None
         self._check(resp, f"PUT artifact {rel_path}", {"path": rel_path, "run_id": path})
+
+    def export_spans(self, experiment_id: str, otlp_request: bytes) -> None:
+        """Log spans through Azure ML's OTLP endpoint (``POST /v1/traces``, protobuf)."""
+        headers = {"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": experiment_id}
+        try:
+            resp = self.session.post(f"{self.base}/v1/traces", data=otlp_request, headers=headers,
+                                     timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise AzureMLError(f"Azure ML unreachable (span export): {type(exc).__name__}: {exc}") from None
+        self._check(resp, "POST /v1/traces", {"experiment_id": experiment_id})

@@ -27,6 +27,11 @@ _FILE = re.compile(
     r"^/api/2\.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/(?P<exp>[^/]+)/(?P<kind>Runs|LoggedModels)/"
     r"(?P<id>[^/]+)/artifacts/(?P<path>.+)$"
 )
+# The spans the client uploads for a trace (tracking URI "databricks").
+_TRACE_FILE = re.compile(
+    r"^/api/2\.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/(?P<exp>[^/]+)/Runs/traces/(?P<id>[^/]+)/"
+    r"artifacts/traces\.json$"
+)
 # The model/dataset link of a point is mapped to the mirrored logged model at delivery.
 _METRIC_FIELDS = ("key", "value", "timestamp", "step", "model_id", "dataset_name", "dataset_digest")
 
@@ -145,15 +150,41 @@ def install(app, mirror) -> None:
         return response
 
 
+def _record_file(outbox, exp: str, owner: str, path: str, model: bool) -> bool:
+    kind = "model_artifact" if model else "artifact"
+    return outbox.record(kind, {"experiment_id": exp, "path": path}, run_id=owner)
+
+
+def blob_recorder(mirror):
+    """``on_write(segments)`` for the workspace's signed-URL blob plane: a committed blob is an
+    artifact written as through the Files API. Blob names are artifact-root paths,
+    ``<exp>/<run>/artifacts/<path>`` or ``<exp>/logged_models/<model>/artifacts/<path>``."""
+
+    # fidelity: Linked workspaces
+    def on_write(segments: list[str]) -> None:
+        if not mirror.linked:
+            return
+        model = len(segments) > 4 and segments[1] == "logged_models"
+        head = 3 if model else 2
+        exp, owner = segments[0], segments[head - 1]
+        if len(segments) <= head + 1 or segments[head] != "artifacts":
+            return  # not an artifact of a run or model (e.g. trace data)
+        if _record_file(mirror.outbox, exp, owner, "/".join(segments[head + 1:]), model):
+            mirror.relay.wake()
+
+    return on_write
+
+
 def _record(outbox, response) -> bool:
     path = request.path
     if request.method == "PUT":
+        if trace := _TRACE_FILE.match(path):
+            # fidelity: Linked workspaces
+            return outbox.record("trace", {"experiment_id": trace["exp"], "trace_id": trace["id"]})
         match = _FILE.match(path)
         if not match:
             return False
-        payload = {"experiment_id": match["exp"], "path": match["path"]}
-        kind = "artifact" if match["kind"] == "Runs" else "model_artifact"
-        return outbox.record(kind, payload, run_id=match["id"])
+        return _record_file(outbox, match["exp"], match["id"], match["path"], match["kind"] == "LoggedModels")
     match = _MLFLOW.match(path)
     if not match:
         return False

@@ -27,6 +27,7 @@ import os
 import threading
 from pathlib import Path
 
+from emulator.services.mirror import traces
 from emulator.services.mirror.aml_client import AzureMLClient, AzureMLError
 from emulator.services.mirror.logged_models import ModelMirror
 from emulator.services.mirror.outbox import Outbox, Skip
@@ -317,6 +318,8 @@ class _Context:
             self.upload([run_id], p, self.run(run_id)["artifact_uri"])
         elif kind == "experiment":
             self.experiment(p["experiment_id"])
+        elif kind == "trace":
+            self.trace(p)
         elif kind == "experiment_tag":
             self.client.call("POST", "experiments/set-experiment-tag", {
                 "experiment_id": self.experiment(p["experiment_id"]), "key": p["key"], "value": p["value"]})
@@ -350,6 +353,13 @@ class _Context:
         except AzureMLError as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
+
+    def trace(self, p: dict) -> None:
+        try:
+            otlp = traces.export_request(self.relay.artifacts_root, p["experiment_id"], p["trace_id"])
+        except traces.NoSpans as why:
+            raise Skip(str(why)) from None
+        self.client.export_spans(self.experiment(p["experiment_id"]), otlp)
 
     def upload(self, owner: list[str], p: dict, artifact_uri: str) -> None:
         """Copy one file from the Databricks artifact root (``<exp>/<owner...>/artifacts/<path>``)."""
