@@ -201,6 +201,14 @@ def test_oversized_payload_through_the_proxy_gets_the_413(emu, ml, served):
     assert ok.status_code == 200, ok.text  # the proxy still serves after such a close
 
 
+def test_latest_label_deploys_the_newest_version(ml, served):
+    dep = ml.create_deployment("ep-main", "newest", f"azureml:{served['name']}@latest")
+    try:
+        assert dep["properties"]["model"].endswith(f"/models/{served['name']}/versions/2"), dep
+    finally:
+        ml.delete_deployment("ep-main", "newest")
+
+
 def test_auth_keys_and_regeneration(ml, served):
     payload = {"input_data": json.loads(X.head(2).to_json(orient="split"))}
     uri = ml.get_endpoint("ep-main")["properties"]["scoringUri"]
