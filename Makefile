@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .emulator
 
-.PHONY: run test setup images client-venvs down bench docs clean
+.PHONY: run test setup images client-venvs azureml-clients down bench docs clean
 
 $(STAMP): pyproject.toml
 	bash .ci/system-deps.sh python
@@ -32,6 +32,10 @@ run: setup
 ## under ~/.cache/mlflow-azure-emulator/venvs/ (rebuilt only when its pins change).
 client-venvs: setup
 	$(PY) -m harness.client_venvs
+
+## Only the Azure client venv (the MLflow version matrix's venvs are not built).
+azureml-clients: setup
+	$(PY) -m harness.client_venvs azureml-clients
 
 ## The whole test suite (starts real servers, Spark and Docker containers).
 test: setup images client-venvs

@@ -6,7 +6,8 @@ client stack gets its own venv, built once under ``~/.cache/mlflow-azure-emulato
 (``EMULATOR_CACHE_DIR`` moves it) and reused while the pins and the Python version stay the same.
 
     python -m harness.client_venvs            # build (or find) every client venv, print its python
-    python -m harness.client_venvs mlflow-2.9.2   # just that one
+    python -m harness.client_venvs azureml-clients   # just the Azure client stack (make azureml-clients)
+    python -m harness.client_venvs mlflow-2.9.2      # just that one
 """
 
 from __future__ import annotations
@@ -97,11 +98,16 @@ def ensure(name: str, pins: tuple[str, ...] | None = None, log=print) -> Path:
     return python(root)
 
 
-def main() -> None:
-    names = sys.argv[1:] or list(VENVS)
+def main(argv: list[str] | None = None) -> int:
+    names = (sys.argv[1:] if argv is None else argv) or list(VENVS)
+    unknown = [n for n in names if n not in VENVS]
+    if unknown:  # before building anything: a typo must not cost the other venvs' builds
+        print(f"unknown client venv {', '.join(unknown)}; known: {', '.join(VENVS)}", file=sys.stderr)
+        return 2
     for name in names:
         print(ensure(name))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
