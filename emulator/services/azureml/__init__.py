@@ -28,6 +28,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         async_logging,
         auth,
         discovery,
+        entra,
         msi,
         run_history,
         tls,
@@ -50,6 +51,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     discovery.install(app, config)
     arm_cloud.install(app, config)
     msi.install(app, config)
+    entra.install(app, config)
     async_logging.install(app)
     run_history.install(app, config)
 
