@@ -115,3 +115,18 @@ def test_login_host_through_the_proxy(aml):
                        json={"max_results": 5}, headers={"Authorization": f"Bearer {token.json()['access_token']}"},
                        timeout=30)
     assert api.status_code == 200, api.text
+
+
+def test_the_journal_keeps_no_secret_nor_token(aml):
+    admin = {"Authorization": f"Bearer {aml['token']}"}
+    journal = f"{aml['url']}/__emulator/requests"
+    assert requests.post(journal, json={"enabled": True}, headers=admin, timeout=30).status_code == 200
+    try:
+        token = requests.post(aml["service_principal"]["token_url"], timeout=30,
+                              data=_sp_form(aml, scope="https://ml.azure.com/.default")).json()["access_token"]
+        entries = requests.get(journal, headers=admin, timeout=30).json()["requests"]
+    finally:
+        requests.post(journal, json={"enabled": False}, headers=admin, timeout=30)
+    text = str(entries)
+    assert "/oauth2/v2.0/token" in text  # the call is recorded ...
+    assert aml["service_principal"]["client_secret"] not in text and token not in text  # ... its credentials not

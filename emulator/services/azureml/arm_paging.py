@@ -28,6 +28,7 @@ def _page_size() -> int:
     except ValueError:
         return PAGE_SIZE
 
+
 # fidelity: ARM lists - order, top, skip
 # Model versions take "createdtime desc" (azure-ai-ml's OrderString); online endpoints take the
 # generated enum ("CreatedAtDesc"); both name the same two orders, plus last-modified for the enum.
@@ -68,8 +69,8 @@ def _int_arg(name: str, minimum: int) -> int | None:
     return value
 
 
-def _token(offset: int, total: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset, "left": total}).encode()).decode().rstrip("=")
+def _token(offset: int, left: int | None) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset, "left": left}).encode()).decode().rstrip("=")
 
 
 def _from_token(raw: str) -> tuple[int, int | None]:

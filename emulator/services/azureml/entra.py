@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 from flask import Flask, Response, request
 
+from emulator.pipeline import journal
 from emulator.services.azureml import hosts, tokens
 from emulator.settings import ServerConfig
 
@@ -137,6 +138,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     def _entra():
         path = request.path
         if request.method == "POST" and (m := _TOKEN.match(path)):
+            request.environ[journal.SECRET_BODIES] = True  # a client secret in, a token out
             return _token(config, m["tenant"], bool(m["v2"]))
         if request.method == "GET" and (m := _OPENID.match(path)):
             return _openid(config, m["tenant"], bool(m["v2"]))
