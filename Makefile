@@ -10,7 +10,7 @@ TIMES := .emulator-cache/setup-times.txt
 # $(call timed,NAME,COMMAND): run COMMAND, note how long it took under NAME.
 timed = s=$$(date +%s); $(2); rc=$$?; mkdir -p $(dir $(TIMES)); echo "$(1) $$(( $$(date +%s) - s ))" >> $(TIMES); exit $$rc
 
-.PHONY: run test setup images client-venvs down bench docs clean
+.PHONY: run test setup images client-venvs azureml-clients down bench docs clean
 
 $(STAMP): pyproject.toml
 	$(call timed,python venv,bash .ci/system-deps.sh python && { test -x $(PY) || python3 -m venv $(VENV); } && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[test]')
@@ -34,6 +34,10 @@ run: setup
 ## under ~/.cache/mlflow-azure-emulator/venvs/ (rebuilt only when its pins change).
 client-venvs: setup
 	$(call timed,client venvs,$(PY) -m harness.client_venvs)
+
+## Only the Azure client venv (the MLflow version matrix's venvs are not built).
+azureml-clients: setup
+	$(PY) -m harness.client_venvs azureml-clients
 
 ## The whole test suite (starts real servers, Spark and Docker containers, a headless Chromium).
 ## The images and the client venvs build side by side (one is mostly the Docker engine's work,

@@ -6,7 +6,8 @@ client stack gets its own venv, built once under ``~/.cache/mlflow-azure-emulato
 (``EMULATOR_CACHE_DIR`` moves it) and reused while the pins and the Python version stay the same.
 
     python -m harness.client_venvs            # build (or find) every client venv, print its python
-    python -m harness.client_venvs mlflow-2.9.2   # just that one
+    python -m harness.client_venvs azureml-clients   # just the Azure client stack (make azureml-clients)
+    python -m harness.client_venvs mlflow-2.9.2      # just that one
 
 Built with uv when it is installed (the ``test`` extra pins it: it resolves and installs a client
 stack in seconds where pip takes minutes, and several venvs build side by side), else with pip.
@@ -122,16 +123,18 @@ def _uv() -> str | None:
         return None
 
 
-def main() -> None:
-    names = sys.argv[1:] or list(VENVS)
+def main(argv: list[str] | None = None) -> int:
+    names = (sys.argv[1:] if argv is None else argv) or list(VENVS)
     unknown = [n for n in names if n not in VENVS]
-    if unknown:
-        sys.exit(f"unknown client venv {unknown}; known: {', '.join(VENVS)}")
+    if unknown:  # before building anything: a typo must not cost the other venvs' builds
+        print(f"unknown client venv {', '.join(unknown)}; known: {', '.join(VENVS)}", file=sys.stderr)
+        return 2
     # Side by side with uv (its cache is safe for concurrent installs); one at a time with pip.
     with ThreadPoolExecutor(4 if _uv() else 1) as pool:
         for path in pool.map(ensure, names):
             print(path)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,6 +22,7 @@ import requests
 from mlflow import MlflowClient
 from sklearn.linear_model import LinearRegression
 
+from emulator.pipeline import body_limits
 from harness.online_endpoints import EndpointError, OnlineEndpointsClient
 from harness.workspaces import Emulator
 
@@ -155,6 +156,57 @@ def test_bad_payloads_are_4xx_with_the_reason(ml, served):
     assert 400 <= unknown_key.status_code < 500, unknown_key.text
     strings = ml.score("ep-main", {"input_data": {"columns": ["a", "b"], "data": [["x", "y"]]}}, credential=key)
     assert strings.status_code == 400, strings.text
+
+
+def test_empty_payload_names_input_data(ml, served):
+    key = ml.keys("ep-main")["primaryKey"]
+    empty = ml.score("ep-main", {}, credential=key)
+    assert empty.status_code == 400, empty.text
+    assert "input_data" in empty.json()["error"]["message"]  # before: MLflow's four fields only
+
+
+def _oversized() -> bytes:
+    return b'{"input_data": "' + b"x" * body_limits.MAX_JSON_BODY + b'"}'
+
+
+def test_oversized_payload_is_413_in_the_scoring_shape(ml, served):
+    key = ml.keys("ep-main")["primaryKey"]
+    uri = ml.get_endpoint("ep-main")["properties"]["scoringUri"]
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    body = _oversized()
+    for data in (body, iter([body[i:i + 2**20] for i in range(0, len(body), 2**20)])):  # declared, chunked
+        resp = requests.post(uri, data=data, headers=headers, timeout=60)
+        assert resp.status_code == 413, resp.text
+        assert resp.json()["error"]["code"] == "PayloadTooLarge", resp.text
+        assert resp.headers["azureml-model-deployment"] == "blue"
+    assert requests.post(uri, data=body, timeout=60).status_code == 401  # no key: not even the limit
+
+
+def test_oversized_payload_through_the_proxy_gets_the_413(emu, ml, served):
+    """Arrangement A: the real host name through the CONNECT proxy. Before: the tunnel was cut as
+    soon as the HTTPS listener closed, and the client got a TLS EOF instead of the answer."""
+    info = emu.status()["azureml"]
+    key = ml.keys("ep-main")["primaryKey"]
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = {"https": info["proxy_url"]}
+    session.verify = info["ca_file"]
+    uri = "https://westeurope.api.azureml.ms/inference/ep-main/score"
+    resp = session.post(uri, data=_oversized(), timeout=60,
+                        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "PayloadTooLarge", resp.text
+    assert resp.headers["azureml-model-deployment"] == "blue"
+    ok = session.post(uri, json={"input_data": json.loads(X.head(2).to_json(orient="split"))}, timeout=60,
+                      headers={"Authorization": f"Bearer {key}"})
+    assert ok.status_code == 200, ok.text  # the proxy still serves after such a close
+
+
+def test_latest_label_deploys_the_newest_version(ml, served):
+    dep = ml.create_deployment("ep-main", "newest", f"azureml:{served['name']}@latest")
+    try:
+        assert dep["properties"]["model"].endswith(f"/models/{served['name']}/versions/2"), dep
+    finally:
+        ml.delete_deployment("ep-main", "newest")
 
 
 def test_auth_keys_and_regeneration(ml, served):

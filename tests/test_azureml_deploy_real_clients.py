@@ -145,6 +145,20 @@ MLFLOW_DEPLOY_SCRIPT = textwrap.dedent('''
 ''')
 
 
+# label="latest" and "<name>@latest": azure-ai-ml lists versions with $orderBy=createdtime desc&$top=1
+# and takes the first item; models.list pages through every version.
+LATEST_SCRIPT = textwrap.dedent('''
+    import json, sys                                                      # harness
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    ml_client = MLClient(DefaultAzureCredential(), 'subscription_id', 'resource_group_name', 'workspace_name')
+    latest = ml_client.models.get(name=sys.argv[1], label="latest")
+    versions = [m.version for m in ml_client.models.list(name=sys.argv[1])]
+    print("\\nRESULT " + json.dumps({"latest": latest.version, "versions": versions}))  # harness
+''')
+
+
 @pytest.fixture(scope="module")
 def deploy_emulator(tmp_path_factory):
     state = StateDir(tmp_path_factory.mktemp("aml-deploy-real-clients"))
@@ -174,6 +188,15 @@ def test_azure_ai_ml_deploys_registered_mlflow_model(deploy_emulator, client_pyt
     assert result["deployments"] == ["blue"]
     assert "my-endpoint" in result["endpoints"] and "my-endpoint" not in result["after"]
     assert isinstance(result["logs"], str) and result["logs"]
+
+
+def test_azure_ai_ml_latest_label_is_the_newest_version(deploy_emulator, client_python, tmp_path):
+    env = deploy_emulator.status()["azureml"]["client_env"]
+    for coef in ("1.0", "2.0", "3.0"):
+        registered = run_client(client_python, REGISTER_SCRIPT, env, tmp_path, "latest-model", coef)
+    result = run_client(client_python, LATEST_SCRIPT, env, tmp_path, "latest-model")
+    assert result["latest"] == str(registered["version"]) == "3"  # before the fix: "1", the oldest
+    assert sorted(result["versions"], key=int) == ["1", "2", "3"]
 
 
 def test_mlflow_deployments_client_for_azureml(deploy_emulator, client_python, tmp_path):

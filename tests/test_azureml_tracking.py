@@ -2,6 +2,7 @@
 discovery -> tracking URI -> logging -> registration -> loading."""
 
 import re
+import uuid
 
 import mlflow
 import numpy as np
@@ -127,3 +128,28 @@ def test_async_batch_logging_endpoints(ws):
     missing = requests.get(f"{base}/get-run-data-status", headers=headers, timeout=60,
                            params={"run_id": "0" * 32, "batch_tracking_id": batch_id})
     assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_legacy_experiments_list_is_served(emulator):
+    """``GET experiments/list`` (MLflow 1.x; Azure ML's REST example still calls it). Before: 404
+    ENDPOINT_NOT_FOUND, as open-source MLflow 2+ answers."""
+    aml = emulator.azureml
+    headers = {"Authorization": f"Bearer {aml.token}"}
+    base = f"{aml.tracking_uri}/api/2.0/mlflow/experiments"
+    name = f"listed-{uuid.uuid4().hex[:6]}"
+    created = requests.post(f"{base}/create", json={"name": name}, headers=headers, timeout=30).json()
+    listed = requests.get(f"{base}/list", headers=headers, timeout=30)
+    assert listed.status_code == 200, listed.text
+    found = {e["name"]: e for e in listed.json()["experiments"]}
+    assert found[name]["experiment_id"] == created["experiment_id"]
+    requests.post(f"{base}/delete", json={"experiment_id": created["experiment_id"]}, headers=headers, timeout=30)
+    active = requests.get(f"{base}/list", headers=headers, timeout=30).json()["experiments"]
+    deleted = requests.get(f"{base}/list", params={"view_type": "DELETED_ONLY"}, headers=headers, timeout=30)
+    assert name not in {e["name"] for e in active}
+    assert name in {e["name"] for e in deleted.json()["experiments"]}
+    paged = requests.get(f"{base}/list", params={"max_results": 1, "view_type": "ALL"}, headers=headers, timeout=30)
+    assert len(paged.json()["experiments"]) == 1 and paged.json()["next_page_token"]
+    for params in ({"view_type": "SOME"}, {"max_results": 0}, {"page_token": "forged"}):
+        bad = requests.get(f"{base}/list", params=params, headers=headers, timeout=30)
+        assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE", (params, bad.text)
+    assert requests.get(f"{base}/list", timeout=30).status_code == 401

@@ -51,6 +51,18 @@ def azureml_client_env(state: StateDir, aml_url: str, header: str) -> dict:
     return info
 
 
+def service_principal(aml_url: str, cfg: dict) -> dict:
+    """The service principal Entra (emulator.services.azureml.entra) knows, as `az login
+    --service-principal` / ClientSecretCredential / AZURE_CLIENT_* take it."""
+    from emulator.services.azureml.tokens import service_principal as principal
+    from emulator.services.azureml.tokens import tenant_id
+
+    client_id, secret = principal(cfg["azureml_token"])
+    tenant = tenant_id(cfg["subscription_id"])
+    return {"tenant_id": tenant, "client_id": client_id, "client_secret": secret,
+            "token_url": f"{aml_url}/{tenant}/oauth2/v2.0/token"}
+
+
 def collect(state: StateDir) -> dict:
     """Everything `emulator status` shows. Reads only: creates no state (raises NotRunningHere
     for a state dir that was never set up)."""
@@ -90,6 +102,7 @@ def collect(state: StateDir) -> dict:
             # Managed identity (IDENTITY_ENDPOINT / IDENTITY_HEADER) for MSI-style clients.
             "identity_endpoint": f"{aml_url}/msi/token",
             "identity_header": identity_header(cfg["azureml_token"]),
+            "service_principal": service_principal(aml_url, cfg),
             **azureml_client_env(state, aml_url, identity_header(cfg["azureml_token"])),
         },
     }

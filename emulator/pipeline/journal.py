@@ -30,6 +30,9 @@ from emulator.pipeline import auth, redaction
 log = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/__emulator/"
+# Set in the WSGI environ by a route whose bodies carry credentials (token endpoints): the entry
+# keeps sizes and hashes, never the bodies.
+SECRET_BODIES = "emulator.journal.secret_bodies"
 # Liveness probes (Docker healthchecks, `emulator status`) would crowd real calls out of the bound.
 UNJOURNALED = {"/health"}
 
@@ -184,6 +187,10 @@ class JournalMiddleware:
                 entry["latency_ms"] = round((time.monotonic() - started) * 1000, 2)
                 entry["request"] = req.summary(environ.get("CONTENT_TYPE"))
                 entry["response"] = resp.summary(answer.get("content_type"))
+                if environ.get(SECRET_BODIES):
+                    for side in (entry["request"], entry["response"]):
+                        if side.pop("body", None) is not None:
+                            side["body_omitted"] = "credentials"
                 rule = environ.get(ENVIRON_RULE)
                 if rule is not None:
                     entry["fault"] = rule.to_json()

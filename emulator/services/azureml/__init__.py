@@ -28,6 +28,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         async_logging,
         auth,
         discovery,
+        entra,
         msi,
         run_history,
         tls,
@@ -50,6 +51,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     discovery.install(app, config)
     arm_cloud.install(app, config)
     msi.install(app, config)
+    entra.install(app, config)
     async_logging.install(app)
     run_history.install(app, config)
 
@@ -87,8 +89,9 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     # Deploying to Azure ML (issue 13): the registry takes Databricks-tracked sources through the
     # mirror, ARM model assets are the registry, online endpoints serve registered versions.
-    from emulator.services.azureml import arm_models, online_endpoints, registry_sources
+    from emulator.services.azureml import arm_models, legacy_mlflow, online_endpoints, registry_sources
 
     registry_sources.install(app, _tracking_store)
+    legacy_mlflow.install(app, _tracking_store)
     arm_models.install(app, config)
     online_endpoints.install(app, config)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
-from emulator.services.azureml import hosts
+from emulator.services.azureml import entra, hosts
 from emulator.services.azureml.azure_errors import arm_error
 from emulator.services.azureml.tokens import tenant_id
 from emulator.settings import ServerConfig
@@ -38,13 +38,14 @@ def subscription(config: ServerConfig) -> dict:
     }
 
 
-def cloud(name: str, resource_manager: str) -> dict:
+def cloud(name: str, resource_manager: str, login: str = "https://login.microsoftonline.com") -> dict:
     return {
         "name": name,
         "portal": "https://portal.azure.com",
         "resourceManager": resource_manager,
         "authentication": {
-            "loginEndpoint": "https://login.microsoftonline.com",
+            # fidelity: Azure ML real clients (the custom cloud logs in here: entra.py)
+            "loginEndpoint": login,
             # fidelity: Azure ML real clients -- tokens for these audiences are accepted (tokens.py)
             "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
             "tenant": "common",
@@ -91,7 +92,9 @@ def install(app: Flask, config: ServerConfig) -> None:
     def _metadata_endpoints():
         version = request.args.get("api-version", _LIST_FROM)
         manager = hosts.resource_manager_url(config, request)
-        clouds = [cloud(name, manager) for name in CLOUD_NAMES]
+        login = entra.login_base(config)
+        clouds = [cloud(name, manager, login if name != "AzureCloud" else "https://login.microsoftonline.com")
+                  for name in CLOUD_NAMES]
         return jsonify(clouds if version >= _LIST_FROM else clouds[0])
 
     @app.route("/subscriptions", methods=["GET"])

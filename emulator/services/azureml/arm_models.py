@@ -14,6 +14,7 @@ import logging
 import yaml
 from flask import Flask, jsonify, request
 
+from emulator.services.azureml import arm_paging
 from emulator.services.azureml.arm_resources import (
     PROVIDER,
     ArmError,
@@ -140,6 +141,15 @@ def version_resource(config: ServerConfig, mv, with_flavors: bool = True) -> dic
     }
 
 
+def _listed():
+    """The listViewType filter (azure-ai-ml sends ActiveOnly by default); nothing here is ever archived."""
+    view = (request.args.get("listViewType") or "ActiveOnly").lower()
+    if view not in ("activeonly", "archivedonly", "all"):
+        raise ArmError("BadArgument", f"Invalid listViewType '{request.args['listViewType']}': use ActiveOnly, "
+                       "ArchivedOnly or All.", 400)
+    return lambda resource: view != "archivedonly" or resource["properties"]["isArchived"]
+
+
 def install(app: Flask, config: ServerConfig) -> None:
     def read_only():
         raise ArmError("MethodNotAllowed",
@@ -150,7 +160,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     @arm_route(app, config, "/models", ["GET"])
     def list_models():
         models = [m for m in _registry().search_registered_models(max_results=1000) if not m._is_prompt()]
-        return jsonify({"value": [container(config, m) for m in models], "nextLink": None})
+        return jsonify(arm_paging.page([container(config, m) for m in models], where=_listed()))
 
     @arm_route(app, config, "/models/<name>", ["GET", "PUT", "PATCH", "DELETE"])
     def model_container(name):
@@ -162,7 +172,8 @@ def install(app: Flask, config: ServerConfig) -> None:
     def list_versions(name):
         get_registered_model(name)
         values = [version_resource(config, mv, with_flavors=False) for mv in _versions(name)]
-        return jsonify({"value": values, "nextLink": None})
+        version, listed = request.args.get("version"), _listed()
+        return jsonify(arm_paging.page(values, where=lambda v: listed(v) and version in (None, v["name"])))
 
     @arm_route(app, config, "/models/<name>/versions/<version>", ["GET", "PUT", "PATCH", "DELETE"])
     def model_version(name, version):

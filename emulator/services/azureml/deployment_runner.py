@@ -41,6 +41,11 @@ from emulator.settings import WAITRESS_CONNECTION_LIMITS
 _logger = logging.getLogger("azureml.inference")
 
 
+_INPUT_FIELDS = {"input_data", "dataframe_split", "dataframe_records", "inputs", "instances"}
+_NO_INPUT = ("The request body must be a JSON object with 'input_data' (or MLflow's 'dataframe_split', "
+             "'dataframe_records', 'inputs', 'instances').")
+
+
 def _error(start_response, status: str, code: str, message: str):
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -108,10 +113,10 @@ class ScoringApp:
             payload = json.loads(raw or b"null")
         except ValueError as exc:
             return 400, {"error": {"code": "BadRequest", "message": f"The request body is not valid JSON: {exc}"}}
-        if not isinstance(payload, dict):
-            return 400, {"error": {"code": "BadRequest", "message":
-                                   "The request body must be a JSON object with 'input_data' (or MLflow's "
-                                   "'dataframe_split', 'dataframe_records', 'inputs', 'instances')."}}
+        if not isinstance(payload, dict) or not set(payload) & _INPUT_FIELDS:
+            # fidelity: Online endpoints - scoring payloads
+            # MLflow's own answer for {} lists only its four fields; Azure ML's input_data is the main one.
+            return 400, {"error": {"code": "BadRequest", "message": _NO_INPUT}}
         if "input_data" in payload:
             # fidelity: Online endpoints - scoring payloads
             model_input = _input_data_to_model_input(payload["input_data"], self.input_schema)

@@ -18,6 +18,7 @@ from flask import Request
 from emulator.settings import ServerConfig
 
 ARM_HOST = "management.azure.com"
+LOGIN_HOST = "login.microsoftonline.com"  # Entra ID's token endpoints (entra.py)
 BLOB_SUFFIX = "blob.core.windows.net"
 
 
@@ -44,7 +45,7 @@ def blob_host(config: ServerConfig) -> str:
 
 def azure_names(config: ServerConfig) -> tuple[str, ...]:
     """The real Azure host names served here (certificate SANs, proxy allow-list, Compose aliases)."""
-    return (api_host(config), ARM_HOST, blob_host(config))
+    return (api_host(config), ARM_HOST, blob_host(config), LOGIN_HOST)
 
 
 def public_host(config: ServerConfig) -> str:

@@ -26,6 +26,9 @@ from emulator.settings import REQUEST_HEAD_TIMEOUT, ServerConfig
 
 _logger = logging.getLogger(__name__)
 MAX_PROXY_HEADER = 16 * 1024
+# After the HTTPS listener closed its side: how long to keep taking (and dropping) what the client
+# still sends, so it reads the answer rather than a reset. Bounded in time; nothing is stored.
+DISCARD_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,25 +105,56 @@ class _ConnectHandler(socketserver.BaseRequestHandler):
             _pipe(sock, upstream)
 
 
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    a.settimeout(None)
-    b.settimeout(None)
-    peers = {a: b, b: a}
-    while True:
-        readable, _, _ = select.select(list(peers), [], [], 600)
+def _pipe(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy both ways until both sides are done; half-closes pass through.
+
+    The HTTPS listener may answer before it has read a request's body (a 413, a 401) and then
+    close; the client is still sending. Cutting the tunnel then would reset the client's socket
+    before it reads the answer (a TLS EOF instead of the 413). So an upstream FIN is passed on as
+    a FIN, and what the client still sends is discarded for up to ``DISCARD_SECONDS``.
+    """
+    # fidelity: Azure ML real clients
+    client.settimeout(None)
+    upstream.settimeout(None)
+    peers = {client: upstream, upstream: client}
+    reading = [client, upstream]
+    upstream_gone_at = None
+    while reading:
+        wait = 600 if upstream_gone_at is None else DISCARD_SECONDS - (time.monotonic() - upstream_gone_at)
+        if wait <= 0:
+            return
+        readable, _, _ = select.select(reading, [], [], wait)
         if not readable:
             return
         for src in readable:
             try:
                 data = src.recv(65536)
             except OSError:
-                return
+                data = b""
+            dst = peers[src]
             if not data:
-                return
+                reading.remove(src)
+                if src is upstream and upstream_gone_at is None:
+                    upstream_gone_at = time.monotonic()
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                continue
+            if src is client and upstream_gone_at is not None:
+                continue  # nobody reads it any more: discard
             try:
-                peers[src].sendall(data)
+                dst.sendall(data)
             except OSError:
-                return
+                if dst is client:
+                    return  # the client went away: nothing left to deliver
+                upstream_gone_at = upstream_gone_at or time.monotonic()
+                if upstream in reading:
+                    reading.remove(upstream)
+                try:
+                    client.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
 
 
 def start_proxy(config: ServerConfig) -> threading.Thread | None:

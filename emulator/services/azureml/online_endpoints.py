@@ -27,7 +27,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, request
 
-from emulator.services.azureml import arm_models, scoring
+from emulator.services.azureml import arm_models, arm_paging, scoring
 from emulator.services.azureml.arm_resources import (
     PROVIDER,
     ArmError,
@@ -449,7 +449,8 @@ def install(app: Flask, config: ServerConfig) -> OnlineEndpoints:
     def list_endpoints():
         with service.store.lock:
             values = [service.endpoint_resource(ep) for ep in service.store.endpoints.values()]
-        return jsonify({"value": values, "nextLink": None})
+        wanted = request.args.get("name")
+        return jsonify(arm_paging.page(values, where=lambda v: wanted in (None, v["name"])))
 
     @arm_route(app, config, "/onlineEndpoints/<name>", ["GET", "PUT", "PATCH", "DELETE"])
     def online_endpoint(name):
@@ -507,7 +508,7 @@ def install(app: Flask, config: ServerConfig) -> OnlineEndpoints:
         with service.store.lock:
             ep = service.store.endpoint(name)
             values = [service.deployment_resource(name, d) for d in ep["deployments"].values()]
-        return jsonify({"value": values, "nextLink": None})
+        return jsonify(arm_paging.page(values))
 
     @arm_route(app, config, "/onlineEndpoints/<name>/deployments/<dep>", ["GET", "PUT", "DELETE"])
     def online_deployment(name, dep):

@@ -27,8 +27,10 @@ import time
 
 import requests
 from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from emulator.pipeline import auth as common_auth
+from emulator.pipeline import body_limits
 from emulator.settings import ServerConfig
 
 _logger = logging.getLogger(__name__)
@@ -137,8 +139,8 @@ def install(app: Flask, config: ServerConfig, service, ws_tokens) -> None:
                    else ws_tokens.check(presented, config.token))
         return _error(401, "Unauthorized", problem, challenge) if problem else None
 
-    @app.route(f"{PREFIX}/<endpoint>/score", methods=["POST"])
-    def _score(endpoint):
+    def admit(endpoint: str) -> Response | tuple[dict, str]:
+        """The endpoint and the deployment that serves this request, or the error answer."""
         with service.store.lock:
             ep = service.store.endpoints.get(endpoint)
             ep = json.loads(json.dumps(ep)) if ep else None
@@ -150,6 +152,39 @@ def install(app: Flask, config: ServerConfig, service, ws_tokens) -> None:
         name, why = choose(ep, request.headers.get(DEPLOYMENT_HEADER))
         if name is None:
             return _error(404, "DeploymentNotFound", why)
+        return ep, name
+
+    def too_large(endpoint: str) -> Response:
+        admitted = admit(endpoint)  # a caller without the key learns nothing, not even the limit
+        if isinstance(admitted, Response):
+            return admitted
+        # fidelity: Online endpoints - scoring errors
+        return _error(413, "PayloadTooLarge", f"The request body exceeds the scoring limit of "
+                      f"{body_limits.MAX_JSON_BODY} bytes.", {DEPLOYMENT_HEADER: admitted[1]})
+
+    def _cap_scoring_body():
+        # Before the workspace-wide cap (body_limits), whose 413 has MLflow's shape: a declared
+        # Content-Length over the limit gets the scoring route's own answer.
+        parts = request.path.split("/")
+        if (request.method == "POST" and len(parts) == 4 and f"/{parts[1]}" == PREFIX and parts[3] == "score"
+                and (request.content_length or 0) > body_limits.MAX_JSON_BODY):
+            return too_large(parts[2])
+        return None
+
+    app.before_request_funcs.setdefault(None, []).insert(0, _cap_scoring_body)
+
+    @app.route(f"{PREFIX}/<endpoint>/score", methods=["POST"])
+    def _score(endpoint):
+        admitted = admit(endpoint)
+        if isinstance(admitted, Response):
+            return admitted
+        ep, name = admitted
+        try:
+            body = request.get_data()
+        except RequestEntityTooLarge:  # a chunked body that passed the cap
+            return too_large(endpoint)
+        if len(body) > body_limits.MAX_JSON_BODY:  # read up to the cap + 1: over it (body_limits)
+            return too_large(endpoint)
         dep = ep["deployments"][name]
         state = dep["properties"].get("provisioningState")
         proc = service.pool.get(endpoint, name)
@@ -175,7 +210,7 @@ def install(app: Flask, config: ServerConfig, service, ws_tokens) -> None:
             return _error(429, "TooManyRequests", f"More than {SCORING_SLOTS} scoring requests are in flight on "
                           "this workspace; retry later.", {**headers, "Retry-After": "1"})
         try:
-            answer = requests.post(f"http://127.0.0.1:{proc.port}/score", data=request.get_data(),
+            answer = requests.post(f"http://127.0.0.1:{proc.port}/score", data=body,
                                    headers={"Content-Type": request.headers.get("Content-Type", "application/json"),
                                             "Authorization": f"Bearer {proc.secret}"},
                                    timeout=(5, timeout))

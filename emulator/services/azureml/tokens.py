@@ -36,6 +36,12 @@ def identity_header(workspace_token: str) -> str:
     return os.environ.get(IDENTITY_HEADER_ENV) or _derive(workspace_token, "identity-header").hex()[:32]
 
 
+def service_principal(workspace_token: str) -> tuple[str, str]:
+    """(client id, client secret) of the one service principal Entra (entra.py) issues tokens to."""
+    client_id = str(uuid.UUID(bytes=_derive(workspace_token, "service-principal-id")[:16], version=4))
+    return client_id, _derive(workspace_token, "service-principal-secret").hex()[:40]
+
+
 def tenant_id(subscription_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator-tenant:{subscription_id}"))
 
