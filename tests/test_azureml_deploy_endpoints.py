@@ -437,3 +437,22 @@ def test_model_code_sees_no_emulator_secret_and_its_server_takes_only_the_emulat
     finally:
         ml.delete_deployment("ep-snoop", "snoop")
         ml.delete_endpoint("ep-snoop")
+
+
+def test_the_inference_server_answers_while_connections_sit_unfinished(ml, served):
+    """A deployment's inference server (waitress) keeps answering the workspace's scoring calls while
+    more unfinished connections than waitress's default limit (100) sit on its port; liveness, not
+    speed (the figure for the workspace listeners is python -m bench's slow-clients row)."""
+    import re
+
+    from bench import slow_clients
+
+    port = int(re.findall(r"Listening on 127\.0\.0\.1:(\d+)", ml.logs("ep-main", "blue"))[-1])
+    inference = slow_clients.Listener("inference server", "127.0.0.1", port, "http", None,
+                                      health=lambda: None, api=lambda: None)
+    split = json.loads(X.to_json(orient="split"))
+    with slow_clients.hold([inference], 150) as held:
+        assert held == 150
+        for _ in range(3):  # each a new connection to the workspace, then to the inference server
+            np.testing.assert_allclose(_predictions(ml.score("ep-main", {"input_data": split})),
+                                       served["v2"].predict(X), rtol=1e-9)
