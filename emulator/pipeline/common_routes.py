@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask, g, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
 
-from emulator.errors import EmulatorError, error_response, from_exception
+from emulator.errors import EmulatorError, error_response, from_exception, not_implemented
 from emulator.pipeline import auth, login_page, same_origin
 from emulator.settings import ServerConfig
 
@@ -72,9 +72,26 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException) and exc.get_http_status_code() < 500:
+            # MLflow's own refusal of bad input that a handler raised outside MLflow's catch (e.g.
+            # an int check on datasets/<id>/records): its code and status, never a 500.
+            return error_response(exc.error_code, exc.message, exc.get_http_status_code())
         # Logged with its traceback for the operator; the client gets the backend's JSON shape.
         _logger.exception("unhandled error on %s %s", request.method, request.path)
         return error_response("INTERNAL_ERROR", f"Internal error: {type(exc).__name__}: {exc}", 500)
+
+    @app.after_request
+    def _disabled_feature(response):
+        # MLflow answers 503 for routes of features this server runs without (its multi-workspace
+        # API); neither service has them, and a 503 makes clients retry for minutes: no such API.
+        if (response.status_code == 503 and "/mlflow/workspaces" in request.path) or (
+                response.status_code >= 500 and request.path.endswith("/mlflow/demo/generate")):
+            # ... nor the UI's demo-data generator, which fails on these stores anyway.
+            return not_implemented("Databricks" if config.role == "databricks" else "Azure ML", request.method,
+                                   request.path)
+        return response
 
     @app.route("/__emulator/info")
     def _info():

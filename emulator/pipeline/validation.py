@@ -36,9 +36,10 @@ _ENUM_PATHS = ("/mlflow/runs/", "/mlflow/experiments/")
 # Integer fields MLflow's handlers check with int() (``_assert_intlike``), which raises TypeError, a
 # 500, for a list or an object (and, for max_results, null) instead of the 400 the check means.
 INT_FIELDS = ("max_results", "timestamp", "step", "start_time", "end_time")
-_API_PREFIXES = ("/api/", "/ajax-api/")
-# Bodies that are files, whatever their Content-Type (a JSON artifact is not an API call).
-_RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow/upload-artifact", "/api/2.0/fs/files/")
+_API_PREFIXES = ("/api/", "/ajax-api/", "/graphql")
+# Bodies that are files, whatever their Content-Type (a JSON artifact is not an API call): uploads.
+_RAW_BODY_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow/upload-artifact", "/api/2.0/fs/files/")
+_UPLOADS = ("PUT", "POST")
 
 
 def _bad(message: str) -> EmulatorError:
@@ -150,7 +151,7 @@ def parse_body() -> dict | None:
 def check_request() -> None:
     """before_request hook (after the token check)."""
     path = request.path
-    if not path.startswith(_API_PREFIXES) or path.startswith(_RAW_BODY_PREFIXES):
+    if not path.startswith(_API_PREFIXES) or (path.startswith(_RAW_BODY_PREFIXES) and request.method in _UPLOADS):
         return
     for name in ID_FIELDS:
         if name in request.args:
@@ -159,7 +160,8 @@ def check_request() -> None:
     if nul_free:
         for name, value in request.args.items(multi=True):
             _no_nul(name, f"{name}{value}")
-    if request.method not in ("POST", "PATCH", "PUT", "DELETE") or not request.is_json:
+    # Every method: MLflow 3's handlers read a GET's JSON body too (a list there was a 500).
+    if not request.is_json:
         return
     body = parse_body()
     if body is None:
@@ -182,6 +184,7 @@ def check_request() -> None:
             raise _bad(f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: Hint: Value was of "
                        f"type '{type(value).__name__}'. See the API docs for more information about request "
                        "parameters.")
+    _check_route_fields(path, body)
     if any(p in path for p in _ENUM_PATHS):
         for name, allowed in ENUMS.items():
             value = body.get(name)
@@ -196,6 +199,30 @@ def check_request() -> None:
                 if not isinstance(item, dict):
                     raise _bad(f"Invalid value {json.dumps(item)} for parameter '{name}[{i}]': "
                                "expected an object.")
+
+
+def _required(name: str) -> EmulatorError:
+    # MLflow's own wording (handlers._assert_required)
+    return _bad(f"Missing value for required parameter '{name}'. See the API docs for more information about "
+                "request parameters.")
+
+
+def _check_route_fields(path: str, body: dict) -> None:
+    """Fields a few of MLflow's handlers use unchecked (a TypeError, JSONDecodeError or int('') there
+    was a 500): GraphQL's ``query``, a dataset's ``tags`` (a JSON object as a string), the
+    ``experiment_id`` of a trace started through the v2 API."""
+    # fidelity: Bad input
+    if path == "/graphql" and not isinstance(body.get("query"), str):
+        raise _bad("A GraphQL request needs a 'query' string.")
+    if path.endswith("/tags") and "/mlflow/datasets/" in path and isinstance(body.get("tags"), str):
+        try:
+            tags = json.loads(body["tags"])
+        except ValueError:
+            tags = None
+        if not isinstance(tags, dict):
+            raise _bad("Invalid value for parameter 'tags': expected a JSON object encoded as a string.")
+    if path.endswith("/2.0/mlflow/traces") and request.method == "POST" and not str(body.get("experiment_id") or ""):
+        raise _required("experiment_id")
 
 
 def install(app: Flask) -> None:
