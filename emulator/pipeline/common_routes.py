@@ -75,6 +75,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         from mlflow.exceptions import MlflowException
 
         if isinstance(exc, MlflowException) and exc.get_http_status_code() < 500:
+            # fidelity: Request bodies, input validation and serving (security hardening B)
             # MLflow's own refusal of bad input that a handler raised outside MLflow's catch (e.g.
             # an int check on datasets/<id>/records): its code and status, never a 500.
             return error_response(exc.error_code, exc.message, exc.get_http_status_code())
@@ -84,6 +85,7 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     @app.after_request
     def _disabled_feature(response):
+        # fidelity: Request bodies, input validation and serving (security hardening B)
         # MLflow answers 503 for routes of features this server runs without (its multi-workspace
         # API); neither service has them, and a 503 makes clients retry for minutes: no such API.
         if (response.status_code == 503 and "/mlflow/workspaces" in request.path) or (
