@@ -133,8 +133,5 @@ def replay_cmd(journal, state_dir, reuse_destructive, role, no_faults, as_json):
 
 
 def register(main: click.Group) -> None:
-    from harness.cli_run import run_cmd
-
     main.add_command(scenario)
     main.add_command(replay_cmd)
-    main.add_command(run_cmd)
