@@ -62,7 +62,7 @@ def run_cmd(state_dir, mlflow_version, azureml_mlflow, databricks_sdk, extra, tr
     started = time.monotonic()
     try:
         with open(2, "w", closefd=False) if as_json else contextlib.nullcontext() as out:
-            exit_code = subprocess.run([executable, *command[1:]], env=env, stdout=out).returncode
+            exit_code = subprocess.run([executable, *command[1:]], env=env, stdout=out, check=False).returncode
     except OSError as exc:  # as a shell answers
         click.secho(f"error: cannot run {command[0]!r}: {exc.strerror}", fg="red", err=True)
         exit_code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_NOT_EXECUTABLE

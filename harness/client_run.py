@@ -61,12 +61,12 @@ def stack(mlflow: str | None = None, azureml_mlflow: str | None = None, databric
     return ClientStack(f"mlflow-{mlflow}" if mlflow else "client", tuple(pins.values()))
 
 
-def environment(info: dict, venv: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+def environment(info: dict, venv: Path) -> dict[str, str]:
     """The caller's environment, the venv's bin first on PATH, and what a client of the running
     workspaces reads (`emulator status --json`): Databricks host and token, the S3 endpoint of
     Unity Catalog model files, Azure ML's MLflow token, its tracking URI and what azureml-core /
     azure-ai-ml need to reach the emulated ARM (CA bundle, managed identity, cloud metadata)."""
-    env = dict(os.environ if base is None else base)
+    env = dict(os.environ)
     env.pop("PYTHONHOME", None)
     db, aml = info["databricks"], info["azureml"]
     env.update(db["client_env"])

@@ -163,14 +163,25 @@ def test_body_match_on_nested_fields_a_tag_key_and_a_source_prefix(databricks_ws
     source_a, run_a = _registrable(client, f"/Users/{databricks_ws.user}/fault-nested")
     source_b, run_b = _registrable(client, f"/Users/{databricks_ws.user}/fault-nested")
     prefix = source_a[:source_a.index(run_a) + len(run_a)]
-    with inject_fault(databricks_ws, "POST", CREATE, body={"source": {"prefix": prefix}}, status=403) as rule:
+    with inject_fault(databricks_ws, "POST", CREATE, body={"source": {"prefix": prefix}}, status=403):
         with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
             client.create_model_version("fault-nested", source_a, run_id=run_a)
         assert client.create_model_version("fault-nested", source_b, run_id=run_b).version == "1"
-    with inject_fault(databricks_ws, "POST", CREATE, body={"source": {"glob": f"*/{run_b}/*"}}, status=403):
-        with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
-            client.create_model_version("fault-nested", source_b, run_id=run_b)
+    glob = {"source": {"glob": f"*/{run_b}/*"}}
+    with (inject_fault(databricks_ws, "POST", CREATE, body=glob, status=403),
+          pytest.raises(MlflowException, match="PERMISSION_DENIED")):
+        client.create_model_version("fault-nested", source_b, run_id=run_b)
     assert [v.source for v in client.search_model_versions("name = 'fault-nested'")] == [source_b]
+
+
+def test_a_condition_that_cannot_apply_to_a_body_is_no_match_not_a_500(emulator):
+    db = emulator.databricks
+    url = f"{db.url}/api/2.0/mlflow/experiments/create"
+    with inject_fault(db, "POST", "*/experiments/create", body={"length(name)": 3}, status=403) as rule:
+        odd = requests.post(url, json={"name": 5}, headers=_auth(db), timeout=30)  # length() of a number
+        assert odd.status_code < 500 and odd.status_code != 403, odd.text
+        assert requests.post(url, json={"name": "abc"}, headers=_auth(db), timeout=30).status_code == 403
+        assert rule.hits == 1
 
 
 def test_shape_makes_a_fault_read_like_the_named_service(emulator, sdk):

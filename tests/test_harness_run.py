@@ -34,7 +34,7 @@ def invoke(*args, **env):
     """The real `harness` command in a process of its own (the script inherits its stdout and stderr)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "-m", "harness.cli", "run", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=env, timeout=600, check=False)
 
 
 def test_old_mlflow_logs_a_run_to_databricks_and_the_exit_code_passes_through(emulator, tmp_path, monkeypatch):
@@ -89,10 +89,10 @@ def test_without_a_client_pin_it_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("args, pins", [
     # A known MLflow: the matrix's pins (its cached venv), the named package replacing its own.
-    (dict(mlflow=OLD), client_venvs.MATRIX[OLD]),
-    (dict(mlflow=OLD, databricks_sdk="0.20.0"),
+    ({"mlflow": OLD}, client_venvs.MATRIX[OLD]),
+    ({"mlflow": OLD, "databricks_sdk": "0.20.0"},
      tuple(p if not p.startswith("databricks-sdk") else "databricks-sdk==0.20.0" for p in client_venvs.MATRIX[OLD])),
-    (dict(mlflow="2.8.0", azureml_mlflow="1.55.0", extra=("Scikit_Learn==1.3.2",)),
+    ({"mlflow": "2.8.0", "azureml_mlflow": "1.55.0", "extra": ("Scikit_Learn==1.3.2",)},
      ("mlflow==2.8.0", "azureml-mlflow==1.55.0", "Scikit_Learn==1.3.2")),
 ])
 def test_pins(args, pins):

@@ -91,8 +91,8 @@ def fault_add(state_dir, role, method, path, body, skip, times, status, retry_af
                 raise click.BadParameter(str(exc), param_hint="--body") from None
             pairs[key] = value
         rule = {"method": method, "path": path, "body": pairs, "skip": skip, "times": times, "status": status,
-                "retry_after": retry_after, "error_code": error_code, "shape": shape, "message": message, "delay_s": delay_s,
-                "drop": drop, "after_commit": after_commit, "hold_pending_s": hold_pending_s,
+                "retry_after": retry_after, "error_code": error_code, "shape": shape, "message": message,
+                "delay_s": delay_s, "drop": drop, "after_commit": after_commit, "hold_pending_s": hold_pending_s,
                 "fail_registration": fail_registration}
         rule = {k: v for k, v in rule.items() if v not in (None, False, {})}
     click.echo(json.dumps(_call(state_dir, role, "POST", "/__emulator/faults", json=rule)["rule"], indent=2))

@@ -51,8 +51,13 @@ class Condition:
         return cls(key, expected, expression)
 
     def _values(self, document: dict) -> list:
-        found = document.get(self.key) if self.key in document or self.expression is None else (
-            self.expression.search(document))
+        if self.key in document or self.expression is None:
+            found = document.get(self.key)
+        else:
+            try:
+                found = self.expression.search(document)
+            except JMESPathError:  # e.g. a function given the wrong type by this body: no match, not a 500
+                return []
         return [v for v in (found if isinstance(found, list) else [found]) if v is not None]
 
     def _accepts(self, value: Any) -> bool:
