@@ -56,14 +56,22 @@ def test_old_mlflow_logs_a_run_to_databricks_and_the_exit_code_passes_through(em
     assert run.data.tags["python"].startswith(str(venv))
 
 
-def test_the_azureml_tracking_uri_and_environment_reach_the_command(emulator, tmp_path):
+def test_the_azureml_tracking_uri_and_environment_reach_the_command(emulator, tmp_path, monkeypatch):
     script = tmp_path / "env.py"
-    script.write_text("import json, os; print(json.dumps(dict(os.environ)))")
+    # The old client logs to Azure ML with nothing but what `harness run` set (MLFLOW_TRACKING_URI, token).
+    script.write_text("import json, os, mlflow\n"
+                      "mlflow.set_experiment('harness-run-aml')\n"
+                      "with mlflow.start_run() as run:\n"
+                      "    mlflow.log_metric('m', 1.5)\n"
+                      "print(json.dumps({'run_id': run.info.run_id, 'env': dict(os.environ)}))\n")
     result = invoke("--state-dir", str(emulator.state.root), "--mlflow", OLD, "--tracking-uri", "azureml",
                     "--", "python", str(script))
     assert result.returncode == 0, result.stderr
-    env = json.loads(result.stdout)
+    out = json.loads(result.stdout)
+    env = out["env"]
     aml, db = emulator.azureml, emulator.databricks
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)  # the project's own client reads it back
+    assert MlflowClient(aml.tracking_uri).get_run(out["run_id"]).data.metrics == {"m": 1.5}
     assert env["MLFLOW_TRACKING_URI"] == aml.tracking_uri
     assert env["MLFLOW_TRACKING_TOKEN"] == aml.token
     assert (env["DATABRICKS_HOST"], env["DATABRICKS_TOKEN"]) == (db.url, db.token)
