@@ -19,18 +19,29 @@ def _state_option(fn):
                         show_default=True, help="The running emulator's state dir.")(fn)
 
 
+def running_status(state_dir: str, exit_code: int = EXIT_NO_EMULATOR) -> dict:
+    """`emulator status` of the running emulator; exits with exit_code if it is not running."""
+    from emulator.control import status
+    from emulator.control.state import StateDir
+
+    try:
+        info = status.collect(StateDir(state_dir))
+        down = [r for r in settings.ROLES if not info[r]["healthy"]]
+    except status.NotRunningHere:
+        down = list(settings.ROLES)
+    if down:
+        click.secho(f"error: the emulator is not running ({', '.join(down)} down) in {state_dir}: run `emulator up`",
+                    fg="red", err=True)
+        sys.exit(exit_code)
+    return info
+
+
 def _workspaces(state_dir: str):
     """The running emulator's workspace handles; exits 2 if it is not running."""
     from harness.workspaces import Emulator
 
-    emu = Emulator(state_dir)  # handles on the running workspaces (nothing is started)
-    info = emu.status()
-    down = [r for r in settings.ROLES if not info[r]["healthy"]]
-    if down:
-        click.secho(f"error: the emulator is not running ({', '.join(down)} down) in {state_dir}: run `emulator up`",
-                    fg="red", err=True)
-        sys.exit(EXIT_NO_EMULATOR)
-    return emu
+    running_status(state_dir)
+    return Emulator(state_dir)  # handles on the running workspaces (nothing is started)
 
 
 @click.group()

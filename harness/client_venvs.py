@@ -75,16 +75,21 @@ def python(root: Path) -> Path:
     return root / "bin" / "python"
 
 
+def built(root: Path) -> bool:
+    """The venv at root was built to the end (an interrupted build is rebuilt)."""
+    return (root / _DONE).exists()
+
+
 def ensure(name: str, pins: tuple[str, ...] | None = None, log=print) -> Path:
     """The venv's python, building the venv first if needed (safe across concurrent callers)."""
     pins = VENVS[name] if pins is None else pins
     root = venv_dir(name, pins)
-    if (root / _DONE).exists():
+    if built(root):
         return python(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (root / _DONE).exists():  # another process built it meanwhile
+        if built(root):  # another process built it meanwhile
             return python(root)
         shutil.rmtree(root, ignore_errors=True)  # a half-built one from an interrupted run
         uv = _uv()

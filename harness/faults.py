@@ -58,9 +58,20 @@ class Rule:
             _call(self.ws, "DELETE", f"/__emulator/faults/{self.id}")
 
 
+def prefix(text: str) -> dict:
+    """A body value that matches what starts with ``text``: ``body={"source": prefix("dbfs:/")}``."""
+    return {"prefix": text}
+
+
+def glob(pattern: str) -> dict:
+    """A body value that matches a glob: ``body={"tags[].value": glob("*notebook*")}``."""
+    return {"glob": pattern}
+
+
 def add_fault(ws, method: str = "*", path: str = "*", **effect) -> Rule:
     """Add one rule (fields as in emulator.pipeline.faults: body, skip, times, status, retry_after,
-    delay_s, drop, after_commit, hold_pending_s, fail_registration, error_code, message)."""
+    delay_s, drop, after_commit, hold_pending_s, fail_registration, error_code, message, shape).
+    ``body`` keys may name nested fields (JMESPath: ``tags[].key``), values may be prefix()/glob()."""
     spec = {"method": method, "path": path, **effect}
     return Rule(ws, _call(ws, "POST", "/__emulator/faults", json=spec)["rule"]["id"], spec)
 

@@ -85,6 +85,10 @@ def test_fault_routes_need_the_token_and_json(emulator):
     ({"path": "*", "after_commit": "maybe"}, "'after_commit'"),
     ({"path": "*", "delay_s": -1}, "'delay_s'"),
     ({"path": "*", "status": 503, "times": 0}, "'times'"),
+    ({"path": "*", "status": 503, "shape": "aws"}, "'shape' must be one of databricks, uc, azureml"),
+    ({"path": "*", "delay_s": 1, "shape": "uc"}, "'shape' goes with 'status'"),
+    ({"path": "*", "status": 503, "body": {"source": {"regex": "x"}}}, "body field 'source'"),
+    ({"path": "*", "status": 503, "body": {"tags": ["a"]}}, "body field 'tags'"),
 ])
 def test_bad_rules_are_400_in_mlflow_shape(emulator, rule, problem):
     answer = requests.post(f"{emulator.databricks.url}/__emulator/faults", json=rule,
@@ -112,7 +116,7 @@ def test_status_fault_in_each_backends_shape_with_retry_after(emulator):
     with inject_fault(aml, "GET", "/subscriptions/*", status=500):
         answer = requests.get(f"{aml.url}{arm}?api-version=2023-10-01", headers=_auth(aml), timeout=30)
     assert answer.status_code == 500 and answer.json() == {
-        "error": {"code": "InternalServerError", "message": answer.json()["error"]["message"]}}
+        "error": {"code": "InternalServerError", "message": answer.json()["error"]["message"], "details": []}}
     # Without the rule the calls succeed again.
     assert requests.get(_search_url(aml), headers=_auth(aml), timeout=30).status_code == 200
 
@@ -138,6 +142,67 @@ def test_body_match_narrows_to_one_model(databricks_ws):
         assert client.create_model_version("fault-body-b", source, run_id=run_id).version == "1"
         assert rule.hits == 1
     assert client.create_model_version("fault-body-a", source, run_id=run_id).version == "1"
+
+
+def test_body_match_on_nested_fields_a_tag_key_and_a_source_prefix(databricks_ws):
+    """What bug reports name: "runs tagged X fail", "versions from that run's folder fail"."""
+    client = MlflowClient("databricks", "databricks")
+    exp = client.create_experiment(f"/Users/{databricks_ws.user}/fault-nested")
+    with inject_fault(databricks_ws, "POST", "*/runs/create", body={"tags[].key": "repro.bug"}, status=403) as rule:
+        with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
+            client.create_run(exp, tags={"repro.bug": "1", "team": "a"})
+        client.create_run(exp, tags={"team": "repro.bug"})  # the value is not the key
+        assert (rule.matched, rule.hits) == (1, 1)
+    # A JMESPath filter: the tag's key and its value together.
+    filtered = {"tags[?key=='team'].value": "b"}
+    with inject_fault(databricks_ws, "POST", "*/runs/create", body=filtered, status=403) as rule:
+        client.create_run(exp, tags={"team": "a", "other": "b"})
+        with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
+            client.create_run(exp, tags={"team": "b"})
+    client.create_registered_model("fault-nested")
+    source_a, run_a = _registrable(client, f"/Users/{databricks_ws.user}/fault-nested")
+    source_b, run_b = _registrable(client, f"/Users/{databricks_ws.user}/fault-nested")
+    prefix = source_a[:source_a.index(run_a) + len(run_a)]
+    with inject_fault(databricks_ws, "POST", CREATE, body={"source": {"prefix": prefix}}, status=403):
+        with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
+            client.create_model_version("fault-nested", source_a, run_id=run_a)
+        assert client.create_model_version("fault-nested", source_b, run_id=run_b).version == "1"
+    glob = {"source": {"glob": f"*/{run_b}/*"}}
+    with (inject_fault(databricks_ws, "POST", CREATE, body=glob, status=403),
+          pytest.raises(MlflowException, match="PERMISSION_DENIED")):
+        client.create_model_version("fault-nested", source_b, run_id=run_b)
+    assert [v.source for v in client.search_model_versions("name = 'fault-nested'")] == [source_b]
+
+
+def test_a_condition_that_cannot_apply_to_a_body_is_no_match_not_a_500(emulator):
+    db = emulator.databricks
+    url = f"{db.url}/api/2.0/mlflow/experiments/create"
+    with inject_fault(db, "POST", "*/experiments/create", body={"length(name)": 3}, status=403) as rule:
+        odd = requests.post(url, json={"name": 5}, headers=_auth(db), timeout=30)  # length() of a number
+        assert odd.status_code < 500 and odd.status_code != 403, odd.text
+        assert requests.post(url, json={"name": "abc"}, headers=_auth(db), timeout=30).status_code == 403
+        assert rule.hits == 1
+
+
+def test_shape_makes_a_fault_read_like_the_named_service(emulator, sdk):
+    db, aml = emulator.databricks, emulator.azureml
+    search = "/api/2.0/mlflow/experiments/search"
+    with inject_fault(db, "GET", search, status=429, shape="uc", message="slow down"):
+        answer = requests.get(_search_url(db), headers=_auth(db), timeout=30)
+    assert answer.status_code == 429 and answer.json() == {"error_code": "RESOURCE_EXHAUSTED", "message": "slow down"}
+    with inject_fault(db, "GET", search, status=404, shape="azureml", message="gone"):
+        answer = requests.get(_search_url(db), headers=_auth(db), timeout=30)
+    assert answer.json() == {"error": {"code": "NotFound", "message": "gone", "details": []}}
+    # Azure ML's MLflow route in the plain Databricks/MLflow shape: no Azure object beside it.
+    with inject_fault(aml, "GET", search, status=503, shape="databricks", message="busy"):
+        answer = requests.get(_search_url(aml), headers=_auth(aml), timeout=30)
+    assert answer.json() == {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}
+    # The real databricks-sdk reads a UC-shaped conflict as the typed error UC's code maps to.
+    from databricks.sdk.errors import AlreadyExists
+
+    with inject_fault(db, "GET", "/api/2.1/unity-catalog/catalogs/*", status=409, shape="uc", times=1):
+        with pytest.raises(AlreadyExists):
+            sdk.catalogs.get("main")
 
 
 def test_unauthenticated_and_admin_calls_are_never_faulted(emulator):
@@ -406,8 +471,17 @@ def test_cli_fault_add_list_clear_and_requests(emulator):
     as_json = runner.invoke(emulator_cli, ["fault", "add", *state, "--json", '{"path": "/x", "delay_s": 0.1}'])
     assert as_json.exit_code == 0 and json.loads(as_json.output)["delay_s"] == 0.1
     assert runner.invoke(emulator_cli, ["fault", "add", *state, "--json", "{x"]).exit_code == 2
+    nested = runner.invoke(emulator_cli, ["fault", "add", *state, "--path", "*/runs/create", "--status", "409",
+                                          "--shape", "uc", "--body", "tags[?key=='a'].value=b=c",
+                                          "--body", "source^=dbfs:/", "--body", "name~=m-*"])
+    assert nested.exit_code == 0, nested.output
+    assert json.loads(nested.output)["body"] == {
+        "tags[?key=='a'].value": "b=c", "source": {"prefix": "dbfs:/"}, "name": {"glob": "m-*"}}
+    assert json.loads(nested.output)["shape"] == "uc"
+    no_op = runner.invoke(emulator_cli, ["fault", "add", *state, "--path", "*", "--status", "503", "--body", "x"])
+    assert no_op.exit_code == 2 and "FIELD=VALUE" in no_op.output
     cleared = runner.invoke(emulator_cli, ["fault", "clear", *state]).output
-    assert "databricks: cleared 1" in cleared and "azureml: cleared 1" in cleared
+    assert "databricks: cleared 2" in cleared and "azureml: cleared 1" in cleared
     assert ws.faults() == []
 
     on = runner.invoke(emulator_cli, ["requests", *state, "--role", "azureml", "--on"])

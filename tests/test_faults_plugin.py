@@ -44,8 +44,21 @@ def test_plugin_fault_fixtures_do_not_leak(pytester):
             assert rule.hits == 1 and mv.version == "2"  # one call; the server committed version 1, its answer was lost
             assert sorted(v.version for v in client.search_model_versions("name = 'm'")) == ["1", "2"]
 
+        def test_d_nested_body_fields_and_a_shape(azureml_workspace, inject_fault):
+            from harness.faults import prefix
+
+            client = MlflowClient(azureml_workspace.tracking_uri)
+            exp = client.create_experiment("nested")
+            rule = inject_fault(azureml_workspace, "POST", "*/runs/create", body={"tags[].key": prefix("repro.")},
+                                status=403, shape="databricks", message="denied by the bug report")
+            with pytest.raises(MlflowException, match="denied by the bug report") as err:
+                client.create_run(exp, tags={"repro.case": "7"})
+            assert err.value.error_code == "PERMISSION_DENIED"
+            client.create_run(exp, tags={"other": "repro."})
+            assert (rule.matched, rule.hits) == (1, 1)
+
         def test_e_and_that_rule_is_gone_too(azureml_workspace):
             assert azureml_workspace.faults() == []
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)

@@ -12,6 +12,7 @@ import requests as http
 from emulator import settings
 from emulator.control import status
 from emulator.control.state import StateDir
+from emulator.pipeline import fault_match, faults
 
 ROLE = click.Choice(settings.ROLES)
 
@@ -51,12 +52,17 @@ def fault():
 @click.option("--role", type=ROLE, default="databricks", show_default=True)
 @click.option("--method", default="*", show_default=True, help="HTTP method, or * for any.")
 @click.option("--path", default=None, help="[required without --json] Path or glob, e.g. '*/api/2.0/mlflow/model-versions/create'.")
-@click.option("--body", "body", multiple=True, metavar="FIELD=VALUE", help="Only calls whose JSON body (or query) has it.")
+@click.option("--body", "body", multiple=True, metavar="FIELD=VALUE",
+              help="Only calls whose JSON body (or query) has it; FIELD may be nested (JMESPath: tags[].key); "
+                   "FIELD^=PREFIX and FIELD~=GLOB match a prefix or a glob.")
 @click.option("--skip", type=int, default=0, help="Let the first N matching calls pass.")
 @click.option("--times", type=int, default=None, help="Fire N times (default: every matching call).")
 @click.option("--status", type=int, default=None, help="Answer this HTTP status in the backend's error shape.")
 @click.option("--retry-after", type=int, default=None, help="Seconds, sent as Retry-After with --status.")
 @click.option("--error-code", default=None)
+@click.option("--shape", type=click.Choice(faults.SHAPES), default=None,
+              help="The error body's shape: Databricks/MLflow, Unity Catalog's codes, or Azure ARM's "
+                   "(default: the workspace's own for the route).")
 @click.option("--message", default=None)
 @click.option("--delay", "delay_s", type=float, default=None, help="Added latency in seconds.")
 @click.option("--drop", is_flag=True, help="Close the connection without an answer.")
@@ -66,8 +72,8 @@ def fault():
               help="[databricks model-versions/create] keep the version PENDING_REGISTRATION this many seconds.")
 @click.option("--fail-registration", default=None, help="[databricks model-versions/create] FAILED_REGISTRATION with this message.")
 @click.option("--json", "as_json", default=None, help="The whole rule as JSON instead of the options.")
-def fault_add(state_dir, role, method, path, body, skip, times, status, retry_after, error_code, message, delay_s,
-              drop, after_commit, hold_pending_s, fail_registration, as_json):
+def fault_add(state_dir, role, method, path, body, skip, times, status, retry_after, error_code, shape, message,
+              delay_s, drop, after_commit, hold_pending_s, fail_registration, as_json):
     """Add a fault rule; prints it with its id."""
     if as_json:
         try:
@@ -79,13 +85,14 @@ def fault_add(state_dir, role, method, path, body, skip, times, status, retry_af
             raise click.UsageError("give --path (or the whole rule with --json)")
         pairs = {}
         for item in body:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--body")
+            try:
+                key, value = fault_match.split_cli_condition(item)
+            except fault_match.BadMatch as exc:
+                raise click.BadParameter(str(exc), param_hint="--body") from None
             pairs[key] = value
         rule = {"method": method, "path": path, "body": pairs, "skip": skip, "times": times, "status": status,
-                "retry_after": retry_after, "error_code": error_code, "message": message, "delay_s": delay_s,
-                "drop": drop, "after_commit": after_commit, "hold_pending_s": hold_pending_s,
+                "retry_after": retry_after, "error_code": error_code, "shape": shape, "message": message,
+                "delay_s": delay_s, "drop": drop, "after_commit": after_commit, "hold_pending_s": hold_pending_s,
                 "fail_registration": fail_registration}
         rule = {k: v for k, v in rule.items() if v not in (None, False, {})}
     click.echo(json.dumps(_call(state_dir, role, "POST", "/__emulator/faults", json=rule)["rule"], indent=2))

@@ -1,10 +1,12 @@
 """Fault rules: make chosen calls fail the way real services fail, to reproduce client bugs.
 
 A rule (as the Databricks CLI's test server keys them) names a method and a path pattern, can
-narrow on the request body (``{"name": "my-model"}``), lets the first ``skip`` matching calls pass,
-fires ``times`` times (unlimited when absent), and has one effect:
+narrow on the request body, nested fields included (``{"name": "my-model"}``, ``{"tags[].key":
+"mlflow.user"}``, ``{"source": {"prefix": "dbfs:/"}}``: emulator.pipeline.fault_match), lets the
+first ``skip`` matching calls pass, fires ``times`` times (unlimited when absent), and has one effect:
 
-* ``status``: answer that HTTP status in the backend's own error shape, with ``retry_after``;
+* ``status``: answer that HTTP status in the backend's own error shape (or ``shape``'s:
+  ``databricks``, ``uc``, ``azureml``), with ``retry_after``;
 * ``delay_s``: added latency, then the call proceeds (may accompany any other effect);
 * ``drop``: close the connection without an answer (the client sees a reset / remote disconnect);
 * ``after_commit``: let the server perform the call, then lose its answer: ``"status"`` answers
@@ -31,12 +33,13 @@ import re
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 
 from werkzeug.wrappers import Request, Response
 
 from emulator.errors import EmulatorError
-from emulator.pipeline import auth
+from emulator.pipeline import auth, fault_match
 
 _logger = logging.getLogger(__name__)
 
@@ -58,12 +61,18 @@ DATABRICKS_CODES = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403:
                     404: "RESOURCE_DOES_NOT_EXIST", 408: "REQUEST_TIMEOUT", 409: "RESOURCE_CONFLICT",
                     429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 502: "BAD_GATEWAY",
                     503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+# Unity Catalog answers Databricks' shape with the platform's newer codes where it has them (the
+# databricks-sdk's error mapping: ALREADY_EXISTS, RESOURCE_EXHAUSTED, CANCELLED); 404 as the
+# emulated UC answers it.
+UC_CODES = {**DATABRICKS_CODES, 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+            501: "NOT_IMPLEMENTED"}
 AZURE_CODES = {400: "BadRequest", 401: "AuthenticationFailed", 403: "AuthorizationFailed", 404: "NotFound",
                408: "RequestTimeout", 409: "Conflict", 429: "TooManyRequests", 500: "InternalServerError",
                502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 _FIELDS = {"method", "path", "body", "skip", "times", "status", "error_code", "message", "retry_after",
-           "delay_s", "drop", "after_commit", "hold_pending_s", "fail_registration"}
+           "delay_s", "drop", "after_commit", "hold_pending_s", "fail_registration", "shape"}
+SHAPES = ("databricks", "uc", "azureml")
 
 
 def _bad(message: str) -> EmulatorError:
@@ -86,9 +95,11 @@ class FaultRule:
     after_commit: str | None = None  # "status" | "drop"
     hold_pending_s: float | None = None
     fail_registration: str | None = None
+    shape: str | None = None  # the error body's shape; None: the workspace's own for the route
     id: int = 0
     matched: int = 0  # calls that matched method, path and body (skipped ones included)
     hits: int = 0  # calls the effect was applied to
+    conditions: tuple = field(default=(), repr=False, compare=False)  # body, compiled
 
     @classmethod
     def from_json(cls, data) -> FaultRule:
@@ -107,6 +118,10 @@ class FaultRule:
         body = data.get("body") or {}
         if not isinstance(body, dict):
             raise _bad("'body' must be an object of field -> value to match.")
+        try:
+            conditions = fault_match.conditions(body)
+        except fault_match.BadMatch as exc:
+            raise _bad(str(exc)) from None
 
         def int_field(name, low, high, default=None):
             value = data.get(name, default)
@@ -128,9 +143,9 @@ class FaultRule:
             path=path, method=method.upper(), body={str(k): v for k, v in body.items()},
             skip=int_field("skip", 0, 10**9, 0), times=int_field("times", 1, 10**9),
             status=int_field("status", 400, 599), retry_after=int_field("retry_after", 0, 86400),
-            delay_s=seconds("delay_s") or 0.0, hold_pending_s=seconds("hold_pending_s"),
+            delay_s=seconds("delay_s") or 0.0, hold_pending_s=seconds("hold_pending_s"), conditions=conditions,
         )
-        for name in ("error_code", "message", "fail_registration"):
+        for name in ("error_code", "message", "fail_registration", "shape"):
             value = data.get(name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise _bad(f"'{name}' must be a non-empty string.")
@@ -138,6 +153,8 @@ class FaultRule:
         drop = data.get("drop", False)
         if not isinstance(drop, bool):
             raise _bad("'drop' must be true or false.")
+        if rule.shape is not None and rule.shape not in SHAPES:
+            raise _bad(f"'shape' must be one of {', '.join(SHAPES)} (default: the workspace's own).")
         rule.drop = drop
         after = data.get("after_commit")
         if after not in (None, "status", "drop"):
@@ -155,10 +172,13 @@ class FaultRule:
                        "or fail_registration.")
         if rule.retry_after is not None and rule.status is None:
             raise _bad("'retry_after' goes with 'status' (e.g. 429 or 503).")
+        if rule.shape is not None and rule.status is None:
+            raise _bad("'shape' goes with 'status' or 'after_commit': \"status\" (it shapes the error answer).")
         return rule
 
     def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}) or k in ("times",)}
+        data = {f.name: getattr(self, f.name) for f in dataclass_fields(self) if f.name != "conditions"}
+        return {k: v for k, v in data.items() if v not in (None, {}) or k in ("times",)}
 
     def matches_route(self, method: str, paths: tuple[str, ...]) -> bool:
         return self.method in ("*", method) and any(fnmatch.fnmatchcase(p, self.path) for p in paths)
@@ -166,7 +186,7 @@ class FaultRule:
     def matches(self, method: str, paths: tuple[str, ...], fields: dict) -> bool:
         if not self.matches_route(method, paths):
             return False
-        return all(str(fields.get(k)) == str(v) for k, v in self.body.items())
+        return fault_match.matches_all(self.conditions, fields)
 
 
 class FaultRules:
@@ -232,22 +252,25 @@ def token_check(app, config):
     return authenticated
 
 
+# fidelity: Fault injection
 def error_answer(role: str, path: str, rule: FaultRule) -> Response:
-    """The backend's own error body: MLflow's shape on MLflow paths (plus Azure's ``error`` on Azure
-    ML), ARM's ``{"error": {...}}`` on ARM paths."""
+    """The error body in the rule's shape, else the workspace's own for the route: MLflow's on MLflow
+    paths (plus Azure's ``error`` object on Azure ML), ARM's ``{"error": {...}}`` on ARM paths."""
     status = rule.status or 503
     message = rule.message or f"Injected fault #{rule.id}: {status}"
-    code = rule.error_code or DATABRICKS_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
     headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else {}
-    if role == "azureml":
-        azure = {"code": AZURE_CODES.get(status, "InternalServerError" if status >= 500 else "BadRequest"),
-                 "message": message}
-        if path.lower().startswith("/subscriptions/"):
-            payload = {"error": azure}
-        else:
-            payload = {"error_code": code, "message": message, "error": azure}
+    azure_code = AZURE_CODES.get(status, "InternalServerError" if status >= 500 else "BadRequest")
+    arm = {"error": {"code": rule.error_code or azure_code, "message": message, "details": []}}
+    shape = rule.shape or ("databricks" if role != "azureml" else
+                           "azureml" if path.lower().startswith("/subscriptions/") else "azureml-mlflow")
+    if shape == "azureml":
+        payload = arm
     else:
+        codes = UC_CODES if shape == "uc" else DATABRICKS_CODES
+        code = rule.error_code or codes.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
         payload = {"error_code": code, "message": message}
+        if shape == "azureml-mlflow":  # Azure ML's MLflow routes: MLflow's shape, Azure's object beside it
+            payload["error"] = {"code": azure_code, "message": message}
     return Response(json.dumps(payload), status=status, mimetype="application/json", headers=headers)
 
 
@@ -319,7 +342,8 @@ def _route_paths(path: str) -> tuple[str, ...]:
 
 
 def _request_fields(environ, method: str, want_body: bool) -> dict:
-    """Query args, and for small JSON bodies their top-level fields (the body is put back)."""
+    """Query args and, for a small JSON object body, its fields, nested ones as they are (the body
+    is put back for the route)."""
     fields = dict(Request(environ).args.items())
     if not want_body or method in ("GET", "HEAD"):
         return fields
@@ -337,7 +361,7 @@ def _request_fields(environ, method: str, want_body: bool) -> dict:
     except ValueError:
         return fields
     if isinstance(parsed, dict):
-        fields.update({k: v for k, v in parsed.items() if isinstance(v, (str, int, float, bool))})
+        fields.update(parsed)
     return fields
 
 
