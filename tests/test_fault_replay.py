@@ -125,3 +125,77 @@ def test_replay_refuses_paths_that_normalise_elsewhere(emulator, tmp_path):
         assert faults.list_faults(ws) == []  # the admin call was never sent
     finally:
         ws.clear_faults()
+
+
+@pytest.mark.parametrize("role", ["databricks", "azureml"])
+def test_faithful_replay_of_a_plain_train_and_register_run_is_the_same(emulator, role, monkeypatch, tmp_path):
+    """log_model(registered_model_name=...) recorded, then replayed on a reset workspace: no difference."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LinearRegression
+
+    ws = getattr(emulator, role)
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    _reset(ws)
+    ws.journal(True)
+    uri = getattr(ws, "tracking_uri", "databricks")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("/Shared/replay-plain")
+    with mlflow.start_run():
+        mlflow.log_param("alpha", 1)
+        mlflow.log_metric("loss", 0.5)
+        mlflow.sklearn.log_model(LinearRegression().fit([[0], [1]], [0, 1]), name="model",
+                                 registered_model_name="replay-plain")
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps({"requests": ws.requests()}))
+    ws.journal(False)
+    result = CliRunner().invoke(harness_cli, ["replay", str(path), "--state-dir", str(emulator.state.root),
+                                              "--reuse-destructive"])
+    assert result.exit_code == 0, result.output
+    assert "same outcome" in result.output
+    version = _client(ws).get_model_version("replay-plain", "1")
+    assert version.status == "READY"
+
+
+def test_replay_compares_registration_status_aliases_and_stages(emulator, monkeypatch):
+    """A version that ends otherwise on replay (status, status_message, aliases, stage) is a difference."""
+    from mlflow.exceptions import MlflowException
+
+    ws = emulator.databricks
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    _reset(ws)
+    client = _client(ws)
+    ws.journal(True)
+    run = client.create_run(client.create_experiment("/Shared/replay-states"))
+    client.log_text(run.info.run_id, "a model's files", "model/MLmodel")
+    client.create_registered_model("states")
+    with faults.inject_fault(ws, "POST", "*/model-versions/create", fail_registration="Source files could not be copied."):
+        with pytest.raises(MlflowException, match="FAILED_REGISTRATION"):
+            client.create_model_version("states", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.create_model_version("states", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.transition_model_version_stage("states", "2", "Staging")
+    client.get_model_version("states", "2")
+    entries = ws.requests()
+    ws.journal(False)
+    # The recorded answers of a service that named an alias and another stage (the workspace
+    # registry's client refuses aliases, so the replayed version has none).
+    last = json.loads(entries[-1]["response"]["body"])
+    last["model_version"].update(aliases=["challenger"], current_stage="Production")
+    entries[-1]["response"]["body"] = json.dumps(last)
+    _reset(ws)
+    report = replay.replay(entries, ws, with_faults=False)
+    found = [d for s in report.differing for d in s.differences]
+    assert "model_version.status: recorded 'FAILED_REGISTRATION', replayed 'READY'" in found, report.summary()
+    assert any(d.startswith("model_version.status_message: recorded 'Source files could not be copied.', replayed")
+               for d in found), found
+    assert "model_version.aliases: recorded ['challenger'], replayed None" in found, found
+    assert "model_version.current_stage: recorded 'Production', replayed 'Staging'" in found, found
+    # Replayed with its fault, the same journal (answers as recorded up to the edit) differs only there.
+    _reset(ws)
+    report = replay.replay(entries, ws)
+    found = [d for s in report.differing for d in s.differences]
+    assert sorted(found) == ["model_version.aliases: recorded ['challenger'], replayed None",
+                             "model_version.current_stage: recorded 'Production', replayed 'Staging'"], found
