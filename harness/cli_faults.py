@@ -84,16 +84,31 @@ def scenario_run(state_dir, name, role, as_json):
               help="With --state-dir: reset (EMPTY) the workspace even if it holds data (runs, models, Unity "
                    "Catalog, files); without it such a workspace is refused.")
 @click.option("--role", type=click.Choice(settings.ROLES), default=None, help="Default: the journal's.")
+@click.option("--port-databricks", type=click.IntRange(1, 65535), default=None,
+              help="Port of the throwaway Databricks workspace (default: a free one).")
+@click.option("--port-azureml", type=click.IntRange(1, 65535), default=None,
+              help="Port of the throwaway Azure ML workspace (default: a free one).")
 @click.option("--no-faults", is_flag=True, help="Do not re-inject the faults the recorded calls met.")
 @click.option("--json", "as_json", is_flag=True)
-def replay_cmd(journal, state_dir, reuse_destructive, role, no_faults, as_json):
+def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, port_azureml, no_faults, as_json):
     """Send a recorded journal's tracking and registry calls to a fresh workspace; exit 1 if any outcome differs."""
     import requests
+
+    from emulator.control.processes import port_in_use
 
     from emulator.control.live_reset import holds_data
     from harness import replay
     from harness.workspaces import Emulator
 
+    ports = {r: p for r, p in (("databricks", port_databricks), ("azureml", port_azureml)) if p}
+    if ports and state_dir:
+        raise click.UsageError("--port-databricks/--port-azureml are for the throwaway emulator; "
+                               "with --state-dir the running emulator's ports are used")
+    # At once, not after up()'s wait for fixed ports to free (meant for restarts).
+    taken = [f"{settings.DEFAULT_HOST}:{p} (--port-{r})" for r, p in ports.items()
+             if port_in_use(settings.DEFAULT_HOST, p)]
+    if taken:
+        raise click.UsageError(f"port in use: {', '.join(taken)}; pick another or leave it out for a free one")
     entries = replay.load(journal)
     role = role or replay.role_of_journal(entries)
     with contextlib.ExitStack() as stack:
@@ -113,9 +128,11 @@ def replay_cmd(journal, state_dir, reuse_destructive, role, no_faults, as_json):
             answer.raise_for_status()
         else:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-replay-"))
-            emu = Emulator(tmp).up()
+            emu = Emulator(tmp, ports=ports).up()
             stack.callback(emu.down)
             ws = getattr(emu, role)
+            if not as_json:
+                click.echo(f"throwaway workspaces: databricks {emu.databricks.url}, azureml {emu.azureml.url}")
         report = replay.replay(entries, ws, with_faults=not no_faults)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.summary())
     sys.exit(EXIT_FAILED if report.differing else EXIT_OK)

@@ -35,6 +35,7 @@ def recorded(emulator, request, monkeypatch, tmp_path):
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
     _reset(ws)
+    faults.clear_journal(ws)  # only this test's calls
     ws.journal(True)
     outcome = run_scenario("duplicate_version_after_lost_response", ws)
     assert outcome.reproduced
@@ -138,6 +139,7 @@ def test_faithful_replay_of_a_plain_train_and_register_run_is_the_same(emulator,
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
     _reset(ws)
+    faults.clear_journal(ws)  # only this test's calls
     ws.journal(True)
     uri = getattr(ws, "tracking_uri", "databricks")
     mlflow.set_tracking_uri(uri)
@@ -168,6 +170,7 @@ def test_replay_compares_registration_status_aliases_and_stages(emulator, monkey
         monkeypatch.setenv(key, value)
     _reset(ws)
     client = _client(ws)
+    faults.clear_journal(ws)  # only this test's calls
     ws.journal(True)
     run = client.create_run(client.create_experiment("/Shared/replay-states"))
     client.log_text(run.info.run_id, "a model's files", "model/MLmodel")
@@ -199,3 +202,32 @@ def test_replay_compares_registration_status_aliases_and_stages(emulator, monkey
     found = [d for s in report.differing for d in s.differences]
     assert sorted(found) == ["model_version.aliases: recorded ['challenger'], replayed None",
                              "model_version.current_stage: recorded 'Production', replayed 'Staging'"], found
+
+
+def test_harness_replay_takes_ports_for_its_throwaway_workspaces(emulator, tmp_path, monkeypatch):
+    import socket
+
+    from emulator.control.launcher import free_port
+
+    ws = emulator.databricks
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    faults.clear_journal(ws)  # only this test's calls
+    ws.journal(True)
+    _client(ws).create_experiment("/Shared/replay-ports")
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps({"requests": ws.requests()}))
+    ws.journal(False)
+    ports = {"databricks": free_port(), "azureml": free_port()}
+    args = ["replay", str(path), "--port-databricks", str(ports["databricks"]), "--port-azureml", str(ports["azureml"])]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", ports["azureml"]))
+        busy.listen()
+        refused = CliRunner().invoke(harness_cli, args)
+    assert refused.exit_code == 2 and f"127.0.0.1:{ports['azureml']} (--port-azureml)" in refused.output, refused.output
+    result = CliRunner().invoke(harness_cli, args)
+    assert result.exit_code == 0 and "same outcome" in result.output, result.output
+    assert (f"databricks http://127.0.0.1:{ports['databricks']}" in result.output
+            and f":{ports['azureml']}" in result.output), result.output
+    mixed = CliRunner().invoke(harness_cli, [*args, "--state-dir", str(emulator.state.root)])
+    assert mixed.exit_code == 2 and "throwaway" in mixed.output, mixed.output
