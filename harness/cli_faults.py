@@ -40,11 +40,12 @@ def scenario():
 
 @scenario.command("list")
 def scenario_list():
-    """The scenarios, the bug each shows, and the workspaces it runs on."""
+    """The scenarios: the workspaces each runs on, the service rule, the public symptom it matches, the bug."""
     from harness.fault_scenarios import SCENARIOS
 
     for s in SCENARIOS.values():
-        click.echo(f"{s.name}  [{', '.join(s.roles)}]\n    bug: {s.bug}\n    expected: {s.expected}")
+        click.echo(f"{s.name}  [{', '.join(s.roles)}]\n    rule: {s.rule}\n    symptom: {s.symptom}\n"
+                   f"    bug: {s.bug}\n    expected: {s.expected}")
 
 
 @scenario.command("run")
@@ -94,9 +95,8 @@ def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, por
     """Send a recorded journal's tracking and registry calls to a fresh workspace; exit 1 if any outcome differs."""
     import requests
 
-    from emulator.control.processes import port_in_use
-
     from emulator.control.live_reset import holds_data
+    from emulator.control.processes import port_in_use
     from harness import replay
     from harness.workspaces import Emulator
 

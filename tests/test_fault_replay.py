@@ -175,9 +175,9 @@ def test_replay_compares_registration_status_aliases_and_stages(emulator, monkey
     run = client.create_run(client.create_experiment("/Shared/replay-states"))
     client.log_text(run.info.run_id, "a model's files", "model/MLmodel")
     client.create_registered_model("states")
-    with faults.inject_fault(ws, "POST", "*/model-versions/create", fail_registration="Source files could not be copied."):
-        with pytest.raises(MlflowException, match="FAILED_REGISTRATION"):
-            client.create_model_version("states", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    with (faults.inject_fault(ws, "POST", "*/model-versions/create", fail_registration="Source files could not be copied."),
+          pytest.raises(MlflowException, match="FAILED_REGISTRATION")):
+        client.create_model_version("states", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     client.create_model_version("states", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     client.transition_model_version_stage("states", "2", "Staging")
     client.get_model_version("states", "2")
