@@ -90,14 +90,22 @@ def scenario_run(state_dir, name, role, as_json):
 @click.option("--port-azureml", type=click.IntRange(1, 65535), default=None,
               help="Port of the throwaway Azure ML workspace (default: a free one).")
 @click.option("--no-faults", is_flag=True, help="Do not re-inject the faults the recorded calls met.")
+@click.option("--script", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="After the replay, reset the workspace and run this client script against it; compare the "
+                   "exception it ends with to the recorded one (the journal file's client_exception).")
+@click.option("--mlflow", "mlflow_version", default=None,
+              help="With --script: run it under this MLflow client version (a harness client venv, e.g. 3.1.4).")
+@click.option("--expect-exception", default=None, metavar="'TYPE: MESSAGE'",
+              help="With --script: the recorded exception, instead of the journal file's.")
 @click.option("--json", "as_json", is_flag=True)
-def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, port_azureml, no_faults, as_json):
+def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, port_azureml, no_faults, script,
+               mlflow_version, expect_exception, as_json):
     """Send a recorded journal's tracking and registry calls to a fresh workspace; exit 1 if any outcome differs."""
     import requests
 
     from emulator.control.live_reset import holds_data
     from emulator.control.processes import port_in_use
-    from harness import replay
+    from harness import client_venvs, replay, replay_script
     from harness.workspaces import Emulator
 
     ports = {r: p for r, p in (("databricks", port_databricks), ("azureml", port_azureml)) if p}
@@ -109,6 +117,12 @@ def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, por
              if port_in_use(settings.DEFAULT_HOST, p)]
     if taken:
         raise click.UsageError(f"port in use: {', '.join(taken)}; pick another or leave it out for a free one")
+    if (mlflow_version or expect_exception) and not script:
+        raise click.UsageError("--mlflow and --expect-exception go with --script")
+    if mlflow_version and f"mlflow-{mlflow_version}" not in client_venvs.VENVS:
+        known = sorted(v.removeprefix("mlflow-") for v in client_venvs.VENVS if v.startswith("mlflow-"))
+        raise click.BadParameter(f"no client venv for MLflow {mlflow_version}; known: {', '.join(known)}",
+                                 param_hint="--mlflow")
     entries = replay.load(journal)
     role = role or replay.role_of_journal(entries)
     with contextlib.ExitStack() as stack:
@@ -123,9 +137,7 @@ def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, por
                     f"the {role} workspace of state dir {state_dir} holds data (runs, models, Unity Catalog, "
                     "files...) that replaying would erase (it resets the workspace first). Replay into a "
                     "throwaway emulator (no --state-dir), or pass --reuse-destructive to empty it.")
-            answer = requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=300,
-                                   headers={"Authorization": f"Bearer {ws.token}"})
-            answer.raise_for_status()
+            _reset(ws)
         else:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-replay-"))
             emu = Emulator(tmp, ports=ports).up()
@@ -134,8 +146,28 @@ def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, por
             if not as_json:
                 click.echo(f"throwaway workspaces: databricks {emu.databricks.url}, azureml {emu.azureml.url}")
         report = replay.replay(entries, ws, with_faults=not no_faults)
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.summary())
-    sys.exit(EXIT_FAILED if report.differing else EXIT_OK)
+        ran = None
+        if script:
+            _reset(ws)  # the script meets a fresh workspace too, not the replay's objects
+            expected = (replay_script.parse_exception(expect_exception) if expect_exception
+                        else replay_script.recorded_exception(journal))
+            # With --json, stdout is the JSON only: what the script prints stays in the outcome.
+            ran = replay_script.run_script(script, ws, expected, mlflow_version)
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "script": ran.to_json() if ran else None}, indent=2))
+    else:
+        click.echo(report.summary())
+        if ran:
+            click.echo(ran.summary())
+    sys.exit(EXIT_FAILED if report.differing or (ran and not ran.same) else EXIT_OK)
+
+
+def _reset(ws) -> None:
+    import requests
+
+    answer = requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=300,
+                           headers={"Authorization": f"Bearer {ws.token}"})
+    answer.raise_for_status()
 
 
 def register(main: click.Group) -> None:

@@ -231,3 +231,42 @@ def test_harness_replay_takes_ports_for_its_throwaway_workspaces(emulator, tmp_p
             and f":{ports['azureml']}" in result.output), result.output
     mixed = CliRunner().invoke(harness_cli, [*args, "--state-dir", str(emulator.state.root)])
     assert mixed.exit_code == 2 and "throwaway" in mixed.output, mixed.output
+
+
+SCRIPT = """
+from mlflow import MlflowClient
+
+client = MlflowClient()  # tracking URI from the environment, as the user's script had it
+client.create_registered_model("script-model")
+client.create_model_version("script-model", "runs:/{run}/model", run_id="{run}")
+"""
+
+
+def test_harness_replay_reruns_the_client_script_and_compares_its_exception(emulator, tmp_path, monkeypatch):
+    """The captured script, re-run (this client and MLflow 3.1) against the fresh workspace, ends with the
+    recorded exception; a different recorded exception is a difference (exit 1)."""
+    ws = emulator.azureml
+    for key, value in ws.env.items():
+        monkeypatch.setenv(key, value)
+    run = "0" * 32
+    script = tmp_path / "register.py"
+    script.write_text(SCRIPT.replace("{run}", run))
+    _reset(ws)
+    faults.clear_journal(ws)
+    ws.journal(True)
+    _client(ws).create_experiment("recorded-before-the-bug")
+    recorded = {"type": "RestException", "message": f"RESOURCE_DOES_NOT_EXIST: Run with id={run} not found"}
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps({"requests": ws.requests(), "client_exception": recorded}))
+    ws.journal(False)
+    args = ["replay", str(path), "--state-dir", str(emulator.state.root), "--reuse-destructive", "--script", str(script)]
+    same = CliRunner().invoke(harness_cli, args)
+    assert same.exit_code == 0 and "same exception" in same.output, same.output
+    old_client = CliRunner().invoke(harness_cli, [*args, "--mlflow", "3.1.4", "--json"])
+    assert old_client.exit_code == 0, old_client.output
+    assert json.loads(old_client.stdout)["script"]["got"] == recorded
+    other = CliRunner().invoke(harness_cli, [*args, "--expect-exception", "RestException: PERMISSION_DENIED: no"])
+    assert other.exit_code == 1 and "DIFFERENT exception" in other.output, other.output
+    assert f"replayed: RestException: RESOURCE_DOES_NOT_EXIST: Run with id={run} not found" in other.output
+    unknown = CliRunner().invoke(harness_cli, [*args, "--mlflow", "0.1"])
+    assert unknown.exit_code == 2 and "no client venv for MLflow 0.1" in unknown.output, unknown.output
