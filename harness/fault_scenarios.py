@@ -122,6 +122,8 @@ def _prepare(ws, scenario: str) -> Setup:
 
 
 def _duplicate_after_lost_response(s: Setup):
+    from harness.checks.registry import verify_registry_versions
+
     s.client.create_registered_model(s.name)
     description = f"one registration {uuid.uuid4().hex[:6]}"
     with faults.inject_fault(s.ws, "POST", REGISTRY_CREATE, body={"name": s.name}, after_commit="status",
@@ -130,8 +132,6 @@ def _duplicate_after_lost_response(s: Setup):
         hits = rule.hits
     versions = s.versions()
     same = [v.version for v in versions if v.description == description]
-    from harness.checks.registry import verify_registry_versions
-
     check = verify_registry_versions(s.client, s.name, expected_count=1)
     observed = {"client_calls": 1, "returned_version": mv.version, "versions_in_registry": [v.version for v in versions],
                 "versions_with_this_description": same, "fault_hits": hits,
@@ -242,9 +242,9 @@ LOCALLY_TRACKED = textwrap.dedent(
 def run_locally_tracked(ws, name: str, workdir) -> dict:
     """The #18194 script with the 3.1 client: log to a local store in ``workdir``, register in UC."""
     from harness import client_venvs
+    from harness.replay_script import client_environment
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABRICKS_"))}
-    env.update(ws.env)
+    env = client_environment(ws)  # the script sets its own tracking URI
     python = client_venvs.ensure(LOCALLY_TRACKED_CLIENT, log=lambda line: print(line, file=sys.stderr))
     out = subprocess.run([str(python), "-c", LOCALLY_TRACKED, (Path(workdir) / "mlruns").as_uri(), name], check=False,
                          env=env, cwd=workdir, capture_output=True, text=True, timeout=900)

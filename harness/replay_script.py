@@ -80,8 +80,9 @@ class ScriptOutcome:
                 "got": self.got}
 
 
-def _environment(ws) -> dict:
-    # The caller's own MLflow/Databricks settings must not steer the script elsewhere.
+def client_environment(ws) -> dict:
+    """This process's environment without its own MLflow/Databricks/Azure ML settings (they must not
+    steer a client script elsewhere), plus the workspace's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABRICKS_", "AZUREML_"))}
     env.update(ws.env)
     env["MLFLOW_TRACKING_URI"] = getattr(ws, "tracking_uri", "databricks")
@@ -96,7 +97,7 @@ def run_script(path, ws, expected: dict | None, mlflow_version: str | None = Non
     else:
         client, python = "this interpreter's mlflow", Path(sys.executable)
     with tempfile.TemporaryDirectory(prefix="harness-replay-script-") as workdir:
-        out = subprocess.run([str(python), "-c", _RUNNER, str(Path(path).resolve()), MARK], env=_environment(ws),
+        out = subprocess.run([str(python), "-c", _RUNNER, str(Path(path).resolve()), MARK], env=client_environment(ws),
                              cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith(MARK)]
     if lines:
