@@ -51,11 +51,12 @@ def scenario():
 
 @scenario.command("list")
 def scenario_list():
-    """The scenarios, the bug each shows, and the workspaces it runs on."""
+    """The scenarios: the workspaces each runs on, the service rule, the public symptom it matches, the bug."""
     from harness.fault_scenarios import SCENARIOS
 
     for s in SCENARIOS.values():
-        click.echo(f"{s.name}  [{', '.join(s.roles)}]\n    bug: {s.bug}\n    expected: {s.expected}")
+        click.echo(f"{s.name}  [{', '.join(s.roles)}]\n    rule: {s.rule}\n    symptom: {s.symptom}\n"
+                   f"    bug: {s.bug}\n    expected: {s.expected}")
 
 
 @scenario.command("run")
@@ -95,16 +96,44 @@ def scenario_run(state_dir, name, role, as_json):
               help="With --state-dir: reset (EMPTY) the workspace even if it holds data (runs, models, Unity "
                    "Catalog, files); without it such a workspace is refused.")
 @click.option("--role", type=click.Choice(settings.ROLES), default=None, help="Default: the journal's.")
+@click.option("--port-databricks", type=click.IntRange(1, 65535), default=None,
+              help="Port of the throwaway Databricks workspace (default: a free one).")
+@click.option("--port-azureml", type=click.IntRange(1, 65535), default=None,
+              help="Port of the throwaway Azure ML workspace (default: a free one).")
 @click.option("--no-faults", is_flag=True, help="Do not re-inject the faults the recorded calls met.")
+@click.option("--script", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="After the replay, reset the workspace and run this client script against it; compare the "
+                   "exception it ends with to the recorded one (the journal file's client_exception).")
+@click.option("--mlflow", "mlflow_version", default=None,
+              help="With --script: run it under this MLflow client version (a harness client venv, e.g. 3.1.4).")
+@click.option("--expect-exception", default=None, metavar="'TYPE: MESSAGE'",
+              help="With --script: the recorded exception, instead of the journal file's.")
 @click.option("--json", "as_json", is_flag=True)
-def replay_cmd(journal, state_dir, reuse_destructive, role, no_faults, as_json):
+def replay_cmd(journal, state_dir, reuse_destructive, role, port_databricks, port_azureml, no_faults, script,
+               mlflow_version, expect_exception, as_json):
     """Send a recorded journal's tracking and registry calls to a fresh workspace; exit 1 if any outcome differs."""
     import requests
 
     from emulator.control.live_reset import holds_data
-    from harness import replay
+    from emulator.control.processes import port_in_use
+    from harness import client_venvs, replay, replay_script
     from harness.workspaces import Emulator
 
+    ports = {r: p for r, p in (("databricks", port_databricks), ("azureml", port_azureml)) if p}
+    if ports and state_dir:
+        raise click.UsageError("--port-databricks/--port-azureml are for the throwaway emulator; "
+                               "with --state-dir the running emulator's ports are used")
+    # At once, not after up()'s wait for fixed ports to free (meant for restarts).
+    taken = [f"{settings.DEFAULT_HOST}:{p} (--port-{r})" for r, p in ports.items()
+             if port_in_use(settings.DEFAULT_HOST, p)]
+    if taken:
+        raise click.UsageError(f"port in use: {', '.join(taken)}; pick another or leave it out for a free one")
+    if (mlflow_version or expect_exception) and not script:
+        raise click.UsageError("--mlflow and --expect-exception go with --script")
+    if mlflow_version and f"mlflow-{mlflow_version}" not in client_venvs.VENVS:
+        known = sorted(v.removeprefix("mlflow-") for v in client_venvs.VENVS if v.startswith("mlflow-"))
+        raise click.BadParameter(f"no client venv for MLflow {mlflow_version}; known: {', '.join(known)}",
+                                 param_hint="--mlflow")
     entries = replay.load(journal)
     role = role or replay.role_of_journal(entries)
     with contextlib.ExitStack() as stack:
@@ -119,17 +148,37 @@ def replay_cmd(journal, state_dir, reuse_destructive, role, no_faults, as_json):
                     f"the {role} workspace of state dir {state_dir} holds data (runs, models, Unity Catalog, "
                     "files...) that replaying would erase (it resets the workspace first). Replay into a "
                     "throwaway emulator (no --state-dir), or pass --reuse-destructive to empty it.")
-            answer = requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=300,
-                                   headers={"Authorization": f"Bearer {ws.token}"})
-            answer.raise_for_status()
+            _reset(ws)
         else:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-replay-"))
-            emu = Emulator(tmp).up()
+            emu = Emulator(tmp, ports=ports).up()
             stack.callback(emu.down)
             ws = getattr(emu, role)
+            if not as_json:
+                click.echo(f"throwaway workspaces: databricks {emu.databricks.url}, azureml {emu.azureml.url}")
         report = replay.replay(entries, ws, with_faults=not no_faults)
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.summary())
-    sys.exit(EXIT_FAILED if report.differing else EXIT_OK)
+        ran = None
+        if script:
+            _reset(ws)  # the script meets a fresh workspace too, not the replay's objects
+            expected = (replay_script.parse_exception(expect_exception) if expect_exception
+                        else replay_script.recorded_exception(journal))
+            # With --json, stdout is the JSON only: what the script prints stays in the outcome.
+            ran = replay_script.run_script(script, ws, expected, mlflow_version)
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "script": ran.to_json() if ran else None}, indent=2))
+    else:
+        click.echo(report.summary())
+        if ran:
+            click.echo(ran.summary())
+    sys.exit(EXIT_FAILED if report.differing or (ran and not ran.same) else EXIT_OK)
+
+
+def _reset(ws) -> None:
+    import requests
+
+    answer = requests.post(f"{ws.url}/__emulator/reset", json={}, timeout=300,
+                           headers={"Authorization": f"Bearer {ws.token}"})
+    answer.raise_for_status()
 
 
 def register(main: click.Group) -> None:

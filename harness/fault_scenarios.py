@@ -1,5 +1,7 @@
-"""Named reproductions of registration bugs: each injects one fault with a rule, drives the real
-MLflow client against a workspace, and reports what the registry holds afterwards.
+"""Named reproductions of registration bugs: each drives the real MLflow client against a workspace
+(injecting one fault with a rule, or meeting a refusal the workspace makes on its own, as the
+cloud does) and reports what the registry holds afterwards. Each names the service rule it
+exercises and the public symptom (a bug report's text) it matches.
 
 ``reproduced`` is True when the scenario behaved as documented: for the bug scenarios the bug
 appears (so a test can pin it, and a fixed client can be shown not to have it); for the load
@@ -13,14 +15,24 @@ scenarios (rate-limit storm, slow registry) the client copes: versions stay cont
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from harness import faults
+from harness import faults, mlflow_uris
 
 REGISTRY_CREATE = "*/api/2.0/mlflow/model-versions/create"
+UC_CREATE = "*/api/2.0/mlflow/unity-catalog/model-versions/create"
+UC_SCHEMA = "main.default"
+# The Databricks workspace registry's status_message for a source with nothing at it (mlflow/mlflow#4630).
+SOURCE_MISSING = "Failed registration. The given source path does not exist."
 
 
 @dataclass
@@ -53,6 +65,8 @@ class Scenario:
     expected: str
     roles: tuple[str, ...]
     run: object  # (Setup) -> (reproduced, observed)
+    rule: str = ""  # the service's rule, as docs/pages/fidelity.md records it
+    symptom: str = ""  # what users saw, from a public bug report
 
 
 @contextlib.contextmanager
@@ -83,6 +97,7 @@ class Setup:
     name: str
     source: str
     run_id: str
+    experiment_id: str = ""
 
     def register(self, description: str, **kwargs):
         return self.client.create_model_version(self.name, self.source, run_id=self.run_id,
@@ -103,10 +118,12 @@ def _prepare(ws, scenario: str) -> Setup:
     run = client.create_run(exp_id)
     client.log_text(run.info.run_id, "a model's files", "model/MLmodel")
     client.set_terminated(run.info.run_id)
-    return Setup(ws, role, client, f"{scenario}-{tag}", f"{run.info.artifact_uri}/model", run.info.run_id)
+    return Setup(ws, role, client, f"{scenario}-{tag}", f"{run.info.artifact_uri}/model", run.info.run_id, exp_id)
 
 
 def _duplicate_after_lost_response(s: Setup):
+    from harness.checks.registry import verify_registry_versions
+
     s.client.create_registered_model(s.name)
     description = f"one registration {uuid.uuid4().hex[:6]}"
     with faults.inject_fault(s.ws, "POST", REGISTRY_CREATE, body={"name": s.name}, after_commit="status",
@@ -115,9 +132,147 @@ def _duplicate_after_lost_response(s: Setup):
         hits = rule.hits
     versions = s.versions()
     same = [v.version for v in versions if v.description == description]
+    check = verify_registry_versions(s.client, s.name, expected_count=1)
     observed = {"client_calls": 1, "returned_version": mv.version, "versions_in_registry": [v.version for v in versions],
-                "versions_with_this_description": same, "fault_hits": hits}
-    return len(same) == 2 and hits == 1, observed
+                "versions_with_this_description": same, "fault_hits": hits,
+                "registry_check": [d.message for d in check.differences]}
+    flagged = any("duplicate of version" in m for m in observed["registry_check"])
+    return len(same) == 2 and hits == 1 and flagged, observed
+
+
+def _missing_source_fails_registration(s: Setup):
+    from mlflow.exceptions import MlflowException
+
+    s.client.create_registered_model(s.name)
+    error = None
+    try:  # a source path with nothing at it (a typo, a model logged elsewhere)
+        s.client.create_model_version(s.name, f"{s.source}-nothing-here", run_id=s.run_id)
+    except MlflowException as exc:
+        error = exc.message.splitlines()[0]
+    versions = s.versions()
+    observed = {"client_error": error, "registry_after": [(v.version, v.status, v.status_message) for v in versions]}
+    failed = [v for v in versions if v.status == "FAILED_REGISTRATION" and v.status_message == SOURCE_MISSING]
+    return error is not None and "FAILED_REGISTRATION" in error and SOURCE_MISSING in error and bool(failed), observed
+
+
+def _unknown_run_is_not_found(s: Setup):
+    from mlflow.exceptions import MlflowException
+
+    s.client.create_registered_model(s.name)
+    unknown = uuid.uuid4().hex
+    error = None
+    try:
+        s.client.create_model_version(s.name, f"runs:/{unknown}/model", run_id=unknown)
+    except MlflowException as exc:
+        error = str(exc)
+    versions = s.versions()
+    observed = {"client_error": error, "versions": [v.version for v in versions]}
+    return error == f"RESOURCE_DOES_NOT_EXIST: Run with id={unknown} not found" and not versions, observed
+
+
+def _uc_model(s: Setup, name: str, **fault):
+    """log_model(registered_model_name=<catalog.schema.model>) to Unity Catalog, optionally under a
+    one-shot rule on its model-versions/create; the version as Unity Catalog then reports it."""
+    import mlflow
+    import mlflow.sklearn
+    import numpy as np
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(12.0).reshape(4, 3)
+    model = LinearRegression().fit(X, X @ [1.0, 2.0, 3.0])
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mlflow_uris.using("databricks", "databricks-uc"))
+        if fault:
+            stack.enter_context(faults.inject_fault(s.ws, "POST", UC_CREATE, body={"name": name}, times=1, **fault))
+        with mlflow.start_run(experiment_id=s.experiment_id):
+            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
+                                            signature=infer_signature(X, model.predict(X)))
+    return mlflow.MlflowClient("databricks", "databricks-uc"), str(info.registered_model_version)
+
+
+def _uc_pending_after_register(s: Setup):
+    name = _uc_name(s)
+    client, version = _uc_model(s, name, hold_pending_s=3)
+    first = client.get_model_version(name, version).status  # right after register_model returned
+    deadline = time.monotonic() + 120
+    while (status := client.get_model_version(name, version).status) == "PENDING_REGISTRATION":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    observed = {"uc_model": name, "version": version, "status_after_register_model": first,
+                "status_later": status}
+    return first == "PENDING_REGISTRATION" and status == "READY", observed
+
+
+def _uc_failed_at_finalize(s: Setup):
+    name = _uc_name(s)
+    message = "Model files failed the workspace's checks."
+    client, version = _uc_model(s, name, fail_registration=message)  # returns: the UC client does not poll
+    mv = client.get_model_version(name, version)
+    observed = {"uc_model": name, "version": version, "register_model_raised": False,
+                "status": mv.status, "status_message": mv.status_message}
+    return (mv.status, mv.status_message) == ("FAILED_REGISTRATION", message), observed
+
+
+# MLflow 3.0-3.4 send the model_id of a model logged to another tracking server (mlflow/mlflow#18194);
+# 3.5+ clear it (mlflow/mlflow#18244), so the symptom is shown with such a client, in its own venv.
+LOCALLY_TRACKED_CLIENT = "mlflow-3.1.4"
+LOCALLY_TRACKED = textwrap.dedent(
+    """
+    import json, sys
+    import mlflow, numpy as np
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+    X = np.random.default_rng(0).random((20, 3)); model = LinearRegression().fit(X, X @ [1.0, 2.0, 3.0])
+    mlflow.set_tracking_uri(sys.argv[1])  # a local tracking store
+    mlflow.set_registry_uri("databricks-uc")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict(X)))
+    try:
+        mlflow.register_model(info.model_uri, sys.argv[2])
+        result = {"registered": True}
+    except mlflow.exceptions.MlflowException as exc:
+        result = {"error_code": exc.error_code, "message": exc.message}
+    print("RESULT " + json.dumps(dict(result, model_id=info.model_id)))
+    """
+)
+
+
+def run_locally_tracked(ws, name: str, workdir) -> dict:
+    """The #18194 script with the 3.1 client: log to a local store in ``workdir``, register in UC."""
+    from harness import client_venvs
+    from harness.replay_script import client_environment
+
+    env = client_environment(ws)  # the script sets its own tracking URI
+    python = client_venvs.ensure(LOCALLY_TRACKED_CLIENT, log=lambda line: print(line, file=sys.stderr))
+    out = subprocess.run([str(python), "-c", LOCALLY_TRACKED, (Path(workdir) / "mlruns").as_uri(), name], check=False,
+                         env=env, cwd=workdir, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0 or "RESULT " not in out.stdout:
+        return {"script_failed": out.stderr[-2000:]}
+    return json.loads(out.stdout.split("RESULT ", 1)[1])
+
+
+def _uc_unknown_model_id(s: Setup):
+    name = _uc_name(s)
+    with tempfile.TemporaryDirectory(prefix="scenario-locally-tracked-") as workdir:
+        result = run_locally_tracked(s.ws, name, workdir)
+    uc = _uc_client()
+    observed = {"uc_model": name, "client": LOCALLY_TRACKED_CLIENT, **result,
+                "versions": [v.version for v in uc.search_model_versions(f"name = '{name}'")]}
+    refused = (result.get("error_code") == "RESOURCE_DOES_NOT_EXIST"
+               and f"Logged model with ID '{result.get('model_id')}' does not exist" in result.get("message", ""))
+    return refused and not observed["versions"], observed
+
+
+def _uc_name(s: Setup) -> str:
+    return f"{UC_SCHEMA}.{s.name.replace('-', '_')}"  # Unity Catalog names: letters, digits, underscores
+
+
+def _uc_client():
+    from mlflow import MlflowClient
+
+    return MlflowClient("databricks", "databricks-uc")
 
 
 def _empty_model_after_failed_first_version(s: Setup):
@@ -203,26 +358,85 @@ SCENARIOS = {s.name: s for s in [
              "retries the POST and the registry holds two versions for one registration",
              "a registration is sent once or made idempotent (e.g. look for its own unique description before "
              "retrying); the harness registry check reports the duplicate",
-             ("databricks", "azureml"), _duplicate_after_lost_response),
+             ("databricks", "azureml"), _duplicate_after_lost_response,
+             rule="model-versions/create is not idempotent: each call that reaches the registry makes a version; "
+                  "the client retries 5xx answers (fault rule: after_commit=status)",
+             symptom="one registration, two versions with the same description (harness verify_registry_versions: "
+                     "'duplicate of version 1')"),
     Scenario("empty_model_after_failed_first_version",
              "registered-models/create succeeds, the first model-versions/create fails: an empty registered "
              "model is left behind",
              "the caller deletes the model it just created when its first version fails (or retries the "
              "version), so no versionless model stays in the registry",
-             ("databricks", "azureml"), _empty_model_after_failed_first_version),
+             ("databricks", "azureml"), _empty_model_after_failed_first_version,
+             rule="register_model makes the registered model, then its version, in two calls (fault rule: 403)",
+             symptom="a registered model with no versions after a failed registration"),
     Scenario("pending_version_times_out",
              "the version stays PENDING_REGISTRATION longer than await_registration_for: the client raises "
              "'Exceeded max wait time' although the version exists (and becomes READY later)",
              "after the timeout, poll model-versions/get for that version instead of registering again",
-             ("databricks",), _pending_times_out),
+             ("databricks",), _pending_times_out,
+             rule="Databricks workspace registry: create answers PENDING_REGISTRATION, the client polls get "
+                  "(fault rule: hold_pending_s)",
+             symptom="'Exceeded max wait time for model name: ... version: 1 to become READY' while the version exists"),
     Scenario("rate_limit_storm_concurrent",
              "a 429 storm (Retry-After: 1) during 8 concurrent registrations",
              "the client honours Retry-After and retries: versions 1..8, contiguous, none lost or doubled",
-             ("databricks", "azureml"), _rate_limit_storm),
+             ("databricks", "azureml"), _rate_limit_storm,
+             rule="the services throttle with 429 and Retry-After (fault rule)",
+             symptom="429 REQUEST_LIMIT_EXCEEDED during parallel registrations"),
     Scenario("slow_registry",
              "every model-versions call takes 2 s more; concurrent registration jobs interleave",
              "registrations still get contiguous versions; nothing times out at the default client timeouts",
-             ("databricks", "azureml"), _slow_registry),
+             ("databricks", "azureml"), _slow_registry,
+             rule="registry calls can be slow (fault rule: delay_s)",
+             symptom="slow, interleaved registrations"),
+    # Refusals the workspaces make on their own, as the cloud does (no fault rule; docs/pages/fidelity.md).
+    Scenario("missing_source_fails_registration",
+             "model-versions/create with a source that holds no files: the version is accepted, then ends "
+             "FAILED_REGISTRATION and the client raises after polling",
+             "register what was logged (check the source's files first); delete the failed version",
+             ("databricks",), _missing_source_fails_registration,
+             rule="Databricks workspace registry copies a version's files server-side; a source with nothing at "
+                  f"it ends FAILED_REGISTRATION \"{SOURCE_MISSING}\" (fidelity: Registration lifecycle)",
+             symptom="mlflow/mlflow#4630: 'Model version creation failed for model name: my_model version: 1 "
+                     f"with status: FAILED_REGISTRATION and message: {SOURCE_MISSING}' (also #3490)"),
+    Scenario("unknown_run_is_not_found",
+             "create_model_version from runs:/<id>/model for a run the Azure ML workspace does not hold is "
+             "refused at once; nothing is stored",
+             "register from a run of the workspace you track to (or from its Databricks-tracked mirror)",
+             ("azureml",), _unknown_run_is_not_found,
+             rule="Azure ML: model-versions/create from runs:/<unknown run> -> 404 RESOURCE_DOES_NOT_EXIST "
+                  "'Run with id=<id> not found' (fidelity: Azure ML workspace)",
+             symptom="zenml-io/zenml#4207: 'RestException: RESOURCE_DOES_NOT_EXIST: Run with id=<uuid> not found'"),
+    Scenario("unity_catalog_unknown_model_id",
+             "an MLflow 3.0-3.4 client logs a model to a local tracking server and registers it in Unity "
+             "Catalog: it sends the local model_id, which the workspace does not hold, and is refused",
+             "MLflow 3.5+ (mlflow/mlflow#18244) sends the files and the local run_id without model_id",
+             ("databricks",), _uc_unknown_model_id,
+             rule="Unity Catalog: model-versions/create with a model_id the workspace does not hold -> 404 "
+                  "RESOURCE_DOES_NOT_EXIST 'Logged model with ID ... does not exist in this workspace' "
+                  "(fidelity: Unity Catalog model registry)",
+             symptom="mlflow/mlflow#18194: 'Cannot register models to databricks-uc registry when logging to a "
+                     "local tracking server' (worked with 2.22.1, fails with 3.x)"),
+    Scenario("unity_catalog_pending_after_register",
+             "a Unity Catalog version stays PENDING_REGISTRATION for a while after finalize: register_model "
+             "returns before it is READY (the UC client does not poll)",
+             "wait for status READY (poll get_model_version) before using the version",
+             ("databricks",), _uc_pending_after_register,
+             rule="Unity Catalog versions are PENDING_REGISTRATION until finalize and READY after; a held "
+                  "finalize (fault rule hold_pending_s) keeps them pending (fidelity: Unity Catalog model registry)",
+             symptom="mlflow/mlflow#20232: 'add_libraries_to_model fails with PENDING_REGISTRATION when model "
+                     "version is not yet READY in Unity Catalog'; #10409: register_model 'exits early while the "
+                     "model version is still in a PENDING_REGISTRATION state'"),
+    Scenario("unity_catalog_failed_at_finalize",
+             "a Unity Catalog version ends FAILED_REGISTRATION at finalize: register_model returns it without "
+             "raising (the UC client does not poll)",
+             "check the returned version's status before using it",
+             ("databricks",), _uc_failed_at_finalize,
+             rule="Unity Catalog: finalize can end a version FAILED_REGISTRATION with a status_message (fault "
+                  "rule fail_registration) and the client raises nothing (fidelity: Unity Catalog model registry)",
+             symptom="register_model succeeded, the version is FAILED_REGISTRATION"),
 ]}
 
 

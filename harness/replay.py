@@ -8,8 +8,12 @@ again (one-shot rule), so a captured registration bug — e.g. the retried ``mod
 after a lost answer — happens again and becomes a test.
 
 Replayed: JSON calls under ``/api/2.0/mlflow/`` and ``/api/2.0/preview/mlflow/`` whose request
-body was recorded whole. Not replayed (listed as skipped): artifact transfers (Files API, DBFS,
-``mlflow-artifacts``), other APIs, and bodies larger than the journal kept. A path with dot
+body was recorded whole, and artifact transfers through the Files API and ``mlflow-artifacts``
+(their answers compared by status only). An artifact whose bytes the journal did not keep (binary,
+or larger than its body limit) is sent as a stand-in of the recorded size: the Databricks registry
+copies a version's files server-side and fails the registration when the source holds none, so
+the files must exist, while their content is no outcome the replay compares. Not replayed (listed
+as skipped): DBFS, other APIs, and JSON bodies larger than the journal kept. A path with dot
 segments, empty segments, backslashes or percent-escapes is refused before any of that: ``requests``
 would normalise ``/api/2.0/mlflow/../../../__emulator/link`` into an admin call.
 """
@@ -29,10 +33,15 @@ _AZURE_SCOPE = re.compile(
     r"^/mlflow/v[12]\.0/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/[^/]+(?=/|$)", re.IGNORECASE)
 API_PREFIXES = ("/api/2.0/mlflow/", "/api/2.0/preview/mlflow/")
+ARTIFACT_PREFIXES = ("/api/2.0/fs/files/", "/api/2.0/fs/directories/", "/api/2.0/mlflow-artifacts/artifacts/")
+STAND_IN_MAX_BYTES = 256 * 1024 * 1024  # a bigger artifact is skipped rather than held in memory
 # Values the server chooses (ids, and the random run name it gives a run created without one).
 ID_KEYS = {"run_id", "run_uuid", "experiment_id", "experiment_ids", "model_id", "source_run_id", "run_name"}
 # Leaves compared between the recorded and the replayed answer (ids and times differ by design).
-OUTCOME_KEYS = {"version", "name", "error_code", "key", "value", "lifecycle_stage", "current_stage"}
+# A model version's registration state (``status``, ``status_message``), its stage and aliases are
+# outcomes too: a replay that registers the same version but leaves it FAILED_REGISTRATION differs.
+OUTCOME_KEYS = {"version", "name", "error_code", "key", "value", "lifecycle_stage", "current_stage",
+                "status", "status_message", "stage", "alias", "aliases"}
 EFFECT_FIELDS = ("status", "error_code", "message", "retry_after", "delay_s", "drop", "after_commit",
                  "hold_pending_s", "fail_registration")
 DROPPED = "dropped"
@@ -72,6 +81,10 @@ def why_skipped(entry: dict) -> str | None:
     if problem:
         return problem
     path = route(entry["path"])
+    if path.startswith(ARTIFACT_PREFIXES):
+        if entry["request"].get("size", 0) > STAND_IN_MAX_BYTES and "body" not in entry["request"]:
+            return f"artifact larger than {STAND_IN_MAX_BYTES} bytes and not recorded"
+        return None
     if not path.startswith(API_PREFIXES):
         return "not an MLflow tracking or registry call"
     if entry["request"].get("body_omitted"):
@@ -119,6 +132,8 @@ def _outcome(body, prefix="") -> dict:
             here = f"{prefix}.{key}" if prefix else key
             if key in OUTCOME_KEYS and not isinstance(value, (dict, list)):
                 out[here] = value
+            elif key in OUTCOME_KEYS and isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value):
+                out[here] = sorted(map(str, value))  # a version's aliases: a set of names
             else:
                 out.update(_outcome(value, here))
     elif isinstance(body, list):
@@ -178,6 +193,20 @@ def _recorded_status(entry: dict):
     return entry["status"]
 
 
+def _request_body(entry: dict, path: str, ids: IdMap) -> dict:
+    """The ``requests`` arguments that resend the recorded body (ids remapped in JSON calls)."""
+    recorded = entry["request"]
+    if path.startswith(ARTIFACT_PREFIXES):
+        if "body" in recorded:
+            data = recorded["body"].encode()
+        else:
+            data = bytes(recorded.get("size", 0))  # stand-in: see the module docstring
+        headers = {"Content-Type": recorded["content_type"]} if recorded.get("content_type") else {}
+        return {"data": data if data or entry["method"] in ("PUT", "POST") else None, "headers": headers}
+    body = _json(recorded.get("body"))
+    return {"json": ids.apply(body) if body is not None else None}
+
+
 def replay(entries: list[dict], ws, with_faults: bool = True) -> Report:
     """Send the journal's replayable calls to ``ws`` (a workspace handle: ``url``, ``token``, and
     ``tracking_uri`` for Azure ML) in order; compare each answer with the recorded one."""
@@ -191,16 +220,19 @@ def replay(entries: list[dict], ws, with_faults: bool = True) -> Report:
         if why:
             report.skipped.append((entry["seq"], entry["path"], why))
             continue
-        path = route(entry["path"])
+        # Logged-model ids travel in the path (``logged-models/<id>``, ``.../<id>/tags``).
+        path = ids.text(route(entry["path"]))
+        if path_problem(path):  # an id the replay workspace handed out must not make a path reach elsewhere
+            report.skipped.append((entry["seq"], entry["path"], f"remapped {path_problem(path)}"))
+            continue
         query = [(k, ids.text(v)) for k, v in parse_qsl(entry.get("query") or "", keep_blank_values=True)]
-        body = _json(entry["request"].get("body"))
         rule = None
         if with_faults and entry.get("fault"):
             effect = {k: v for k, v in entry["fault"].items() if k in EFFECT_FIELDS and v not in (None, False, 0.0)}
             rule = faults.add_fault(ws, entry["method"], path, times=1, **effect)
         try:
-            answer = session.request(entry["method"], f"{base}{path}", params=query,
-                                     json=ids.apply(body) if body is not None else None, timeout=300)
+            answer = session.request(entry["method"], f"{base}{path}", params=query, timeout=300,
+                                     **_request_body(entry, path, ids))
             status, text = answer.status_code, answer.text
         except requests.ConnectionError:
             status, text = DROPPED, None
@@ -211,7 +243,8 @@ def replay(entries: list[dict], ws, with_faults: bool = True) -> Report:
         recorded_body, replayed_body = _json(entry["response"].get("body")), _json(text)
         if step.recorded != step.replayed:
             step.differences.append(f"status: recorded {step.recorded}, replayed {step.replayed}")
-        if recorded_body is not None and replayed_body is not None:
+        # An artifact's content is no outcome (it may be a stand-in): its status is.
+        if recorded_body is not None and replayed_body is not None and not path.startswith(ARTIFACT_PREFIXES):
             ids.learn(recorded_body, replayed_body)
             want, got = ids.apply(_outcome(recorded_body)), _outcome(replayed_body)
             for key in sorted(want.keys() | got.keys()):

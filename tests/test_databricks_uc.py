@@ -305,38 +305,11 @@ def test_registry_increments_check_accepts_uc_version_and_alias_uris(experiment,
     assert mlflow.get_registry_uri() == "databricks"
 
 
-LOCALLY_TRACKED = textwrap.dedent(
-    """
-    import json, sys
-    import mlflow, numpy as np
-    from mlflow.models import infer_signature
-    from sklearn.linear_model import LinearRegression
-    X = np.random.default_rng(0).random((20, 3)); model = LinearRegression().fit(X, X @ [1.0, 2.0, 3.0])
-    mlflow.set_tracking_uri(sys.argv[1])  # a local tracking store
-    mlflow.set_registry_uri("databricks-uc")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict(X)))
-    try:
-        mlflow.register_model(info.model_uri, "main.default.locally_tracked")
-        result = {"registered": True}
-    except mlflow.exceptions.MlflowException as exc:
-        result = {"error_code": exc.error_code, "message": exc.message}
-    print("RESULT " + json.dumps(dict(result, model_id=info.model_id)))
-    """
-)
-
-
 def test_logged_model_of_another_tracking_server_is_refused(databricks_ws, uc_client, tmp_path):
     """MLflow 3.1 (as 3.0-3.4) sends the model_id of a model logged to a local tracking server."""
-    from harness import client_venvs
+    from harness.fault_scenarios import run_locally_tracked
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABRICKS_"))}
-    env.update(databricks_ws.env)
-    python = client_venvs.ensure("mlflow-3.1.4")
-    out = subprocess.run([str(python), "-c", LOCALLY_TRACKED, (tmp_path / "mlruns").as_uri()], env=env,
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
-    result = json.loads(out.stdout.split("RESULT ", 1)[1])
+    result = run_locally_tracked(databricks_ws, "main.default.locally_tracked", tmp_path)
     assert result.get("error_code") == "RESOURCE_DOES_NOT_EXIST", result
     assert f"Logged model with ID '{result['model_id']}' does not exist" in result["message"]
     assert uc_client.search_model_versions("name = 'main.default.locally_tracked'") == []

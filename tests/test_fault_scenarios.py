@@ -37,3 +37,23 @@ def test_duplicate_is_what_the_registry_check_reports(emulator, monkeypatch):
 def test_pending_scenario_is_refused_on_azureml(emulator):
     with pytest.raises(ValueError, match="needs a databricks workspace"):
         run_scenario("pending_version_times_out", emulator.azureml)
+
+
+BUILT_IN = ["missing_source_fails_registration", "unknown_run_is_not_found", "unity_catalog_unknown_model_id",
+            "unity_catalog_pending_after_register", "unity_catalog_failed_at_finalize"]
+
+
+def test_each_built_in_refusal_has_a_scenario_naming_its_rule_and_symptom():
+    from click.testing import CliRunner
+
+    from harness.cli import main as harness_cli
+
+    listed = CliRunner().invoke(harness_cli, ["scenario", "list"])
+    assert listed.exit_code == 0, listed.output
+    for name in BUILT_IN:
+        lines = listed.output.split(f"\n{name}  [", 1)[1].splitlines()[1:]
+        block = lines[:next((i for i, line in enumerate(lines) if not line.startswith("    ")), len(lines))]
+        assert [line.split(":", 1)[0].strip() for line in block] == ["rule", "symptom", "bug", "expected"], block
+    assert "Failed registration. The given source path does not exist." in listed.output
+    assert "Run with id=<uuid> not found" in listed.output and "mlflow/mlflow#18194" in listed.output
+    assert all(SCENARIOS[n].rule and SCENARIOS[n].symptom for n in SCENARIOS)
