@@ -15,6 +15,9 @@ from emulator.control.live_reset import request_reset
 def populate(url: str, token: str, env: dict, *, runs: int, versions: int, user: str) -> None:
     """``runs`` runs (a param and a few metric points each) and ``versions`` versions of one model."""
     env["MLFLOW_TRACKING_TOKEN"] = token
+    # Run files (dbfs:/) go through the Databricks client, which reads the workspace from these
+    # (never whatever the calling process had: a test session may hold another workspace's).
+    env["DATABRICKS_HOST"], env["DATABRICKS_TOKEN"] = url, token
     client = MlflowClient(tracking_uri=url, registry_uri=url)
     exp_id = client.create_experiment(f"/Users/{user}/bench-reset")
     now = int(time.time() * 1000)
