@@ -85,9 +85,9 @@ def free_port(host: str = settings.DEFAULT_HOST) -> int:
                 return port
 
 
-def healthy(url: str, timeout: float = 2.0) -> bool:
+def healthy(url: str, timeout: float = 2.0, path: str = "/health") -> bool:
     try:
-        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
+        return requests.get(f"{url}{path}", timeout=timeout).status_code == 200
     except requests.RequestException:
         return False
 

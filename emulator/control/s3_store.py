@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import requests
 
 from emulator import settings
 from emulator.control import processes
@@ -97,10 +96,7 @@ def reserve(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None
 
 
 def healthy(base_url: str, timeout: float = 2.0) -> bool:
-    try:
-        return requests.get(f"{base_url}/__emulator/health", timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return False
+    return processes.healthy(base_url, timeout, path="/__emulator/health")
 
 
 def start(state: StateDir, host: str = settings.DEFAULT_HOST, port: int | None = None, timeout: float = 90.0) -> str:
