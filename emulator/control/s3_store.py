@@ -2,8 +2,9 @@
 
 Started and stopped with the workspaces (``emulator up`` / ``down``), tracked like them by a run
 file, ``<state>/s3/server.json``. Its address is what clients set as ``MLFLOW_S3_ENDPOINT_URL``
-(``emulator status --json``: ``databricks.client_env``); the Databricks workspace reads it too, to
-seal finalized versions.
+(``emulator status --json``: ``databricks.client_env``); the Databricks workspace is given it in
+its configuration (``ServerConfig.s3_url``, settled by ``reserve`` before it starts), to seal
+finalized versions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 from emulator import settings
 from emulator.control import processes
