@@ -44,7 +44,6 @@ azureml-clients: setup
 ## the other downloads).
 test:
 	@mkdir -p $(dir $(TIMES)); : > $(TIMES)
-	$(MAKE) --no-print-directory setup
 	$(MAKE) --no-print-directory -j2 images client-venvs
 	$(call timed,browser,bash .ci/system-deps.sh browser)
 	EMULATOR_SETUP_TIMES=$(TIMES) EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
