@@ -97,7 +97,7 @@ def test_dbfs_paths_cannot_escape(databricks_ws, emulator):
     state = emulator.state.root
     before = snapshot(state)
     bad = ["/../config.json", "dbfs:/../../config.json", "relative/path", "/databricks/mlflow-tracking/../../config.json",
-           "/a/%2e%2e/%2e%2e/%2e%2e/config.json", "/a//b", "/a/..\\..\\config.json", ""]
+           "/a/%2e%2e/%2e%2e/%2e%2e/config.json", "/a//../b", "/a/..\\..\\config.json", ""]
     for path in bad:
         for url, kwargs in [
             ("get-status", {"params": {"path": path}}),
@@ -242,3 +242,43 @@ def test_files_sdk_takes_the_plain_path_without_warnings(databricks_ws, caplog, 
     else:
         # The built-in order tries presigned URLs first; the 404 names the file and the SDK moves on at once.
         assert len(walks) == 1 and "not found: /Volumes/cat/schema/vol/plain.txt" in walks[0]
+
+
+def test_dbfs_repeated_slashes_name_one_separator(databricks_ws, sdk):
+    """MLflow writes 'tmp-external-source//<run>/...' (its root ends with '/'): DBFS takes '//' as '/'."""
+    sdk.dbfs.put("/databricks/mlflow/tmp-external-source//r1//MLmodel", contents=base64.b64encode(b"x").decode(),
+                 overwrite=True)
+    assert sdk.dbfs.get_status("/databricks/mlflow/tmp-external-source/r1/MLmodel").file_size == 1
+    assert [f.path for f in sdk.dbfs.list("dbfs:/databricks//mlflow/tmp-external-source/r1")] == [
+        "/databricks/mlflow/tmp-external-source/r1/MLmodel"]
+    for path in ("/databricks/mlflow//../../escape.txt", "/databricks/./x"):  # still refused
+        status, _ = raw(databricks_ws, "POST", "/api/2.0/dbfs/put",
+                        json.dumps({"path": path, "contents": "eA==", "overwrite": True}).encode())
+        assert status == 400, path
+
+
+def test_model_tracked_in_azureml_registers_in_the_databricks_registry(emulator, databricks_ws, monkeypatch,
+                                                                      tmp_path):
+    """MlflowClient(tracking=Azure ML, registry=databricks).create_model_version copies the files to
+    DBFS (MLflow's _upload_artifacts_to_databricks) and the workspace registry serves the version.
+    It was refused: the client's DBFS paths hold '//'."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    aml = emulator.azureml
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+    mlflow.set_tracking_uri(aml.tracking_uri)
+    mlflow.set_experiment("tracked-in-azureml")
+    X = np.arange(8, dtype=float).reshape(-1, 1)
+    mlflow.sklearn.save_model(LinearRegression().fit(X, X.ravel() * 3), tmp_path / "model")
+    with mlflow.start_run() as aml_run:  # the run's own artifacts, as MLflow 2.x log_model lays them out
+        mlflow.log_artifacts(str(tmp_path / "model"), "model")
+    client = MlflowClient(tracking_uri=aml.tracking_uri, registry_uri="databricks")
+    client.create_registered_model("tracked_in_azureml")
+    version = client.create_model_version("tracked_in_azureml", f"{aml_run.info.artifact_uri}/model",
+                                          run_id=aml_run.info.run_id)
+    assert version.source.startswith("dbfs:/databricks/mlflow/tmp-external-source/")
+    assert client.get_model_version("tracked_in_azureml", version.version).status == "READY"
+    mlflow.set_tracking_uri("databricks")
+    model = mlflow.pyfunc.load_model(f"models:/tracked_in_azureml/{version.version}")
+    assert model.predict(np.array([[2.0]]))[0] == pytest.approx(6.0)

@@ -91,7 +91,8 @@ def install(app: Flask, config: ServerConfig) -> None:
     app.config["EMULATOR_DBFS_LOCATE"] = lambda uri: dbfs.locate(uri)[0]
     credentials = artifact_credentials.ArtifactCredentials(config, dbfs, WORKSPACE_ID)
     artifact_credentials.install(app, credentials)
-    registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(artifacts, config.token))
+    registry_artifacts.install(app, config, registry_artifacts.RegistryArtifacts(
+        artifacts, config.token, dbfs_locate=app.config["EMULATOR_DBFS_LOCATE"]))
     registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
     server_artifacts.install(app, artifacts, dbfs_root)  # fidelity: Artifact locations
     scim.install(app, config)

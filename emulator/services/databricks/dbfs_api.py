@@ -22,6 +22,7 @@ import binascii
 import itertools
 import json
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -35,6 +36,7 @@ from emulator.services.databricks.files_api import file_response
 from emulator.stores.safe_paths import Storage, bad_path, split_segments
 
 MAX_BLOCK = 1024 * 1024
+_SLASHES = re.compile("/{2,}")
 TRACKING = ["databricks", "mlflow-tracking"]
 # Where Databricks keeps MLflow's files: run and model artifacts, and the workspace registry's
 # copies of model versions (dbfs:/databricks/mlflow-registry on Databricks).
@@ -101,6 +103,9 @@ class Dbfs:
             path = path[len("dbfs:"):]
         if not path.startswith("/"):
             raise bad_path(shown, "DBFS paths must be absolute (dbfs:/... or /...)")
+        # fidelity: Databricks workspace (DBFS paths) -- repeated slashes name one separator, as on DBFS: MLflow's own
+        # registration from an outside tracking server writes to 'tmp-external-source//<run>/...'.
+        path = _SLASHES.sub("/", path)
         segments = split_segments(path.rstrip("/")[1:], shown) if path.rstrip("/") else []
         canonical = "/" + "/".join(segments)
         _check_access(segments, canonical, access)

@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote, urlencode
 
 from flask import Flask, request
@@ -49,9 +50,18 @@ def _version_segments(name: str, version: str) -> list[str]:
 
 
 class RegistryArtifacts:
-    def __init__(self, artifacts: Storage, token: str):
+    def __init__(self, artifacts: Storage, token: str, dbfs_locate: Callable[[str], Path] | None = None):
         self.artifacts = artifacts
         self._key = token.encode()
+        # fidelity: Databricks workspace (DBFS paths) -- other dbfs:/ sources (MLflow's
+        # 'tmp-external-source' copies of a model tracked elsewhere) are the workspace's DBFS files.
+        self._dbfs_locate = dbfs_locate
+
+    def _source_path(self, source_uri: str) -> Path | None:
+        src = local_path(self.artifacts, source_uri)
+        if src is None and self._dbfs_locate and (source_uri or "").startswith("dbfs:/"):
+            src = self._dbfs_locate(source_uri)
+        return src
 
     def copy_dir(self, name: str, version: str) -> Path:
         return self.artifacts.resolve(_version_segments(name, version))
@@ -61,7 +71,7 @@ class RegistryArtifacts:
         from mlflow.exceptions import MlflowException
 
         try:
-            src = local_path(self.artifacts, source_uri)
+            src = self._source_path(source_uri)
         except (MlflowException, EmulatorError):  # a runs:/ or models:/ source this workspace lacks
             src = None
         if src is None or not src.is_dir() or not any(p.is_file() for p in src.rglob("*")):
@@ -84,7 +94,7 @@ class RegistryArtifacts:
         copy = self.copy_dir(name, mv.version)
         if copy.is_dir():
             return copy
-        src = local_path(self.artifacts, store.get_model_version_download_uri(name, mv.version))
+        src = self._source_path(store.get_model_version_download_uri(name, mv.version))
         if src is None:
             raise EmulatorError(
                 "RESOURCE_DOES_NOT_EXIST", f"Model version {name}/{version} has no files in this workspace.", 404
