@@ -55,6 +55,19 @@ def test_a_failing_cell_fails_the_run_with_exit_code_1(emulator, databricks_ws, 
     assert error.get("message") == "ZeroDivisionError: division by zero"
     assert cases["broken.py cell 3 (python)"].find("error").get("message") == "not run: cell 2 failed"
     assert "y = x / 0" in out.output  # the traceback shows the cell's line
+    missing = _cli(emulator, str(tmp_path / "nowhere.py"))
+    assert missing.exit_code == 2 and "notebook not found" in missing.output
+
+
+def test_percent_run_arguments_set_the_included_notebooks_widgets(databricks_ws, tmp_path):
+    _write(tmp_path / "inc.py", "dbutils.widgets.text('who', 'nobody')\nwho = dbutils.widgets.get('who')")
+    nb = _write(tmp_path / "outer.py", "dbutils.widgets.text('who', 'outer')", '# MAGIC %run ./inc $who="Bob Smith"',
+                "dbutils.notebook.exit(who + '/' + dbutils.widgets.get('who'))")
+    result = run_notebook(nb, workspace=databricks_ws, passthrough=io.StringIO())
+    assert result.passed and result.exit_value == "Bob Smith/outer"
+    broken = _write(tmp_path / "outer_broken.py", "# MAGIC %run ./nowhere")
+    failed = run_notebook(broken, workspace=databricks_ws, passthrough=io.StringIO())
+    assert failed.cells[0].status == "failed" and "notebook not found: ./nowhere" in failed.cells[0].error
 
 
 def test_notebook_run_and_task_values_across_the_tasks_of_a_job(databricks_ws, tmp_path):
@@ -150,17 +163,19 @@ def test_ipynb_notebook_and_pip_checks(emulator, databricks_ws, tmp_path):
         {"cell_type": "markdown", "metadata": {}, "source": ["# Analysis\n"]},
         code("%pip install -r requirements.txt"),
         code(["dbutils.widgets.text('n', '2')\n", "n = int(getArgument('n'))\n", "n * 21"]),
+        code(["%%sh\n", "echo sh-in-ipynb"]),
         code("%pip install definitely-not-installed-pkg-xyz==1.0 'click<1'"),
     ]}))
     report = tmp_path / "r.json"
     out = _cli(emulator, str(nb), "--param", "n=3", "--json", str(report))
     assert out.exit_code == 1, out.output
     checks = json.loads(report.read_text())["checks"]
-    assert [c["passed"] for c in checks] == [True, True, True, False]
+    assert [c["passed"] for c in checks] == [True, True, True, True, False]
+    assert "sh-in-ipynb" in checks[3]["details"]["output"]
     assert "already satisfied" in checks[1]["details"]["output"]
     assert checks[2]["details"]["output"].strip() == "63"  # the last expression is displayed
-    assert "definitely-not-installed-pkg-xyz==1.0 (not installed)" in checks[3]["error"] + checks[3]["details"]["traceback"]
-    assert "click<1 (installed: " in checks[3]["details"]["traceback"]
+    assert "definitely-not-installed-pkg-xyz==1.0 (not installed)" in checks[4]["error"] + checks[4]["details"]["traceback"]
+    assert "click<1 (installed: " in checks[4]["details"]["traceback"]
 
 
 def test_a_notebook_that_uses_spark_gets_a_local_session(databricks_ws, tmp_path):

@@ -324,6 +324,8 @@ def _notebook_process_state(path: Path, run: _Run, experiment: str | None):
 
 def _patch_runtime(run: _Run):
     """``from databricks.sdk.runtime import dbutils`` in the notebook's modules gets this run's dbutils."""
+    if run.workspace is None:
+        return None  # importing the module resolves the SDK's default credentials: only with the workspace's
     try:
         import databricks.sdk.runtime as runtime
     except Exception:  # outside DBR the module builds a RemoteDbUtils from the environment: may fail without one

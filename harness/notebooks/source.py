@@ -40,7 +40,7 @@ class Cell:
 
 def _classify(index: int, text: str) -> Cell:
     stripped = text.strip("\n")
-    match = re.match(r"\s*%(\w+)[ \t]*(.*)", stripped, re.DOTALL)
+    match = re.match(r"\s*%%?(\w+)[ \t]*(.*)", stripped, re.DOTALL)  # %%sh: Jupyter's cell-magic form
     if not match:
         return Cell(index, "python", stripped)
     magic, rest = match.group(1), match.group(2)
