@@ -47,6 +47,17 @@ def check_results(result) -> list[CheckResult]:
     return checks
 
 
+def _progress(cell, done: bool) -> None:
+    """A line on stderr as each cell starts and ends (its own output goes to stdout between)."""
+    label = f"cell {cell.index} ({cell.kind})"
+    if not done:
+        click.echo(f"--- {label}: {cell.first_line}", err=True)
+    elif cell.status == "failed":
+        click.secho(f"--- {label} FAILED ({cell.seconds:.1f}s): {cell.error}", fg="red", err=True)
+    else:
+        click.echo(f"--- {label} {cell.status} ({cell.seconds:.1f}s)", err=True)
+
+
 @click.group()
 def notebook():
     """Databricks notebooks run locally against the emulated workspace."""
@@ -84,9 +95,13 @@ def run_cmd(path, params, state_dir, json_path, junit_path, spark_master, pip_in
         sys.exit(EXIT_NOT_RUN)
     running_status(state_dir, EXIT_NOT_RUN)
     workspace = Emulator(state_dir).databricks
-    store = JsonFileTaskValues(task_values_path) if task_values_path else None
+    try:
+        store = JsonFileTaskValues(task_values_path) if task_values_path else None
+    except (OSError, ValueError) as exc:
+        click.secho(f"error: --task-values: {exc}", fg="red", err=True)
+        sys.exit(EXIT_NOT_RUN)
     result = run_notebook(path, parsed, workspace=workspace, task_values=store, task_key=task_key,
-                          spark_master=spark_master, pip_install=pip_install)
+                          spark_master=spark_master, pip_install=pip_install, progress=_progress)
     checks = check_results(result)
     click.echo("")
     click.echo(report.table(checks))

@@ -55,6 +55,11 @@ def test_a_failing_cell_fails_the_run_with_exit_code_1(emulator, databricks_ws, 
     assert error.get("message") == "ZeroDivisionError: division by zero"
     assert cases["broken.py cell 3 (python)"].find("error").get("message") == "not run: cell 2 failed"
     assert "y = x / 0" in out.output  # the traceback shows the cell's line
+    assert "--- cell 2 (python) FAILED" in out.output  # progress lines as the cells run
+    bad_store = tmp_path / "bad-store.json"
+    bad_store.write_text("[1, 2]")
+    refused = _cli(emulator, str(nb), "--task-values", str(bad_store))
+    assert refused.exit_code == 2 and "task values must be a JSON object" in refused.output
     missing = _cli(emulator, str(tmp_path / "nowhere.py"))
     assert missing.exit_code == 2 and "notebook not found" in missing.output
 

@@ -168,8 +168,10 @@ class _Run:
         return result.exit_value
 
     # -- cells
-    def run_cells(self, path: Path, cells: list[source.Cell], results: list[CellResult], passthrough) -> None:
-        """Run ``cells`` of ``path`` into ``results``; NotebookExit propagates (the notebook ended)."""
+    def run_cells(self, path: Path, cells: list[source.Cell], results: list[CellResult], passthrough,
+                  progress=None) -> None:
+        """Run ``cells`` of ``path`` into ``results``; NotebookExit propagates (the notebook ended).
+        ``progress(result, done)`` is told when each cell starts (done=False) and ends."""
         failed = None
         for cell in cells:
             res = CellResult(str(path), cell.index, cell.kind, cell.first_line)
@@ -177,6 +179,8 @@ class _Run:
             if failed is not None:
                 res.error = f"not run: cell {failed.index} failed"
                 continue
+            if progress:
+                progress(res, False)
             buffer = io.StringIO()
             tee = _Tee(buffer, passthrough)
             started = time.perf_counter()
@@ -194,6 +198,8 @@ class _Run:
             finally:
                 res.seconds = time.perf_counter() - started
                 res.output = buffer.getvalue()[-OUTPUT_LIMIT:]
+                if progress:
+                    progress(res, True)
 
     def _cell(self, path: Path, cell: source.Cell) -> None:
         kind = cell.kind
@@ -354,7 +360,7 @@ def _finish_mlflow() -> None:
 
 
 def _run(path: Path, params: dict, workspace, store, task_key: str, in_job: bool, spark: _Spark, pip_install: bool,
-         depth: int, passthrough=None) -> NotebookResult:
+         depth: int, passthrough=None, progress=None) -> NotebookResult:
     params = {str(k): str(v) for k, v in (params or {}).items()}
     result = NotebookResult(str(path), params)
     started = time.perf_counter()
@@ -373,7 +379,8 @@ def _run(path: Path, params: dict, workspace, store, task_key: str, in_job: bool
     try:
         with _notebook_process_state(path, run, experiment):
             try:
-                run.run_cells(path, cells, result.cells, passthrough if passthrough is not None else sys.stdout)
+                run.run_cells(path, cells, result.cells, passthrough if passthrough is not None else sys.stdout,
+                              progress)
             except NotebookExit as exit_:
                 result.exit_value = exit_.value
                 for cell in cells[len(result.cells):]:
@@ -392,7 +399,8 @@ def _run(path: Path, params: dict, workspace, store, task_key: str, in_job: bool
 
 def run_notebook(path: str | os.PathLike, params: dict | None = None, *, workspace=None,
                  task_values: tv.TaskValuesStore | None = None, task_key: str | None = None,
-                 spark_master: str | None = None, pip_install: bool = False, passthrough=None) -> NotebookResult:
+                 spark_master: str | None = None, pip_install: bool = False, passthrough=None,
+                 progress=None) -> NotebookResult:
     """Run the notebook at ``path`` with job parameters ``params``.
 
     ``workspace``: a harness.workspaces.DatabricksWorkspace (url, token, user, env) or None (no
@@ -400,9 +408,10 @@ def run_notebook(path: str | os.PathLike, params: dict | None = None, *, workspa
     job task named ``task_key`` (default: the notebook's name) and ``taskValues.get`` reads the
     store; without it, ``get`` answers its debugValue as outside a job. ``passthrough``: where cell
     output is echoed as it runs (default: stdout; ``io.StringIO()`` to keep it quiet).
+    ``progress(cell_result, done)``: called as each of the notebook's own cells starts and ends.
     """
     notebook = source.resolve(path)
     in_job = task_values is not None
     store = task_values if task_values is not None else tv.MemoryTaskValues()
     return _run(notebook, params or {}, workspace, store, task_key or notebook.stem, in_job, _Spark(spark_master),
-                pip_install, 0, passthrough)
+                pip_install, 0, passthrough, progress)
