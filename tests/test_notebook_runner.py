@@ -45,6 +45,8 @@ def test_widgets_from_params_run_sh_cd_and_exit_value(emulator, databricks_ws, t
 
 
 def test_a_failing_cell_fails_the_run_with_exit_code_1(emulator, databricks_ws, tmp_path):
+    exits = run_notebook(_write(tmp_path / "exits.py", "import sys\nsys.exit(3)"), passthrough=io.StringIO())
+    assert exits.cells[0].status == "failed" and exits.cells[0].error == "SystemExit: 3"  # not the runner's exit
     nb = _write(tmp_path / "broken.py", "x = 1", "y = x / 0", "print('unreachable')")
     junit = tmp_path / "junit.xml"
     out = _cli(emulator, str(nb), "--junit-xml", str(junit))

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.notebooks import task_values as tv
 

@@ -191,7 +191,7 @@ class _Run:
             except NotebookExit:
                 res.status = "passed"
                 raise
-            except Exception as exc:  # the cell failed; later cells are not run, as in a job
+            except (Exception, SystemExit) as exc:  # noqa: BLE001  (any error, sys.exit too, fails the cell)
                 res.status, failed = "failed", res
                 res.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if str(exc) else type(exc).__name__
                 res.traceback = _cell_traceback(exc)
@@ -268,7 +268,7 @@ def _exec_python(code: str, filename: str, namespace: dict) -> None:
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
-    exec(compile(tree, filename, "exec"), namespace)
+    exec(compile(tree, filename, "exec"), namespace)  # noqa: S102  (running the notebook is the point)
     if last is not None:
         value = eval(compile(last, filename, "eval"), namespace)
         if value is not None:
@@ -333,8 +333,8 @@ def _patch_runtime(run: _Run):
     if run.workspace is None:
         return None  # importing the module resolves the SDK's default credentials: only with the workspace's
     try:
-        import databricks.sdk.runtime as runtime
-    except Exception:  # outside DBR the module builds a RemoteDbUtils from the environment: may fail without one
+        from databricks.sdk import runtime
+    except Exception:  # noqa: BLE001  (outside DBR the module builds a RemoteDbUtils: it may fail)
         return None
     names = ("dbutils", "display", "displayHTML", "getArgument")
     saved = (runtime, {n: getattr(runtime, n, None) for n in names})
