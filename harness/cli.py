@@ -366,10 +366,12 @@ def _run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, st
 
 
 from harness import cli_faults  # noqa: E402  (`harness scenario ...`, `harness replay`)
+from harness.cli_notebook import notebook  # noqa: E402  (`harness notebook run`)
 from harness.cli_run import run_cmd  # noqa: E402  (`harness run`)
 
 cli_faults.register(main)
 main.add_command(run_cmd)
+main.add_command(notebook)
 
 if __name__ == "__main__":
     main()

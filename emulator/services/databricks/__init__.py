@@ -11,6 +11,7 @@ Databricks workspace does on top (see docs/pages/databricks.md):
 * ``registry_artifacts`` server-side copy of model-version files, list-artifacts, signed downloads
 * ``server_artifacts``   MLflow's server-side artifact routes (list, get) for ``dbfs:/`` locations
 * ``uc``                 the Unity Catalog model registry (``databricks-uc``) and its catalogs/schemas
+* ``secrets_api``        ``/api/2.0/secrets/...`` scopes and secrets (``w.secrets``, ``dbutils.secrets``)
 * ``scim``               ``/api/2.0/preview/scim/v2/Me``
 * ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
 * ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
@@ -43,6 +44,7 @@ from emulator.services.databricks import (
     registry_artifacts,
     run_lineage,
     scim,
+    secrets_api,
     server_artifacts,
     trace_spans,
     traces_v4,
@@ -96,6 +98,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     registration_lifecycle.install(app)  # PENDING_REGISTRATION -> READY / FAILED_REGISTRATION
     server_artifacts.install(app, artifacts, dbfs_root)  # fidelity: Artifact locations
     scim.install(app, config)
+    secrets_api.install(app, secrets_api.SecretStore(state))  # fidelity: Secrets API
     ui_links.install(app)
     clusters_api.install(app, config)
     managed_evals.install(app)  # search_datasets on tracking URI "databricks"
