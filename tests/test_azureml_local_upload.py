@@ -155,3 +155,44 @@ def test_local_upload_refusals(emulator):
     assert status == 400 and body["error"]["code"] == "ValidationError"
     status, body = call("GET", f"{base}/LocalUpload/c-1", headers={})
     assert status == 401 and body["error"]["code"] == "AuthenticationFailed"
+
+
+def test_registering_an_upload_location(emulator, monkeypatch):
+    """model-versions/create with a LocalUpload source (what the plugin sends, as the store names it)."""
+    aml = emulator.azureml
+    base = f"{aml.url}/artifact/v2.0/{_scope(emulator.status()['azureml'])}/artifacts/LocalUpload/reg-1"
+    auth = {"Authorization": f"Bearer {aml.token}"}
+    answer = requests.post(f"{base}/batch/metadata", headers=auth, timeout=60,
+                           json={"paths": [{"path": "m/MLmodel"}, {"path": "m/data.txt"}]}).json()
+    for path, data in (("m/MLmodel", b"flavors: {}\n"), ("m/data.txt", b"d")):
+        sas = answer["artifactContentInformation"][path]["contentUri"]
+        assert requests.put(sas, data=data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=60).status_code == 201
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+    client = MlflowClient(aml.tracking_uri, registry_uri=aml.tracking_uri)
+    client.create_registered_model("from-upload")
+    create = f"{aml.tracking_uri}/api/2.0/mlflow/model-versions/create"
+
+    def register(source, **extra):
+        reply = requests.post(create, headers=auth, json={"name": "from-upload", "source": source, **extra}, timeout=60)
+        return reply.status_code, reply.json()
+
+    status, body = register("mlflow-artifacts:/LocalUpload/reg-1/m", tags=[{"key": "k", "value": "v"}])
+    assert status == 200 and body["model_version"]["version"] == "1"
+    assert client.get_model_version("from-upload", "1").tags == {"k": "v"}
+    mlflow.set_tracking_uri(aml.tracking_uri)
+    mlflow.set_registry_uri(aml.tracking_uri)
+    local = mlflow.artifacts.download_artifacts("models:/from-upload/1")
+    assert open(f"{local}/data.txt").read() == "d"
+    # No MLmodel there, a location that climbs out, a run or model id alongside, an unknown model.
+    status, body = register("mlflow-artifacts:/LocalUpload/reg-1/nothing")
+    assert status == 404 and body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    for bad in ("mlflow-artifacts:/LocalUpload/reg-1/../reg-1/m", "mlflow-artifacts:/LocalUpload/reg-1",
+                "mlflow-artifacts:/LocalUpload/%2e%2e/1"):
+        status, body = register(bad)
+        assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", bad
+    status, body = register("mlflow-artifacts:/LocalUpload/reg-1/m", run_id="0" * 32)
+    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
+    reply = requests.post(create, headers=auth, json={"name": "never-created",
+                                                      "source": "mlflow-artifacts:/LocalUpload/reg-1/m"}, timeout=60)
+    assert reply.status_code == 404 and reply.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert [v.version for v in client.search_model_versions("name='from-upload'")] == ["1"]
