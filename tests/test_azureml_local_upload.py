@@ -196,3 +196,49 @@ def test_registering_an_upload_location(emulator, monkeypatch):
                                                       "source": "mlflow-artifacts:/LocalUpload/reg-1/m"}, timeout=60)
     assert reply.status_code == 404 and reply.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert [v.version for v in client.search_model_versions("name='from-upload'")] == ["1"]
+
+
+ACI_SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    import mlflow
+    from azureml.core import Workspace
+    from mlflow.deployments import get_deploy_client
+
+    sub, rg, ws_name, name = sys.argv[1:5]
+    ws = Workspace.get(name=ws_name, subscription_id=sub, resource_group=rg)
+    mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 3.0]])
+    mlflow.sklearn.save_model(LinearRegression().fit(X, X @ np.array([2.0, -1.0])), "local_model")
+    version = mlflow.register_model("file://" + os.path.abspath("local_model"), name).version
+    try:
+        # No endpoint, no config: the v1 (ACI) webservice path of azureml-mlflow's deployment client.
+        get_deploy_client(mlflow.get_tracking_uri()).create_deployment("aci-svc", model_uri=f"models:/{name}/{version}")
+        outcome = "deployed"
+    except Exception as exc:
+        chain = []
+        while exc is not None and len(chain) < 5:  # the plugin wraps the service's error
+            chain.append(f"{type(exc).__name__}: {exc}")
+            exc = exc.__cause__ or exc.__context__
+        outcome = " <- ".join(chain)
+    print("RESULT " + json.dumps({"outcome": outcome}))
+''')
+
+
+def test_v1_webservice_deployment_uploads_then_meets_the_retired_api(emulator, client_python, tmp_path):
+    """azureml-mlflow's ACI/AKS path: its entry script goes up through LocalUpload (served), then
+    ``POST /modelmanagement/v1.0/.../services`` (SDK v1 webservices, retired): refused, not served."""
+    info = emulator.status()["azureml"]
+    uploads = emulator.state.role_dir("azureml") / "artifacts" / "LocalUpload"
+    before = set(uploads.iterdir()) if uploads.is_dir() else set()
+    result = run_client(client_python, ACI_SCRIPT, info["client_env"], tmp_path, info["subscription_id"],
+                        info["resource_group"], info["workspace_name"], "aci-model")
+    print(result["outcome"])
+    assert "No API found for 'POST /modelmanagement/v1.0/" in result["outcome"]
+    assert "Code: InvalidResourceType" in result["outcome"]  # Azure's error shape, parsed by azure-core
+    # The model folder and the deployment client's entry script were both uploaded.
+    added = set(uploads.iterdir()) - before
+    assert any((c / "local_model" / "MLmodel").is_file() for c in added)
+    assert any(f.name.endswith(".py") for c in added for f in c.iterdir())
