@@ -242,3 +242,22 @@ def test_v1_webservice_deployment_uploads_then_meets_the_retired_api(emulator, c
     added = set(uploads.iterdir()) - before
     assert any((c / "local_model" / "MLmodel").is_file() for c in added)
     assert any(f.name.endswith(".py") for c in added for f in c.iterdir())
+
+
+def test_local_upload_listing_is_paged(emulator):
+    """``list_in_container`` pages by ``nextLink`` (azure-core's ItemPaged follows it)."""
+    aml = emulator.azureml
+    base = f"{aml.url}/artifact/v2.0/{_scope(emulator.status()['azureml'])}/artifacts/LocalUpload/paged"
+    auth = {"Authorization": f"Bearer {aml.token}"}
+    paths = [f"m/f{i:03d}.txt" for i in range(101)]
+    answer = requests.post(f"{base}/batch/metadata", headers=auth, timeout=60,
+                           json={"paths": [{"path": p} for p in paths]}).json()
+    with requests.Session() as blobs:
+        for path in paths:
+            sas = answer["artifactContentInformation"][path]["contentUri"]
+            assert blobs.put(sas, data=path.encode(), headers={"x-ms-blob-type": "BlockBlob"},
+                             timeout=60).status_code == 201
+    first = requests.get(base, headers=auth, timeout=60).json()
+    assert [a["path"] for a in first["value"]] == paths[:100] and first["nextLink"]
+    second = requests.get(first["nextLink"], headers=auth, timeout=60).json()
+    assert [a["path"] for a in second["value"]] == paths[100:] and second["nextLink"] is None
