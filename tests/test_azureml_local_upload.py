@@ -18,6 +18,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from harness.online_endpoints import OnlineEndpointsClient
 from tests.test_azureml_real_clients import client_python, run_client  # noqa: F401
 
 EXPECTED = [0.5 + 2.0 * a - b for a, b in ((0, 1), (1, 0), (2, 3), (3, 1))]
@@ -95,6 +96,16 @@ def test_register_model_from_local_folder_with_real_plugin(emulator, client_pyth
     finally:
         mlflow.set_tracking_uri(None)
     assert model.predict([[0.0, 1.0]]).tolist() == pytest.approx([-0.5])
+
+    if arrangement == "loopback":  # once: an online endpoint serves the uploaded version too
+        endpoints = OnlineEndpointsClient.for_workspace(aml)
+        endpoints.create_endpoint("ep-local-folder")
+        deployment = endpoints.create_deployment("ep-local-folder", "blue", f"azureml:{name}:2")
+        assert deployment["properties"]["provisioningState"] == "Succeeded", deployment
+        endpoints.set_traffic("ep-local-folder", {"blue": 100})
+        scored = endpoints.score("ep-local-folder", {"input_data": {"columns": ["a", "b"], "data": [[0.0, 1.0]]}})
+        assert scored.status_code == 200, scored.text
+        assert scored.json() == pytest.approx([-0.5])
 
 
 def test_local_upload_refusals(emulator):
