@@ -39,6 +39,8 @@ from tests.test_azureml_real_clients import (  # noqa: F401 (client_python is a 
     run_client,
     scope,
 )
+from tests.test_azureml_local_upload import EXPECTED as LOCAL_FOLDER_EXPECTED
+from tests.test_azureml_local_upload import REGISTER_SCRIPT
 from tests.test_databricks_uc import SEED as UC_SEED
 
 pytestmark = pytest.mark.docker
@@ -91,6 +93,17 @@ def test_seed_with_real_azure_clients_through_the_published_tls_port(deployed, c
     result = run_client(client_python, SEED_SCRIPT, {**aml["client_env"], "SEED_BIG_BYTES": str(BIG_BYTES)}, tmp_path)
     check_seed_result(result, aml["tls_url"].removeprefix("https://"))
     assert result["big_sha256"] == result["big_sent_sha256"]
+
+
+def test_register_model_from_local_folder_through_the_published_tls_port(deployed, client_python, tmp_path):
+    """azureml-mlflow's local-folder registration (LocalUpload + blob PUTs) against the containers."""
+    aml = deployed.status()["azureml"]
+    result = run_client(client_python, REGISTER_SCRIPT, aml["client_env"], tmp_path, aml["subscription_id"],
+                        aml["resource_group"], aml["workspace_name"], "local-folder-compose")
+    assert [int(v) for v in result["versions"]] == [1, 2]
+    assert all(s.startswith("azureml://artifacts/LocalUpload/") for s in result["sources"])
+    for v in ("v1", "v2"):
+        assert result[v] == pytest.approx(LOCAL_FOLDER_EXPECTED), v
 
 
 def test_azure_ai_ml_through_the_published_proxy(deployed, client_python, tmp_path):

@@ -5,10 +5,13 @@ subscriptions), scope (the /mlflow/v*.0/<scope> prefix), auth + tokens + msi (wh
 async_logging (AML's preview batch endpoints); for the real Azure client stack: hosts (which
 address a client gets), tls + listeners (HTTPS, CONNECT proxy), artifact_views (azureml://
 artifact URIs for the plugin), run_history + blob_service + blob_sas (where the plugin reads and
-writes artifacts). Bad input is refused by the shared ``emulator.pipeline.validation``.
+writes artifacts), local_uploads (the same for uploads of no run: models registered from a
+local folder). Bad input is refused by the shared ``emulator.pipeline.validation``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from flask import Flask, Response, request
 
@@ -29,6 +32,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         auth,
         discovery,
         entra,
+        local_uploads,
         msi,
         run_history,
         tls,
@@ -54,6 +58,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     entra.install(app, config)
     async_logging.install(app)
     run_history.install(app, config)
+    local_uploads.install(app, config)
 
     app.config["EMULATOR_PUBLIC_PREFIXES"].append("/__emulator/ca.pem")
 
@@ -89,9 +94,17 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     # Deploying to Azure ML (issue 13): the registry takes Databricks-tracked sources through the
     # mirror, ARM model assets are the registry, online endpoints serve registered versions.
-    from emulator.services.azureml import arm_models, legacy_mlflow, online_endpoints, registry_sources
+    from emulator.services.azureml import (
+        arm_models,
+        legacy_mlflow,
+        local_upload_versions,
+        online_endpoints,
+        registry_sources,
+    )
 
     registry_sources.install(app, _tracking_store)
+    # fidelity: Azure ML local uploads -- versions registered from a local folder
+    local_upload_versions.install(app, Path(config.state_dir) / "artifacts")
     legacy_mlflow.install(app, _tracking_store)
     arm_models.install(app, config)
     online_endpoints.install(app, config)

@@ -8,6 +8,8 @@ the plugin stores artifacts through run history + Blob instead, so for the plugi
 User-Agent carries ``azureml-mlflow/``) MLflow API answers are rewritten to
 ``azureml://experiments/<exp>/runs/<run-or-model-id>/artifacts`` and its requests (e.g.
 ``model-versions/create`` sources) rewritten back. Both name the same files (run_history.py).
+Models registered from a local folder: ``azureml://artifacts/LocalUpload/<container>/<path>`` is
+``mlflow-artifacts:/LocalUpload/<container>/<path>`` in the store (local_uploads.py).
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ MAX_BODY = 64 * 1024**2
 
 _TO_AZURE = re.compile(r"mlflow-artifacts:/(\d+)/(?:models/(m-[0-9a-f]+)|([0-9a-f]{32}))/artifacts(?=[/\"?]|$)")
 _TO_STORE = re.compile(r"azureml://experiments/(\d+)/runs/(?:(m-[0-9a-f]+)|([0-9a-f]{32}))/artifacts(?=[/\"?]|$)")
+# Models registered from a local folder (local_uploads.py): the container's files, same bytes.
+_UPLOAD_TO_AZURE = re.compile(r"mlflow-artifacts:/(?=LocalUpload/[A-Za-z0-9])")
+_UPLOAD_TO_STORE = re.compile(r"azureml://artifacts/(?=LocalUpload/[A-Za-z0-9])")
 
 
 def to_azure(text: str) -> str:
+    text = _UPLOAD_TO_AZURE.sub("azureml://artifacts/", text)
     return _TO_AZURE.sub(lambda m: f"azureml://experiments/{m[1]}/runs/{m[2] or m[3]}/artifacts", text)
 
 
 def to_store(text: str) -> str:
+    # fidelity: Azure ML local uploads -- the version's source is azureml://artifacts/LocalUpload/...
+    text = _UPLOAD_TO_STORE.sub("mlflow-artifacts:/", text)
     return _TO_STORE.sub(lambda m: f"mlflow-artifacts:/{m[1]}/" + (f"models/{m[2]}" if m[2] else m[3])
                          + "/artifacts", text)
 

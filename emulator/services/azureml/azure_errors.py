@@ -10,6 +10,8 @@ from flask import Response, request
 
 ARM_PREFIX = "/subscriptions"
 HISTORY_PREFIX = "/history/"
+ARTIFACT_PREFIX = "/artifact/"
+MMS_PREFIX = "/modelmanagement/"  # SDK v1 webservices: not served, refused in Azure's shape
 
 
 def is_arm_path(path: str) -> bool:
@@ -17,8 +19,8 @@ def is_arm_path(path: str) -> bool:
 
 
 def is_azure_path(path: str) -> bool:
-    """ARM and the Azure ML data-plane APIs (run history): Azure's error shape, not MLflow's."""
-    return is_arm_path(path) or path.lower().startswith(HISTORY_PREFIX)
+    """ARM and the Azure ML data-plane APIs (run history, artifacts): Azure's error shape, not MLflow's."""
+    return is_arm_path(path) or path.lower().startswith((HISTORY_PREFIX, ARTIFACT_PREFIX, MMS_PREFIX))
 
 
 def arm_error(code: str, message: str, status: int, headers: dict | None = None) -> Response:

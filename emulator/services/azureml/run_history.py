@@ -93,6 +93,21 @@ def clean_path(path) -> str | None:
     return "/".join(parts)
 
 
+def files_under(folder: Path, prefix: str = "") -> list[str]:
+    """The files below ``folder`` (relative POSIX paths, sorted) that start with ``prefix``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(folder).as_posix()
+        for name in sorted(filenames):
+            if name.startswith(".blob-"):  # an upload in progress
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel.startswith(prefix):
+                found.append(rel)
+    return found
+
+
 def install(app: Flask, config: ServerConfig) -> None:
     root = (Path(config.state_dir) / "artifacts").resolve()
     account = hosts.storage_account(config)
@@ -126,26 +141,12 @@ def install(app: Flask, config: ServerConfig) -> None:
         url = blob_sas.blob_url(hosts.blob_base_url(config, request), CONTAINER, blob, query)
         return {"contentUri": url, "origin": "ExperimentRun", "container": f"dcid.{run_id}", "path": path}
 
-    def files_under(base: str, prefix: str = "") -> list[str]:
-        folder = root / base
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            rel_dir = Path(dirpath).relative_to(folder).as_posix()
-            for name in sorted(filenames):
-                if name.startswith(".blob-"):  # an upload in progress
-                    continue
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if rel.startswith(prefix):
-                    found.append(rel)
-        return found
-
     def page(run_id: str, base: str, prefix: str = ""):
         try:
             offset = int(request.args.get("continuationToken") or 0)
         except ValueError:
             raise HistoryError("ValidationError", "continuationToken is not valid.", 400) from None
-        paths = files_under(base, prefix)
+        paths = files_under(root / base, prefix)
         chunk = paths[offset: offset + PAGE_SIZE]
         more = offset + PAGE_SIZE < len(paths)
         args = {k: v for k, v in request.args.items() if k != "continuationToken"}
