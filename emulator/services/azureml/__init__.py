@@ -89,9 +89,16 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     # Deploying to Azure ML (issue 13): the registry takes Databricks-tracked sources through the
     # mirror, ARM model assets are the registry, online endpoints serve registered versions.
-    from emulator.services.azureml import arm_models, legacy_mlflow, online_endpoints, registry_sources
+    from emulator.services.azureml import (
+        arm_models,
+        datastores,
+        legacy_mlflow,
+        online_endpoints,
+        registry_sources,
+    )
 
     registry_sources.install(app, _tracking_store)
     legacy_mlflow.install(app, _tracking_store)
     arm_models.install(app, config)
+    datastores.install(app, config)  # azure-ai-ml's uploads of local model folders
     online_endpoints.install(app, config)

@@ -32,11 +32,15 @@ def _sign(workspace_token: str, *fields: str) -> str:
 
 def sign(workspace_token: str, account: str, container: str, blob: str, permissions: str,
          ttl: int = TTL_SECONDS, now: float | None = None) -> str:
-    """The query string (no '?') that grants ``permissions`` on one blob until now + ttl."""
+    """The query string (no '?') that grants ``permissions`` on one blob until now + ttl; with
+    ``blob=""`` a container SAS (``sr=c``: every blob of the container, and listing with ``l``)."""
     expiry = datetime.fromtimestamp((time.time() if now is None else now) + ttl, timezone.utc)
     se = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
     sig = _sign(workspace_token, permissions, se, account, container, blob)
-    return urlencode({"sv": SAS_VERSION, "sr": "b", "sp": permissions, "se": se, "sig": sig})
+    return urlencode({"sv": SAS_VERSION, "sr": "b" if blob else "c", "sp": permissions, "se": se, "sig": sig})
+
+
+CONTAINER_ALL = "racwdl"  # what a datastore's expirable SAS grants (read, add, create, write, delete, list)
 
 
 def blob_url(base: str, container: str, blob: str, query: str) -> str:
@@ -53,7 +57,10 @@ def verify(workspace_token: str, account: str, container: str, blob: str, args,
     sp, se, sig = args.get("sp", ""), args.get("se", ""), args.get("sig", "")
     if not (sp and se and sig):
         return AUTH_FAILED, "Server failed to authenticate the request: the shared access signature is missing."
-    expected = _sign(workspace_token, sp, se, account, container, blob)
+    # A container SAS (sr=c) is signed over "/<container>/" alone (a blob SAS names its blob, so
+    # neither can stand in for the other); it covers every blob of that container only.
+    signed_blob = "" if args.get("sr") == "c" else blob
+    expected = _sign(workspace_token, sp, se, account, container, signed_blob)
     if not hmac.compare_digest(sig.encode(), expected.encode()):
         return AUTH_FAILED, "Signature did not match. String to sign used was for another resource or permissions."
     try:
