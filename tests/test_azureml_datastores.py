@@ -225,6 +225,10 @@ def test_blob_plane_of_the_datastore(store):
     escape = requests.put(f"{base}/LocalUpload/%2E%2E/%2E%2E/escaped?{sas}", data=b"x", timeout=30,
                           headers={"x-ms-blob-type": "BlockBlob"})
     assert escape.status_code == 400 and escape.headers["x-ms-error-code"] == "InvalidResourceName"
+    wrong_md5 = requests.put(f"{blob}?{sas}", data=b"changed", timeout=30,
+                             headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="})
+    assert wrong_md5.status_code == 400 and wrong_md5.headers["x-ms-error-code"] == "Md5Mismatch"
+    assert requests.get(f"{blob}?{sas}", timeout=30).content == b"flavors: {}\n"
     bad_meta = requests.put(f"{base}/LocalUpload/raw/bad?{sas}", data=b"x", timeout=30,
                             headers={"x-ms-blob-type": "BlockBlob", "x-ms-meta-1bad": "v"})
     assert bad_meta.status_code == 400 and bad_meta.headers["x-ms-error-code"] == "InvalidMetadata"

@@ -227,7 +227,7 @@ class BlobService:
         return response
 
     # -- writes -----------------------------------------------------------------------------
-    def _write_atomically(self, target: Path, chunks) -> Response:
+    def _write_atomically(self, target: Path, chunks, expected_md5: str | None = None) -> Response:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".blob-", suffix=".tmp")
         md5 = hashlib.md5()
@@ -236,6 +236,12 @@ class BlobService:
                 for chunk in chunks:
                     md5.update(chunk)
                     out.write(chunk)
+            if expected_md5 and base64.b64encode(md5.digest()).decode() != expected_md5.strip():
+                # Transactional MD5 (azure-storage-blob's validate_content=True, which azure-ai-ml uses):
+                # a body that does not match is refused and the old blob kept.
+                Path(tmp).unlink(missing_ok=True)
+                return _error("Md5Mismatch", "The MD5 value specified in the request did not match with the "
+                              "MD5 value calculated by the server.", 400)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -266,7 +272,7 @@ class BlobService:
             return _error("InvalidHeaderValue", "Only block blobs (x-ms-blob-type: BlockBlob) are supported.", 400)
         if target.is_dir():
             return _error("InvalidResourceName", "A folder of artifacts already has this name.", 409)
-        return self._write_atomically(target, self._body_chunks(request))
+        return self._write_atomically(target, self._body_chunks(request), request.headers.get("Content-MD5"))
 
     def _block_dir(self, blob: str) -> Path:
         return self.staging / hashlib.sha256(blob.encode()).hexdigest()
