@@ -128,6 +128,6 @@ def install(app: Flask, config: ServerConfig) -> None:
         # fidelity: Azure ML datastores -- secrets
         # An expirable container SAS, whatever expirableSecret says: the emulator hands out no
         # long-lived account key (azure-ai-ml >= 1.18 asks for expirable secrets and takes either).
-        query = blob_sas.sign(config.token, hosts.storage_account(config), container_name(config), "",
-                              blob_sas.CONTAINER_ALL, ttl=_sas_hours(body) * 3600)
+        query = blob_sas.sign_container(config.token, hosts.storage_account(config), container_name(config),
+                                        blob_sas.CONTAINER_ALL, ttl=_sas_hours(body) * 3600)
         return jsonify({"secretsType": "Sas", "sasToken": query})

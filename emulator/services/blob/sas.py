@@ -30,14 +30,26 @@ def _sign(workspace_token: str, *fields: str) -> str:
     return base64.b64encode(hmac.new(_key(workspace_token), _string_to_sign(*fields), hashlib.sha256).digest()).decode()
 
 
-def sign(workspace_token: str, account: str, container: str, blob: str, permissions: str,
-         ttl: int = TTL_SECONDS, now: float | None = None) -> str:
-    """The query string (no '?') that grants ``permissions`` on one blob until now + ttl; with
-    ``blob=""`` a container SAS (``sr=c``: every blob of the container, and listing with ``l``)."""
+def _query(workspace_token: str, account: str, container: str, blob: str, permissions: str, ttl: int,
+           now: float | None) -> str:
     expiry = datetime.fromtimestamp((time.time() if now is None else now) + ttl, timezone.utc)
     se = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
     sig = _sign(workspace_token, permissions, se, account, container, blob)
     return urlencode({"sv": SAS_VERSION, "sr": "b" if blob else "c", "sp": permissions, "se": se, "sig": sig})
+
+
+def sign(workspace_token: str, account: str, container: str, blob: str, permissions: str,
+         ttl: int = TTL_SECONDS, now: float | None = None) -> str:
+    """The query string (no '?') that grants ``permissions`` on one blob until now + ttl."""
+    if not blob:  # never a container SAS by accident: that is sign_container
+        raise ValueError("a blob SAS needs a blob name")
+    return _query(workspace_token, account, container, blob, permissions, ttl, now)
+
+
+def sign_container(workspace_token: str, account: str, container: str, permissions: str,
+                   ttl: int = TTL_SECONDS, now: float | None = None) -> str:
+    """A container SAS (``sr=c``): ``permissions`` on every blob of the container (``l``: listing)."""
+    return _query(workspace_token, account, container, "", permissions, ttl, now)
 
 
 CONTAINER_ALL = "racwdl"  # what a datastore's expirable SAS grants (read, add, create, write, delete, list)
