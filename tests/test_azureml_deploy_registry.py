@@ -300,6 +300,9 @@ def test_arm_model_assets_are_the_registry(linked, dbx_tracking_aml_registry):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "ResourceNotFound"
     assert _arm(emu, "/models/no-such-model").status_code == 404
     assert _arm(emu, f"/models/{name}", api_version=None).json()["error"]["code"] == "MissingApiVersionParameter"
-    put = _arm(emu, f"/models/{name}/versions/3", method="PUT", json={"properties": {}})
+    put = _arm(emu, f"/models/{name}", method="PUT", json={"properties": {}})
     assert put.status_code == 405 and "registered through MLflow" in put.json()["error"]["message"]
+    # A version PUT needs a datastore upload's modelUri (tests/test_azureml_datastores.py); without one, 400.
+    put = _arm(emu, f"/models/{name}/versions/3", method="PUT", json={"properties": {}})
+    assert put.status_code == 400 and "modelUri" in put.json()["error"]["message"]
     assert _arm(emu, "/models", token=False).status_code == 401

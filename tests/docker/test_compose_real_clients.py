@@ -114,6 +114,17 @@ def test_azure_ai_ml_through_the_published_proxy(deployed, client_python, tmp_pa
     assert mlc["uri"] == f"azureml://westeurope.api.azureml.ms/mlflow/v2.0/{scope()}"
 
 
+def test_azure_ai_ml_registers_a_local_model_folder_through_the_published_proxy(deployed, client_python, tmp_path):
+    """Model(path=<local dir>): the upload to the default datastore (the blob host's network alias
+    and certificate name, through the proxy) and the version PUT, inside the container."""
+    from tests.test_azureml_datastores import REGISTER_LOCAL
+
+    aml = deployed.status()["azureml"]
+    result = run_client(client_python, REGISTER_LOCAL, aml["client_env_proxy"], tmp_path, "compose-local-model")
+    assert result["versions"] == ["1", "2", "3"] and result["same"]
+    assert "/datastores/workspaceblobstore/paths/LocalUpload/" in result["paths"][0]
+
+
 def _venv_mounts(python: str) -> dict[str, dict]:
     """Bind mounts that let a container run the host's client venv as is: the venv, and the
     interpreter it was made from (same Debian release as the image's base, so same libraries)."""

@@ -96,6 +96,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     # mirror, ARM model assets are the registry, online endpoints serve registered versions.
     from emulator.services.azureml import (
         arm_models,
+        datastores,
         legacy_mlflow,
         local_upload_versions,
         online_endpoints,
@@ -107,4 +108,5 @@ def install(app: Flask, config: ServerConfig) -> None:
     local_upload_versions.install(app, Path(config.state_dir) / "artifacts")
     legacy_mlflow.install(app, _tracking_store)
     arm_models.install(app, config)
+    datastores.install(app, config)  # azure-ai-ml's uploads of local model folders
     online_endpoints.install(app, config)

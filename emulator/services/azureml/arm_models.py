@@ -3,8 +3,9 @@
 In Azure ML a model registered through MLflow *is* a workspace model asset (type
 ``mlflow_model``): the studio lists it, ``ml_client.models.get(name, version)`` returns it and
 ``azureml:<name>:<version>`` in a deployment resolves to it. Here those ARM routes read MLflow's
-registry store directly, so there is nothing to keep in sync. Read-only: registering goes through
-MLflow (``model-versions/create``); ARM PUT/DELETE answer 405 saying so.
+registry store directly, so there is nothing to keep in sync. Registering goes through MLflow
+(``model-versions/create``) or, for a folder azure-ai-ml uploaded to the default datastore, ARM
+PUT on a version (model_registration.py); other PUT/PATCH/DELETE answer 405 saying so.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import logging
 import yaml
 from flask import Flask, jsonify, request
 
-from emulator.services.azureml import arm_paging
+from emulator.services.azureml import arm_paging, datastores, model_registration
 from emulator.services.azureml.arm_resources import (
     PROVIDER,
     ArmError,
     arm_route,
     iso,
+    json_body,
     system_data,
     workspace_id,
 )
@@ -119,6 +121,9 @@ def _flavors(mv) -> dict:
 def version_resource(config: ServerConfig, mv, with_flavors: bool = True) -> dict:
     status = str(mv.status)
     state = {"READY": "Succeeded", "FAILED_REGISTRATION": "Failed"}.get(status, "Creating")
+    tags, properties, model_type, anonymous = model_registration.arm_fields(mv)
+    # A version made from a datastore upload answers the azureml:// URI it was created with.
+    model_uri = datastores.uri_of_source(config, mv.source) or f"models:/{mv.name}/{mv.version}"
     # fidelity: Model assets = registry
     return {
         "id": f"{workspace_id(config)}/models/{mv.name}/versions/{mv.version}",
@@ -126,13 +131,14 @@ def version_resource(config: ServerConfig, mv, with_flavors: bool = True) -> dic
         "type": f"{PROVIDER}/workspaces/models/versions",
         "properties": {
             "description": mv.description or None,
-            "tags": dict(mv.tags or {}),
-            "properties": {k: v for k, v in (("mlflow.source", mv.source), ("mlflow.runId", mv.run_id)) if v},
+            "tags": tags,
+            "properties": {**properties, **{k: v for k, v in (("mlflow.source", mv.source),
+                                                              ("mlflow.runId", mv.run_id)) if v}},
             "isArchived": False,
-            "isAnonymous": False,
+            "isAnonymous": anonymous,
             "flavors": _flavors(mv) if with_flavors else {},
-            "modelType": MODEL_TYPE,
-            "modelUri": f"models:/{mv.name}/{mv.version}",
+            "modelType": model_type or MODEL_TYPE,
+            "modelUri": model_uri,
             "jobName": mv.run_id or None,
             "stage": mv.current_stage or None,
             "provisioningState": state,
@@ -177,6 +183,9 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     @arm_route(app, config, "/models/<name>/versions/<version>", ["GET", "PUT", "PATCH", "DELETE"])
     def model_version(name, version):
+        if request.method == "PUT":
+            mv, created = model_registration.put_version(config, _registry(), name, version, json_body())
+            return jsonify(version_resource(config, mv)), 201 if created else 200
         if request.method != "GET":
             read_only()
         return jsonify(version_resource(config, get_model_version(name, version)))

@@ -30,13 +30,29 @@ def _sign(workspace_token: str, *fields: str) -> str:
     return base64.b64encode(hmac.new(_key(workspace_token), _string_to_sign(*fields), hashlib.sha256).digest()).decode()
 
 
-def sign(workspace_token: str, account: str, container: str, blob: str, permissions: str,
-         ttl: int = TTL_SECONDS, now: float | None = None) -> str:
-    """The query string (no '?') that grants ``permissions`` on one blob until now + ttl."""
+def _query(workspace_token: str, account: str, container: str, blob: str, permissions: str, ttl: int,
+           now: float | None) -> str:
     expiry = datetime.fromtimestamp((time.time() if now is None else now) + ttl, timezone.utc)
     se = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
     sig = _sign(workspace_token, permissions, se, account, container, blob)
-    return urlencode({"sv": SAS_VERSION, "sr": "b", "sp": permissions, "se": se, "sig": sig})
+    return urlencode({"sv": SAS_VERSION, "sr": "b" if blob else "c", "sp": permissions, "se": se, "sig": sig})
+
+
+def sign(workspace_token: str, account: str, container: str, blob: str, permissions: str,
+         ttl: int = TTL_SECONDS, now: float | None = None) -> str:
+    """The query string (no '?') that grants ``permissions`` on one blob until now + ttl."""
+    if not blob:  # never a container SAS by accident: that is sign_container
+        raise ValueError("a blob SAS needs a blob name")
+    return _query(workspace_token, account, container, blob, permissions, ttl, now)
+
+
+def sign_container(workspace_token: str, account: str, container: str, permissions: str,
+                   ttl: int = TTL_SECONDS, now: float | None = None) -> str:
+    """A container SAS (``sr=c``): ``permissions`` on every blob of the container (``l``: listing)."""
+    return _query(workspace_token, account, container, "", permissions, ttl, now)
+
+
+CONTAINER_ALL = "racwdl"  # what a datastore's expirable SAS grants (read, add, create, write, delete, list)
 
 
 def blob_url(base: str, container: str, blob: str, query: str) -> str:
@@ -53,7 +69,10 @@ def verify(workspace_token: str, account: str, container: str, blob: str, args,
     sp, se, sig = args.get("sp", ""), args.get("se", ""), args.get("sig", "")
     if not (sp and se and sig):
         return AUTH_FAILED, "Server failed to authenticate the request: the shared access signature is missing."
-    expected = _sign(workspace_token, sp, se, account, container, blob)
+    # A container SAS (sr=c) is signed over "/<container>/" alone (a blob SAS names its blob, so
+    # neither can stand in for the other); it covers every blob of that container only.
+    signed_blob = "" if args.get("sr") == "c" else blob
+    expected = _sign(workspace_token, sp, se, account, container, signed_blob)
     if not hmac.compare_digest(sig.encode(), expected.encode()):
         return AUTH_FAILED, "Signature did not match. String to sign used was for another resource or permissions."
     try:

@@ -15,6 +15,10 @@ List (``comp=blocklist``, XML body); Get Blob with ``x-ms-range`` -> 206 + ``Con
 chunks with ``If-Match: <ETag>``; a range on an empty blob -> 416, then a plain GET. Errors are
 Storage's XML ``<Error><Code/><Message/></Error>`` with ``x-ms-error-code``. The SAS is the only
 credential (blob_sas.py); no bearer token is read here.
+
+Extra containers (``containers={name: folder}``, Azure ML's datastore container) are served the
+same way, without the role's ``check``/``on_write``; for them azure-ai-ml also lists blobs
+(listing.py), reads and sets metadata (metadata.py) and uploads with ``If-None-Match: *``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from xml.sax.saxutils import escape
 from werkzeug.wrappers import Request, Response
 
 from emulator.errors import EmulatorError
+from emulator.services.blob import listing
+from emulator.services.blob import metadata as blob_metadata
 from emulator.services.blob import sas as blob_sas
 
 CONTAINER = "azureml"  # Azure ML's container (the Databricks role passes its own)
@@ -65,7 +71,7 @@ def _http_date(timestamp: float | None) -> str:
 
 class BlobService:
     def __init__(self, wsgi_app, *, token: str, account: str, host: str, root: Path, staging: Path,
-                 container: str = CONTAINER, check=None, on_write=None):
+                 container: str = CONTAINER, check=None, on_write=None, containers: dict | None = None):
         self.wsgi_app = wsgi_app
         self.token = token
         self.account = account
@@ -75,6 +81,8 @@ class BlobService:
         self.staging = Path(staging)
         self.check = check  # check(segments) raises EmulatorError when the path's owner is missing
         self.on_write = on_write  # on_write(segments) after a blob is committed
+        self.roots = {container: self.root, **{name: Path(folder).resolve() for name, folder in (containers or {}).items()}}
+        self.metadata = blob_metadata.MetadataStore(self.staging / "metadata")
 
     # -- dispatch ---------------------------------------------------------------------------
     def _blob_path(self, environ) -> str | None:
@@ -110,12 +118,13 @@ class BlobService:
 
     def _resolve(self, container: str, blob: str) -> Path | None:
         parts = blob.split("/")
-        if container != self.container or not blob or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        root = self.roots.get(container)
+        if root is None or not blob or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
             return None
-        target = (self.root / Path(*parts)).resolve()
-        if not target.is_relative_to(self.root) or target == self.root:
+        target = (root / Path(*parts)).resolve()
+        if not target.is_relative_to(root) or target == root:
             return None
-        if self.check is not None:
+        if self.check is not None and container == self.container:
             self.check(parts)
         return target
 
@@ -123,24 +132,88 @@ class BlobService:
         container, _, blob = unquote(path).lstrip("/").partition("/")
         if request.method not in ("GET", "HEAD", "PUT"):
             return _error("UnsupportedHttpVerb", f"The resource doesn't support {request.method}.", 405)
-        needed = "w" if request.method == "PUT" else "r"
+        listing_call = not blob and request.args.get("restype") == "container"
+        needed = "l" if listing_call else "w" if request.method == "PUT" else "r"
         problem = blob_sas.verify(self.token, self.account, container, blob, request.args, needed)
         if problem:
             # fidelity: Azure ML real clients -- blob plane: SAS verified, Storage's XML errors
             return _error(*problem, 403)
+        if listing_call:
+            return self._list_blobs(request, container)
         target = self._resolve(container, blob)
+        if target is None and request.method in ("GET", "HEAD") and blob.endswith("/") and container in self.roots:
+            # A legal blob name ("folder/") that can never name a file here: Storage answers 404 (azure-ai-ml's
+            # exists("<path>/") asks it before listing the folder).
+            return _error("BlobNotFound", "The specified blob does not exist.", 404)
         if target is None:
             return _error("InvalidResourceName", f"The blob name '{blob}' is not valid here.", 400)
         if request.method == "PUT":
             comp = request.args.get("comp")
             if comp == "block":
                 return self._put_block(request, blob)
-            if comp == "blocklist":
-                return self._committed(blob, self._put_block_list(request, blob, target))
-            if comp:
+            if comp == "metadata":
+                return self._set_metadata(request, container, blob, target)
+            if comp not in (None, "blocklist"):
                 return _error("UnsupportedQueryParameter", f"comp={comp} is not supported by the emulator.", 400)
-            return self._committed(blob, self._put_blob(request, target))
-        return self._get_blob(request, target)
+            try:
+                meta = blob_metadata.from_headers(request.headers)
+            except blob_metadata.BadMetadata as exc:
+                return _error("InvalidMetadata", str(exc), 400)
+            # fidelity: Azure ML datastores -- blob uploads
+            if request.headers.get("If-None-Match") == "*" and target.is_file():
+                return _error("BlobAlreadyExists", "The specified blob already exists.", 409)
+            if comp == "blocklist":
+                response = self._put_block_list(request, blob, target)
+            else:
+                response = self._put_blob(request, target)
+            if response.status_code == 201:
+                self.metadata.put(container, blob, meta)
+            return self._committed(blob, response) if container == self.container else response
+        return self._get_blob(request, target, self.metadata.get(container, blob))
+
+    # -- containers and metadata --------------------------------------------------------------
+    def _list_blobs(self, request: Request, container: str) -> Response:
+        root = self.roots.get(container)
+        if root is None:
+            return _error("ContainerNotFound", "The specified container does not exist.", 404)
+        if request.method != "GET" or request.args.get("comp") != "list":
+            return _error("UnsupportedQueryParameter", "Only List Blobs (comp=list) is supported on a container "
+                          "by the emulator.", 400)
+        prefix, delimiter = request.args.get("prefix", ""), request.args.get("delimiter", "")
+        marker = request.args.get("marker", "")
+        after = listing.name_of(marker) if marker else None
+        if marker and after is None:
+            return _error("OutOfRangeInput", "The marker is not valid: pass NextMarker unchanged.", 400)
+        try:
+            max_results = int(request.args.get("maxresults", listing.MAX_RESULTS))
+        except ValueError:
+            max_results = 0
+        if not 1 <= max_results <= listing.MAX_RESULTS:
+            return _error("OutOfRangeQueryParameterValue", "maxresults must be between 1 and 5000.", 400)
+        items, next_name = listing.list_blobs(root, prefix=prefix, delimiter=delimiter, after=after,
+                                              max_results=max_results)
+        body = listing.xml(f"https://{self.host}/", container, prefix=prefix, delimiter=delimiter, marker=marker,
+                           max_results=int(request.args["maxresults"]) if "maxresults" in request.args else None,
+                           items=items, next_name=next_name,
+                           include_metadata="metadata" in request.args.get("include", "").split(","),
+                           metadata_of=lambda name: self.metadata.get(container, name), etag_of=_etag,
+                           date_of=_http_date)
+        return Response(body, status=200, content_type="application/xml")
+
+    def _set_metadata(self, request: Request, container: str, blob: str, target: Path) -> Response:
+        if not target.is_file():
+            return _error("BlobNotFound", "The specified blob does not exist.", 404)
+        try:
+            meta = blob_metadata.from_headers(request.headers)
+        except blob_metadata.BadMetadata as exc:
+            return _error("InvalidMetadata", str(exc), 400)
+        self.metadata.put(container, blob, meta)
+        stat = target.stat()
+        response = Response(status=200)
+        response.headers["ETag"] = _etag(stat)
+        response.headers["Last-Modified"] = _http_date(stat.st_mtime)
+        response.headers["x-ms-request-server-encrypted"] = "true"
+        return response
 
     def _committed(self, blob: str, response: Response) -> Response:
         if self.on_write is None or response.status_code != 201:
@@ -154,7 +227,7 @@ class BlobService:
         return response
 
     # -- writes -----------------------------------------------------------------------------
-    def _write_atomically(self, target: Path, chunks) -> Response:
+    def _write_atomically(self, target: Path, chunks, expected_md5: str | None = None) -> Response:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".blob-", suffix=".tmp")
         md5 = hashlib.md5()
@@ -163,6 +236,12 @@ class BlobService:
                 for chunk in chunks:
                     md5.update(chunk)
                     out.write(chunk)
+            if expected_md5 and base64.b64encode(md5.digest()).decode() != expected_md5.strip():
+                # Transactional MD5 (azure-storage-blob's validate_content=True, which azure-ai-ml uses):
+                # a body that does not match is refused and the old blob kept.
+                Path(tmp).unlink(missing_ok=True)
+                return _error("Md5Mismatch", "The MD5 value specified in the request did not match with the "
+                              "MD5 value calculated by the server.", 400)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -193,7 +272,7 @@ class BlobService:
             return _error("InvalidHeaderValue", "Only block blobs (x-ms-blob-type: BlockBlob) are supported.", 400)
         if target.is_dir():
             return _error("InvalidResourceName", "A folder of artifacts already has this name.", 409)
-        return self._write_atomically(target, self._body_chunks(request))
+        return self._write_atomically(target, self._body_chunks(request), request.headers.get("Content-MD5"))
 
     def _block_dir(self, blob: str) -> Path:
         return self.staging / hashlib.sha256(blob.encode()).hexdigest()
@@ -247,7 +326,7 @@ class BlobService:
         return response
 
     # -- reads ------------------------------------------------------------------------------
-    def _get_blob(self, request: Request, target: Path) -> Response:
+    def _get_blob(self, request: Request, target: Path, meta: dict | None = None) -> Response:
         try:
             stat = target.stat()
         except OSError:
@@ -283,6 +362,7 @@ class BlobService:
             "x-ms-lease-status": "unlocked",
             "x-ms-lease-state": "available",
             "x-ms-server-encrypted": "true",
+            **blob_metadata.as_headers(meta or {}),
         }
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
