@@ -157,8 +157,12 @@ def fresh_workspaces(request, emulated_workspaces, databricks_workspace, azureml
                     f"before this session ({', '.join(prior)}: runs, models, Unity Catalog, files...). Use a "
                     "state dir of the session's own (unset EMULATOR_PYTEST_STATE_DIR), or pass "
                     "--emulator-reuse-destructive (EMULATOR_REUSE_DESTRUCTIVE=1) to empty it.", pytrace=False)
+    from harness.admin_http import session
+
+    # One after the other, Databricks first: its mirror outbox is emptied before Azure ML's store,
+    # so nothing it still held for a linked pair lands in Azure ML after that store's reset.
     for ws in (databricks_workspace, azureml_workspace):
-        request_reset(ws.url, ws.token)
+        request_reset(ws.url, ws.token, http=session())
     return emulated_workspaces
 
 
