@@ -16,7 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import first_answer, mirror, procs, registry, report, slow_clients, tracking
+from bench import (
+    first_answer,
+    mirror,
+    procs,
+    records,
+    registry,
+    report,
+    slow_clients,
+    tracking,
+)
+from bench import fresh_workspaces as bench_fresh
 from bench import reset as bench_reset
 from emulator.control import launcher
 from emulator.control import mirror_link as control
@@ -134,6 +144,11 @@ def run(args) -> dict:
         if stock.proc is not None and stock.proc.poll() is None:
             stock.stop()
         emu.down()
+
+    fresh_tests = 10 if args.quick else 50
+    _progress(f"fresh_workspaces: set-up and tear-down of {fresh_tests} pytest tests through the plugin")
+    result["fresh_workspaces"] = bench_fresh.measure(fresh_tests)
+    result["records"] = records.read()
 
     if not args.targets_only:
         _more(args, work, env, result)

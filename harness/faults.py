@@ -24,8 +24,10 @@ class AdminError(RuntimeError):
 
 
 def _call(ws, method: str, path: str, **kwargs) -> dict:
-    answer = requests.request(method, f"{ws.url}{path}", headers={"Authorization": f"Bearer {ws.token}"},
-                              timeout=60, **kwargs)
+    from harness.admin_http import session
+
+    answer = session().request(method, f"{ws.url}{path}", headers={"Authorization": f"Bearer {ws.token}"},
+                               timeout=60, **kwargs)
     if answer.status_code >= 400:
         raise AdminError(f"{method} {path}: {answer.status_code} {answer.text}")
     return answer.json()

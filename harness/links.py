@@ -6,8 +6,10 @@ import requests
 
 
 def _post(databricks, path: str, body: dict | None = None) -> dict:
-    answer = requests.post(f"{databricks.url}{path}", json=body or {},
-                           headers={"Authorization": f"Bearer {databricks.token}"}, timeout=30)
+    from harness.admin_http import session
+
+    answer = session().post(f"{databricks.url}{path}", json=body or {},
+                            headers={"Authorization": f"Bearer {databricks.token}"}, timeout=30)
     if answer.status_code >= 400:
         raise RuntimeError(f"POST {path} failed ({answer.status_code}): {answer.text[:300]}")
     return answer.json() if answer.content else {}

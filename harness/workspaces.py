@@ -103,14 +103,16 @@ class Emulator:
     def status(self) -> dict:
         return status.collect(self.state)
 
+    # The handles come from the state dir's files only (status.addresses): every test's fixtures
+    # ask for them, and `status()`'s health probes cost ~8 requests each time.
     @property
     def databricks(self) -> DatabricksWorkspace:
-        info = self.status()["databricks"]
-        return DatabricksWorkspace(info["url"], info["token"], info["user"], info["client_env"]["MLFLOW_S3_ENDPOINT_URL"])
+        info = status.addresses(self.state)["databricks"]
+        return DatabricksWorkspace(info["url"], info["token"], info["user"], info["s3_url"])
 
     @property
     def azureml(self) -> AzureMLWorkspace:
-        info = self.status()["azureml"]
+        info = status.addresses(self.state)["azureml"]
         return AzureMLWorkspace(
             info["url"], info["token"], info["subscription_id"], info["resource_group"],
             info["workspace_name"], info["tracking_uri"],

@@ -74,3 +74,10 @@ def pytest_terminal_summary(terminalreporter):
             f"{name} {int(seconds) / 60:.1f} min" for name, seconds in steps if seconds.isdigit()))
     terminalreporter.write_sep("-", f"suite wall time {took / 60:.1f} min "
                                     f"({100 * took / CI_BUDGET_SECONDS:.0f}% of CI's 90-minute budget)")
+    if times:  # `make test`: the whole suite; the bench reports the last one (bench/records.py)
+        import json
+        from pathlib import Path
+
+        counts = {key: len(terminalreporter.stats.get(key, [])) for key in ("passed", "failed", "error", "skipped")}
+        Path(times).with_name("suite-time.json").write_text(json.dumps(
+            {"seconds": round(took, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **counts}))

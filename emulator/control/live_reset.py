@@ -14,11 +14,12 @@ def holds_data(url: str, token: str, timeout: float = 120.0) -> bool:
     return bool(answer.json()["holds_data"])
 
 
-def request_reset(url: str, token: str, timeout: float = 120.0) -> dict:
-    """Client side (``emulator reset --live``, the pytest plugin): reset the workspace at ``url``."""
+def request_reset(url: str, token: str, timeout: float = 120.0, http=None) -> dict:
+    """Client side (``emulator reset --live``, the pytest plugin): reset the workspace at ``url``.
+    ``http``: a requests.Session to send it with (the plugin keeps one open between tests)."""
     import requests
 
-    answer = requests.post(f"{url}/__emulator/reset", json={}, timeout=timeout,
+    answer = (http or requests).post(f"{url}/__emulator/reset", json={}, timeout=timeout,
                            headers={"Authorization": f"Bearer {token}"})
     if answer.status_code != 200:
         raise RuntimeError(f"reset of {url} failed ({answer.status_code}): {answer.text[:300]}")

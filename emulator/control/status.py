@@ -63,6 +63,31 @@ def service_principal(aml_url: str, cfg: dict) -> dict:
             "token_url": f"{aml_url}/{tenant}/oauth2/v2.0/token"}
 
 
+def _config(state: StateDir) -> dict:
+    cfg = state.load_config()
+    if not cfg.get("databricks_token") or not cfg.get("azureml_token"):
+        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
+        raise NotRunningHere(state)
+    return cfg
+
+
+def addresses(state: StateDir) -> dict:
+    """Where each workspace is and its credentials, from the state dir's files alone: no health
+    probe, no request (the pytest plugin's per-test handles; `collect` adds the probes)."""
+    from emulator.control import s3_store
+
+    cfg = _config(state)
+    db_url = workspace_url(state, "databricks")
+    aml_url = workspace_url(state, "azureml")
+    return {
+        "databricks": {"url": db_url, "token": cfg["databricks_token"], "user": cfg["databricks_user"],
+                       "s3_url": s3_store.url(state)},
+        "azureml": {"url": aml_url, "token": cfg["azureml_token"], "subscription_id": cfg["subscription_id"],
+                    "resource_group": cfg["resource_group"], "workspace_name": cfg["workspace_name"],
+                    "tracking_uri": f"{aml_url}/mlflow/v2.0/{settings.azureml_scope(cfg)}"},
+    }
+
+
 def collect(state: StateDir) -> dict:
     """Everything `emulator status` shows. Reads only: creates no state (raises NotRunningHere
     for a state dir that was never set up)."""
@@ -70,10 +95,7 @@ def collect(state: StateDir) -> dict:
         identity_header,  # imports Flask: not on `up`'s way to the fork
     )
 
-    cfg = state.load_config()
-    if not cfg.get("databricks_token") or not cfg.get("azureml_token"):
-        # fidelity: Crash consistency, linking, readiness and ownership (hardening C)
-        raise NotRunningHere(state)
+    cfg = _config(state)
     db_url = workspace_url(state, "databricks")
     aml_url = workspace_url(state, "azureml")
     scope = settings.azureml_scope(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import requests
 
@@ -16,11 +17,21 @@ class S3Link:
     def __init__(self, url: str, workspace_token: str):
         self.url = url  # from the server's configuration (ServerConfig.s3_url)
         self.master = master_key(workspace_token)
+        # A kept connection per worker thread: every reset (before each test of the pytest
+        # plugin's) calls the store, and a new session and connection each time was most of it.
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        http = getattr(self._local, "session", None)
+        if http is None:
+            http = self._local.session = requests.Session()
+            http.trust_env = False  # the store is on loopback (or the Compose network): no proxy
+        return http
 
     def _post(self, path: str, body: dict) -> None:
         url = self.url
         try:
-            resp = requests.post(f"{url}{path}", json=body, timeout=30,
+            resp = self._session().post(f"{url}{path}", json=body, timeout=30,
                                  headers={"Authorization": f"Bearer {admin_token(self.master)}"})
         except requests.RequestException as exc:
             raise EmulatorError("TEMPORARILY_UNAVAILABLE", f"The model storage (S3 at {url}) is not reachable: {exc}. "

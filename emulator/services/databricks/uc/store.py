@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from emulator.errors import EmulatorError
+from emulator.stores import pristine
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS catalogs (name TEXT PRIMARY KEY, comment TEXT, owner TEXT, created_at INTEGER);
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS prompt_version_tags (prompt TEXT, version INTEGER, ke
     PRIMARY KEY (prompt, version, key));
 CREATE TABLE IF NOT EXISTS prompt_aliases (prompt TEXT, alias TEXT, version INTEGER, PRIMARY KEY (prompt, alias));
 """
+MAIN_COMMENT, DEFAULT_SCHEMA_COMMENT = "Main catalog (auto-created)", "Default schema (auto-created)"
 TABLES = ("catalogs", "schemas", "models", "versions", "model_tags", "version_tags", "aliases",
           "prompts", "prompt_versions", "prompt_tags", "prompt_version_tags", "prompt_aliases")
 
@@ -86,11 +88,14 @@ class UcStore:
         self.ensure_defaults()
 
     @contextmanager
-    def tx(self):
-        """One write transaction at a time (version numbers are handed out inside it)."""
+    def tx(self, fsync: bool = True):
+        """One write transaction at a time (version numbers are handed out inside it).
+        ``fsync=False``: a reset's (emulator.stores.pristine.no_fsync)."""
         with self._lock:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.row_factory = sqlite3.Row
+            if not fsync:
+                pristine.no_fsync(db)
             try:
                 db.execute("BEGIN IMMEDIATE")
                 yield db
@@ -102,12 +107,8 @@ class UcStore:
                 db.close()
 
     def ensure_defaults(self) -> None:
-        # fidelity: Unity Catalog model registry  (a UC workspace has main.default)
         with self.tx() as db:
-            db.execute("INSERT OR IGNORE INTO catalogs VALUES ('main', 'Main catalog (auto-created)', ?, ?)",
-                       (self.user, now_ms()))
-            db.execute("INSERT OR IGNORE INTO schemas VALUES ('main', 'default', 'Default schema (auto-created)', ?, ?)",
-                       (self.user, now_ms()))
+            self._defaults(db)
 
     def holds_data(self) -> bool:
         """Anything beyond the main.default a new workspace has (what reset deletes)."""
@@ -115,11 +116,30 @@ class UcStore:
             counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in TABLES}
         return counts.pop("catalogs") > 1 or counts.pop("schemas") > 1 or any(counts.values())
 
+    def _pristine(self, db) -> bool:
+        """Exactly a new workspace's rows: main and main.default as made here, nothing else (a
+        re-created `main` with another comment is not pristine, though holds_data() says no)."""
+        if any(db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in TABLES[2:]):
+            return False
+        catalogs = [tuple(r) for r in db.execute("SELECT name, comment, owner FROM catalogs")]
+        schemas = [tuple(r) for r in db.execute("SELECT catalog, name, comment, owner FROM schemas")]
+        return (catalogs == [("main", MAIN_COMMENT, self.user)]
+                and schemas == [("main", "default", DEFAULT_SCHEMA_COMMENT, self.user)])
+
     def reset(self) -> None:
-        with self.tx() as db:
+        with self.tx(fsync=False) as db:
+            # A workspace that never used Unity Catalog (most tests): reads, and a commit that writes nothing.
+            if self._pristine(db):
+                return
             for table in TABLES:
                 db.execute(f"DELETE FROM {table}")
-        self.ensure_defaults()
+            self._defaults(db)
+
+    def _defaults(self, db) -> None:
+        # fidelity: Unity Catalog model registry  (a UC workspace has main.default)
+        db.execute("INSERT OR IGNORE INTO catalogs VALUES ('main', ?, ?, ?)", (MAIN_COMMENT, self.user, now_ms()))
+        db.execute("INSERT OR IGNORE INTO schemas VALUES ('main', 'default', ?, ?, ?)",
+                   (DEFAULT_SCHEMA_COMMENT, self.user, now_ms()))
 
     # -- catalogs and schemas ------------------------------------------------------------------
     def require_schema(self, db, catalog: str, schema: str) -> None:
