@@ -41,7 +41,9 @@ def targets(result: dict) -> list[dict]:
 
 
 FRESH_TARGET_MS = 50.0
-SUITE_TARGET_MIN = 45.0  # half of CI's 90-minute budget (tests/conftest.py)
+# Issue 33's targets on a quiet 2-core machine (a busy one: set-up <= 25 min, the suite <= 40).
+SETUP_TARGET_MIN = 15.0
+SUITE_TARGET_MIN = 30.0
 
 
 def issue33_rows(result: dict) -> list[dict]:
@@ -56,10 +58,13 @@ def issue33_rows(result: dict) -> list[dict]:
     records = result.get("records") or {}
     setup, suite = records.get("setup"), records.get("suite")
     rows.append(_row("set-up of a fresh machine (last `make test`'s set-up steps, .emulator-cache/setup-times.txt)",
-                     "min", round(setup["total_s"] / 60, 1) if setup else None, None, "-", None))
+                     "min", round(setup["total_s"] / 60, 1) if setup else None, None,
+                     f"<= {SETUP_TARGET_MIN:g} min (quiet; 25 busy)",
+                     setup["total_s"] / 60 <= SETUP_TARGET_MIN if setup else None))
     rows.append(_row("the suite (last `make test`'s wall time, .emulator-cache/suite-time.json)", "min",
-                     round(suite["seconds"] / 60, 1) if suite else None, None, f"< {SUITE_TARGET_MIN:g} min",
-                     suite["seconds"] / 60 < SUITE_TARGET_MIN if suite else None))
+                     round(suite["seconds"] / 60, 1) if suite else None, None,
+                     f"<= {SUITE_TARGET_MIN:g} min (quiet; 40 busy)",
+                     suite["seconds"] / 60 <= SUITE_TARGET_MIN if suite else None))
     return rows
 
 
