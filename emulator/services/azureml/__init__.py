@@ -89,8 +89,15 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     # Deploying to Azure ML (issue 13): the registry takes Databricks-tracked sources through the
     # mirror, ARM model assets are the registry, online endpoints serve registered versions.
-    from emulator.services.azureml import arm_models, legacy_mlflow, online_endpoints, registry_sources
+    from emulator.services.azureml import (
+        arm_models,
+        legacy_mlflow,
+        online_endpoints,
+        registration_rules,
+        registry_sources,
+    )
 
+    registration_rules.install(app, config)  # what Azure ML's registry refuses, before any lookup
     registry_sources.install(app, _tracking_store)
     legacy_mlflow.install(app, _tracking_store)
     arm_models.install(app, config)
