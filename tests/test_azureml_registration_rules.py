@@ -124,6 +124,11 @@ def test_unknown_run_keeps_mlflow_shape_and_run_text(aml):
     run_id = uuid.uuid4().hex
     with pytest.raises(MlflowException, match=f"^RESOURCE_DOES_NOT_EXIST: Run with id={run_id} not found$"):
         client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    # The same run named by run_id beside one of this workspace's artifact locations (MLflow's own
+    # handler would answer 400 "Invalid model version source" here).
+    with pytest.raises(MlflowException, match=f"^RESOURCE_DOES_NOT_EXIST: Run with id={run_id} not found$"):
+        client.create_model_version(name, f"mlflow-artifacts:/1/{run_id}/artifacts/model", run_id=run_id)
+    assert client.search_model_versions(f"name = '{name}'") == []
 
 
 def test_refusal_needs_a_token_first(aml):
