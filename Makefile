@@ -10,7 +10,7 @@ TIMES := .emulator-cache/setup-times.txt
 # $(call timed,NAME,COMMAND): run COMMAND, note how long it took under NAME.
 timed = s=$$(date +%s); $(2); rc=$$?; mkdir -p $(dir $(TIMES)); echo "$(1) $$(( $$(date +%s) - s ))" >> $(TIMES); exit $$rc
 
-.PHONY: run test setup images client-venvs azureml-clients down bench docs clean
+.PHONY: run test setup images client-venvs azureml-clients down bench docs clean mlflow-registry-suite
 
 $(STAMP): pyproject.toml
 	$(call timed,python venv,bash .ci/system-deps.sh python && { test -x $(PY) || python3 -m venv $(VENV); } && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[test]')
@@ -47,6 +47,15 @@ test:
 	$(MAKE) --no-print-directory -j2 images client-venvs
 	$(call timed,browser,bash .ci/system-deps.sh browser)
 	EMULATOR_SETUP_TIMES=$(TIMES) EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
+
+## MLflow's own registry tests (tests/tracking/test_model_registry.py at the installed MLflow's tag,
+## fetched once into .emulator-cache/, or MLFLOW_REGISTRY_SUITE_FILE=<path>) against a stock server
+## and the Azure ML workspace: only the documented Azure ML differences may differ (several minutes).
+mlflow-registry-suite: setup
+	v=$$($(PY) -c 'import mlflow; print(mlflow.__version__)'); f=$${MLFLOW_REGISTRY_SUITE_FILE:-.emulator-cache/mlflow-$$v/test_model_registry.py}; \
+	test -s $$f || { mkdir -p $$(dirname $$f) && curl -fsSL -o $$f \
+		https://raw.githubusercontent.com/mlflow/mlflow/v$$v/tests/tracking/test_model_registry.py; }; \
+	MLFLOW_REGISTRY_SUITE_FILE=$$f $(PY) -m pytest -m mlflow_suite -s tests/test_mlflow_registry_suite.py
 
 ## The emulator's Docker image, built without a registry (idempotent: current steps are reused).
 images: setup

@@ -170,6 +170,24 @@ def _unknown_run_is_not_found(s: Setup):
     return error == f"RESOURCE_DOES_NOT_EXIST: Run with id={unknown} not found" and not versions, observed
 
 
+def _file_source_is_refused(s: Setup):
+    from mlflow.exceptions import MlflowException
+
+    s.client.create_registered_model(s.name)
+    source = "dummy-source"  # what MLflow 2.21's register_prompt sent in the report
+    error = None
+    try:
+        s.client.create_model_version(s.name, source)
+    except MlflowException as exc:
+        error = str(exc)
+    versions = s.versions()
+    observed = {"client_error": error, "versions": [v.version for v in versions]}
+    expected = ("'Message': 'Model source from file must be in the following format: azureml://artifacts/<origin>/"
+                f"<container>/<artifact_prefix>. Provided model source: {source}'")
+    return (error is not None and error.startswith("INVALID_PARAMETER_VALUE: Response: {'Error': {'Code': "
+                                                   "'ValidationError'") and expected in error and not versions), observed
+
+
 def _uc_model(s: Setup, name: str, **fault):
     """log_model(registered_model_name=<catalog.schema.model>) to Unity Catalog, optionally under a
     one-shot rule on its model-versions/create; the version as Unity Catalog then reports it."""
@@ -409,6 +427,18 @@ SCENARIOS = {s.name: s for s in [
              rule="Azure ML: model-versions/create from runs:/<unknown run> -> 404 RESOURCE_DOES_NOT_EXIST "
                   "'Run with id=<id> not found' (fidelity: Azure ML workspace)",
              symptom="zenml-io/zenml#4207: 'RestException: RESOURCE_DOES_NOT_EXIST: Run with id=<uuid> not found'"),
+    Scenario("file_source_is_refused",
+             "create_model_version with a source that is neither run/model based nor an upload of Azure ML's "
+             "artifact service (a bare path, file://, s3://, a prompt's placeholder) is refused; nothing is stored",
+             "register from runs:/ or models:/, or let azureml-mlflow upload a local directory (file://...)",
+             ("azureml",), _file_source_is_refused,
+             rule="Azure ML: model-versions/create with a 'from file' source not of the form azureml://artifacts/"
+                  "<origin>/<container>/<artifact_prefix> -> 400 ValidationError in the service's error body "
+                  "(fidelity: Azure ML registration rules)",
+             symptom="mlflow/mlflow#15329: 'RestException: INVALID_PARAMETER_VALUE: Response: {'Error': {'Code': "
+                     "'ValidationError', ..., 'Message': 'Model source from file must be in the following format: "
+                     "azureml://artifacts/<origin>/<container>/<artifact_prefix>. Provided model source: "
+                     "dummy-source', ...}'"),
     Scenario("unity_catalog_unknown_model_id",
              "an MLflow 3.0-3.4 client logs a model to a local tracking server and registers it in Unity "
              "Catalog: it sends the local model_id, which the workspace does not hold, and is refused",

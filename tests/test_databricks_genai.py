@@ -66,8 +66,8 @@ def test_prompt_registry_refuses_a_two_level_name_in_prompt_wording(databricks_w
         MlflowClient().create_registered_model("default.greeting")
 
 
-def test_azureml_serves_datasets_and_prompts_as_stock(emulator, monkeypatch):
-    # The Azure ML workspace matches a stock server here; pinned so both workspaces stay covered.
+def test_azureml_serves_datasets_as_stock_and_refuses_prompts(emulator, monkeypatch):
+    # The Azure ML workspace matches a stock server for datasets; pinned so both workspaces stay covered.
     aml = emulator.azureml
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
     mlflow.set_tracking_uri(aml.tracking_uri)
@@ -78,8 +78,10 @@ def test_azureml_serves_datasets_and_prompts_as_stock(emulator, monkeypatch):
     assert [d.dataset_id for d in mlflow.genai.datasets.search_datasets(experiment_ids=exp.experiment_id)] \
         == [dataset.dataset_id]
     assert mlflow.genai.datasets.get_dataset(dataset_id=dataset.dataset_id).to_df().shape[0] == 1
-    mlflow.genai.register_prompt(name="greeting", template="Hi {{name}}")
-    assert mlflow.genai.load_prompt("prompts:/greeting/1").format(name="Ada") == "Hi Ada"
+    # Prompts are model versions with a placeholder source, which Azure ML's registry refuses
+    # (mlflow/mlflow#15329; fidelity: Azure ML registration rules).
+    with pytest.raises(MlflowException, match="Model source from file must be in the following format"):
+        mlflow.genai.register_prompt(name="greeting", template="Hi {{name}}")
 
 
 def test_prompt_registry_round_trips_three_level_prompts(databricks_ws):

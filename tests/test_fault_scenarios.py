@@ -39,7 +39,8 @@ def test_pending_scenario_is_refused_on_azureml(emulator):
         run_scenario("pending_version_times_out", emulator.azureml)
 
 
-BUILT_IN = ["missing_source_fails_registration", "unknown_run_is_not_found", "unity_catalog_unknown_model_id",
+BUILT_IN = ["missing_source_fails_registration", "unknown_run_is_not_found", "file_source_is_refused",
+            "unity_catalog_unknown_model_id",
             "unity_catalog_pending_after_register", "unity_catalog_failed_at_finalize"]
 
 
@@ -56,4 +57,5 @@ def test_each_built_in_refusal_has_a_scenario_naming_its_rule_and_symptom():
         assert [line.split(":", 1)[0].strip() for line in block] == ["rule", "symptom", "bug", "expected"], block
     assert "Failed registration. The given source path does not exist." in listed.output
     assert "Run with id=<uuid> not found" in listed.output and "mlflow/mlflow#18194" in listed.output
+    assert "Provided model source: dummy-source" in listed.output and "mlflow/mlflow#15329" in listed.output
     assert all(SCENARIOS[n].rule and SCENARIOS[n].symptom for n in SCENARIOS)

@@ -100,9 +100,11 @@ def install(app: Flask, config: ServerConfig) -> None:
         legacy_mlflow,
         local_upload_versions,
         online_endpoints,
+        registration_rules,
         registry_sources,
     )
 
+    registration_rules.install(app, config)  # what Azure ML's registry refuses, before any lookup
     registry_sources.install(app, _tracking_store)
     # fidelity: Azure ML local uploads -- versions registered from a local folder
     local_upload_versions.install(app, Path(config.state_dir) / "artifacts")

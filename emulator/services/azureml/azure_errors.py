@@ -1,8 +1,10 @@
 """Error bodies as Azure answers them: ARM's ``{"error": {"code", "message"}}`` and, on MLflow
-paths, MLflow's ``{"error_code", "message"}`` (the MLflow client reads only that shape)."""
+paths, MLflow's ``{"error_code", "message"}`` (the MLflow client reads only that shape), or, for
+the refusals Azure ML's own validation makes there, its service error (``service_validation_error``)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 
@@ -35,6 +37,32 @@ def mlflow_error(error_code: str, message: str, status: int, azure_code: str | N
     if azure_code:
         payload["error"] = {"code": azure_code, "message": message}
     return Response(json.dumps(payload), status=status, mimetype="application/json", headers=headers or {})
+
+
+def service_validation_error(message: str, location: str, status: int = 400,
+                             error_code: str = "INVALID_PARAMETER_VALUE") -> Response:
+    """Azure ML's MLflow service refusing a request its own validation rejects.
+
+    The body seen from the real service (mlflow/mlflow#15329, #8008): the service's
+    ``{"Error": {"Code", "Message", ...}, "Correlation", ..., "error_code"}``, with MLflow's
+    ``error_code`` beside it and no top-level ``message``, so the MLflow client raises
+    ``RestException("INVALID_PARAMETER_VALUE: Response: {...}")`` with the whole body in its text.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # fidelity: Azure ML registration rules
+    payload = {
+        "Error": {"Code": "ValidationError", "Severity": None, "Message": message, "MessageFormat": None,
+                  "MessageParameters": None, "ReferenceCode": None, "DetailsUri": None, "Target": None,
+                  "Details": [], "InnerError": None, "DebugInfo": None, "AdditionalInfo": None},
+        "Correlation": {"operation": uuid.uuid4().hex, "request": uuid.uuid4().hex[:16]},
+        "Environment": location,
+        "Location": location,
+        "Time": now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0+00:00",
+        "ComponentName": "mlflow",
+        "statusCode": status,
+        "error_code": error_code,
+    }
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
 
 
 def request_ids(response: Response) -> Response:

@@ -19,7 +19,9 @@ the source and why (never a 5xx, which the client would retry for minutes).
 
 A ``runs:/`` source whose run neither this workspace nor the mirror holds, sent without the
 Databricks ``run_link`` the client adds for Databricks-tracked runs, is an unknown run: 404
-``Run with id=<id> not found`` at once, as Azure ML answers for runs it does not hold.
+``Run with id=<id> not found`` at once, as Azure ML answers for runs it does not hold; so is
+one of this workspace's ``mlflow-artifacts:/`` locations sent with such a ``run_id`` (MLflow's
+own handler would say "Invalid model version source" there).
 """
 
 from __future__ import annotations
@@ -194,24 +196,27 @@ class SourceResolver:
             return repo.list_artifacts("/".join(p for p in (rel, path) if p))
         return get_artifact_repository(uri).list_artifacts(path or None)
 
-    def unknown_run(self, source: str, model_id: str | None, run_link: str | None) -> str | None:
-        """The id of a ``runs:/`` source's run that is not a Databricks one and not held here."""
+    def unknown_run(self, source: str, run_id: str | None, model_id: str | None,
+                    run_link: str | None) -> str | None:
+        """The id of the run a ``runs:/`` source names (or the ``run_id`` sent with one of this
+        workspace's artifact locations) when it is not a Databricks one and not held here."""
+        if model_id or _is_databricks_run_link(run_link):
+            return None
         r = _RUNS_URI.match(source)
-        if r is None or model_id or _is_databricks_run_link(run_link):
+        candidate = r["run"] if r else (run_id if source.startswith("mlflow-artifacts:") else None)
+        if not candidate or self._local_run(candidate) or self.mirrored_run(candidate):
             return None
-        if self._local_run(r["run"]) or self.mirrored_run(r["run"]):
-            return None
-        return r["run"]
+        return candidate
 
     def resolve(self, source: str, run_id: str | None, model_id: str | None,
                 wait: float | None = None, run_link: str | None = None) -> Resolved | None:
         """None when nothing in the request is foreign (MLflow handles it as usual)."""
-        if not self.foreign(source, run_id, model_id):
-            return None
-        unknown = self.unknown_run(source, model_id, run_link)
+        unknown = self.unknown_run(source, run_id, model_id, run_link)
         if unknown:
             # fidelity: Azure ML workspace (unknown runs)
             raise EmulatorError("RESOURCE_DOES_NOT_EXIST", f"Run with id={unknown} not found", 404)
+        if not self.foreign(source, run_id, model_id):
+            return None
         started = time.monotonic()
         wait = wait_seconds() if wait is None else wait
         while True:
