@@ -188,6 +188,22 @@ def _file_source_is_refused(s: Setup):
                                                    "'ValidationError'") and expected in error and not versions), observed
 
 
+def _uc_name_in_workspace_registry(s: Setup):
+    from mlflow.exceptions import MlflowException
+
+    name = f"main.default.{s.name}"  # a Unity Catalog name, sent to the workspace registry ("databricks")
+    error = None
+    try:
+        s.client.create_model_version(name, s.source, run_id=s.run_id)
+    except MlflowException as exc:
+        error = str(exc)
+    stored = s.client.search_registered_models(f"name = '{name}'")
+    observed = {"client_error": error, "registered_models": [m.name for m in stored]}
+    expected = (f"INVALID_PARAMETER_VALUE: Invalid name '{name}'. A workspace registered model name must be a "
+                "non-empty UTF-8 string and cannot contain forward slashes(/), periods(.), or colons(:).")
+    return bool(error and error.startswith(expected)) and not stored, observed
+
+
 def _uc_model(s: Setup, name: str, **fault):
     """log_model(registered_model_name=<catalog.schema.model>) to Unity Catalog, optionally under a
     one-shot rule on its model-versions/create; the version as Unity Catalog then reports it."""
@@ -439,6 +455,16 @@ SCENARIOS = {s.name: s for s in [
                      "'ValidationError', ..., 'Message': 'Model source from file must be in the following format: "
                      "azureml://artifacts/<origin>/<container>/<artifact_prefix>. Provided model source: "
                      "dummy-source', ...}'"),
+    Scenario("unity_catalog_name_in_workspace_registry",
+             "a three-level Unity Catalog name (catalog.schema.model) is registered with the registry URI "
+             "'databricks' (the workspace registry) instead of 'databricks-uc': refused, nothing stored",
+             "mlflow.set_registry_uri('databricks-uc') (MLflow >= 2.4.1) before registering or loading UC models",
+             ("databricks",), _uc_name_in_workspace_registry,
+             rule="Databricks workspace registry: a model name with '/', '.' or ':' -> 400 INVALID_PARAMETER_VALUE "
+                  "'Invalid name ... A workspace registered model name must be ...' (fidelity: Databricks workspace)",
+             symptom="databricks/mlops-stacks#135: 'RestException: INVALID_PARAMETER_VALUE: Invalid name "
+                     "'ml-ops.prometheus-model.staging-prometheus-model'. A workspace registered model name must be "
+                     "a non-empty UTF-8 string and cannot contain forward slashes(/), periods(.), or colons(:).'"),
     Scenario("unity_catalog_unknown_model_id",
              "an MLflow 3.0-3.4 client logs a model to a local tracking server and registers it in Unity "
              "Catalog: it sends the local model_id, which the workspace does not hold, and is refused",

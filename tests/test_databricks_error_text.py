@@ -2,6 +2,7 @@
 missing/type message (not the path rule's message about 'None'), and ``create-promptlab-run``
 obeys run ownership like ``runs/create``. Raw requests: a client never sends these bodies."""
 
+import pytest
 import requests
 
 
@@ -50,3 +51,38 @@ def test_promptlab_run_is_owned_by_the_tokens_user(databricks_ws):
         "model_input": "Say hi", "mlflow_version": "3.17.2", "tags": [{"key": "team", "value": "a"}],
     }, api="ajax-api")
     assert tagged.status_code == 400 and tagged.json()["error_code"] == "INVALID_PARAMETER_VALUE", tagged.text
+
+
+WORKSPACE_NAME_RULE = ("A workspace registered model name must be a non-empty UTF-8 string and cannot contain "
+                       "forward slashes(/), periods(.), or colons(:).")
+
+
+def test_unity_catalog_name_in_the_workspace_registry_is_refused_as_databricks_does(databricks_ws, tmp_path):
+    """databricks/mlops-stacks#135: a three-level name with registry URI 'databricks' (not
+    'databricks-uc') is refused by the workspace registry, naming the fix; nothing is stored."""
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from mlflow.exceptions import RestException
+    from sklearn.linear_model import LinearRegression
+
+    mlflow.set_experiment(f"/Users/{databricks_ws.user}/names")
+    X = np.arange(6, dtype=float).reshape(-1, 1)
+    with mlflow.start_run():
+        with pytest.raises(RestException) as refused:
+            mlflow.sklearn.log_model(LinearRegression().fit(X, X.ravel()), name="model",
+                                     registered_model_name="ml-ops.prometheus-model.staging-model")
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert WORKSPACE_NAME_RULE in str(refused.value)
+    assert "mlflow.set_registry_uri('databricks-uc')" in str(refused.value)
+    client = MlflowClient()
+    assert client.search_registered_models(filter_string="name LIKE 'ml-ops%'") == []
+    for name in ("/Shared/YOLOv8", "a:b"):
+        with pytest.raises(RestException, match="cannot contain forward slashes"):
+            client.create_registered_model(name)
+    with pytest.raises(RestException, match=r"Invalid name 'cat\.schema\.m'"):  # reading one, as load_model does
+        client.get_model_version("cat.schema.m", "1")
+    client.create_registered_model("plain_name")
+    with pytest.raises(RestException, match="cannot contain forward slashes"):
+        client.rename_registered_model("plain_name", "main.default.plain")
+    assert client.get_registered_model("plain_name").name == "plain_name"

@@ -40,7 +40,7 @@ def test_pending_scenario_is_refused_on_azureml(emulator):
 
 
 BUILT_IN = ["missing_source_fails_registration", "unknown_run_is_not_found", "file_source_is_refused",
-            "unity_catalog_unknown_model_id",
+            "unity_catalog_name_in_workspace_registry", "unity_catalog_unknown_model_id",
             "unity_catalog_pending_after_register", "unity_catalog_failed_at_finalize"]
 
 
@@ -57,5 +57,6 @@ def test_each_built_in_refusal_has_a_scenario_naming_its_rule_and_symptom():
         assert [line.split(":", 1)[0].strip() for line in block] == ["rule", "symptom", "bug", "expected"], block
     assert "Failed registration. The given source path does not exist." in listed.output
     assert "Run with id=<uuid> not found" in listed.output and "mlflow/mlflow#18194" in listed.output
+    assert "databricks/mlops-stacks#135" in listed.output
     assert "Provided model source: dummy-source" in listed.output and "mlflow/mlflow#15329" in listed.output
     assert all(SCENARIOS[n].rule and SCENARIOS[n].symptom for n in SCENARIOS)

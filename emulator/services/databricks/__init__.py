@@ -42,6 +42,7 @@ from emulator.services.databricks import (
     managed_evals,
     registration_lifecycle,
     registry_artifacts,
+    registry_names,
     run_lineage,
     scim,
     secrets_api,
@@ -83,6 +84,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     validation.install(app)  # as strict as Azure ML: bad input is a 400 before any handler runs
     uc.install(app, config, WORKSPACE_ID)
     experiment_rules.install(app, config, tree)
+    registry_names.install(app)  # the workspace registry refuses '/', '.', ':' in model names
     workspace_api.install(app, tree)
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))
