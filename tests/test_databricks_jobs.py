@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import requests
 from databricks.sdk.errors import DatabricksError, ResourceAlreadyExists, ResourceDoesNotExist
 from databricks.sdk.service import jobs
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
@@ -192,3 +193,22 @@ def test_refusals_in_databricks_shape(sdk, folder):
     sdk.jobs.delete(job.job_id)
     with pytest.raises(ResourceDoesNotExist):
         sdk.jobs.get(job.job_id)
+
+
+def test_reset_empties_notebooks_jobs_and_runs(databricks_ws, sdk, folder):
+    """Last in the module: the workspace reset forgets notebooks, jobs and runs; ids start over."""
+    job = sdk.jobs.create(name="before-reset", tasks=[_notebook_task("a", f"{folder}/producer")])
+    run = sdk.jobs.run_now(job.job_id).result(timeout=WAIT)
+    headers = {"Authorization": f"Bearer {databricks_ws.token}"}
+    assert requests.get(f"{databricks_ws.url}/__emulator/reset", headers=headers, timeout=60).json()["holds_data"]
+    answer = requests.post(f"{databricks_ws.url}/__emulator/reset", json={}, headers=headers, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert list(sdk.jobs.list()) == [] and list(sdk.jobs.list_runs()) == []
+    with pytest.raises(ResourceDoesNotExist):
+        sdk.jobs.get_run(run.run_id)
+    with pytest.raises(ResourceDoesNotExist):
+        sdk.workspace.get_status(f"{folder}/producer")
+    assert not requests.get(f"{databricks_ws.url}/__emulator/reset", headers=headers, timeout=60).json()["holds_data"]
+    sdk.workspace.mkdirs(folder)
+    sdk.workspace.upload(f"{folder}/producer", PRODUCER.encode(), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    assert sdk.jobs.create(name="after", tasks=[_notebook_task("a", f"{folder}/producer")]).job_id == job.job_id
