@@ -68,7 +68,7 @@ def validate_tasks(tasks) -> list[dict]:
         keys.add(key)
         kinds = [t for t in TASK_TYPES if task.get(t) is not None]
         if kinds and kinds != ["notebook_task"]:
-            # fidelity: Not emulated — only notebook tasks run
+            # fidelity: Jobs API — only notebook tasks run
             raise _bad(f"Task {key} is a {kinds[0]}: the Databricks emulator runs notebook_task tasks only.")
         notebook = task.get("notebook_task")
         if not isinstance(notebook, dict):
