@@ -6,6 +6,7 @@ Each task runs as a child process (harness.notebooks.job_task) against this work
 from __future__ import annotations
 
 import base64
+import json
 import time
 from datetime import timedelta
 
@@ -193,6 +194,57 @@ def test_refusals_in_databricks_shape(sdk, folder):
     sdk.jobs.delete(job.job_id)
     with pytest.raises(ResourceDoesNotExist):
         sdk.jobs.get(job.job_id)
+
+
+BUNDLE = """bundle:
+  name: demo
+resources:
+  jobs:
+    pipeline:
+      name: demo pipeline
+      parameters:
+        - name: n
+          default: "1"
+      tasks:
+        - task_key: produce
+          notebook_task:
+            notebook_path: ./src/producer.py
+        - task_key: consume
+          depends_on:
+            - task_key: produce
+          notebook_task:
+            notebook_path: ./src/consumer.py
+            base_parameters:
+              tag: bundle
+"""
+
+
+def _bundle_cli(emulator, *args):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    return CliRunner().invoke(main, ["job", "run", "--state-dir", str(emulator.state.root), *args])
+
+
+def test_harness_job_run_runs_a_bundle_job(emulator, sdk, tmp_path):
+    (tmp_path / "src").mkdir()
+    for name, text in (("producer", PRODUCER), ("consumer", CONSUMER), ("helper", HELPER)):
+        (tmp_path / "src" / f"{name}.py").write_text(text)
+    (tmp_path / "databricks.yml").write_text(BUNDLE)
+    report = tmp_path / "report.json"
+    done = _bundle_cli(emulator, str(tmp_path / "databricks.yml"), "--param", "n=5", "--json", str(report))
+    assert done.exit_code == 0, done.output
+    assert "SUCCESS" in done.output
+    tasks = {c["name"]: c for c in json.loads(report.read_text())["checks"]}
+    assert tasks["task consume"]["details"]["exit_value"] == "got-10-bundle"
+
+    (tmp_path / "src" / "producer.py").write_text(FAILING)
+    done = _bundle_cli(emulator, str(tmp_path / "databricks.yml"))
+    assert done.exit_code == 1, done.output
+    assert "UPSTREAM_FAILED" in done.output
+    done = _bundle_cli(emulator, str(tmp_path / "databricks.yml"), "--job", "nope")
+    assert done.exit_code == 2 and "no job 'nope'" in done.output
 
 
 def test_reset_empties_notebooks_jobs_and_runs(databricks_ws, sdk, folder):
