@@ -9,6 +9,7 @@ import base64
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -247,6 +248,38 @@ def test_harness_job_run_runs_a_bundle_job(emulator, sdk, tmp_path):
     assert done.exit_code == 2 and "no job 'nope'" in done.output
 
 
+def test_a_restart_ends_an_unfinished_run_and_its_task_process(emulator, sdk, folder):
+    job = sdk.jobs.create(name="restarted", tasks=[_notebook_task("sleep", f"{folder}/sleeper")])
+    run_id = sdk.jobs.run_now(job.job_id).run_id
+    deadline = time.monotonic() + 300
+    while _tasks(sdk.jobs.get_run(run_id))["sleep"].state.life_cycle_state != jobs.RunLifeCycleState.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    emulator.stop("databricks")
+    emulator.start("databricks")
+    run = sdk.jobs.get_run(run_id)
+    assert run.state.life_cycle_state == jobs.RunLifeCycleState.INTERNAL_ERROR
+    assert "restarted" in run.state.state_message
+    assert sdk.jobs.get(job.job_id).settings.name == "restarted"  # jobs survive a restart
+    # the orphaned notebook process (sleeping 600 s) noticed and exited
+    deadline = time.monotonic() + 120
+    while _sleeping_notebooks():
+        assert time.monotonic() < deadline, _sleeping_notebooks()
+        time.sleep(1)
+
+
+def _sleeping_notebooks() -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"harness.notebooks.job_task" in args and any(a.endswith(b"/sleeper.py") for a in args):
+            found.append(cmdline.parent.name)
+    return found
+
+
 def test_reset_empties_notebooks_jobs_and_runs(databricks_ws, sdk, folder):
     """Last in the module: the workspace reset forgets notebooks, jobs and runs; ids start over."""
     job = sdk.jobs.create(name="before-reset", tasks=[_notebook_task("a", f"{folder}/producer")])
@@ -263,4 +296,5 @@ def test_reset_empties_notebooks_jobs_and_runs(databricks_ws, sdk, folder):
     assert not requests.get(f"{databricks_ws.url}/__emulator/reset", headers=headers, timeout=60).json()["holds_data"]
     sdk.workspace.mkdirs(folder)
     sdk.workspace.upload(f"{folder}/producer", PRODUCER.encode(), format=ImportFormat.SOURCE, language=Language.PYTHON)
-    assert sdk.jobs.create(name="after", tasks=[_notebook_task("a", f"{folder}/producer")]).job_id == job.job_id
+    again = sdk.jobs.create(name="after", tasks=[_notebook_task("a", f"{folder}/producer")])
+    assert job.job_id > again.job_id == 100_000_000_000_001  # numbering starts over

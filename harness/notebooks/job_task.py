@@ -14,10 +14,25 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 from harness.notebooks import JsonFileTaskValues, run_notebook
 from harness.workspaces import DatabricksWorkspace
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this task if the workspace server that started it (pid ``parent``, passed in: it may be
+    gone before this process gets here) is gone: its run cannot report it any more, and an orphaned
+    notebook would run on unseen."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task-key", required=True)
     parser.add_argument("--result", required=True)
     parser.add_argument("--user", required=True)
+    parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
+    _exit_with_parent(args.parent_pid or os.getppid())
     workspace = DatabricksWorkspace(url=os.environ["DATABRICKS_HOST"], token=os.environ["DATABRICKS_TOKEN"],
                                     user=args.user, s3_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL", ""))
     result = run_notebook(args.notebook, json.loads(args.params), workspace=workspace,

@@ -94,8 +94,8 @@ def install(app: Flask, config: ServerConfig) -> None:
     jobs = JobsStore(state)
     # A job's notebook tasks call this server back; at its own address, not the public one (Docker).
     local_host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
-    executor = RunExecutor(jobs, objects, f"http://{local_host}:{config.port}", config.token, config.user,
-                           config.s3_url)
+    executor = RunExecutor(jobs, objects, state / "job-runs", f"http://{local_host}:{config.port}", config.token,
+                           config.user, config.s3_url)
     jobs_api.install(app, jobs, executor, config.user, config.public_url)  # fidelity: Jobs API
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))

@@ -2,7 +2,7 @@
 process (``python -m harness.notebooks.job_task``), from one background thread per run.
 
 The service may not import the harness (layers), so a task is a subprocess: it gets the run's
-notebooks exported to a private temp folder (the folder of each task's notebook, so ``%run ./x``
+notebooks exported to a private folder (``<state>/job-runs/``) (the folder of each task's notebook, so ``%run ./x``
 works), a scrubbed environment holding only this workspace's address and token, and one task-values
 JSON file shared by the run's tasks. Cancel kills the running child's process group.
 """
@@ -79,15 +79,25 @@ def dependency_order(tasks: list[dict]) -> list[dict]:
 class RunExecutor:
     """Starts runs in background threads; cancels them."""
 
-    def __init__(self, store: JobsStore, objects: WorkspaceObjects, host_url: str, token: str, user: str,
-                 s3_url: str = ""):
+    def __init__(self, store: JobsStore, objects: WorkspaceObjects, work_root: Path, host_url: str, token: str,
+                 user: str, s3_url: str = ""):
         self.store, self.objects = store, objects
+        # Each run's private folder (exported notebooks, task values, logs), removed when it ends;
+        # what a killed server left behind goes at the next start.
+        self.work_root = Path(work_root)
+        shutil.rmtree(self.work_root, ignore_errors=True)
+        self.work_root.mkdir(parents=True, exist_ok=True)
         self.env = {"DATABRICKS_HOST": host_url, "DATABRICKS_TOKEN": token}
         if s3_url:
             self.env["MLFLOW_S3_ENDPOINT_URL"] = s3_url
         self.user = user
         self._lock = threading.Lock()
         self._active: dict[int, dict] = {}  # run id -> {"cancel": Event, "proc": Popen | None}
+        # Runs a previous server process was executing cannot be resumed (their task processes
+        # exited with it, see harness.notebooks.job_task): they end as the service's own failure.
+        for run_id in store.unfinished():
+            store.update(run_id, end_time=now_ms(),
+                         **state("INTERNAL_ERROR", "FAILED", "The run was interrupted: the workspace restarted."))
 
     def start(self, run_id: int) -> None:
         entry = {"cancel": threading.Event(), "proc": None}
@@ -120,7 +130,7 @@ class RunExecutor:
 
     # -- one run -----------------------------------------------------------------------------
     def _execute(self, run_id: int, entry: dict) -> None:
-        work = Path(tempfile.mkdtemp(prefix=f"job-run-{run_id}-"))  # mode 0700: private to this run
+        work = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=self.work_root))  # mode 0700: private to this run
         try:
             self._execute_in(run_id, entry, work)
         except Exception as exc:  # noqa: BLE001 - a broken run must end, not hang in RUNNING forever
@@ -176,7 +186,8 @@ class RunExecutor:
         started = now_ms()
         self.store.update(task_run, start_time=started, **state("RUNNING"))
         args = [sys.executable, "-m", TASK_MODULE, str(local), "--params", json.dumps(task["_params"]),
-                "--task-values", str(values), "--task-key", key, "--result", str(result_file), "--user", self.user]
+                "--task-values", str(values), "--task-key", key, "--result", str(result_file), "--user", self.user,
+                "--parent-pid", str(os.getpid())]
         env = {k: os.environ[k] for k in TASK_ENV_KEPT if k in os.environ}
         env.update(self.env, HOME=str(work), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1",
                    PYTHONUNBUFFERED="1")

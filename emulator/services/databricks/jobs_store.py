@@ -122,6 +122,13 @@ class JobsStore:
             if output is not None:
                 db.execute("UPDATE runs SET output = ? WHERE run_id = ?", (json.dumps(output), run_id))
 
+    def unfinished(self) -> list[int]:
+        """Runs and task runs not yet in a terminal state."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT run_id, doc FROM runs").fetchall()
+        return [run_id for run_id, doc in rows
+                if json.loads(doc).get("state", {}).get("life_cycle_state") in ("PENDING", "RUNNING", "QUEUED")]
+
     def delete_run(self, run_id: int) -> None:
         with self._lock, closing(self._connect()) as db, db:
             db.execute("DELETE FROM runs WHERE run_id = ? OR parent_run_id = ?", (run_id, run_id))
