@@ -94,6 +94,22 @@ def test_import_export_and_list_show_notebooks(sdk, folder):
     with pytest.raises(ResourceDoesNotExist):
         sdk.workspace.get_status(f"{folder}/scratch")
 
+    sub = f"{folder}/sub/deeper"
+    sdk.workspace.mkdirs(sub)
+    sdk.workspace.upload(f"{sub}/nb.ipynb", b'{"cells": [{"cell_type": "code", "source": "x = 1"}]}',
+                         format=ImportFormat.AUTO)
+    assert sdk.workspace.get_status(f"{sub}/nb").object_type == ObjectType.NOTEBOOK  # AUTO drops .ipynb
+    with sdk.workspace.download(f"{sub}/nb", format=ExportFormat.SOURCE) as f:
+        assert f.read().decode() == "# Databricks notebook source\nx = 1\n"
+    with pytest.raises(DatabricksError) as err:
+        sdk.workspace.delete(f"{folder}/sub")
+    assert err.value.error_code == "DIRECTORY_NOT_EMPTY"
+    sdk.workspace.delete(f"{folder}/sub", recursive=True)
+    with pytest.raises(ResourceDoesNotExist):
+        sdk.workspace.get_status(f"{sub}/nb")
+    with pytest.raises(ResourceDoesNotExist, match="parent folder"):
+        sdk.workspace.upload(f"{sub}/nb", PRODUCER.encode(), format=ImportFormat.SOURCE, language=Language.PYTHON)
+
 
 def test_import_refuses_a_path_escape_and_other_languages(sdk, folder):
     with pytest.raises(DatabricksError) as err:

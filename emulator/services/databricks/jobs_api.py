@@ -150,7 +150,7 @@ def install(app: Flask, store: JobsStore, executor: RunExecutor, user: str, publ
                **state("PENDING")}
         if job_id is None:
             doc.pop("job_id")
-        run_id, task_ids = store.add_run(job_id, doc, tasks)
+        run_id, _ = store.add_run(job_id, doc, tasks)
         store.update(run_id, run_page_url=f"{public_url.rstrip('/')}/#job/{job_id or 0}/run/{run_id}")
         executor.start(run_id)
         return run_id

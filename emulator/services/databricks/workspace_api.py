@@ -125,6 +125,14 @@ def install(app: Flask, tree: WorkspaceTree, objects: WorkspaceObjects) -> None:
         tree.delete_folders(path)
         return jsonify({})
 
+    def _experiments_below(path: str) -> list:
+        found, stack = [], [path]
+        while stack:
+            folder = stack.pop()
+            found += experiments_in(folder)
+            stack += [p for p, _ in tree.child_folders(folder)]
+        return found
+
     @app.route("/api/2.0/workspace/import", methods=["POST"])
     def _workspace_import():
         # The SDK's upload() sends multipart form data (a "content" file part); import_() sends JSON.
@@ -192,7 +200,7 @@ def _imported(path: str, raw: bytes, fmt: str, language) -> tuple[str, str, byte
             fmt, path = "JUPYTER", path[: -len(".ipynb")]
         elif raw.startswith(SOURCE_HEADER.encode()):
             fmt, language = "SOURCE", "PYTHON"
-            path = path[: -len(".py")] if path.endswith(".py") else path
+            path = path.removesuffix(".py")
         else:
             return "FILE", "file", raw, path
     if fmt == "JUPYTER":
@@ -236,11 +244,3 @@ def _exported(obj: dict, fmt: str) -> tuple[bytes, str]:
         raise EmulatorError("INVALID_PARAMETER_VALUE", f"Export format {fmt} is not supported by the Databricks "
                                                        f"emulator (SOURCE and JUPYTER are).", 400)
     raise EmulatorError("INVALID_PARAMETER_VALUE", f"Invalid format: {fmt}", 400)
-
-    def _experiments_below(path: str) -> list:
-        found, stack = [], [path]
-        while stack:
-            folder = stack.pop()
-            found += experiments_in(folder)
-            stack += [p for p, _ in tree.child_folders(folder)]
-        return found

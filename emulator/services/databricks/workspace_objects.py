@@ -119,8 +119,7 @@ def source_of_jupyter(raw: bytes) -> bytes:
 def jupyter_of_source(raw: bytes) -> bytes:
     """A source-format notebook as Jupyter JSON (one code cell per ``COMMAND`` block)."""
     text = raw.decode("utf-8", errors="replace")
-    if text.startswith(SOURCE_HEADER):
-        text = text[len(SOURCE_HEADER):]
+    text = text.removeprefix(SOURCE_HEADER)
     cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
               "source": block.strip("\n")} for block in text.split(CELL_SEPARATOR.strip("\n"))]
     notebook = {"cells": cells, "metadata": {"language_info": {"name": "python"}}, "nbformat": 4,
