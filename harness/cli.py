@@ -366,12 +366,14 @@ def _run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, st
 
 
 from harness import cli_faults  # noqa: E402  (`harness scenario ...`, `harness replay`)
+from harness.cli_job import job  # noqa: E402  (`harness job run`)
 from harness.cli_notebook import notebook  # noqa: E402  (`harness notebook run`)
 from harness.cli_run import run_cmd  # noqa: E402  (`harness run`)
 
 cli_faults.register(main)
 main.add_command(run_cmd)
 main.add_command(notebook)
+main.add_command(job)
 
 if __name__ == "__main__":
     main()

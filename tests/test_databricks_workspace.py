@@ -153,10 +153,10 @@ def test_default_unity_catalog_registry_answers_like_databricks(databricks_ws):
 
 
 def test_unknown_api_is_501_naming_the_path(databricks_ws):
-    resp = requests.get(f"{databricks_ws.url}/api/2.1/jobs/list", headers={"Authorization": f"Bearer {databricks_ws.token}"}, timeout=60)
+    resp = requests.get(f"{databricks_ws.url}/api/2.0/pipelines", headers={"Authorization": f"Bearer {databricks_ws.token}"}, timeout=60)
     assert resp.status_code == 501
     assert resp.json()["error_code"] == "NOT_IMPLEMENTED"
-    assert "/api/2.1/jobs/list" in resp.json()["message"]
+    assert "/api/2.0/pipelines" in resp.json()["message"]
     # The artifact listing MLflow's fallback repository uses never answers 5xx for dbfs:/ runs.
     mlflow.set_experiment(home(databricks_ws, "listing"))
     with mlflow.start_run() as run:

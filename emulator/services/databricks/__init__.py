@@ -4,7 +4,9 @@ MLflow's own server handles the standard ``/api/2.0/mlflow/...`` calls; the modu
 Databricks workspace does on top (see docs/pages/databricks.md):
 
 * ``experiment_rules``   absolute experiment paths, parent folders, owner tags, run ownership
-* ``workspace_api``      ``/api/2.0/workspace/mkdirs|get-status|list|delete`` (``workspace_tree``)
+* ``workspace_api``      ``/api/2.0/workspace/mkdirs|get-status|list|delete|import|export``
+                         (folders: ``workspace_tree``; notebooks and files: ``workspace_objects``)
+* ``jobs_api``           ``/api/2.1|2.2/jobs/...`` notebook-task jobs and runs (``jobs_store``, ``jobs_runner``)
 * ``files_api``          ``/api/2.0/fs/files|directories/...`` (MLflow 3's artifact transport)
 * ``artifact_credentials`` ``artifacts/credentials-for-*`` signed blob URLs (MLflow 2.x's transport)
 * ``dbfs_api``           ``/api/2.0/dbfs/...`` and ``/dbfs/<path>``
@@ -39,6 +41,7 @@ from emulator.services.databricks import (
     dbfs_api,
     experiment_rules,
     files_api,
+    jobs_api,
     managed_evals,
     registration_lifecycle,
     registry_artifacts,
@@ -54,6 +57,9 @@ from emulator.services.databricks import (
     workspace_api,
 )
 from emulator.services.databricks.artifact_owners import ArtifactOwners
+from emulator.services.databricks.jobs_runner import RunExecutor
+from emulator.services.databricks.jobs_store import JobsStore
+from emulator.services.databricks.workspace_objects import WorkspaceObjects
 from emulator.services.databricks.workspace_tree import WorkspaceTree
 from emulator.services.mirror.recorder import blob_recorder
 from emulator.settings import ServerConfig
@@ -85,7 +91,14 @@ def install(app: Flask, config: ServerConfig) -> None:
     uc.install(app, config, WORKSPACE_ID)
     experiment_rules.install(app, config, tree)
     registry_names.install(app)  # the workspace registry refuses '/', '.', ':' in model names
-    workspace_api.install(app, tree)
+    objects = WorkspaceObjects(state)  # notebooks and files (workspace/import|export)
+    workspace_api.install(app, tree, objects)
+    jobs = JobsStore(state)
+    # A job's notebook tasks call this server back; at its own address, not the public one (Docker).
+    local_host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
+    executor = RunExecutor(jobs, objects, state / "job-runs", f"http://{local_host}:{config.port}", config.token,
+                           config.user, config.s3_url)
+    jobs_api.install(app, jobs, executor, config.user, config.public_url)  # fidelity: Jobs API
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))
     dbfs_root = Storage(state / "dbfs")
@@ -119,6 +132,10 @@ def install(app: Flask, config: ServerConfig) -> None:
         reset.on_holds_data(app, lambda root=state / extra: pristine.holds_files(root))
     reset.on_reset(app, tree.reset)
     reset.on_holds_data(app, tree.holds_folders)
+    reset.on_reset(app, objects.reset)
+    reset.on_reset(app, lambda: (executor.cancel_all(), jobs.reset()))
+    reset.on_holds_data(app, jobs.holds_data)
+    reset.on_holds_data(app, objects.holds_objects)
     reset.on_reset(app, owners.forget_all)
 
     if os.environ.get("EMULATOR_ACCESS_LOG"):
