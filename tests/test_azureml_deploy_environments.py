@@ -29,7 +29,6 @@ from emulator.services.azureml import model_environments
 from emulator.settings import MODEL_ENVS_ENV
 from harness import client_venvs
 from harness.workspaces import Emulator
-from tests.test_azureml_deploy_real_clients import REGISTER_SCRIPT
 from tests.test_azureml_real_clients import SEED_IDENTITY, client_python, run_client  # noqa: F401
 
 LIGHTGBM = "lightgbm==4.6.0"
@@ -118,18 +117,45 @@ def _built(envs_dir: Path) -> set[str]:
     return {p.name for p in envs_dir.glob("env-*")}
 
 
+def _installing(requirement: str, logs: str) -> bool:
+    """The deployment log's progress line for installing ``requirement`` (among others) with uv."""
+    return any("Environment: installing " in line and requirement in line.split(" with uv")[0]
+               for line in logs.splitlines())
+
+
 def _importable_here(module: str) -> bool:
     """Whether the emulator's (the test's) interpreter can import ``module``."""
     probe = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({module!r}) else 1)"
     return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
 
 
+def _log_here(aml, experiment: str, log) -> None:
+    """Log and register a model with this (the emulator's) interpreter's MLflow."""
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
+        mlflow.set_tracking_uri(aml.tracking_uri)
+        mlflow.set_registry_uri(aml.tracking_uri)
+        mlflow.set_experiment(experiment)
+        try:
+            with mlflow.start_run():
+                log()
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+
+
 def test_sklearn_model_deploys_without_building(env_emulator, client_python, envs_dir, tmp_path):
-    env = env_emulator.status()["azureml"]["client_env"]
+    """The project's own scikit-learn model, logged where the emulator runs: nothing to install."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 3.0], [3.0, 1.0]])
+    model = LinearRegression().fit(X, X @ np.array([2.0, -1.0]) + 0.5)
+    _log_here(env_emulator.azureml, "sk-fast",
+              lambda: mlflow.sklearn.log_model(model, name="model", registered_model_name="sk-fast"))
     before = _built(envs_dir)
-    registered = run_client(client_python, REGISTER_SCRIPT, env, tmp_path, "sk-fast", "1.0")
-    result = run_client(client_python, DEPLOY_SCRIPT, env, tmp_path, "ep-sk-fast",
-                        f"azureml:sk-fast:{registered['version']}", "[[0.0, 1.0], [3.0, 1.0]]")
+    env = env_emulator.status()["azureml"]["client_env"]
+    result = run_client(client_python, DEPLOY_SCRIPT, env, tmp_path, "ep-sk-fast", "azureml:sk-fast:1",
+                        "[[0.0, 1.0], [3.0, 1.0]]")
     print("sklearn deployment took", result["took"])
     assert result["error"] is None and result["state"] == "Succeeded"
     assert result["response"] == pytest.approx([(2.0 * a - b) + 0.5 for a, b in [(0.0, 1.0), (3.0, 1.0)]])
@@ -151,7 +177,7 @@ def test_lightgbm_model_gets_its_environment_built(env_emulator, client_python, 
     assert result["error"] is None, result["logs"][-3000:]
     assert result["state"] == "Succeeded"
     assert result["response"] == pytest.approx(registered["expected"])
-    assert f"installing {LIGHTGBM} with uv" in result["logs"]
+    assert _installing(LIGHTGBM, result["logs"])
     assert "Environment: built in" in result["logs"]
     assert len(_built(envs_dir)) == 1
     assert not _importable_here("lightgbm")  # installed into the model's environment only
@@ -178,29 +204,20 @@ MISSING_MODEL = """
 
 def test_uninstallable_requirement_fails_with_image_build_failure(env_emulator, client_python, envs_dir,
                                                                    tmp_path):
-    aml = env_emulator.azureml
     (tmp_path / "echo.py").write_text(textwrap.dedent(MISSING_MODEL))
-    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
-        mlflow.set_tracking_uri(aml.tracking_uri)
-        mlflow.set_registry_uri(aml.tracking_uri)
-        mlflow.set_experiment("missing-package")
-        try:
-            with mlflow.start_run():
-                mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "echo.py"),
-                                        extra_pip_requirements=[MISSING_PACKAGE],
-                                        registered_model_name="needs-missing-package")
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+    _log_here(env_emulator.azureml, "missing-package", lambda: mlflow.pyfunc.log_model(
+        name="model", python_model=str(tmp_path / "echo.py"), extra_pip_requirements=[MISSING_PACKAGE],
+        registered_model_name="needs-missing-package"))
     before = _built(envs_dir)
     env = env_emulator.status()["azureml"]["client_env"]
     result = run_client(client_python, DEPLOY_SCRIPT, env, tmp_path, "ep-missing",
                         "azureml:needs-missing-package:1", "[[1.0, 2.0]]")
+    print("azure-ai-ml raised:", result["error"])
     assert result["state"] == "Failed"
     # azure-ai-ml raises the operation's error: (ImageBuildFailure) ... naming the package.
     assert "ImageBuildFailure" in result["error"] and MISSING_PACKAGE in result["error"]
     logs = result["logs"]
-    assert f"installing {MISSING_PACKAGE} with uv" in logs  # progress
+    assert _installing(MISSING_PACKAGE, logs)  # progress
     assert "no-such-package-emulator-test" in logs.split("installing", 1)[1]  # the installer's own reason
     assert "Image build failed" in logs
     assert _built(envs_dir) == before  # nothing half-built left to be reused
