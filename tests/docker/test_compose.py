@@ -207,6 +207,55 @@ def test_online_endpoint_scoring_runs_inside_the_azureml_container(docker_worksp
     ml.delete_endpoint("docker-ep")
 
 
+NEEDS_INFLECTION = """
+import mlflow
+
+
+class Titles(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        import inflection  # not in the image: the deployment's environment must bring it
+
+        self.titleize = inflection.titleize
+
+    def predict(self, context, model_input):
+        return [self.titleize(v) for v in model_input["text"]]
+
+
+mlflow.models.set_model(Titles())
+"""
+
+
+def test_model_environment_is_built_with_pip_inside_the_container(docker_workspaces, monkeypatch, tmp_path):
+    """The image has no uv: the model's missing requirement is installed with pip, from PyPI, into an
+    environment under the container's state dir."""
+    from harness.online_endpoints import OnlineEndpointsClient
+
+    aml = docker_workspaces.azureml
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+    (tmp_path / "titles.py").write_text(NEEDS_INFLECTION)
+    mlflow.set_tracking_uri(aml.tracking_uri)
+    mlflow.set_registry_uri(aml.tracking_uri)
+    try:
+        mlflow.set_experiment("docker-model-env")
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "titles.py"),
+                                    extra_pip_requirements=["inflection==0.5.1"],
+                                    registered_model_name="docker-titles")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    ml = OnlineEndpointsClient.for_workspace(aml)
+    ml.create_endpoint("docker-env-ep")
+    dep = ml.create_deployment("docker-env-ep", "blue", "azureml:docker-titles:1")
+    logs = ml.logs("docker-env-ep", "blue")
+    assert dep["properties"]["provisioningState"] == "Succeeded", logs
+    assert "with pip" in logs and "Successfully installed inflection-0.5.1" in logs, logs
+    resp = ml.score("docker-env-ep", {"input_data": {"columns": ["text"], "index": [0], "data": [["hello_world"]]}},
+                    deployment="blue")
+    assert resp.status_code == 200 and resp.json() == ["Hello World"], resp.text
+    ml.delete_endpoint("docker-env-ep")
+
+
 def test_state_survives_restart_and_is_gone_after_down_v(docker_workspaces, aml_client, databricks_client,
                                                          tmp_path):
     exp_id = aml_client.create_experiment("survivor")

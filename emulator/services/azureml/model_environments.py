@@ -208,7 +208,7 @@ def _build(partial: Path, envs_dir: Path, missing: list[str], base: list[str], l
     code, tail = output
     if code != 0:
         named = [m for m in missing if _name(m).lower() in "\n".join(tail).lower()] or missing
-        raise EnvironmentBuildFailed(f"{installer} could not install {', '.join(named)}:\n" + "\n".join(tail[-15:]))
+        raise EnvironmentBuildFailed(f"{installer} could not install {', '.join(named)}.\n" + "\n".join(tail[-15:]))
     seconds = time.monotonic() - started
     (partial / _DONE).write_text(json.dumps({"requirements": missing, "installer": installer,
                                              "seconds": round(seconds, 1), "built": time.time()}))
