@@ -187,7 +187,9 @@ def _build(partial: Path, envs_dir: Path, missing: list[str], base: list[str], l
         "".join(f"import site; site.addsitedir({d!r})\n" for d in _base_site_dirs()))
     constraints = partial / "emulator-constraints.txt"
     constraints.write_text("\n".join(base) + "\n")
-    env = dict(os.environ)
+    # The installer may build sdists (their setup.py runs): none of the emulator's tokens or
+    # state-dir settings, as for the model's own process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMULATOR_", "MLFLOW_", "_MLFLOW"))}
     uv = _uv()
     if uv:
         installer = "uv"
