@@ -54,8 +54,11 @@ def model_requirements(model_dir: Path) -> tuple[list[str], str | None]:
         path = model_dir / name
         if not path.is_file():
             continue
-        doc = yaml.safe_load(path.read_text()) or {}
-        deps = doc.get("dependencies") or []
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise EnvironmentBuildFailed(f"the model's {name} is not valid YAML: {exc}") from None
+        deps = (doc.get("dependencies") if isinstance(doc, dict) else None) or []
         if name == "conda.yaml":  # the pip list inside conda's dependencies
             deps = [d for item in deps if isinstance(item, dict) for d in item.get("pip", [])]
         return _requirement_lines("\n".join(str(d) for d in deps)), name
@@ -169,6 +172,8 @@ def prepare(model_dir: Path, envs_dir: Path, log, timeout: float) -> tuple[str, 
         try:
             _build(partial, envs_dir, missing, base, log, timeout)
             partial.rename(root)  # atomic: env-<key> is either absent or complete
+        except (OSError, subprocess.SubprocessError) as exc:  # the venv itself could not be made
+            raise EnvironmentBuildFailed(f"could not create the environment for {', '.join(missing)}: {exc}") from None
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return str(_python(root)), root
