@@ -281,3 +281,23 @@ def test_pip_builds_when_uv_is_absent(tmp_path, monkeypatch):
                            check=False)
     assert probe.returncode == 0, probe.stderr
     assert not _importable_here("inflection")
+
+
+def test_requirements_are_read_as_mlflow_writes_them(tmp_path):
+    """requirements.txt first (options such as -c/-r are not packages); else conda.yaml's pip list."""
+    (tmp_path / "requirements.txt").write_text("mlflow==3.17.2\n-c constraints.txt\n# a comment\n"
+                                               "lightgbm==4.6.0  # trailing\n")
+    assert model_environments.model_requirements(tmp_path) == (["mlflow==3.17.2", "lightgbm==4.6.0"],
+                                                               "requirements.txt")
+    conda = tmp_path / "conda-only"
+    conda.mkdir()
+    (conda / "conda.yaml").write_text("channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- pip<=24\n"
+                                      "- pip:\n  - mlflow==3.17.2\n  - xgboost==3.0.0\nname: mlflow-env\n")
+    assert model_environments.model_requirements(conda) == (["mlflow==3.17.2", "xgboost==3.0.0"], "conda.yaml")
+    (conda / "conda.yaml").write_text("dependencies: [unclosed\n")
+    with pytest.raises(model_environments.EnvironmentBuildFailed, match="conda.yaml is not valid YAML"):
+        model_environments.model_requirements(conda)
+    missing, notes = model_environments.split_requirements(
+        ["mlflow==0.0.1", "lightgbm==4.6.0", "pywin32==306; sys_platform == 'win32'"])
+    assert missing == ["lightgbm==4.6.0"]  # the marker excludes pywin32 here
+    assert notes and "mlflow==0.0.1 asked" in notes[0]
