@@ -159,7 +159,8 @@ def run(args) -> dict:
 
 
 def _more(args, work: Path, env, result: dict) -> None:
-    """The figures without a target: mirror lag and catch-up, Docker start-up, Spark UDF scoring."""
+    """The figures without a stock counterpart: mirror lag and catch-up, deployments' model
+    environments, Docker start-up, Spark UDF scoring."""
     lag_points, backlog_points = (100, 2000) if args.quick else (300, 10_000)
     emu = Emulator(work / "mirror-state").up()
     try:
@@ -169,6 +170,12 @@ def _more(args, work: Path, env, result: dict) -> None:
         result["mirror"]["catch_up"] = mirror.catch_up(emu, env, points=backlog_points)
     finally:
         emu.down()
+
+    from bench import model_envs
+
+    _progress(f"online deployment of a model needing {model_envs.EXTRA}: first build, then a re-deploy "
+              "with the environment cached")
+    result["model_environment"] = model_envs.measure(work)
 
     from bench.docker_startup import docker_startup
 

@@ -37,7 +37,7 @@ def targets(result: dict) -> list[dict]:
     rows.append(_row(f"slow clients (p99 of /health and an authenticated call, worst listener, "
                      f"{slow['held_per_listener']} unfinished connections on it)", "s", slow["worst_p99_s"], None,
                      "<= 1 s", slow["worst_p99_s"] <= 1.0 and all(f["answered"] for f in slow["listeners"].values())))
-    return rows + issue33_rows(result)
+    return rows + issue33_rows(result) + model_environment_rows(result)
 
 
 FRESH_TARGET_MS = 50.0
@@ -66,6 +66,19 @@ def issue33_rows(result: dict) -> list[dict]:
                      f"<= {SUITE_TARGET_MIN:g} min (quiet; 40 busy)",
                      suite["seconds"] / 60 <= SUITE_TARGET_MIN if suite else None))
     return rows
+
+
+def model_environment_rows(result: dict) -> list[dict]:
+    """Online deployments' model environments (full runs only, not --targets-only; no stock figure)."""
+    envs = result.get("model_environment")
+    if not envs:
+        return []
+    return [
+        _row(f"online deployment of a model needing {envs['extra_requirement']}: first build "
+             "(empty environment and download caches)", "s", envs["first_build_deploy_s"], None, "Succeeded", True),
+        _row("the same model re-deployed, environment cached", "s", envs["warm_cache_deploy_s"], None,
+             "<= 60 s, reused", envs["warm_cache_deploy_s"] <= 60 and envs["warm_reused"]),
+    ]
 
 
 def table(rows: list[dict]) -> str:

@@ -36,6 +36,16 @@ AZUREML_ENV = {
     "location": "EMULATOR_AZUREML_LOCATION",
 }
 
+# Where online deployments' model environments are built and kept (emulator.services.azureml.model_environments):
+# chosen by the launcher (under the user's cache, beside the client venvs, so every state dir reuses
+# them) and handed to the server, which never looks into HOME. Unset (Docker): under the state dir.
+MODEL_ENVS_ENV = "EMULATOR_MODEL_ENVS"
+
+
+def model_envs_dir(state_dir: str) -> str:
+    return os.environ.get(MODEL_ENVS_ENV) or os.path.join(state_dir, "model-envs")
+
+
 # The user that owns the Databricks token (runs are owned by it, not by the OS user).
 DATABRICKS_USER_ENV = "EMULATOR_DATABRICKS_USER"
 DEFAULT_DATABRICKS_USER = "someone@example.com"

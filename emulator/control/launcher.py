@@ -65,6 +65,14 @@ def store_templates_dir() -> Path:
     return cache_root() / "store-templates"
 
 
+def model_envs_dir() -> Path:
+    """Where online deployments' model environments are built (emulator.services.azureml.model_environments):
+    in the user's cache, so every state dir and restart reuses them; handed to the server."""
+    from emulator.control.user_cache import cache_root
+
+    return cache_root() / "model-envs"
+
+
 def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None,
                   **listeners):
     cfg = state.config()
@@ -246,7 +254,8 @@ def _spawn(state: StateDir, procs: list[Running]) -> None:
             stderr=subprocess.STDOUT,
             stdin=subprocess.PIPE,  # its end of file: the runfiles are written (or this process died)
             # The store template folder is chosen here, on the user's side: the server scrubs HOME.
-            env={store_templates.ENV: str(store_templates_dir()), **os.environ},
+            env={store_templates.ENV: str(store_templates_dir()),
+                 settings.MODEL_ENVS_ENV: str(model_envs_dir()), **os.environ},
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     try:

@@ -207,6 +207,71 @@ def test_online_endpoint_scoring_runs_inside_the_azureml_container(docker_worksp
     ml.delete_endpoint("docker-ep")
 
 
+NEEDS_INFLECTION = """
+import mlflow
+
+
+class Titles(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        import inflection  # not in the image: the deployment's environment must bring it
+
+        self.titleize = inflection.titleize
+
+    def predict(self, context, model_input):
+        return [self.titleize(v) for v in model_input["text"]]
+
+
+mlflow.models.set_model(Titles())
+"""
+
+
+def test_model_environment_is_built_with_pip_inside_the_container(docker_workspaces, monkeypatch, tmp_path):
+    """The image has no uv: the model's missing requirement is installed with pip, from PyPI, into an
+    environment under the container's state dir."""
+    from harness.online_endpoints import EndpointError, OnlineEndpointsClient
+
+    aml = docker_workspaces.azureml
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", aml.token)
+    (tmp_path / "titles.py").write_text(NEEDS_INFLECTION)
+    mlflow.set_tracking_uri(aml.tracking_uri)
+    mlflow.set_registry_uri(aml.tracking_uri)
+    try:
+        mlflow.set_experiment("docker-model-env")
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "titles.py"),
+                                    extra_pip_requirements=["inflection==0.5.1"],
+                                    registered_model_name="docker-titles")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    # Whether pip inside the container can fetch from PyPI (a TLS-intercepting proxy whose CA only the
+    # host trusts makes it fail): the deployment's outcome must match.
+    probe = ("import urllib.request as u\ntry:\n u.urlopen('https://pypi.org/simple/inflection/', timeout=60)\n"
+             " print('PYPI', 'yes')\nexcept Exception as e:\n print('PYPI', 'no', type(e).__name__)")
+    reach = docker_workspaces.compose.execute(f'exec -T azureml python -c "{probe}"').decode()
+    reachable = "PYPI yes" in reach
+    ml = OnlineEndpointsClient.for_workspace(aml)
+    ml.create_endpoint("docker-env-ep")
+    try:
+        dep, error = ml.create_deployment("docker-env-ep", "blue", "azureml:docker-titles:1"), None
+    except EndpointError as exc:
+        dep, error = ml.get_deployment("docker-env-ep", "blue"), exc
+    logs = ml.logs("docker-env-ep", "blue")
+    assert "installing inflection==0.5.1 with pip" in logs, logs  # the image has no uv
+    if reachable:
+        assert error is None and dep["properties"]["provisioningState"] == "Succeeded", logs
+        assert "Successfully installed inflection-0.5.1" in logs, logs
+        resp = ml.score("docker-env-ep", {"input_data": {"columns": ["text"], "index": [0],
+                                                         "data": [["hello_world"]]}}, deployment="blue")
+        assert resp.status_code == 200 and resp.json() == ["Hello World"], resp.text
+    else:  # no PyPI from the container: Azure ML's image build failure, naming the package, pip's reason
+        print("PyPI is not reachable from the container:", reach.strip().splitlines()[-1:])
+        assert dep["properties"]["provisioningState"] == "Failed", logs
+        assert error.code == "ImageBuildFailure" and "inflection==0.5.1" in error.message
+        assert "No matching distribution found for inflection==0.5.1" in logs, logs
+    ml.delete_endpoint("docker-env-ep")
+
+
 def test_state_survives_restart_and_is_gone_after_down_v(docker_workspaces, aml_client, databricks_client,
                                                          tmp_path):
     exp_id = aml_client.create_experiment("survivor")

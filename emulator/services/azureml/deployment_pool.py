@@ -5,7 +5,8 @@ Each deployment generation gets a private directory (0700, outside the state dir
 it over this workspace's MLflow REST API (tracking and registry URI = this server on loopback, the
 workspace token); it runs no model code. The inference server then runs the model's code in that
 model directory with an environment holding no emulator secret and no state dir path (MODEL_ENV_KEPT),
-takes a per-deployment secret on stdin (scoring calls carry it) and reports its port on a pipe.
+runs in the Python ``model_environments`` picks from the model's requirements (the server's own,
+or an environment built once with what is missing), takes a per-deployment secret on stdin (scoring calls carry it) and reports its port on a pipe.
 Output of both goes to ``<state>/online-endpoints/<endpoint>/<deployment>.log``: what ``getLogs`` returns.
 """
 
@@ -25,6 +26,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from emulator.services.azureml import model_environments
+
 _logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_ENV = "EMULATOR_AZUREML_DEPLOYMENT_TIMEOUT_S"
@@ -32,7 +35,11 @@ DEFAULT_READY_TIMEOUT_S = 600.0
 
 
 class DeploymentFailed(Exception):
-    pass
+    """``code``: the deployment operation's error code (Azure ML's, e.g. ImageBuildFailure)."""
+
+    def __init__(self, message: str, code: str = "DeploymentFailed"):
+        super().__init__(message)
+        self.code = code
 
 
 def ready_timeout() -> float:
@@ -57,10 +64,12 @@ def model_env(home: Path) -> dict[str, str]:
 class ServingProcess:
     """One inference server process for one deployment generation."""
 
-    def __init__(self, model_uri: str, log_path: Path, fetch_env: dict[str, str]):
+    def __init__(self, model_uri: str, log_path: Path, fetch_env: dict[str, str], envs_dir: Path | None = None):
         self.model_uri = model_uri
         self.log_path = log_path
         self.fetch_env = fetch_env
+        self.envs_dir = envs_dir  # where model environments are built (None: the server's Python only)
+        self.environment: Path | None = None  # the built environment it runs in (None: the fast path)
         # Private to this generation (mkdtemp: mode 0700), removed when it stops.
         self.private = Path(tempfile.mkdtemp(prefix="azureml-deployment-"))
         self.secret = secrets.token_urlsafe(32)  # what the workspace presents to the inference server
@@ -87,11 +96,15 @@ class ServingProcess:
                 self.stop()
                 raise DeploymentFailed(f"The inference server could not download {self.model_uri}:\n"
                                        f"{tail(self.log_path, 25)}")
+            python = self._environment(model_dir, out, timeout or ready_timeout())
+            env = model_env(model_dir)
+            if self.environment is not None:
+                env["VIRTUAL_ENV"] = str(self.environment)
             read_end, write_end = os.pipe()
             try:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", RUNNER, "--ready-fd", str(write_end), "--parent-pid", str(os.getpid())],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=model_env(model_dir),
+                    [python, "-m", RUNNER, "--ready-fd", str(write_end), "--parent-pid", str(os.getpid())],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=env,
                     cwd=model_dir, pass_fds=(write_end,))
             except BaseException:
                 os.close(read_end)
@@ -101,6 +114,28 @@ class ServingProcess:
             self._ready_fd = read_end
             self.proc.stdin.write(f"{self.secret}\n".encode())
             self.proc.stdin.close()
+
+    def _environment(self, model_dir: Path, out, timeout: float) -> str:
+        """The python the model runs in: the server's own, or one built from the model's requirements."""
+        if self.envs_dir is None:
+            return sys.executable
+
+        def log(line: str) -> None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            out.write(f"{stamp} INFO azureml.environment: {line}\n".encode())
+            out.flush()
+
+        try:
+            python, self.environment = model_environments.prepare(model_dir, self.envs_dir, log, timeout)
+        except model_environments.EnvironmentBuildFailed as exc:
+            log(f"Image build failed: {exc}")
+            self.stop()
+            # fidelity: Online endpoints - model environments (ImageBuildFailure)
+            raise DeploymentFailed(f"Image build failed: {exc}", code="ImageBuildFailure") from None
+        except BaseException:
+            self.stop()
+            raise
+        return python
 
     def wait_ready(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -161,9 +196,10 @@ def tail(path: Path, lines: int | None) -> str:
 class DeploymentPool:
     """Serving processes by (endpoint, deployment); thread-safe."""
 
-    def __init__(self, root: Path, fetch_env: dict[str, str]):
+    def __init__(self, root: Path, fetch_env: dict[str, str], envs_dir: Path | None = None):
         self.root = Path(root)
         self.fetch_env = fetch_env  # for the download step only (emulator.services.azureml.deployment_runner)
+        self.envs_dir = envs_dir  # model environments (emulator.services.azureml.model_environments)
         self._procs: dict[tuple[str, str], ServingProcess] = {}
         self._lock = threading.Lock()
 
@@ -173,7 +209,7 @@ class DeploymentPool:
 
     def start(self, endpoint: str, deployment: str, model_uri: str) -> int:
         """Start a new generation and wait until it serves; then it replaces the old one."""
-        proc = ServingProcess(model_uri, self.log_path(endpoint, deployment), self.fetch_env)
+        proc = ServingProcess(model_uri, self.log_path(endpoint, deployment), self.fetch_env, self.envs_dir)
         proc.start()
         port = proc.wait_ready(ready_timeout())
         with self._lock:

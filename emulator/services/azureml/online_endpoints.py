@@ -43,7 +43,7 @@ from emulator.services.azureml.deployment_pool import (
     tail,
 )
 from emulator.services.azureml.operations import Operations
-from emulator.settings import ServerConfig
+from emulator.settings import ServerConfig, model_envs_dir
 
 _logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class OnlineEndpoints:
         root = Path(config.state_dir) / STATE_DIR
         self.store = EndpointStore(root / "state.json")
         self.ops = Operations(config)
-        self.pool = DeploymentPool(root, self._child_env())
+        self.pool = DeploymentPool(root, self._child_env(), Path(model_envs_dir(config.state_dir)))
         self._restarting: set[tuple[str, str]] = set()
         self._restart_failures: dict[tuple[str, str], tuple[int, float]] = {}
         self._restart_lock = threading.Lock()
@@ -323,11 +323,11 @@ class OnlineEndpoints:
         return resource, (201 if existing is None else 200), self.ops.headers(op_id)
 
     def _provision(self, ep_name: str, name: str, generation: int, model_uri: str, op_id: str | None) -> None:
-        error = None
+        error, code = None, "DeploymentFailed"
         try:
             self.pool.start(ep_name, name, model_uri)
         except DeploymentFailed as exc:
-            error = str(exc)
+            error, code = str(exc), exc.code
         except Exception as exc:  # never leave a deployment Creating forever
             _logger.exception("provisioning %s/%s", ep_name, name)
             error = f"{type(exc).__name__}: {exc}"
@@ -342,7 +342,7 @@ class OnlineEndpoints:
             self.pool.stop(ep_name, name)  # deleted or replaced while loading
         if op_id:
             first_line = (error or "").splitlines()[0] if error else ""
-            self.ops.finish(op_id, ("DeploymentFailed", f"{first_line} See the deployment logs (getLogs).")
+            self.ops.finish(op_id, (code, f"{first_line} See the deployment logs (getLogs).")
                             if error else None)
 
     def delete_deployment(self, ep_name: str, name: str):
