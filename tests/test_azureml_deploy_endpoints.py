@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from unittest import mock
 
 import mlflow
@@ -386,8 +387,32 @@ def test_arm_validation_errors(ml, served):
         assert set(resp.json()) == {"error"}
 
 
+def _private_dirs_of_inference_servers(workspace_pid: int) -> list[Path]:
+    """The private directories (parents of their working directories) of a workspace's inference servers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"--ready-fd" in argv and argv[argv.index(b"--parent-pid") + 1] == str(workspace_pid).encode():
+                found.append(Path(os.readlink(proc / "cwd")).parent)
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def test_deployments_serve_again_after_a_restart(emu, ml, served):
+    from emulator.control import launcher
+
+    private = [p for p in _private_dirs_of_inference_servers(launcher.running(emu.state, "azureml").pid)
+               if p.is_dir()]
+    assert private, "no inference server is running"
     emu.stop("azureml")
+    # The servers outlive nobody: each exits with its workspace and takes its private copy of the
+    # model along (they were left in the temp dir).
+    deadline = time.monotonic() + 120
+    while any(p.exists() for p in private) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in private if p.exists()]
     emu.start("azureml")
     payload = {"input_data": json.loads(X.head(2).to_json(orient="split"))}
     resp = ml.score("ep-main", payload)

@@ -29,3 +29,17 @@ def test_restore_keeps_a_users_own_variables(monkeypatch):
     mlflow_uris.restore(saved)
     assert os.environ["MLFLOW_REGISTRY_URI"] == "databricks-uc"
     assert mlflow.get_registry_uri() == "databricks-uc"
+
+
+def test_the_active_experiment_goes_back_with_the_uris(monkeypatch, tmp_path):
+    """set_experiment's id belongs to one tracking server: left behind, the next test's runs went to
+    an id the next server does not hold ("No Experiment with id=7 exists")."""
+    from mlflow.tracking import fluent
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    saved = mlflow_uris.snapshot()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = mlflow.set_experiment("leaks").experiment_id
+    assert fluent._active_experiment_id == experiment_id == os.environ["MLFLOW_EXPERIMENT_ID"]
+    mlflow_uris.restore(saved)
+    assert fluent._active_experiment_id is None and "MLFLOW_EXPERIMENT_ID" not in os.environ

@@ -376,6 +376,17 @@ def _run(path: Path, params: dict, workspace, store, task_key: str, in_job: bool
         from harness import mlflow_uris
 
         saved_uris = mlflow_uris.snapshot()
+        if workspace is not None:
+            import mlflow
+            from mlflow.tracking import fluent
+
+            # The host process's own MLflow state would win over the notebook's variables: a
+            # tracking URI it set, and its active experiment (an id of another server).
+            mlflow.set_tracking_uri("databricks")
+            host_experiment = fluent._active_experiment_id
+            if host_experiment is not None and os.environ.get("MLFLOW_EXPERIMENT_ID") == host_experiment:
+                del os.environ["MLFLOW_EXPERIMENT_ID"]  # exported by the host's set_experiment; restored below
+            fluent._active_experiment_id = None
     try:
         with _notebook_process_state(path, run, experiment):
             try:

@@ -50,6 +50,7 @@ def ready_timeout() -> float:
 
 
 RUNNER = "emulator.services.azureml.deployment_runner"
+PRIVATE_PREFIX = "azureml-deployment-"  # deployment_runner removes only a directory named so
 # What the model's process inherits: how to find Python and its packages, the locale. No token,
 # no EMULATOR_* setting (they name the state dir), no cloud credentials.
 MODEL_ENV_KEPT = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
@@ -71,7 +72,7 @@ class ServingProcess:
         self.envs_dir = envs_dir  # where model environments are built (None: the server's Python only)
         self.environment: Path | None = None  # the built environment it runs in (None: the fast path)
         # Private to this generation (mkdtemp: mode 0700), removed when it stops.
-        self.private = Path(tempfile.mkdtemp(prefix="azureml-deployment-"))
+        self.private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))
         self.secret = secrets.token_urlsafe(32)  # what the workspace presents to the inference server
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
@@ -103,7 +104,8 @@ class ServingProcess:
             read_end, write_end = os.pipe()
             try:
                 self.proc = subprocess.Popen(
-                    [python, "-m", RUNNER, "--ready-fd", str(write_end), "--parent-pid", str(os.getpid())],
+                    [python, "-m", RUNNER, "--ready-fd", str(write_end), "--parent-pid", str(os.getpid()),
+                     "--private-dir", str(self.private)],
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=env,
                     cwd=model_dir, pass_fds=(write_end,))
             except BaseException:

@@ -30,6 +30,7 @@ import hmac
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -144,15 +145,26 @@ def _message(exc: Exception) -> str:
     return f"{type(exc).__name__}: {message}" if not getattr(exc, "message", None) else message
 
 
-def _watch_parent(pid: int) -> None:
+PRIVATE_PREFIX = "azureml-deployment-"
+
+
+def _orphaned(private_dir: str | None) -> None:
+    # The workspace (which removes the directory when it stops a deployment) is gone: nobody else
+    # will, so the model's private copy goes with its server.
+    if private_dir and os.path.basename(os.path.normpath(private_dir)).startswith(PRIVATE_PREFIX):
+        shutil.rmtree(private_dir, ignore_errors=True)
+    os._exit(0)
+
+
+def _watch_parent(pid: int, private_dir: str | None = None) -> None:
     while True:
         time.sleep(1.0)
         try:
             os.kill(pid, 0)
         except OSError:
-            os._exit(0)
+            _orphaned(private_dir)
         if os.getppid() != pid:
-            os._exit(0)
+            _orphaned(private_dir)
 
 
 def fetch(model_uri: str, dest: str) -> int:
@@ -174,6 +186,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dest")
     parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
+    parser.add_argument("--private-dir", help="removed if the workspace dies first")
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -183,7 +196,7 @@ def main(argv=None) -> int:
     secret = sys.stdin.readline().strip()  # not argv or the environment: neither shows it to others
     if not secret or args.ready_fd is None:
         parser.error("serving needs --ready-fd and the deployment's secret on stdin")
-    threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(args.parent_pid, args.private_dir), daemon=True).start()
 
     import mlflow.pyfunc
     from waitress import create_server
