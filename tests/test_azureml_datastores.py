@@ -13,9 +13,12 @@ import textwrap
 import pytest
 import requests
 
-from emulator.control.state import StateDir
-from harness.workspaces import Emulator
-from tests.test_azureml_real_clients import SEED_IDENTITY, client_python, run_client  # noqa: F401
+from tests.test_azureml_real_clients import (  # noqa: F401
+    SEED_IDENTITY,
+    client_python,
+    run_client,
+    seed_identity_emulator,
+)
 
 # Saves an MLflow model folder locally (no tracking server), as a user has one on disk.
 MAKE_MODEL = '''
@@ -93,11 +96,7 @@ DEPLOY_LOCAL = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    state = StateDir(tmp_path_factory.mktemp("aml-datastores"))
-    state.save_config(dict(SEED_IDENTITY))
-    emu = Emulator(state.root).up()
-    yield emu
-    emu.down()
+    yield from seed_identity_emulator(tmp_path_factory, "aml-datastores")
 
 
 def expected(coef: float, rows) -> list:

@@ -16,10 +16,13 @@ import mlflow
 import pytest
 import requests
 
-from emulator.control.state import StateDir
 from harness.online_endpoints import OnlineEndpointsClient
-from harness.workspaces import Emulator
-from tests.test_azureml_real_clients import SEED_IDENTITY, client_python, run_client  # noqa: F401
+from tests.test_azureml_real_clients import (  # noqa: F401
+    SEED_IDENTITY,
+    client_python,
+    run_client,
+    seed_identity_emulator,
+)
 
 # Registers an sklearn model through the plugin (azureml:// tracking URI from azureml-core).
 REGISTER_SCRIPT = textwrap.dedent('''
@@ -161,11 +164,7 @@ LATEST_SCRIPT = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def deploy_emulator(tmp_path_factory):
-    state = StateDir(tmp_path_factory.mktemp("aml-deploy-real-clients"))
-    state.save_config(dict(SEED_IDENTITY))
-    emu = Emulator(state.root).up()
-    yield emu
-    emu.down()
+    yield from seed_identity_emulator(tmp_path_factory, "aml-deploy-real-clients")
 
 
 def expected(coef: float, rows) -> list:

@@ -143,11 +143,18 @@ def client_python():
 @pytest.fixture(scope="module")
 def seed_emulator(tmp_path_factory):
     """Both workspaces; the Azure ML one named with the seed's placeholder ids."""
-    state = StateDir(tmp_path_factory.mktemp("aml-real-clients"))
+    yield from seed_identity_emulator(tmp_path_factory, "aml-real-clients")
+
+
+def seed_identity_emulator(tmp_path_factory, name: str):
+    """Both workspaces up (the Azure ML one named with the seed's placeholder ids) for a fixture to yield."""
+    state = StateDir(tmp_path_factory.mktemp(name))
     state.save_config(dict(SEED_IDENTITY))
     emu = Emulator(state.root).up()
-    yield emu
-    emu.down()
+    try:
+        yield emu
+    finally:
+        emu.down()
 
 
 def run_client(python: str, script: str, env: dict, tmp_path, *args: str, timeout: float = 900) -> dict:

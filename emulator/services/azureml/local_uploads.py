@@ -30,9 +30,9 @@ from flask import Flask, jsonify, request
 
 from emulator.services.azureml import hosts
 from emulator.services.azureml.run_history import (
-    MAX_BATCH,
     PAGE_SIZE,
     HistoryError,
+    batch_answer,
     clean_path,
     files_under,
 )
@@ -128,22 +128,5 @@ def install(app: Flask, config: ServerConfig) -> None:
     @app.route(PREFIX + "/batch/metadata", methods=["POST"], endpoint="local_uploads_batch_create")
     def _batch_create_empty_artifacts(sub, rg, ws, origin, container):
         base = container_dir(sub, rg, ws, origin, container)
-        body = request.get_json(silent=True)
-        paths = body.get("paths") if isinstance(body, dict) else None
-        if not isinstance(paths, list) or not paths:
-            raise HistoryError("ValidationError", 'The body must be {"paths": [{"path": "..."}, ...]}.', 400)
-        if len(paths) > MAX_BATCH:
-            raise HistoryError("ValidationError", f"At most {MAX_BATCH} paths per batch.", 400)
-        answer = {"artifacts": {}, "artifactContentInformation": {}, "errors": {}}
-        for item in paths:
-            given = item.get("path") if isinstance(item, dict) else None
-            path = clean_path(given)
-            if path is None:
-                # fidelity: Azure ML local uploads -- per-path errors in the batch answer
-                answer["errors"][str(given)] = {"error": {
-                    "code": "ValidationError",
-                    "message": f"The artifact path {given!r} is not a valid relative path inside the container."}}
-                continue
-            answer["artifacts"][path] = artifact(container, path)
-            answer["artifactContentInformation"][path] = content(container, path, f"{base}/{path}", blob_sas.WRITE)
-        return jsonify(answer)
+        # fidelity: Azure ML local uploads -- per-path errors in the batch answer
+        return jsonify(batch_answer(base, container, "container", artifact, content))

@@ -108,6 +108,30 @@ def files_under(folder: Path, prefix: str = "") -> list[str]:
     return found
 
 
+def batch_answer(base: str, owner_id: str, inside: str, artifact, content) -> dict:
+    """POST .../batch/metadata (a run's artifacts, a LocalUpload container): an artifact and a write
+    SAS per valid path of the body, an error per invalid one."""
+    body = request.get_json(silent=True)
+    paths = body.get("paths") if isinstance(body, dict) else None
+    if not isinstance(paths, list) or not paths:
+        raise HistoryError("ValidationError", 'The body must be {"paths": [{"path": "..."}, ...]}.', 400)
+    if len(paths) > MAX_BATCH:
+        raise HistoryError("ValidationError", f"At most {MAX_BATCH} paths per batch.", 400)
+    answer = {"artifacts": {}, "artifactContentInformation": {}, "errors": {}}
+    for item in paths:
+        given = item.get("path") if isinstance(item, dict) else None
+        path = clean_path(given)
+        if path is None:
+            # fidelity: Azure ML real clients -- per-path errors in the batch answer
+            answer["errors"][str(given)] = {"error": {
+                "code": "ValidationError",
+                "message": f"The artifact path {given!r} is not a valid relative path inside the {inside}."}}
+            continue
+        answer["artifacts"][path] = artifact(owner_id, path)
+        answer["artifactContentInformation"][path] = content(owner_id, path, f"{base}/{path}", blob_sas.WRITE)
+    return answer
+
+
 def install(app: Flask, config: ServerConfig) -> None:
     root = (Path(config.state_dir) / "artifacts").resolve()
     account = hosts.storage_account(config)
@@ -195,22 +219,4 @@ def install(app: Flask, config: ServerConfig) -> None:
     @app.route(PREFIX + "/batch/metadata", methods=["POST"])
     def _batch_create(sub, rg, ws, kind, exp, run_id):
         base = owner(sub, rg, ws, kind, exp, run_id)
-        body = request.get_json(silent=True)
-        paths = body.get("paths") if isinstance(body, dict) else None
-        if not isinstance(paths, list) or not paths:
-            raise HistoryError("ValidationError", 'The body must be {"paths": [{"path": "..."}, ...]}.', 400)
-        if len(paths) > MAX_BATCH:
-            raise HistoryError("ValidationError", f"At most {MAX_BATCH} paths per batch.", 400)
-        answer = {"artifacts": {}, "artifactContentInformation": {}, "errors": {}}
-        for item in paths:
-            given = item.get("path") if isinstance(item, dict) else None
-            path = clean_path(given)
-            if path is None:
-                # fidelity: Azure ML real clients -- per-path errors in the batch answer
-                answer["errors"][str(given)] = {"error": {
-                    "code": "ValidationError",
-                    "message": f"The artifact path {given!r} is not a valid relative path inside the run."}}
-                continue
-            answer["artifacts"][path] = artifact(run_id, path)
-            answer["artifactContentInformation"][path] = content(run_id, path, f"{base}/{path}", blob_sas.WRITE)
-        return jsonify(answer)
+        return jsonify(batch_answer(base, run_id, "run", artifact, content))
