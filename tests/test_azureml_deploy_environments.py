@@ -283,6 +283,30 @@ def test_pip_builds_when_uv_is_absent(tmp_path, monkeypatch):
     assert not _importable_here("inflection")
 
 
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_without_a_reachable_index_the_server_python_serves_and_says_so(tmp_path, monkeypatch, installer):
+    """Offline (a CI container without egress): Azure ML would install the model's extra requirements;
+    the emulator cannot, so it serves in its own Python as before environments were built, and the
+    log says which packages are missing, instead of failing every model whose requirements MLflow
+    inferred beyond the server's (the seed model's, under Compose, lists rich)."""
+    if installer == "pip":
+        monkeypatch.setattr(model_environments, "_uv", lambda: None)
+    elif model_environments._uv() is None:
+        pytest.skip("no uv here")
+    for name in ("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9/simple")  # nothing listens on the discard port
+    monkeypatch.setenv("PIP_RETRIES", "1")  # pip names the connection error only when it retries
+    monkeypatch.setenv("PIP_TIMEOUT", "5")
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+    model = _model_dir(tmp_path / "model", ["inflection==0.5.1"])
+    log: list[str] = []
+    python, root = model_environments.prepare(model, tmp_path / f"envs-{installer}", log.append, timeout=600)
+    assert (python, root) == (sys.executable, None), log
+    assert any("no package index could be reached" in line and "without inflection==0.5.1" in line
+               for line in log), log
+    assert not list((tmp_path / f"envs-{installer}").glob("env-*"))  # nothing half-built looks finished
+
+
 def test_requirements_are_read_as_mlflow_writes_them(tmp_path):
     """requirements.txt first (options such as -c/-r are not packages); else conda.yaml's pip list."""
     (tmp_path / "requirements.txt").write_text("mlflow==3.17.2\n-c constraints.txt\n# a comment\n"

@@ -13,6 +13,10 @@ Azure ML builds a deployment's image from the model's environment (``requirement
   *after* its own, into which only the missing requirements are installed (``uv``, else ``pip``),
   constrained to the versions the emulator already has, so nothing it relies on changes.
 
+* **Offline:** when the installer reaches no index at all (connection, DNS or TLS errors), the
+  server's own Python serves as on the fast path and the log names what is missing: an offline CI
+  machine must not fail every model whose inferred requirements go beyond the emulator's.
+
 Environments live in the directory the launcher hands down (``settings.model_envs_dir``), one per
 (emulator interpreter and its packages, missing requirements), reused across deployments and
 restarts. A build holds a per-environment file lock (two deployments of one model build it once),
@@ -40,6 +44,24 @@ _SOURCES = ("requirements.txt", "python_env.yaml", "conda.yaml")
 
 class EnvironmentBuildFailed(Exception):
     """The model's requirements could not be installed (the message names them)."""
+
+
+class IndexUnreachable(Exception):
+    """The installer could not reach a package index at all (an offline machine or container)."""
+
+
+# What pip and uv print when no index answers at all, as opposed to an index that has no such
+# package (pip: "No matching distribution found" after these; uv: "was not found in the package registry").
+_OFFLINE_MARKERS = (
+    "NewConnectionError", "ConnectTimeoutError", "SSLError", "CERTIFICATE_VERIFY_FAILED", "ProxyError",
+    "Temporary failure in name resolution", "Name or service not known", "Network is unreachable",
+    "Failed to establish a new connection", "Connection refused", "connection refused",
+    "Failed to fetch", "error sending request", "dns error", "invalid peer certificate",
+)
+
+
+def index_unreachable(output: list[str]) -> bool:
+    return any(marker in line for line in output for marker in _OFFLINE_MARKERS)
 
 
 def model_requirements(model_dir: Path) -> tuple[list[str], str | None]:
@@ -172,6 +194,14 @@ def prepare(model_dir: Path, envs_dir: Path, log, timeout: float) -> tuple[str, 
         try:
             _build(partial, envs_dir, missing, base, log, timeout)
             partial.rename(root)  # atomic: env-<key> is either absent or complete
+        except IndexUnreachable:
+            # fidelity: Online endpoints - model environments (offline) -- Azure ML always reaches
+            # its index; an emulator that cannot (offline CI, a container without egress) serves in
+            # its own Python as it did before environments were built, and says so.
+            log(f"Environment: no package index could be reached from here (offline?): serving in the "
+                f"inference server's own Python without {', '.join(missing)}; a model that imports them "
+                f"fails to load.")
+            return sys.executable, None
         except (OSError, subprocess.SubprocessError) as exc:  # the venv itself could not be made
             raise EnvironmentBuildFailed(f"could not create the environment for {', '.join(missing)}: {exc}") from None
         finally:
@@ -213,6 +243,8 @@ def _build(partial: Path, envs_dir: Path, missing: list[str], base: list[str], l
         raise EnvironmentBuildFailed(f"Installing {', '.join(missing)} with {installer} took more than "
                                      f"{timeout:g} s.")
     code, tail = output
+    if code != 0 and index_unreachable(tail):
+        raise IndexUnreachable(installer)
     if code != 0:
         named = [m for m in missing if _name(m).lower() in "\n".join(tail).lower()] or missing
         raise EnvironmentBuildFailed(f"{installer} could not install {', '.join(named)}.\n" + "\n".join(tail[-15:]))
@@ -243,7 +275,7 @@ def _run_logged(cmd: list[str], env: dict, log, prefix: str, timeout: float) -> 
             for line in proc.stdout:
                 line = line.rstrip()
                 if line:
-                    tail = (tail + [line])[-40:]
+                    tail = (tail + [line])[-200:]
                     log(f"  {prefix}: {line}")
             proc.wait()
         finally:
