@@ -71,7 +71,7 @@ class ArtifactCredentials:
         """The blob name of ``path`` under an artifact root, through the DBFS guard and owner checks."""
         if not root_uri.startswith(_TRACKING_URI):
             raise _bad(f"Artifacts at {root_uri} are not in this workspace's MLflow artifact storage")
-        _, canonical = self.dbfs.locate(root_uri.rstrip("/") + "/" + path.lstrip("/"), READ)
+        _, canonical = self.dbfs.locate(root_uri.rstrip("/") + "/" + path.lstrip("/"), READ, collapse_slashes=False)
         parts = canonical.strip("/").split("/")[len(TRACKING):]
         if len(parts) < 3:
             raise _bad(f"Not an artifact path: {path!r}")

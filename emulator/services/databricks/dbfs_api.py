@@ -94,8 +94,9 @@ class Dbfs:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def locate(self, path, access: str = READ) -> tuple[Path, str]:
-        """(local path, canonical '/x' form) for 'dbfs:/x' or '/x', once ``access`` is allowed."""
+    def locate(self, path, access: str = READ, collapse_slashes: bool = True) -> tuple[Path, str]:
+        """(local path, canonical '/x' form) for 'dbfs:/x' or '/x', once ``access`` is allowed.
+        ``collapse_slashes=False``: '//' is refused (a run artifact path of the credentials API)."""
         if not isinstance(path, str) or not path:
             raise EmulatorError("INVALID_PARAMETER_VALUE", "Missing required field: path", 400)
         shown = path
@@ -105,7 +106,8 @@ class Dbfs:
             raise bad_path(shown, "DBFS paths must be absolute (dbfs:/... or /...)")
         # fidelity: Databricks workspace (DBFS paths) -- repeated slashes name one separator, as on DBFS: MLflow's own
         # registration from an outside tracking server writes to 'tmp-external-source//<run>/...'.
-        path = _SLASHES.sub("/", path)
+        if collapse_slashes:
+            path = _SLASHES.sub("/", path)
         segments = split_segments(path.rstrip("/")[1:], shown) if path.rstrip("/") else []
         canonical = "/" + "/".join(segments)
         _check_access(segments, canonical, access)
