@@ -72,7 +72,11 @@ class Emulator:
         procs = launcher.start_all(self.state, [self._launch(role) for role in settings.ROLES], wait_free=60)
         self.state.record_deployment("local")
         # The S3 store starts alongside the workspaces: start-up is what every test session waits for.
-        launcher.wait_healthy(self.state, procs, timeout=timeout, alongside=lambda: self.start_s3(timeout))
+        try:
+            launcher.wait_healthy(self.state, procs, timeout=timeout, alongside=lambda: self.start_s3(timeout))
+        except BaseException:
+            self.down()  # a failed start leaves nothing running (the caller's fixture never reaches its down)
+            raise
         return self
 
     def start_s3(self, timeout: float = 90.0) -> str:

@@ -192,3 +192,22 @@ def test_a_failed_emulator_up_leaves_no_s3_store_running(tmp_path, monkeypatch):
         for role in ("databricks", "azureml"):
             launcher.stop(state, role)
         s3_store.stop(state)
+
+
+def test_a_failed_harness_emulator_up_leaves_nothing_running(tmp_path):
+    """harness.workspaces.Emulator.up (pytest fixtures, the plugin): a failed start stops what it
+    started; a fixture whose set-up raises never reaches its own down (an S3 store was left)."""
+    from harness.workspaces import Emulator
+
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    (state.role_dir("databricks") / "home").write_text("a file where the server's HOME folder goes")
+    emu = Emulator(state.root)
+    try:
+        with pytest.raises(launcher.LaunchError, match="exited during start-up"):
+            emu.up(timeout=180)
+        assert s3_store.running_url(state) is None
+        assert not s3_store.healthy(f"http://127.0.0.1:{emu.ports['s3']}")
+        assert [r for r in ("databricks", "azureml") if launcher.running(state, r)] == []
+    finally:
+        emu.down()
