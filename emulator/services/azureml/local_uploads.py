@@ -33,7 +33,7 @@ from emulator.services.azureml.run_history import (
     PAGE_SIZE,
     HistoryError,
     batch_answer,
-    clean_path,
+    existing_artifact,
     files_under,
 )
 from emulator.services.azureml.scope import scope_problem
@@ -102,18 +102,8 @@ def install(app: Flask, config: ServerConfig) -> None:
 
     def existing(sub, rg, ws, origin, container) -> tuple[str, str]:
         base = container_dir(sub, rg, ws, origin, container)
-        path = clean_path(request.args.get("path"))
-        if path is None:
-            raise HistoryError("ValidationError", "The path query parameter is missing or not a valid "
-                               "relative artifact path.", 400)
-        try:
-            found = (root / base / path).is_file()
-        except OSError:  # e.g. a name too long for the file system: it can't exist
-            found = False
-        if not found:
-            # fidelity: Azure ML local uploads -- contentinfo of an unknown artifact or container
-            raise HistoryError("NotFound", f"Artifact {path} was not found in container {container}.", 404)
-        return path, f"{base}/{path}"
+        # fidelity: Azure ML local uploads -- contentinfo of an unknown artifact or container
+        return existing_artifact(root, base, f" in container {container}")
 
     @app.route(PREFIX + "/contentinfo", methods=["GET"], endpoint="local_uploads_contentinfo")
     def _content_info(sub, rg, ws, origin, container):

@@ -108,6 +108,22 @@ def files_under(folder: Path, prefix: str = "") -> list[str]:
     return found
 
 
+def existing_artifact(root: Path, base: str, where: str = "") -> tuple[str, str]:
+    """(path, blob name) of the ``?path=`` artifact under ``base``: 400 for a bad path, 404 (the
+    message ending with ``where``) when there is no such file."""
+    path = clean_path(request.args.get("path"))
+    if path is None:
+        raise HistoryError("ValidationError", "The path query parameter is missing or not a valid "
+                           "relative artifact path.", 400)
+    try:
+        found = (root / base / path).is_file()
+    except OSError:  # e.g. a name too long for the file system: it can't exist
+        found = False
+    if not found:
+        raise HistoryError("NotFound", f"Artifact {path} was not found{where}.", 404)
+    return path, f"{base}/{path}"
+
+
 def batch_answer(base: str, owner_id: str, inside: str, artifact, content) -> dict:
     """POST .../batch/metadata (a run's artifacts, a LocalUpload container): an artifact and a write
     SAS per valid path of the body, an error per invalid one."""
@@ -193,18 +209,8 @@ def install(app: Flask, config: ServerConfig) -> None:
         return page(run_id, base, prefix.strip("/") + "/" if prefix.strip("/") else "")
 
     def existing(base: str) -> tuple[str, str]:
-        path = clean_path(request.args.get("path"))
-        if path is None:
-            raise HistoryError("ValidationError", "The path query parameter is missing or not a valid "
-                               "relative artifact path.", 400)
-        try:
-            found = (root / base / path).is_file()
-        except OSError:  # e.g. a name too long for the file system: it can't exist
-            found = False
-        if not found:
-            # fidelity: Azure ML real clients -- contentinfo 404 is part of runs:/ resolution
-            raise HistoryError("NotFound", f"Artifact {path} was not found.", 404)
-        return path, f"{base}/{path}"
+        # fidelity: Azure ML real clients -- contentinfo 404 is part of runs:/ resolution
+        return existing_artifact(root, base)
 
     @app.route(PREFIX + "/contentinfo", methods=["GET"])
     def _content_info(sub, rg, ws, kind, exp, run_id):
