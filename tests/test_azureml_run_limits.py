@@ -80,6 +80,12 @@ def test_raw_answer_is_azure_mls_service_error(aml):
         assert answer["Error"]["Message"] == LIMIT_TEXT.format(201)
         assert (answer["statusCode"], answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
         assert "message" not in answer
+    # A batch over MLflow's own 100 params per request gets MLflow's answer: its shape is judged first.
+    too_big = {"run_id": run.info.run_id, "params": [{"key": f"y{i}", "value": "1"} for i in range(101)]}
+    resp = requests.post(f"{aml.tracking_uri}/api/2.0/mlflow/runs/log-batch", json=too_big, timeout=60,
+                         headers={"Authorization": f"Bearer {aml.token}"})
+    assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "FieldName=Parameters" not in resp.text and resp.json()["message"]
     # Ten more fit: the run reaches exactly 200.
     body["params"] = body["params"][:10]
     resp = requests.post(f"{aml.tracking_uri}/api/2.0/mlflow/runs/log-batch", json=body, timeout=60,

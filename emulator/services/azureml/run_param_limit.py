@@ -9,12 +9,14 @@ The refused batch is not applied: nothing of it is stored.
 
 Applies to every route that adds params: ``runs/log-parameter``, ``runs/log-batch`` and Azure ML's
 ``runs/log-batch-async``. A key already on the run does not count again (MLflow lets a client
-re-log a param with its value).
+re-log a param with its value). A batch over MLflow's own per-request limit (100 params) gets
+MLflow's answer first: the request's shape is judged before the run's total (an assumed order).
 """
 
 from __future__ import annotations
 
 from flask import Flask, request
+from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from emulator.services.azureml.azure_errors import service_validation_error
 from emulator.settings import ServerConfig
@@ -70,6 +72,8 @@ def install(app: Flask, config: ServerConfig) -> None:
         keys = _new_keys(request.path, body)
         if not isinstance(run_id, str) or not keys:
             return None
+        if len(body.get("params") or ()) > MAX_PARAMS_TAGS_PER_BATCH:
+            return None  # the request's own shape (MLflow's 100 params per batch) is judged first
         size = size_after(run_id, keys)
         if size is not None and size > MAX_PARAMS_PER_RUN:
             return service_validation_error(over_limit_message(size), config.location)

@@ -14,6 +14,7 @@ rows, so re-sending a point does not count twice. The refused request stores not
 from __future__ import annotations
 
 from flask import Flask, request
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
 from emulator.errors import EmulatorError
 
@@ -48,8 +49,8 @@ def new_points(path: str, body: dict) -> dict[str, set[tuple]]:
     run_id = body.get("run_id") or body.get("run_uuid")
     metrics = [body] if path.endswith("/log-metric") else body.get("metrics")
     found: dict[str, set[tuple]] = {}
-    if not isinstance(metrics, list):
-        return found
+    if not isinstance(metrics, list) or len(metrics) > MAX_METRICS_PER_BATCH:
+        return found  # MLflow's own 400s judge the request's shape first
     for metric in metrics:
         if isinstance(metric, dict) and isinstance(metric.get("model_id"), str) and metric["model_id"]:
             found.setdefault(metric["model_id"], set()).add(_point(metric, run_id))
