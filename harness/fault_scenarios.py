@@ -204,6 +204,51 @@ def _uc_name_in_workspace_registry(s: Setup):
     return bool(error and error.startswith(expected)) and not stored, observed
 
 
+def _params_past_azureml_limit(s: Setup):
+    from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
+
+    run_id = s.client.create_run(s.experiment_id).info.run_id
+    error = None
+    try:  # what mlflow.log_params sends for 210 params: batches of 100, 100 and 10
+        s.client.log_batch(run_id, params=[Param(f"p{i:03d}", str(i)) for i in range(210)])
+    except MlflowException as exc:
+        error = str(exc)
+    stored = len(s.client.get_run(run_id).data.params)
+    observed = {"client_error": error, "params_logged": 210, "params_stored": stored}
+    expected = ("'Message': 'A field of the entity is over the size limit. FieldName=Parameters, Limit=200, "
+                "Size=210.")
+    return (bool(error) and error.startswith("INVALID_PARAMETER_VALUE: Response: {'Error': {'Code': "
+                                             "'ValidationError'") and expected in error and stored == 200), observed
+
+
+def _logged_model_metric_quota(s: Setup):
+    import mlflow
+    import mlflow.sklearn
+    import numpy as np
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(12.0).reshape(4, 3)
+    model = LinearRegression().fit(X, X @ [1.0, 2.0, 3.0])
+    error = None
+    with mlflow_uris.using("databricks", "databricks"):
+        with mlflow.start_run(experiment_id=s.experiment_id) as run:
+            # 1001 points of one metric at step 0 (the report's repeated backfills); log_model links
+            # every point of the run at its step to the new logged model.
+            s.client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0 / (i + 1), 1_700_000_000_000 + i, 0)
+                                                         for i in range(1001)])
+            try:
+                mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+            except MlflowException as exc:
+                error = str(exc)
+    observed = {"client_error": error, "metric_points_at_step_0": 1001}
+    expected = ("BAD_REQUEST: Unable to log new or update existing logged model metrics for model m-")
+    tail = "exceeded maximum allowed number of logged model metrics per logged model: 1000."
+    return bool(error) and error.startswith(expected) and tail in error, observed
+
+
 def _uc_model(s: Setup, name: str, **fault):
     """log_model(registered_model_name=<catalog.schema.model>) to Unity Catalog, optionally under a
     one-shot rule on its model-versions/create; the version as Unity Catalog then reports it."""
@@ -455,6 +500,31 @@ SCENARIOS = {s.name: s for s in [
                      "'ValidationError', ..., 'Message': 'Model source from file must be in the following format: "
                      "azureml://artifacts/<origin>/<container>/<artifact_prefix>. Provided model source: "
                      "dummy-source', ...}'"),
+    Scenario("params_past_azureml_limit",
+             "a run gets 210 params (mlflow.log_params of a large config): Azure ML refuses the batch that "
+             "takes it past 200; the run keeps the first 200, the client raises",
+             "log at most 200 params per run on Azure ML (log a large config as an artifact, e.g. mlflow.log_dict)",
+             ("azureml",), _params_past_azureml_limit,
+             rule="Azure ML: a run holds at most 200 params; log-parameter/log-batch past that -> 400 ValidationError "
+                  "'A field of the entity is over the size limit. FieldName=Parameters, Limit=200, Size=<n>. ...' "
+                  "(fidelity: Azure ML run limits)",
+             symptom="Azure/azure-sdk-for-python#35685: 'INVALID_PARAMETER_VALUE: Response: {'Error': {'Code': "
+                     "'ValidationError', ..., 'Message': 'A field of the entity is over the size limit. "
+                     "FieldName=Parameters, Limit=200, Size=210. See https://aka.ms/azure-machine-learning-limits "
+                     "for service limits documentation.'' (the same code works with a local MLflow server)"),
+    Scenario("logged_model_metric_quota",
+             "log_model in a run holding more than 1000 metric points at the model's step: linking them to the "
+             "new logged model exceeds the workspace's quota and log_model raises",
+             "keep fewer metric points per step, or log the model at a step without metrics (e.g. step=-1)",
+             ("databricks",), _logged_model_metric_quota,
+             rule="Databricks: a logged model holds at most 1000 metric points; log-batch/log-metric past that -> "
+                  "400 BAD_REQUEST 'Unable to log new or update existing logged model metrics for model <id>, "
+                  "exceeded maximum allowed number of logged model metrics per logged model: 1000. ...' "
+                  "(fidelity: Databricks run limits)",
+             symptom="mlflow/mlflow#20715: 'mlflow.exceptions.RestException: BAD_REQUEST: Unable to log new or "
+                     "update existing logged model metrics for model m-..., exceeded maximum allowed number of "
+                     "logged model metrics per logged model: 1000. To raise this quota please contact the "
+                     "Databricks support team.'"),
     Scenario("unity_catalog_name_in_workspace_registry",
              "a three-level Unity Catalog name (catalog.schema.model) is registered with the registry URI "
              "'databricks' (the workspace registry) instead of 'databricks-uc': refused, nothing stored",

@@ -41,7 +41,8 @@ def test_pending_scenario_is_refused_on_azureml(emulator):
 
 BUILT_IN = ["missing_source_fails_registration", "unknown_run_is_not_found", "file_source_is_refused",
             "unity_catalog_name_in_workspace_registry", "unity_catalog_unknown_model_id",
-            "unity_catalog_pending_after_register", "unity_catalog_failed_at_finalize"]
+            "unity_catalog_pending_after_register", "unity_catalog_failed_at_finalize",
+            "params_past_azureml_limit", "logged_model_metric_quota"]
 
 
 def test_each_built_in_refusal_has_a_scenario_naming_its_rule_and_symptom():
@@ -59,4 +60,6 @@ def test_each_built_in_refusal_has_a_scenario_naming_its_rule_and_symptom():
     assert "Run with id=<uuid> not found" in listed.output and "mlflow/mlflow#18194" in listed.output
     assert "databricks/mlops-stacks#135" in listed.output
     assert "Provided model source: dummy-source" in listed.output and "mlflow/mlflow#15329" in listed.output
+    assert "Azure/azure-sdk-for-python#35685" in listed.output and "FieldName=Parameters, Limit=200" in listed.output
+    assert "mlflow/mlflow#20715" in listed.output and "per logged model: 1000" in listed.output
     assert all(SCENARIOS[n].rule and SCENARIOS[n].symptom for n in SCENARIOS)

@@ -827,3 +827,23 @@ def test_concurrent_records_are_each_committed_before_returning(tmp_path):
     assert summary["recorded_writes"] == 33 and 2 <= summary["recorded_commits"] <= 33  # + the run_create
     # The ledger counted exactly the points of the events that were kept.
     assert box.recorded("r")["metrics"]["m"][0] == 31
+
+
+def test_params_past_azure_mls_limit_are_set_aside_not_retried_forever(linked):
+    """Azure ML holds at most 200 params per run (Azure/azure-sdk-for-python#35685) and refuses the
+    rest with a body that names none of them: the mirror delivers 200 and sets the others aside
+    instead of retrying them as a proxy's "Bad request"."""
+    with clients(linked) as (db, aml):
+        exp_id = db.create_experiment(exp_name(linked, "param-limit"))
+        run_id = db.create_run(exp_id).info.run_id
+        failed_before = mirror_state(linked)["failed"]
+        mlflow.log_params({f"p{i:03d}": str(i) for i in range(210)}, run_id=run_id)
+        db.log_metric(run_id, "after", 1.0)  # later writes of the run still flow
+        wait_drained(linked)
+        state = mirror_state(linked)
+        assert state["failed"] > failed_before
+        assert "FieldName=Parameters, Limit=200" in state["recent_failures"][0]["error"]
+        mirrored = aml.get_run(mirror_of(linked, run_id)["azureml_run_id"])
+        assert len(mirrored.data.params) == 200
+        assert mirrored.data.metrics["after"] == 1.0
+        assert len(db.get_run(run_id).data.params) == 210  # Databricks keeps them all

@@ -102,9 +102,11 @@ def install(app: Flask, config: ServerConfig) -> None:
         online_endpoints,
         registration_rules,
         registry_sources,
+        run_param_limit,
     )
 
     registration_rules.install(app, config)  # what Azure ML's registry refuses, before any lookup
+    run_param_limit.install(app, config)  # at most 200 params per run
     registry_sources.install(app, _tracking_store)
     # fidelity: Azure ML local uploads -- versions registered from a local folder
     local_upload_versions.install(app, Path(config.state_dir) / "artifacts")

@@ -18,6 +18,7 @@ Databricks workspace does on top (see docs/pages/databricks.md):
 * ``ui_links``           the client's printed ``/ml/experiments/...`` links -> MLflow UI pages
 * ``clusters_api``       ``clusters/list-node-types|list|get`` (one emulated notebook cluster)
 * ``run_lineage``        ``mlflow.rootRunId`` on every run (root of its nested-run tree)
+* ``logged_model_metric_limit`` the quota of 1000 metrics per MLflow 3 logged model
 * ``managed_evals``      ``managed-evals/datasets`` (how the client searches evaluation datasets there)
 * ``trace_spans``        spans the client uploads as ``traces.json``: searchable, shown by the UI
 * ``traces_v4``          the V4 (Unity Catalog) trace API answers ENDPOINT_NOT_FOUND (V3 fallback)
@@ -42,6 +43,7 @@ from emulator.services.databricks import (
     experiment_rules,
     files_api,
     jobs_api,
+    logged_model_metric_limit,
     managed_evals,
     registration_lifecycle,
     registry_artifacts,
@@ -91,6 +93,7 @@ def install(app: Flask, config: ServerConfig) -> None:
     uc.install(app, config, WORKSPACE_ID)
     experiment_rules.install(app, config, tree)
     registry_names.install(app)  # the workspace registry refuses '/', '.', ':' in model names
+    logged_model_metric_limit.install(app)  # at most 1000 metrics per logged model
     objects = WorkspaceObjects(state)  # notebooks and files (workspace/import|export)
     workspace_api.install(app, tree, objects)
     jobs = JobsStore(state)

@@ -65,6 +65,15 @@ def _names_any(message: str, identifiers: set[str]) -> bool:
     return False
 
 
+def _is_service_validation(body) -> bool:
+    """Azure ML's own validation body (``{"Error": {"Code": "ValidationError", ...}, "ComponentName"}``,
+    e.g. a run's 201st param): a verdict on what was sent even when it names none of it - a proxy's
+    or an injected fault's page does not come in this shape."""
+    # fidelity: Mirror: refused batch items
+    return (isinstance(body, dict) and isinstance(body.get("Error"), dict)
+            and body["Error"].get("Code") == "ValidationError" and "ComponentName" in body)
+
+
 class _Answer(dict):
     """An answer's JSON object: a field it lacks is a malformed answer (retried), not a bug."""
 
@@ -99,12 +108,14 @@ class AzureMLClient:
     def _check(self, resp: requests.Response, what: str, sent=None) -> requests.Response:
         if resp.ok:
             return resp
+        body = None
         try:
             body = resp.json()
             code, message = body.get("error_code"), str(body.get("message", resp.text))
         except (ValueError, AttributeError):
             code, message = None, resp.text[:300]
-        names_item = resp.status_code >= 500 or _names_any(message, _identifiers(sent))
+        names_item = (resp.status_code >= 500 or _names_any(message, _identifiers(sent))
+                      or (resp.status_code == 400 and _is_service_validation(body)))
         raise AzureMLError(f"Azure ML answered {resp.status_code} to {what}: {code or ''} {message}".strip(),
                            resp.status_code, code, names_item)
 
