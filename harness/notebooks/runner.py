@@ -112,7 +112,7 @@ class _Spark:
 
     def get(self):
         if self.session is None:
-            from harness.spark import get_spark
+            from harness.spark import get_spark, is_cluster, resolve_master
 
             tables_dir = getattr(self.workspace, "tables_dir", "")
             conf, jar = {}, None
@@ -123,8 +123,6 @@ class _Spark:
                     jar = spark_tables.catalog_jar(self.workspace.catalog_cache or Path(tables_dir) / "catalog")
                 except spark_tables.TablesUnavailable as exc:
                     print(f"note: {exc}; only two-level table names work", file=sys.stderr)
-                from harness.spark import is_cluster, resolve_master
-
                 conf = spark_tables.session_conf(tables_dir, jar, local=not is_cluster(resolve_master(self.master)))
             session = get_spark(self.master, app_name="harness-notebook", **conf)
             if tables_dir:
