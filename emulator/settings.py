@@ -46,6 +46,22 @@ def model_envs_dir(state_dir: str) -> str:
     return os.environ.get(MODEL_ENVS_ENV) or os.path.join(state_dir, "model-envs")
 
 
+# Notebooks' tables (harness.spark_tables): the Databricks workspace's Spark warehouse and Hive
+# metastore live in its state dir; the Jobs service hands that folder to its notebook tasks in
+# SPARK_TABLES_ENV (never the whole state dir). The Unity Catalog name plugin is compiled once per
+# Spark version into SPARK_CATALOG_CACHE_ENV: chosen by the launcher (the user's cache), else under the state dir.
+SPARK_TABLES_ENV = "EMULATOR_SPARK_TABLES"
+SPARK_CATALOG_CACHE_ENV = "EMULATOR_SPARK_CATALOG_CACHE"
+
+
+def spark_tables_dir(databricks_state_dir: str) -> str:
+    return os.path.join(databricks_state_dir, "spark-tables")
+
+
+def spark_catalog_cache(state_dir: str) -> str:
+    return os.environ.get(SPARK_CATALOG_CACHE_ENV) or os.path.join(state_dir, "spark-catalog")
+
+
 # The user that owns the Databricks token (runs are owned by it, not by the OS user).
 DATABRICKS_USER_ENV = "EMULATOR_DATABRICKS_USER"
 DEFAULT_DATABRICKS_USER = "someone@example.com"

@@ -18,6 +18,10 @@ class DatabricksWorkspace(WorkspaceAdmin):
     token: str
     user: str
     s3_url: str = ""  # Unity Catalog model files (MLFLOW_S3_ENDPOINT_URL)
+    # Notebooks' Spark tables (harness.spark_tables): the workspace's warehouse and metastore folder,
+    # and where the catalog plugin is cached ("": a notebook's `spark` gets no persistent tables).
+    tables_dir: str = ""
+    catalog_cache: str = ""
 
     @property
     def env(self) -> dict[str, str]:
@@ -112,7 +116,10 @@ class Emulator:
     @property
     def databricks(self) -> DatabricksWorkspace:
         info = status.addresses(self.state)["databricks"]
-        return DatabricksWorkspace(info["url"], info["token"], info["user"], info["s3_url"])
+        role_dir = str(self.state.role_dir("databricks"))
+        return DatabricksWorkspace(info["url"], info["token"], info["user"], info["s3_url"],
+                                   tables_dir=settings.spark_tables_dir(role_dir),
+                                   catalog_cache=str(launcher.spark_catalog_cache()))
 
     @property
     def azureml(self) -> AzureMLWorkspace:

@@ -73,6 +73,14 @@ def model_envs_dir() -> Path:
     return cache_root() / "model-envs"
 
 
+def spark_catalog_cache() -> Path:
+    """Where notebooks' catalog plugin is compiled (harness.spark_tables): in the user's cache, once
+    per Spark version; handed to the server for its job tasks."""
+    from emulator.control.user_cache import cache_root
+
+    return cache_root() / "spark-catalog"
+
+
 def server_config(state: StateDir, role: str, host: str, port: int, public_url: str | None = None,
                   **listeners):
     cfg = state.config()
@@ -255,7 +263,8 @@ def _spawn(state: StateDir, procs: list[Running]) -> None:
             stdin=subprocess.PIPE,  # its end of file: the runfiles are written (or this process died)
             # The store template folder is chosen here, on the user's side: the server scrubs HOME.
             env={store_templates.ENV: str(store_templates_dir()),
-                 settings.MODEL_ENVS_ENV: str(model_envs_dir()), **os.environ},
+                 settings.MODEL_ENVS_ENV: str(model_envs_dir()),
+                 settings.SPARK_CATALOG_CACHE_ENV: str(spark_catalog_cache()), **os.environ},
             start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
         )
     try:

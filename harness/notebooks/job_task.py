@@ -2,8 +2,8 @@
 
 The workspace's Jobs service (emulator.services.databricks.jobs_runner) starts
 ``python -m harness.notebooks.job_task NOTEBOOK --params JSON --task-values FILE --task-key KEY
---result FILE --user USER`` with the workspace's DATABRICKS_HOST/DATABRICKS_TOKEN in its
-environment; the notebook runs as under ``harness notebook run`` and the result (exit value, the
+--result FILE --user USER`` with the workspace's DATABRICKS_HOST/DATABRICKS_TOKEN (and its Spark
+tables' folder, harness.spark_tables) in its environment; the notebook runs as under ``harness notebook run`` and the result (exit value, the
 failing cell's error and traceback) is written as JSON to ``--result``. The service cannot import
 the harness (layers), so this is the seam between the two.
 """
@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from emulator import settings
 from harness.notebooks import JsonFileTaskValues, run_notebook
 from harness.workspaces import DatabricksWorkspace
 
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _exit_with_parent(args.parent_pid or os.getppid())
     workspace = DatabricksWorkspace(url=os.environ["DATABRICKS_HOST"], token=os.environ["DATABRICKS_TOKEN"],
-                                    user=args.user, s3_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL", ""))
+                                    user=args.user, s3_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL", ""),
+                                    tables_dir=os.environ.get(settings.SPARK_TABLES_ENV, ""),
+                                    catalog_cache=os.environ.get(settings.SPARK_CATALOG_CACHE_ENV, ""))
     result = run_notebook(args.notebook, json.loads(args.params), workspace=workspace,
                           task_values=JsonFileTaskValues(args.task_values), task_key=args.task_key)
     failed = result.failed_cell

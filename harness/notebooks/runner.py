@@ -26,6 +26,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from harness.notebooks import pip_magic, source
 from harness.notebooks import task_values as tv
@@ -103,17 +104,42 @@ class _Tee(io.TextIOBase):
 
 
 class _Spark:
-    """One SparkSession for a run and the notebooks it runs, started on first use."""
+    """One SparkSession for a run and the notebooks it runs, started on first use; with a workspace,
+    its tables are the workspace's (harness.spark_tables)."""
 
-    def __init__(self, master: str | None):
-        self.master, self.session = master, None
+    def __init__(self, master: str | None, workspace=None):
+        self.master, self.workspace, self.session = master, workspace, None
 
     def get(self):
         if self.session is None:
-            from harness.spark import get_spark
+            from harness.spark import get_spark, is_cluster, resolve_master
 
-            self.session = get_spark(self.master, app_name="harness-notebook")
+            tables_dir = getattr(self.workspace, "tables_dir", "")
+            conf, jar = {}, None
+            if tables_dir:
+                from harness import spark_tables
+
+                try:
+                    jar = spark_tables.catalog_jar(self.workspace.catalog_cache or Path(tables_dir) / "catalog")
+                except spark_tables.TablesUnavailable as exc:
+                    print(f"note: {exc}; only two-level table names work", file=sys.stderr)
+                conf = spark_tables.session_conf(tables_dir, jar, local=not is_cluster(resolve_master(self.master)))
+            session = get_spark(self.master, app_name="harness-notebook", **conf)
+            if tables_dir:
+                self._check_warehouse(session, conf["spark.sql.warehouse.dir"])
+                if jar is not None:
+                    spark_tables.register_catalogs(
+                        session, [*spark_tables.DEFAULT_CATALOGS, *spark_tables.uc_catalogs(self.workspace)])
+            self.session = session
         return self.session
+
+    @staticmethod
+    def _check_warehouse(session, wanted: str) -> None:
+        """A session this process had already started keeps its own warehouse (static settings)."""
+        have = session.conf.get("spark.sql.warehouse.dir", "")
+        if urlparse(have).path.rstrip("/") != urlparse(wanted).path.rstrip("/"):  # file:/x is file:///x
+            print(f"note: this process's SparkSession was started before the notebook: its tables are in {have}, "
+                  f"not the workspace's {wanted}", file=sys.stderr)
 
 
 def display(obj: Any = None, *args, **kwargs) -> None:
@@ -424,5 +450,6 @@ def run_notebook(path: str | os.PathLike, params: dict | None = None, *, workspa
     notebook = source.resolve(path)
     in_job = task_values is not None
     store = task_values if task_values is not None else tv.MemoryTaskValues()
-    return _run(notebook, params or {}, workspace, store, task_key or notebook.stem, in_job, _Spark(spark_master),
+    return _run(notebook, params or {}, workspace, store, task_key or notebook.stem, in_job,
+                _Spark(spark_master, workspace),
                 pip_install, 0, passthrough, progress)

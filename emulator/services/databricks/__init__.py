@@ -64,6 +64,7 @@ from emulator.services.databricks.jobs_store import JobsStore
 from emulator.services.databricks.workspace_objects import WorkspaceObjects
 from emulator.services.databricks.workspace_tree import WorkspaceTree
 from emulator.services.mirror.recorder import blob_recorder
+from emulator import settings
 from emulator.settings import ServerConfig
 from emulator.stores import pristine
 from emulator.stores.safe_paths import Storage
@@ -100,7 +101,9 @@ def install(app: Flask, config: ServerConfig) -> None:
     # A job's notebook tasks call this server back; at its own address, not the public one (Docker).
     local_host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
     executor = RunExecutor(jobs, objects, state / "job-runs", f"http://{local_host}:{config.port}", config.token,
-                           config.user, config.s3_url)
+                           config.user, config.s3_url,
+                           tables={settings.SPARK_TABLES_ENV: settings.spark_tables_dir(str(state)),
+                                   settings.SPARK_CATALOG_CACHE_ENV: settings.spark_catalog_cache(str(state))})
     jobs_api.install(app, jobs, executor, config.user, config.public_url)  # fidelity: Jobs API
     owners = ArtifactOwners()  # one cache of which runs/models exist, for the Files API and DBFS
     files_api.install(app, files_api.FilesLocator(artifacts, Storage(state / "volumes"), owners))

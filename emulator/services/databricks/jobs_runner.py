@@ -80,7 +80,7 @@ class RunExecutor:
     """Starts runs in background threads; cancels them."""
 
     def __init__(self, store: JobsStore, objects: WorkspaceObjects, work_root: Path, host_url: str, token: str,
-                 user: str, s3_url: str = ""):
+                 user: str, s3_url: str = "", tables: dict[str, str] | None = None):
         self.store, self.objects = store, objects
         # Each run's private folder (exported notebooks, task values, logs), removed when it ends;
         # what a killed server left behind goes at the next start.
@@ -90,6 +90,9 @@ class RunExecutor:
         self.env = {"DATABRICKS_HOST": host_url, "DATABRICKS_TOKEN": token}
         if s3_url:
             self.env["MLFLOW_S3_ENDPOINT_URL"] = s3_url
+        # The workspace's Spark tables (their folder, not the state dir): tables outlive a task, as on
+        # Databricks, so one task's saveAsTable is the next task's spark.table.
+        self.env.update(tables or {})
         self.user = user
         self._lock = threading.Lock()
         self._active: dict[int, dict] = {}  # run id -> {"cancel": Event, "proc": Popen | None}
