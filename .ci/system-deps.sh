@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the project needs from Debian's packages, only when it is missing.
 #   system-deps.sh python   python3 with venv
-#   system-deps.sh java     a JRE for Spark (the harness's UDF scoring)
+#   system-deps.sh java     a JDK for Spark (the harness's UDF scoring; javac builds the notebooks' catalog plugin)
 #   system-deps.sh docker   docker.io + docker-compose + debootstrap, and a running dockerd
 #   system-deps.sh browser  chromium + chromium-driver for the UI tests (tests/test_ui_browser.py)
 set -euo pipefail
@@ -26,9 +26,10 @@ need_python() {
 }
 
 need_java() {
-  if ! java -version >/dev/null 2>&1; then
-    echo "==> installing a Java runtime for Spark"
-    apt_install openjdk-17-jre-headless
+  # javac too: harness/spark_tables.py compiles the three-level-name catalog plugin on first use.
+  if ! java -version >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+    echo "==> installing a Java development kit for Spark"
+    apt_install openjdk-17-jdk-headless
   fi
 }
 
