@@ -95,8 +95,8 @@ class ServingProcess:
                 if self.zygote is not None and python == sys.executable:
                     # fidelity: Online endpoints - inference server start (a warm parent forks it)
                     self.proc = self.zygote.fork({"op": "serve", "model_dir": str(model_dir),
-                                                  "private_dir": str(self.private), "secret": self.secret},
-                                                 [out.fileno(), write_end])
+                                                  "private_dir": str(self.private)},
+                                                 [out.fileno(), write_end], {"secret": self.secret})
                 else:
                     env = model_env(model_dir)
                     if self.environment is not None:
@@ -122,8 +122,8 @@ class ServingProcess:
             if self.zygote is not None:
                 uris = {k: v for k, v in self.fetch_env.items()
                         if k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN")}
-                code = self.zygote.fork({"op": "fetch", "model_uri": self.model_uri, "dest": str(model_dir),
-                                         "env": uris}, [out.fileno()]).wait(timeout)
+                code = self.zygote.fork({"op": "fetch", "model_uri": self.model_uri, "dest": str(model_dir)},
+                                        [out.fileno()], {"env": uris}).wait(timeout)
             else:
                 code = subprocess.run([sys.executable, "-m", RUNNER, "--fetch", self.model_uri, "--dest",
                                        str(model_dir)], stdout=out, stderr=subprocess.STDOUT,

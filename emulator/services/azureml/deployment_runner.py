@@ -229,7 +229,8 @@ def main(argv=None) -> int:
     if args.zygote_fd is not None:
         from emulator.services.azureml import inference_zygote
 
-        return inference_zygote.run(args.zygote_fd, args.parent_pid)
+        return inference_zygote.run(args.zygote_fd, args.parent_pid,
+                                    inference_zygote.Steps(fetch=fetch, serve=serve, reset_logging=_logging_to_stdout))
     if args.fetch:
         return fetch(args.fetch, args.dest)
     secret = sys.stdin.readline().strip()  # not argv or the environment: neither shows it to others

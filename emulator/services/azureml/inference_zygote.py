@@ -10,7 +10,9 @@ starts as clean as a new process would, minus the imports.
 
 Protocol (a SOCK_SEQPACKET socketpair, one JSON message per packet): the workspace sends
 ``{"id", "op": "fetch"|"serve", ...}`` with file descriptors attached (SCM_RIGHTS: the log file,
-and for ``serve`` the ready pipe's write end); the zygote answers ``{"id", "pid"}`` and later
+for ``serve`` the ready pipe's write end, last a pipe holding the child's secrets: the download's
+token, the server's per-deployment secret). The zygote passes that pipe on unread, so no secret is
+ever in its memory for a later child (another deployment's model code) to find. It answers ``{"id", "pid"}`` and later
 ``{"exit": pid, "code"}`` once it has reaped that child; ``{"ready": true}`` once its imports are
 done. The zygote exits when the socket closes or the workspace server is gone; its children exit
 when the zygote is gone (``deployment_runner._watch_parent``).
@@ -31,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 _logger = logging.getLogger("azureml.zygote")
@@ -68,24 +72,24 @@ def _preload() -> None:
     gc.freeze()  # what every child shares: its first collection need not walk (and copy) it
 
 
-def _child(request: dict, fds: list[int], sock: socket.socket) -> int:
+def _child(request: dict, fds: list[int], sock: socket.socket, steps: Steps) -> int:
     """In the forked child: become the requested step. Never returns to the zygote's loop."""
-    from emulator.services.azureml import deployment_runner
-
     sock.close()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with os.fdopen(fds[-1], "rb") as pipe:
+        private = json.loads(pipe.read())
     log_fd = fds[0]
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
-    deployment_runner._logging_to_stdout()
+    steps.reset_logging()
     if request["op"] == "fetch":
         # The download's MLflow URIs and token: only this child gets them (it runs no model code).
-        os.environ.update(request["env"])
-        return deployment_runner.fetch(request["model_uri"], request["dest"])
+        os.environ.update(private["env"])
+        return steps.fetch(request["model_uri"], request["dest"])
     os.chdir(request["model_dir"])
     os.environ["HOME"] = request["model_dir"]
-    return deployment_runner.serve(request["secret"], fds[1], os.getppid(), request.get("private_dir"))
+    return steps.serve(private["secret"], fds[1], os.getppid(), request.get("private_dir"))
 
 
 def _send(sock: socket.socket, message: dict) -> None:
@@ -106,7 +110,16 @@ def _reap(sock: socket.socket) -> None:
         _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def run(fd: int, parent_pid: int) -> int:
+@dataclass(frozen=True)
+class Steps:
+    """What a child becomes: deployment_runner's functions (passed in: it is the one importing us)."""
+
+    fetch: Callable[[str, str], int]
+    serve: Callable[[str, int, int, str | None], int]
+    reset_logging: Callable[[], None]
+
+
+def run(fd: int, parent_pid: int, steps: Steps) -> int:
     sock = socket.socket(fileno=fd)
     _preload()
     _send(sock, {"ready": True, "pid": os.getpid()})
@@ -130,7 +143,7 @@ def run(fd: int, parent_pid: int) -> int:
         if pid == 0:
             code = 1
             try:
-                code = _child(request, fds, sock)
+                code = _child(request, fds, sock, steps)
             except BaseException:
                 logging.getLogger("azureml.inference").exception("inference server failed")
             finally:
@@ -138,8 +151,6 @@ def run(fd: int, parent_pid: int) -> int:
                 os._exit(code)
         for child_fd in fds:
             os.close(child_fd)
-        request.pop("secret", None)
-        request.pop("env", None)
         _send(sock, {"id": request["id"], "pid": pid})
 
 
@@ -247,8 +258,9 @@ class Zygote:
             child._exited(-1)
         proc.wait()
 
-    def fork(self, request: dict, fds: list[int], timeout: float = READY_TIMEOUT_S) -> ForkedProcess:
-        """Ask for a child (``op`` fetch or serve); its fds are sent, not kept open here."""
+    def fork(self, request: dict, fds: list[int], private: dict,
+             timeout: float = READY_TIMEOUT_S) -> ForkedProcess:
+        """Ask for a child (``op`` fetch or serve); ``private`` reaches only the child (a pipe)."""
         self.warm()
         if not self._ready.wait(timeout):
             raise RuntimeError("the inference zygote did not become ready")
@@ -259,7 +271,13 @@ class Zygote:
             sock, proc = self._sock, self._proc
         if sock is None or proc is None:
             raise RuntimeError("the inference zygote was stopped")
-        socket.send_fds(sock, [json.dumps({**request, "id": request_id}).encode()], fds)
+        read_end, write_end = os.pipe()
+        try:
+            with os.fdopen(write_end, "wb") as pipe:  # small: fits the pipe's buffer, no reader needed yet
+                pipe.write(json.dumps(private).encode())
+            socket.send_fds(sock, [json.dumps({**request, "id": request_id}).encode()], [*fds, read_end])
+        finally:
+            os.close(read_end)
         with self._reply_cv:
             if not self._reply_cv.wait_for(lambda: request_id in self._replies or proc.poll() is not None, timeout):
                 raise RuntimeError("the inference zygote did not answer")
