@@ -96,7 +96,7 @@ def test_online_deployment_row_is_measured_with_azure_ai_ml():
     from bench import report
 
     done = subprocess.run([sys.executable, "-m", "bench.online_deploy", "--rounds", "2"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     deploy = json.loads(done.stdout)
     assert deploy["client"].startswith("azure-ai-ml ") and len(deploy["per_round"]) == 2

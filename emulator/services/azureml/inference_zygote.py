@@ -58,7 +58,7 @@ def _preload() -> None:
     for name in PRELOAD_OPTIONAL:
         try:
             importlib.import_module(name)
-        except Exception:  # not installed, or broken: the model that needs it fails in its own child
+        except Exception:  # noqa: BLE001 -- not installed or broken: the model needing it fails in its child
             _logger.info("not preloaded: %s", name)
     try:
         # load_model checks the model's requirements against what is installed: MLflow maps every
@@ -66,7 +66,7 @@ def _preload() -> None:
         from mlflow.utils import requirements_utils
 
         requirements_utils._init_packages_to_modules_map()
-    except Exception:
+    except Exception:  # noqa: BLE001 -- a private MLflow helper: without it, each child maps them itself
         _logger.info("not preloaded: MLflow's map of installed packages")
     gc.collect()
     gc.freeze()  # what every child shares: its first collection need not walk (and copy) it
