@@ -171,7 +171,11 @@ def _more(args, work: Path, env, result: dict) -> None:
     finally:
         emu.down()
 
-    from bench import model_envs
+    from bench import model_envs, online_deploy
+
+    deploy_rounds = 2 if args.quick else 4
+    _progress(f"online deployment through azure-ai-ml, {deploy_rounds} rounds (endpoint, deployment, first score)")
+    result["online_deployment"] = online_deploy.measure(work, deploy_rounds)
 
     _progress(f"online deployment of a model needing {model_envs.EXTRA}: first build, then a re-deploy "
               "with the environment cached")

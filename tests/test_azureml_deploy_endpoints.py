@@ -387,14 +387,26 @@ def test_arm_validation_errors(ml, served):
         assert set(resp.json()) == {"error"}
 
 
+def _parent_pid(pid: str) -> int:
+    stat = (Path("/proc") / pid / "stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _private_dirs_of_inference_servers(workspace_pid: int) -> list[Path]:
-    """The private directories (parents of their working directories) of a workspace's inference servers."""
+    """The private directories (parents of their working directories) of a workspace's inference
+    servers: its children, or its inference zygote's (emulator.services.azureml.inference_zygote)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"--ready-fd" in argv and argv[argv.index(b"--parent-pid") + 1] == str(workspace_pid).encode():
-                found.append(Path(os.readlink(proc / "cwd")).parent)
+            if b"emulator.services.azureml.deployment_runner" not in argv:
+                continue
+            parent = _parent_pid(proc.name)
+            if parent != workspace_pid and _parent_pid(str(parent)) != workspace_pid:
+                continue
+            cwd = Path(os.readlink(proc / "cwd"))
+            if cwd.parent.name.startswith("azureml-deployment-"):
+                found.append(cwd.parent)
         except (OSError, ValueError, IndexError):
             continue
     return found

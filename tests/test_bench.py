@@ -88,3 +88,20 @@ def test_setup_and_suite_rows_come_from_make_tests_records(tmp_path):
     assert found["set-up of a fresh machine"]["pass"] is True  # <= 15 min
     assert found["the suite"]["emulator"] == 45.0 and found["the suite"]["pass"] is False  # over 30 min
     assert "not measured" not in report.table(list(found.values()))
+
+
+def test_online_deployment_row_is_measured_with_azure_ai_ml():
+    """Issue 33 target 5's row: the real azure-ai-ml client deploys a registered model and scores it
+    (the bench checks the answer); shape only, never the 5 s target."""
+    from bench import report
+
+    done = subprocess.run([sys.executable, "-m", "bench.online_deploy", "--rounds", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    deploy = json.loads(done.stdout)
+    assert deploy["client"].startswith("azure-ai-ml ") and len(deploy["per_round"]) == 2
+    for run in deploy["per_round"]:
+        assert 0 < run["endpoint_s"] < run["total_s"] and run["deployment_s"] > 0 and run["first_score_s"] > 0
+    warm, first = report.online_deployment_rows({"online_deployment": deploy})
+    assert warm["emulator"] == deploy["per_round"][1]["total_s"] and isinstance(warm["pass"], bool)
+    assert first["emulator"] == deploy["first_round_total_s"] and first["pass"] is None

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from emulator.services.azureml import model_environments
+from emulator.services.azureml.inference_zygote import Zygote
 
 _logger = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ def model_env(home: Path) -> dict[str, str]:
 class ServingProcess:
     """One inference server process for one deployment generation."""
 
-    def __init__(self, model_uri: str, log_path: Path, fetch_env: dict[str, str], envs_dir: Path | None = None):
+    def __init__(self, model_uri: str, log_path: Path, fetch_env: dict[str, str], envs_dir: Path | None = None,
+                 zygote: Zygote | None = None):
         self.model_uri = model_uri
+        self.zygote = zygote  # forks both steps when the model runs in the server's own Python
         self.log_path = log_path
         self.fetch_env = fetch_env
         self.envs_dir = envs_dir  # where model environments are built (None: the server's Python only)
@@ -74,7 +77,7 @@ class ServingProcess:
         # Private to this generation (mkdtemp: mode 0700), removed when it stops.
         self.private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))
         self.secret = secrets.token_urlsafe(32)  # what the workspace presents to the inference server
-        self.proc: subprocess.Popen | None = None
+        self.proc = None  # a subprocess.Popen, or a zygote's ForkedProcess (the same calls)
         self.port: int | None = None
         self._ready_fd: int | None = None
 
@@ -85,37 +88,57 @@ class ServingProcess:
         with open(self.log_path, "ab") as out:
             out.write(f"\n=== starting inference server for {self.model_uri} ===\n".encode())
             out.flush()
-            try:
-                fetched = subprocess.run([sys.executable, "-m", RUNNER, "--fetch", self.model_uri, "--dest",
-                                          str(model_dir)], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.fetch_env, check=False,
-                                         timeout=timeout or ready_timeout())
-            except subprocess.TimeoutExpired:
-                self.stop()
-                raise DeploymentFailed(f"Downloading {self.model_uri} took too long:\n{tail(self.log_path, 25)}") from None
-            if fetched.returncode != 0:
-                self.stop()
-                raise DeploymentFailed(f"The inference server could not download {self.model_uri}:\n"
-                                       f"{tail(self.log_path, 25)}")
+            self._fetch(model_dir, out, timeout or ready_timeout())
             python = self._environment(model_dir, out, timeout or ready_timeout())
-            env = model_env(model_dir)
-            if self.environment is not None:
-                env["VIRTUAL_ENV"] = str(self.environment)
             read_end, write_end = os.pipe()
             try:
-                self.proc = subprocess.Popen(
-                    [python, "-m", RUNNER, "--ready-fd", str(write_end), "--parent-pid", str(os.getpid()),
-                     "--private-dir", str(self.private)],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=env,
-                    cwd=model_dir, pass_fds=(write_end,))
+                if self.zygote is not None and python == sys.executable:
+                    # fidelity: Online endpoints - inference server start (a warm parent forks it)
+                    self.proc = self.zygote.fork({"op": "serve", "model_dir": str(model_dir),
+                                                  "private_dir": str(self.private)},
+                                                 [out.fileno(), write_end], {"secret": self.secret})
+                else:
+                    env = model_env(model_dir)
+                    if self.environment is not None:
+                        env["VIRTUAL_ENV"] = str(self.environment)
+                    self.proc = subprocess.Popen(
+                        [python, "-m", RUNNER, "--ready-fd", str(write_end), "--parent-pid", str(os.getpid()),
+                         "--private-dir", str(self.private)],
+                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=env,
+                        cwd=model_dir, pass_fds=(write_end,))
+                    self.proc.stdin.write(f"{self.secret}\n".encode())
+                    self.proc.stdin.close()
             except BaseException:
                 os.close(read_end)
+                self.stop()
                 raise
             finally:
                 os.close(write_end)
             self._ready_fd = read_end
-            self.proc.stdin.write(f"{self.secret}\n".encode())
-            self.proc.stdin.close()
+
+    def _fetch(self, model_dir: Path, out, timeout: float) -> None:
+        """Copy the registered version into ``model_dir`` (a zygote's child, else a new process)."""
+        try:
+            if self.zygote is not None:
+                uris = {k: v for k, v in self.fetch_env.items()
+                        if k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN")}
+                code = self.zygote.fork({"op": "fetch", "model_uri": self.model_uri, "dest": str(model_dir)},
+                                        [out.fileno()], {"env": uris}).wait(timeout)
+            else:
+                code = subprocess.run([sys.executable, "-m", RUNNER, "--fetch", self.model_uri, "--dest",
+                                       str(model_dir)], stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=self.fetch_env, check=False,
+                                      timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise DeploymentFailed(f"Downloading {self.model_uri} took too long:\n{tail(self.log_path, 25)}") from None
+        except BaseException:
+            self.stop()
+            raise
+        if code != 0:
+            self.stop()
+            raise DeploymentFailed(f"The inference server could not download {self.model_uri}:\n"
+                                   f"{tail(self.log_path, 25)}")
 
     def _environment(self, model_dir: Path, out, timeout: float) -> str:
         """The python the model runs in: the server's own, or one built from the model's requirements."""
@@ -202,6 +225,8 @@ class DeploymentPool:
         self.root = Path(root)
         self.fetch_env = fetch_env  # for the download step only (emulator.services.azureml.deployment_runner)
         self.envs_dir = envs_dir  # model environments (emulator.services.azureml.model_environments)
+        # One warm parent that forks the downloads and the fast path's inference servers.
+        self.zygote = Zygote(self.root / "inference-zygote.log", model_env(Path(tempfile.gettempdir())))
         self._procs: dict[tuple[str, str], ServingProcess] = {}
         self._lock = threading.Lock()
 
@@ -211,7 +236,8 @@ class DeploymentPool:
 
     def start(self, endpoint: str, deployment: str, model_uri: str) -> int:
         """Start a new generation and wait until it serves; then it replaces the old one."""
-        proc = ServingProcess(model_uri, self.log_path(endpoint, deployment), self.fetch_env, self.envs_dir)
+        proc = ServingProcess(model_uri, self.log_path(endpoint, deployment), self.fetch_env, self.envs_dir,
+                              self.zygote)
         proc.start()
         port = proc.wait_ready(ready_timeout())
         with self._lock:
@@ -220,6 +246,13 @@ class DeploymentPool:
         if old is not None:
             old.stop()
         return port
+
+    def warm(self) -> None:
+        """Start the inference servers' warm parent now (an endpoint is created: a deployment follows)."""
+        try:
+            self.zygote.warm()
+        except OSError:
+            _logger.exception("starting the inference zygote")
 
     def get(self, endpoint: str, deployment: str) -> ServingProcess | None:
         with self._lock:
@@ -241,3 +274,4 @@ class DeploymentPool:
             procs, self._procs = list(self._procs.values()), {}
         for proc in procs:
             proc.stop()
+        self.zygote.stop()

@@ -180,23 +180,18 @@ def fetch(model_uri: str, dest: str) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fetch", metavar="MODEL_URI")
-    parser.add_argument("--dest")
-    parser.add_argument("--ready-fd", type=int)
-    parser.add_argument("--parent-pid", type=int, default=os.getppid())
-    parser.add_argument("--private-dir", help="removed if the workspace dies first")
-    parser.add_argument("--threads", type=int, default=4)
-    args = parser.parse_args(argv)
+def _logging_to_stdout() -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.fetch:
-        return fetch(args.fetch, args.dest)
-    secret = sys.stdin.readline().strip()  # not argv or the environment: neither shows it to others
-    if not secret or args.ready_fd is None:
-        parser.error("serving needs --ready-fd and the deployment's secret on stdin")
-    threading.Thread(target=_watch_parent, args=(args.parent_pid, args.private_dir), daemon=True).start()
+
+
+def serve(secret: str, ready_fd: int, parent_pid: int, private_dir: str | None, threads: int = 4) -> int:
+    """Load the model in the working directory and serve it; the port goes to ``ready_fd`` as soon
+    as the model is loaded and the socket bound."""
+    threading.Thread(target=_watch_parent, args=(parent_pid, private_dir), daemon=True).start()
 
     import mlflow.pyfunc
     from waitress import create_server
@@ -210,14 +205,38 @@ def main(argv=None) -> int:
         return 1
     _logger.info("Model loaded in %.2f s; signature inputs: %s", time.monotonic() - started,
                  model.metadata.get_input_schema())
-    server = create_server(ScoringApp(model, secret), host="127.0.0.1", port=0, threads=args.threads,
+    server = create_server(ScoringApp(model, secret), host="127.0.0.1", port=0, threads=threads,
                            ident="azureml-inference", **WAITRESS_CONNECTION_LIMITS)
-    with os.fdopen(args.ready_fd, "w") as ready:
+    with os.fdopen(ready_fd, "w") as ready:
         json.dump({"port": server.effective_port, "pid": os.getpid()}, ready)
     _logger.info("Listening on 127.0.0.1:%s; POST /score", server.effective_port)
     sys.stdout.flush()
     server.run()
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fetch", metavar="MODEL_URI")
+    parser.add_argument("--dest")
+    parser.add_argument("--ready-fd", type=int)
+    parser.add_argument("--parent-pid", type=int, default=os.getppid())
+    parser.add_argument("--private-dir", help="removed if the workspace dies first")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--zygote-fd", type=int, help="serve fork requests on this socket (inference_zygote)")
+    args = parser.parse_args(argv)
+    _logging_to_stdout()
+    if args.zygote_fd is not None:
+        from emulator.services.azureml import inference_zygote
+
+        return inference_zygote.run(args.zygote_fd, args.parent_pid,
+                                    inference_zygote.Steps(fetch=fetch, serve=serve, reset_logging=_logging_to_stdout))
+    if args.fetch:
+        return fetch(args.fetch, args.dest)
+    secret = sys.stdin.readline().strip()  # not argv or the environment: neither shows it to others
+    if not secret or args.ready_fd is None:
+        parser.error("serving needs --ready-fd and the deployment's secret on stdin")
+    return serve(secret, args.ready_fd, args.parent_pid, args.private_dir, args.threads)
 
 
 if __name__ == "__main__":

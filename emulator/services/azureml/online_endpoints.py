@@ -200,6 +200,8 @@ class OnlineEndpoints:
             op_id = self.ops.start()
         # An endpoint has nothing to start; it is provisioned at once (the poll still sees Creating).
         threading.Timer(0.3, self._finish_endpoint, args=(name, op_id)).start()
+        if existing is None:
+            self.pool.warm()  # a deployment follows: have the inference servers' parent ready for it
         with self.store.lock:
             resource = self.endpoint_resource(self.store.endpoint(name))
         return resource, (201 if existing is None else 200), self.ops.headers(op_id)
@@ -430,6 +432,8 @@ class OnlineEndpoints:
                         dep["properties"]["provisioningState"] = "Updating"
                         todo.append((ep_name, name, dep["generation"], dep["model_uri"]))
             self.store.save()
+        if todo:
+            self.pool.warm()
         for args in todo:
             threading.Thread(target=self._provision, args=(*args, None), daemon=True).start()
 
