@@ -281,7 +281,7 @@ def test_a_restart_ends_an_unfinished_run_and_its_task_process(emulator, sdk, fo
     deadline = time.monotonic() + 120
     while _sleeping_notebooks():
         assert time.monotonic() < deadline, _sleeping_notebooks()
-        time.sleep(1)
+        time.sleep(0.2)
 
 
 def _sleeping_notebooks() -> list[str]:
