@@ -8,14 +8,17 @@ from mlflow import MlflowClient
 
 from emulator.control.live_reset import holds_data
 from harness import links
+from tests.conftest import _session_pair_is_ours
 
 pytestmark = pytest.mark.shared_emulator
 
 
 @pytest.fixture(scope="module", autouse=True)
-def left_behind(emulated_workspaces):
+def left_behind(request, emulated_workspaces):
     """What an earlier module may leave in the session's pair: a run and a model, and the link.
     (Autouse: set up before the module's `emulator`, which must clear it.)"""
+    if not _session_pair_is_ours(request.config):
+        pytest.skip("the session's pair is Compose's, a user's state dir or linked: modules start their own")
     db, aml = emulated_workspaces.databricks, emulated_workspaces.azureml
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATABRICKS_HOST", db.url)
