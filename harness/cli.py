@@ -270,7 +270,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 res = check_dual_logging(databricks, azureml, run_id=seed.run_id)
                 if res.passed or time.monotonic() >= deadline:
                     break
-                time.sleep(1.0)
+                time.sleep(0.2)  # brisk: the deadline above is the patience, each poll period is wait
             if not info["linked"]:
                 res.notes.append("the workspaces are not linked (`emulator link`): nothing is mirrored")
             elif not res.passed:

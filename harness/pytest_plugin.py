@@ -279,7 +279,7 @@ def assert_dual_logged(run_id=None, *, experiment_name=None, databricks=None, az
         result = check_dual_logging(databricks, azureml, run_id=run_id, experiment_name=experiment_name)
         if result.passed or time.monotonic() >= deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     _fail_with(result)
     return result
 

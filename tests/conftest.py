@@ -8,6 +8,7 @@ from databricks.sdk.config import Config
 
 from harness import mlflow_uris
 from harness.workspaces import Emulator
+
 # A failed browser test leaves a screenshot under reports/screenshots/ and names it (a hook).
 from tests.support.browser import pytest_runtest_makereport  # noqa: F401
 
@@ -33,11 +34,40 @@ def _isolate_mlflow_client_state():
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    """Both workspaces as real local server processes on free loopback ports."""
+def emulator(request, tmp_path_factory):
+    """Both workspaces as real local server processes on free loopback ports.
+
+    A module marked ``shared_emulator`` (it never stops, restarts, links or journals them, nor reads
+    their state dir) gets the session's local pair instead (the plugin's ``emulated_workspaces``), emptied in
+    place before and after it: an ``up`` costs several seconds per module, a reset tens of milliseconds,
+    and a reset leaves what a new state dir holds (emulator.pipeline.reset)."""
+    if request.node.get_closest_marker("shared_emulator") and _session_pair_is_ours(request.config):
+        emu = request.getfixturevalue("emulated_workspaces")
+        _empty(emu)
+        yield emu
+        _empty(emu)
+        return
     emu = Emulator(tmp_path_factory.mktemp("emulator-state")).up()
     yield emu
     emu.down()
+
+
+def _session_pair_is_ours(config) -> bool:
+    """The plugin's pair is local, in a temp state dir of this session, unlinked: not a Compose deployment
+    (--emulator-docker), a user's state dir (--emulator-state-dir: a reset would empty it) or a linked pair."""
+    from harness.pytest_plugin import setting
+
+    return not any(setting(config, name) for name in ("emulator_docker", "emulator_state_dir", "emulator_linked"))
+
+
+def _empty(emu) -> None:
+    """Unlinked and reset, Databricks first (its mirror outbox goes before Azure ML's store)."""
+    from emulator.control.live_reset import request_reset
+    from harness import links
+
+    links.unlink(emu.databricks)
+    for ws in (emu.databricks, emu.azureml):
+        request_reset(ws.url, ws.token)
 
 
 @pytest.fixture(scope="module")

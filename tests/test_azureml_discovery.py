@@ -5,6 +5,8 @@ import requests
 
 from harness.azureml import Workspace, WorkspaceException
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 API = {"api-version": "2023-10-01"}
 
 

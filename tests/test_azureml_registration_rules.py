@@ -23,6 +23,8 @@ from sklearn.linear_model import LinearRegression
 
 from tests.test_azureml_real_clients import client_python, run_client  # noqa: F401
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 FILE_SOURCE = ("Model source from file must be in the following format: "
                "azureml://artifacts/<origin>/<container>/<artifact_prefix>. Provided model source: {}")
 

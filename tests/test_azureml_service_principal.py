@@ -12,6 +12,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def aml(emulator):

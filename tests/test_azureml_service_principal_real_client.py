@@ -10,6 +10,8 @@ import pytest
 
 from tests.test_azureml_real_clients import client_python, run_client  # noqa: F401
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 SP_SCRIPT = textwrap.dedent('''
     import json, os, sys
     import requests

@@ -13,6 +13,8 @@ from sklearn.linear_model import LinearRegression
 
 from harness.azureml import Workspace
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 
 @pytest.fixture
 def ws(emulator, monkeypatch):

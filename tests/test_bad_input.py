@@ -10,6 +10,8 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 JSON = {"Content-Type": "application/json"}
 ROLES = ["databricks", "azureml"]
 

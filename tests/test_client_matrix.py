@@ -1,7 +1,7 @@
 """Every MLflow client teams run (2.9 to 3.17) passes the whole seed flow against one linked pair.
 
-Each client runs tests/clients/seed_flow.py unmodified, in its own cached venv, one at a time
-(tests.support.client_matrix). Before 3.4 the clients move every Databricks run artifact through
+Each client runs tests/clients/seed_flow.py unmodified, in its own cached venv, two at a time
+(tests.support.client_matrix, ``EMULATOR_MATRIX_PARALLEL``). Before 3.4 the clients move every Databricks run artifact through
 ``artifacts/credentials-for-write|read`` and the signed blob URLs those return; 3.4+ use the Files
 API. ``EMULATOR_MATRIX_VERSIONS=2.9.2,3.17.2`` narrows the run while developing.
 """
@@ -29,8 +29,7 @@ def linked(emulator):
 
 
 def test_every_client_version_passes_every_step(linked, tmp_path, capsys):
-    results = [client_matrix.run_client(v, linked.databricks, linked.azureml, tmp_path)
-               for v in client_matrix.versions()]
+    results = client_matrix.run_all(linked.databricks, linked.azureml, tmp_path)
     report = client_matrix.table(results)
     with capsys.disabled():
         print("\n" + report)

@@ -5,6 +5,8 @@ obeys run ownership like ``runs/create``. Raw requests: a client never sends the
 import pytest
 import requests
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 
 def post(ws, route, body, api="api"):
     return requests.post(f"{ws.url}/{api}/2.0/mlflow/{route}", json=body,

@@ -6,6 +6,8 @@ import requests
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 ROOT = "mlflow.rootRunId"
 PARENT = "mlflow.parentRunId"
 

@@ -11,6 +11,8 @@ from mlflow.exceptions import MlflowException
 from emulator.services.databricks.uc.prompts import BAD_PROMPT_NAME
 from emulator.services.databricks.uc.store import BAD_NAME
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 
 def test_search_datasets_on_databricks_lists_the_workspaces_datasets(databricks_ws, monkeypatch):
     # Written through the stock /api/3.0 dataset routes, as a plain MLflow client at the workspace does.

@@ -271,6 +271,7 @@ def test_a_restart_ends_an_unfinished_run_and_its_task_process(emulator, sdk, fo
     while _tasks(sdk.jobs.get_run(run_id))["sleep"].state.life_cycle_state != jobs.RunLifeCycleState.RUNNING:
         assert time.monotonic() < deadline
         time.sleep(0.5)
+    assert _sleeping_notebooks(emulator.state.root)  # the check below sees this session's task process
     emulator.stop("databricks")
     emulator.start("databricks")
     run = sdk.jobs.get_run(run_id)
@@ -279,19 +280,21 @@ def test_a_restart_ends_an_unfinished_run_and_its_task_process(emulator, sdk, fo
     assert sdk.jobs.get(job.job_id).settings.name == "restarted"  # jobs survive a restart
     # the orphaned notebook process (sleeping 600 s) noticed and exited
     deadline = time.monotonic() + 120
-    while _sleeping_notebooks():
-        assert time.monotonic() < deadline, _sleeping_notebooks()
-        time.sleep(1)
+    while _sleeping_notebooks(emulator.state.root):
+        assert time.monotonic() < deadline, _sleeping_notebooks(emulator.state.root)
+        time.sleep(0.2)
 
 
-def _sleeping_notebooks() -> list[str]:
-    found = []
+def _sleeping_notebooks(state_root) -> list[str]:
+    """This state dir's sleeper tasks only: another session's (pytest-xdist, a neighbour's suite) are not ours."""
+    found, ours = [], str(state_root).encode()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"harness.notebooks.job_task" in args and any(a.endswith(b"/sleeper.py") for a in args):
+        if (b"harness.notebooks.job_task" in args and any(a.endswith(b"/sleeper.py") for a in args)
+                and any(ours in a for a in args)):
             found.append(cmdline.parent.name)
     return found
 

@@ -22,6 +22,8 @@ from sklearn.linear_model import LinearRegression
 
 from emulator.services.databricks.uc.store import BAD_NAME
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 UC = "/api/2.0/mlflow/unity-catalog"
 
 SEED = textwrap.dedent(

@@ -7,7 +7,10 @@ import io
 import re
 
 import mlflow
+import pytest
 import requests
+
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
 
 
 def test_printed_run_link_redirects_to_the_ui_page(databricks_ws):

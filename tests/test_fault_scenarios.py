@@ -6,6 +6,8 @@ import pytest
 
 from harness.fault_scenarios import SCENARIOS, run_scenario
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 CASES = [(name, role) for name, s in SCENARIOS.items() for role in s.roles]
 
 

@@ -102,7 +102,7 @@ def test_spark_run_is_dual_logged_and_mirrored_model_loads_from_azureml(linked, 
         res = check_dual_logging(db, aml, run_id=runs.signed.run_id)
         if res.passed or time.monotonic() > deadline:
             break
-        time.sleep(1)
+        time.sleep(0.2)
     assert res.passed, res.summary()
     # mlflow.spark.log_model keeps the model as run artifacts (MLmodel, the saved pipeline under sparkml/),
     # every file compared by sha256 with the mirror's.

@@ -17,6 +17,8 @@ import re
 import pytest
 import requests
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 BODIES = [b"[]", b"null", b'"x"', b"1", b"{", b'{"name": []}', b'{"experiment_id": {}}', b'{"run_id": [1]}',
           b'{"max_results": "x"}', b'{"path": 7}', b'{"tags": "x"}', b'{"handle": []}',
           b'{"offset": 1180591620717411303424}', b'{"source": []}', b'{"page_token": {}}']

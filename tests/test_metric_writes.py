@@ -16,6 +16,8 @@ from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 from emulator.stores.metric_writes import BulkMetricWrites
 from emulator.stores.mlflow_stores import store_uri
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 NAN, INF = float("nan"), float("inf")
 
 

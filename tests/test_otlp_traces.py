@@ -12,6 +12,8 @@ import textwrap
 import pytest
 import requests
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 CLIENT = textwrap.dedent(
     """
     import json, sys, mlflow

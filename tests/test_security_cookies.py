@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+pytestmark = pytest.mark.shared_emulator  # the session's pair, reset (tests/conftest.py)
+
 SEARCH = "/ajax-api/2.0/mlflow/experiments/search"
 FOREIGN = "http://127.0.0.1:1"  # another local port: same-site for the browser, another origin
 
