@@ -44,7 +44,7 @@ def test_workspace_registry_sdk_job_then_bundle_job(emulator, databricks_ws, sdk
 
     second_output = "dbfs:/FileStore/mlops/ws/second.csv"
     second = bundle_run(emulator, tmp_path, registry="databricks", model_name="mlops_ws",
-                         output_path=second_output)
+                        output_path=second_output)
     assert second["promote"] == "champion=2"
     stages = {v.version: v.current_stage for v in client.search_model_versions("name='mlops_ws'")}
     assert stages == {"1": "Archived", "2": "Production"}
@@ -65,7 +65,7 @@ def test_unity_catalog_bundle_job_then_a_failed_validation_keeps_the_champion(em
     upload_project(sdk, folder)
     second_output = "dbfs:/FileStore/mlops/uc/second.csv"
     second = sdk_run(sdk, sdk_job(sdk, folder), registry="databricks-uc", model_name="mlops_uc",
-                      min_r2="1.5", output_path=second_output)
+                     min_r2="1.5", output_path=second_output)
     assert second["promote"] == "champion=1"
     assert aliases(client, name) == {"challenger": "2", "champion": "1"}
     assert client.get_model_version(name, "2").tags["validation"] == "failed"
