@@ -147,7 +147,9 @@ class WorkspaceAdmin:
 
 # --- pytest fixtures (registered by harness.pytest_plugin) ----------------------------------------
 
-def _fixtures():
+def fixtures():
+    """The plugin's fixtures, made on demand: pytest is not there where this module is imported
+    outside a test run (a job task's process in the emulator's image imports harness.workspaces)."""
     import pytest
 
     @pytest.fixture
@@ -177,5 +179,3 @@ def _fixtures():
 
     return inject_fault, request_journal
 
-
-inject_fault_fixture, request_journal_fixture = _fixtures()

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import links, mlflow_uris
+from harness import faults, links, mlflow_uris
 from harness.faults import clear_faults_after_test
-from harness.faults import inject_fault_fixture as inject_fault  # noqa: F401
-from harness.faults import request_journal_fixture as request_journal  # noqa: F401
 from harness.workspaces import Emulator
+
+inject_fault, request_journal = faults.fixtures()
 
 if TYPE_CHECKING:  # the checks import MLflow: loaded only when a helper runs, not at pytest start-up
     from harness.checks.result import CheckResult

@@ -192,3 +192,14 @@ def test_a_notebook_that_uses_spark_gets_a_local_session(databricks_ws, tmp_path
     result = run_notebook(nb, workspace=databricks_ws, passthrough=io.StringIO(), spark_master="local[1]")
     assert result.passed, result.to_dict()
     assert "42" in result.cells[1].output
+
+
+def test_the_job_task_entry_point_imports_without_pytest():
+    """A job's notebook task process imports harness.notebooks.job_task where pytest is not
+    installed (the emulator's Docker image): the harness's fault fixtures must not need it then."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['pytest'] = None; import harness.notebooks.job_task, harness.workspaces"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

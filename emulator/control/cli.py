@@ -291,12 +291,15 @@ def images():
 @click.option("--spark", is_flag=True, help="[--offline] Also the Spark image (for `emulator up --docker --spark`).")
 @click.option("--postgres", is_flag=True,
               help="Also build the PostgreSQL image (Debian's package, offline) for `up --docker --store postgres`.")
-def images_build(offline, image, base_image, force, spark, postgres):
+@click.option("--notebook-jobs", is_flag=True,
+              help="[--offline] Also the notebook-jobs image: the Databricks workspace with Java and PySpark "
+                   "for its jobs' notebook tasks (docker/notebook-jobs/compose.yml runs it).")
+def images_build(offline, image, base_image, force, spark, postgres, notebook_jobs):
     """Build the emulator image (idempotent: current steps are reused)."""
     from emulator.control.docker import images as docker_images
 
-    if spark and not offline:
-        _fail("--spark builds offline only (Debian's JRE by debootstrap): add --offline")
+    if (spark or notebook_jobs) and not offline:
+        _fail("--spark and --notebook-jobs build offline only (Debian's JRE by debootstrap): add --offline")
     results = []
     try:
         results.append(docker_images.build(offline=offline, image=image or docker_images.IMAGE,
@@ -309,6 +312,10 @@ def images_build(offline, image, base_image, force, spark, postgres):
             from emulator.control.docker import spark_image
 
             results.append(spark_image.build(force=force))
+        if notebook_jobs:
+            from emulator.control.docker import jobs_image
+
+            results.append(jobs_image.build(emulator_image=image or docker_images.IMAGE, force=force))
     except docker_images.BuildError as exc:
         _fail(str(exc))
     for result in results:
