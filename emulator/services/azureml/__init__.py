@@ -45,11 +45,15 @@ def install(app: Flask, config: ServerConfig) -> None:
         request_ids,
     )
     from emulator.services.azureml.blob_service import BlobService
+    from emulator.services.azureml.experiment_guids import from_store
+    from emulator.services.azureml.experiment_id_view import UNKNOWN, ExperimentIdView
     from emulator.services.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
     from emulator.stores import artifact_locations
 
     # Outermost first: blob requests (SAS-authenticated) never reach MLflow; the plugin's view of
     # artifact URIs is applied to the raw bodies; then the scope prefix is stripped for MLflow.
+    # Innermost: experiment GUIDs <-> the store's integer ids, on paths without the scope prefix.
+    app.wsgi_app = ExperimentIdView(app.wsgi_app, lambda: from_store(config.scope, _tracking_store()))
     app.wsgi_app = BlobService(ArtifactViewMiddleware(ScopePrefixMiddleware(app.wsgi_app, config)), config)
     auth.install(app, config)
     discovery.install(app, config)
@@ -77,6 +81,10 @@ def install(app: Flask, config: ServerConfig) -> None:
         if problem:
             code, message = problem
             return mlflow_error("RESOURCE_DOES_NOT_EXIST", message, 404, azure_code=code)
+        unknown = request.environ.get(UNKNOWN)
+        if unknown is not None:
+            # fidelity: Azure ML experiment ids -- an id the workspace does not hold
+            return mlflow_error("RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={unknown} exists", 404)
         return None
 
     validation.install(app)

@@ -20,8 +20,9 @@ import re
 PLUGIN_AGENT = "azureml-mlflow/"
 MAX_BODY = 64 * 1024**2
 
-_TO_AZURE = re.compile(r"mlflow-artifacts:/(\d+)/(?:models/(m-[0-9a-f]+)|([0-9a-f]{32}))/artifacts(?=[/\"?]|$)")
-_TO_STORE = re.compile(r"azureml://experiments/(\d+)/runs/(?:(m-[0-9a-f]+)|([0-9a-f]{32}))/artifacts(?=[/\"?]|$)")
+_EXP = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # a GUID (experiment_id_view)
+_TO_AZURE = re.compile(r"mlflow-artifacts:/" + _EXP + r"/(?:models/(m-[0-9a-f]+)|([0-9a-f]{32}))/artifacts(?=[/\"?]|$)")
+_TO_STORE = re.compile(r"azureml://experiments/" + _EXP + r"/runs/(?:(m-[0-9a-f]+)|([0-9a-f]{32}))/artifacts(?=[/\"?]|$)")
 # Models registered from a local folder (local_uploads.py): the container's files, same bytes.
 _UPLOAD_TO_AZURE = re.compile(r"mlflow-artifacts:/(?=LocalUpload/[A-Za-z0-9])")
 _UPLOAD_TO_STORE = re.compile(r"azureml://artifacts/(?=LocalUpload/[A-Za-z0-9])")

@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlparse
 from flask import Flask, jsonify, request
 from mlflow.exceptions import MlflowException
 
-from emulator.services.azureml import hosts
+from emulator.services.azureml import experiment_guids, hosts
 from emulator.services.azureml.azure_errors import arm_error
 from emulator.services.azureml.scope import scope_problem
 from emulator.services.blob import sas as blob_sas
@@ -62,8 +62,9 @@ def owner_location(run_id: str) -> tuple[str, str]:
         raise HistoryError("NotFound", f"Run {run_id} was not found.", 404) from None
 
 
-def _experiment_matches(experiment_id: str, given: str, by_id: bool) -> bool:
-    if given == experiment_id:
+def _experiment_matches(experiment_id: str, given: str, by_id: bool, workspace_key: str) -> bool:
+    # fidelity: Azure ML experiment ids -- the GUID, never the store's integer
+    if given.lower() == experiment_guids.from_store(workspace_key, _store()).external(experiment_id):
         return True
     if by_id:
         return False
@@ -163,7 +164,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         if kind not in ("experiments", "experimentids"):
             raise HistoryError("NotFound", f"No API found for '{request.method} {request.path}'", 404)
         experiment_id, artifact_uri = owner_location(run_id)
-        if not _experiment_matches(experiment_id, exp, kind == "experimentids"):
+        if not _experiment_matches(experiment_id, exp, kind == "experimentids", config.scope):
             raise HistoryError("NotFound", f"Run {run_id} was not found in experiment {exp}.", 404)
         return relative_root(artifact_uri)
 
