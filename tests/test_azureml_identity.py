@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import textwrap
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -13,7 +14,11 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tests.test_azureml_real_clients import client_python, run_client, seed_identity_emulator  # noqa: F401
+from tests.test_azureml_real_clients import (  # noqa: F401
+    client_python,
+    run_client,
+    seed_identity_emulator,
+)
 
 
 def _is_guid(value: str) -> bool:
@@ -49,7 +54,7 @@ def test_experiment_and_run_ids_seen_by_mlflow_are_guids(aml, tmp_path):
     assert client.get_run(run.info.run_id).info.experiment_id == exp_id
     local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="docs/a.txt",
                                                 tracking_uri=aml.tracking_uri, dst_path=str(tmp_path / "dl"))
-    assert open(local).read() == "through the GUID"
+    assert Path(local).read_text() == "through the GUID"
     assert [e.experiment_id for e in client.search_experiments(filter_string="name = 'identity-guids'")] == [exp_id]
 
 

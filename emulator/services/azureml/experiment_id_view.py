@@ -62,8 +62,15 @@ class _Request:
         return uri[: m.start(1)] + self.inward(m[1]) + uri[m.end(1):] if m else uri
 
     def uri_out(self, uri):
-        m = _STORE_URI.match(uri) if isinstance(uri, str) else None
-        return uri[: m.start(1)] + self.outward(m[1]) + uri[m.end(1):] if m else uri
+        return external_uri(uri, self.guids)
+
+
+def external_uri(uri: str, guids: ExperimentGuids) -> str:
+    """A store URI (``mlflow-artifacts:/<int>/...``) as clients see it, for answers built outside
+    the MLflow API (ARM model assets)."""
+    m = _STORE_URI.match(uri) if isinstance(uri, str) else None
+    found = guids.external(m[1]) if m else None
+    return uri[: m.start(1)] + found + uri[m.end(1):] if found else uri
 
 
 def _walk(value, ids, uris):
