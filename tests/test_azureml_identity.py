@@ -1,5 +1,5 @@
 """Azure ML experiment identity (issue 30 item 6): experiment ids are GUIDs, a stale integer id
-from a local store fails loudly, artifact URIs name the GUID. Real clients: MLflow 3.17.2 here,
+from a local store fails loudly, the plugin's artifact URIs name the experiment. Real clients: MLflow 3.17.2 here,
 azureml-mlflow (+ MLflow 3.15) in its own venv."""
 
 from __future__ import annotations
@@ -116,6 +116,10 @@ PLUGIN_SCRIPT = textwrap.dedent('''
     with mlflow.start_run() as run:
         mlflow.log_artifact("note.txt", artifact_path="notes")
     local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notes/note.txt")
+    mlflow.set_experiment("/Users/someone@example.com/folder/identity plugin 2")
+    with mlflow.start_run() as run2:
+        mlflow.log_artifact("note.txt")
+    local2 = mlflow.artifacts.download_artifacts(run_id=run2.info.run_id, artifact_path="note.txt")
     try:
         mlflow.start_run(experiment_id="1")
         stale = "accepted"
@@ -124,7 +128,8 @@ PLUGIN_SCRIPT = textwrap.dedent('''
     print("RESULT " + json.dumps({"experiment_id": exp.experiment_id, "run_id": run.info.run_id,
                                   "run_experiment_id": run.info.experiment_id,
                                   "artifact_uri": run.info.artifact_uri, "content": open(local).read(),
-                                  "stale": stale}))
+                                  "stale": stale, "artifact_uri2": run2.info.artifact_uri,
+                                  "run_id2": run2.info.run_id, "content2": open(local2).read()}))
 ''')
 
 
@@ -138,6 +143,9 @@ def test_plugin_sees_guids_and_its_artifact_uris_round_trip(seed_emulator, clien
     result = run_client(client_python, PLUGIN_SCRIPT, info["client_env"], tmp_path)
     exp_id = result["experiment_id"]
     assert _is_guid(exp_id) and result["run_experiment_id"] == exp_id
-    assert result["artifact_uri"] == f"azureml://experiments/{exp_id}/runs/{result['run_id']}/artifacts"
+    # the service's form names the experiment (mlflow/mlflow#7806); a path-style name by its last segment
+    assert result["artifact_uri"] == f"azureml://experiments/identity-plugin/runs/{result['run_id']}/artifacts"
+    assert result["artifact_uri2"] == f"azureml://experiments/identity%20plugin%202/runs/{result['run_id2']}/artifacts"
+    assert result["content2"] == "plugin bytes"
     assert result["content"] == "plugin bytes"
     assert result["stale"] == "RESOURCE_DOES_NOT_EXIST"

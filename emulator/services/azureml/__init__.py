@@ -45,7 +45,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         request_ids,
     )
     from emulator.services.azureml.blob_service import BlobService
-    from emulator.services.azureml.experiment_guids import from_store
+    from emulator.services.azureml.experiment_guids import Owners, from_store
     from emulator.services.azureml.experiment_id_view import UNKNOWN, ExperimentIdView
     from emulator.services.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
     from emulator.stores import artifact_locations
@@ -54,7 +54,9 @@ def install(app: Flask, config: ServerConfig) -> None:
     # artifact URIs is applied to the raw bodies; then the scope prefix is stripped for MLflow.
     # Innermost: experiment GUIDs <-> the store's integer ids, on paths without the scope prefix.
     app.wsgi_app = ExperimentIdView(app.wsgi_app, lambda: from_store(config.scope, _tracking_store()))
-    app.wsgi_app = BlobService(ArtifactViewMiddleware(ScopePrefixMiddleware(app.wsgi_app, config)), config)
+    owners = ArtifactViewMiddleware(ScopePrefixMiddleware(app.wsgi_app, config),
+                                    lambda: Owners(config.scope, _tracking_store()))
+    app.wsgi_app = BlobService(owners, config)
     auth.install(app, config)
     discovery.install(app, config)
     arm_cloud.install(app, config)

@@ -75,3 +75,31 @@ def from_store(workspace_key: str, store) -> ExperimentGuids:
         return seen[store_id]
 
     return ExperimentGuids(workspace_key, creation_time)
+
+
+class Owners:
+    """What the plugin's ``azureml://experiments/<name>/runs/<id>/artifacts`` URIs need: an
+    experiment's name from its GUID, and the GUID of a run's (or logged model's) experiment."""
+
+    def __init__(self, workspace_key: str, store):
+        self.store = store
+        self.guids = from_store(workspace_key, store)
+
+    def name_of(self, guid: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        found = self.guids.internal(guid)
+        try:
+            return None if found is None else self.store.get_experiment(found).name
+        except MlflowException:
+            return None
+
+    def guid_of(self, owner_id: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if owner_id.startswith("m-"):
+                return self.guids.external(self.store.get_logged_model(owner_id).experiment_id)
+            return self.guids.external(self.store.get_run(owner_id).info.experiment_id)
+        except MlflowException:
+            return None

@@ -1,8 +1,8 @@
 """Azure ML's run-history artifact API, as the azureml-mlflow plugin uses it for run artifacts.
 
 Under ``/history/v1.0/<scope>/experiments/<exp>/runs/<run>/artifacts`` (``<exp>``: what the
-plugin read from ``azureml://experiments/<exp>/runs/<run>/artifacts``: an experiment id here, or
-a name; ``<run>`` a run id or an MLflow 3 logged-model id, see artifact_views.py):
+plugin read from ``azureml://experiments/<exp>/runs/<run>/artifacts``: the experiment's name (its
+last segment), or its GUID; ``<run>`` a run id or an MLflow 3 logged-model id, see artifact_views.py):
 
 * ``POST .../batch/metadata`` ``{"paths": [{"path"}]}`` -> per path an artifact and a write SAS URL
   (``artifactContentInformation``), or a per-path error (``errors``) for a path that escapes;
@@ -20,12 +20,12 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import unquote, urlencode, urlparse
 
 from flask import Flask, jsonify, request
 from mlflow.exceptions import MlflowException
 
-from emulator.services.azureml import experiment_guids, hosts
+from emulator.services.azureml import artifact_views, experiment_guids, hosts
 from emulator.services.azureml.azure_errors import arm_error
 from emulator.services.azureml.scope import scope_problem
 from emulator.services.blob import sas as blob_sas
@@ -72,8 +72,10 @@ def _experiment_matches(experiment_id: str, given: str, by_id: bool, workspace_k
         name = _store().get_experiment(experiment_id).name
     except MlflowException:
         return False
-    # The plugin names ADB-style experiments by their last segment (get_aml_experiment_name).
-    return given in (name, name.rstrip("/").rsplit("/", 1)[-1])
+    # The plugin names ADB-style experiments by their last segment (get_aml_experiment_name), as
+    # artifact_views writes it (quoted) or decoded.
+    return given in (name, name.rstrip("/").rsplit("/", 1)[-1], artifact_views.uri_name(name),
+                     unquote(artifact_views.uri_name(name)))
 
 
 def relative_root(artifact_uri: str) -> str:
