@@ -84,11 +84,16 @@ def test_unknown_ids_are_refused_after_the_token_check(aml):
     anonymous = requests.get(f"{base}/experiments/get", params={"experiment_id": made_up}, timeout=60)
     assert anonymous.status_code == 401
     auth = {"Authorization": f"Bearer {aml.token}"}
-    for bad in (made_up, "1", "0"):
+    for bad in (made_up, "1", "00"):
         resp = requests.post(f"{base}/runs/create", json={"experiment_id": bad}, headers=auth, timeout=60)
         assert resp.status_code == 404, resp.text
         assert resp.json() == {"error_code": "RESOURCE_DOES_NOT_EXIST",
                                "message": f"No Experiment with id={bad} exists"}
+    # "0": what MLflow sends for start_run() with no experiment set -> the Default experiment
+    made = requests.post(f"{base}/runs/create", json={"experiment_id": "0"}, headers=auth, timeout=60)
+    default = requests.get(f"{base}/experiments/get-by-name", params={"experiment_name": "Default"},
+                           headers=auth, timeout=60).json()["experiment"]["experiment_id"]
+    assert made.status_code == 200 and made.json()["run"]["info"]["experiment_id"] == default
     # a proxied artifact path under a store integer is not served either
     resp = requests.get(f"{aml.tracking_uri}/api/2.0/mlflow-artifacts/artifacts/0/x", headers=auth, timeout=60)
     assert resp.status_code == 404 and resp.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"

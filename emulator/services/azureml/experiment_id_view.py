@@ -6,7 +6,7 @@ OTLP ``x-mlflow-experiment-id`` header, the proxied artifact paths ``mlflow-arti
 <exp>/...``) is read back from GUIDs, and every JSON answer of the MLflow API carries GUIDs.
 
 An id that names no experiment of the workspace (``"1"`` from a local store, another workspace's
-GUID) is not passed on: it is marked on the environ and refused 404 after the token check
+GUID) is not passed on (``"0"``, MLflow's id for "no experiment set", still names the Default one): it is marked on the environ and refused 404 after the token check
 (``install``), so an unauthenticated caller still gets its 401 and learns nothing.
 """
 
@@ -20,6 +20,9 @@ from urllib.parse import parse_qsl, urlencode
 from emulator.services.azureml.experiment_guids import ExperimentGuids
 
 UNKNOWN = "emulator.services.azureml.unknown_experiment"
+# MLflow clients send "0" for a run started without an experiment (mlflow.start_run() after only
+# set_tracking_uri); the run goes to the workspace's Default experiment.
+DEFAULT_EXPERIMENT = "0"
 MAX_BODY = 16 * 1024**2  # body_limits' cap for JSON APIs: anything larger is refused there
 
 _MLFLOW_API = re.compile(r"^/(?:ajax-)?api/[23]\.0/mlflow/|^/(?:ajax-api/)?graphql$")
@@ -46,6 +49,9 @@ class _Request:
     def inward(self, value):
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
             return value  # MLflow's own validation answers wrong types and missing values
+        if str(value) == DEFAULT_EXPERIMENT:
+            # fidelity: Azure ML experiment ids -- "0" still names the Default experiment
+            return value
         found = self.guids.internal(str(value))
         if found is None:
             self.unknown = self.unknown or str(value)
