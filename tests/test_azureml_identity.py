@@ -154,3 +154,13 @@ def test_plugin_sees_guids_and_its_artifact_uris_round_trip(seed_emulator, clien
     assert result["content2"] == "plugin bytes"
     assert result["content"] == "plugin bytes"
     assert result["stale"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_bodies_the_id_view_cannot_read_get_mlflows_4xx(aml):
+    """Deeply nested or broken JSON is left to MLflow's own parsing: a 4xx, never a 5xx."""
+    base = aml.tracking_uri + "/api/2.0/mlflow"
+    auth = {"Authorization": f"Bearer {aml.token}", "Content-Type": "application/json"}
+    for body in ("[" * 200_000 + "]" * 200_000, '{"experiment_id": ', '{"experiment_id": {"a": 1}}'):
+        resp = requests.post(f"{base}/runs/create", data=body, headers=auth, timeout=60)
+        assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:300])
+        assert "error_code" in resp.json()

@@ -175,12 +175,11 @@ class ExperimentIdView:
         raw = environ["wsgi.input"].read(length)
         try:
             body = json.loads(raw)
-        except ValueError:
-            body = None
-        if isinstance(body, (dict, list)):
-            mapped = _walk(body, req.inward, req.uri_in)
-            if mapped != body:
-                raw = json.dumps(mapped).encode()
+            mapped = _walk(body, req.inward, req.uri_in) if isinstance(body, (dict, list)) else body
+        except (ValueError, RecursionError):  # MLflow's own parsing answers it 400
+            body = mapped = None
+        if mapped != body:
+            raw = json.dumps(mapped).encode()
         environ["wsgi.input"] = io.BytesIO(raw)
         environ["CONTENT_LENGTH"] = str(len(raw))
 
@@ -203,14 +202,13 @@ class ExperimentIdView:
         if "json" in content_type and body:
             try:
                 answer = json.loads(body)
-            except ValueError:
-                answer = None
-            if isinstance(answer, (dict, list)):
                 # fidelity: Azure ML experiment ids -- answers name experiments by GUID
-                mapped = _walk(answer, req.outward, req.uri_out)
-                if mapped != answer:
-                    body = json.dumps(mapped).encode()
-                    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-                    headers.append(("Content-Length", str(len(body))))
+                mapped = _walk(answer, req.outward, req.uri_out) if isinstance(answer, (dict, list)) else answer
+            except (ValueError, RecursionError):
+                answer = mapped = None
+            if mapped != answer:
+                body = json.dumps(mapped).encode()
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(body))))
         start_response(captured["status"], headers, captured["exc_info"])
         return [body]
