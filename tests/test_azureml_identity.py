@@ -164,3 +164,18 @@ def test_bodies_the_id_view_cannot_read_get_mlflows_4xx(aml):
         resp = requests.post(f"{base}/runs/create", data=body, headers=auth, timeout=60)
         assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:300])
         assert "error_code" in resp.json()
+
+
+def test_a_guid_from_before_a_reset_names_nothing_after_it(aml):
+    """A reset numbers experiments from 1 again; the old GUID must not reach the new experiment 1."""
+    client = MlflowClient(aml.tracking_uri)
+    before = client.create_experiment("identity-before-reset")
+    answer = requests.post(f"{aml.url}/__emulator/reset", json={},
+                           headers={"Authorization": f"Bearer {aml.token}"}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    after = client.create_experiment("identity-after-reset")
+    assert after != before
+    with pytest.raises(MlflowException) as refused:
+        client.create_run(before)
+    assert refused.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert [r.info.experiment_id for r in client.search_runs([after])] == []
