@@ -45,12 +45,18 @@ def install(app: Flask, config: ServerConfig) -> None:
         request_ids,
     )
     from emulator.services.azureml.blob_service import BlobService
+    from emulator.services.azureml.experiment_guids import Owners, from_store
+    from emulator.services.azureml.experiment_id_view import UNKNOWN, ExperimentIdView
     from emulator.services.azureml.scope import SCOPE_ERROR, ScopePrefixMiddleware
     from emulator.stores import artifact_locations
 
     # Outermost first: blob requests (SAS-authenticated) never reach MLflow; the plugin's view of
     # artifact URIs is applied to the raw bodies; then the scope prefix is stripped for MLflow.
-    app.wsgi_app = BlobService(ArtifactViewMiddleware(ScopePrefixMiddleware(app.wsgi_app, config)), config)
+    # Innermost: experiment GUIDs <-> the store's integer ids, on paths without the scope prefix.
+    app.wsgi_app = ExperimentIdView(app.wsgi_app, lambda: from_store(config.scope, _tracking_store()))
+    owners = ArtifactViewMiddleware(ScopePrefixMiddleware(app.wsgi_app, config),
+                                    lambda: Owners(config.scope, _tracking_store()))
+    app.wsgi_app = BlobService(owners, config)
     auth.install(app, config)
     discovery.install(app, config)
     arm_cloud.install(app, config)
@@ -77,6 +83,10 @@ def install(app: Flask, config: ServerConfig) -> None:
         if problem:
             code, message = problem
             return mlflow_error("RESOURCE_DOES_NOT_EXIST", message, 404, azure_code=code)
+        unknown = request.environ.get(UNKNOWN)
+        if unknown is not None:
+            # fidelity: Azure ML experiment ids -- an id the workspace does not hold
+            return mlflow_error("RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={unknown} exists", 404)
         return None
 
     validation.install(app)

@@ -118,6 +118,16 @@ def _flavors(mv) -> dict:
         return {}
 
 
+def _client_source(config: ServerConfig, source: str | None) -> str | None:
+    from mlflow.server.handlers import _get_tracking_store
+
+    from emulator.services.azureml.experiment_guids import from_store
+    from emulator.services.azureml.experiment_id_view import external_uri
+
+    # fidelity: Azure ML experiment ids -- the source names the experiment's GUID
+    return external_uri(source, from_store(config.scope, _get_tracking_store())) if source else source
+
+
 def version_resource(config: ServerConfig, mv, with_flavors: bool = True) -> dict:
     status = str(mv.status)
     state = {"READY": "Succeeded", "FAILED_REGISTRATION": "Failed"}.get(status, "Creating")
@@ -132,7 +142,7 @@ def version_resource(config: ServerConfig, mv, with_flavors: bool = True) -> dic
         "properties": {
             "description": mv.description or None,
             "tags": tags,
-            "properties": {**properties, **{k: v for k, v in (("mlflow.source", mv.source),
+            "properties": {**properties, **{k: v for k, v in (("mlflow.source", _client_source(config, mv.source)),
                                                               ("mlflow.runId", mv.run_id)) if v}},
             "isArchived": False,
             "isAnonymous": anonymous,

@@ -1,8 +1,8 @@
 """Azure ML's run-history artifact API, as the azureml-mlflow plugin uses it for run artifacts.
 
 Under ``/history/v1.0/<scope>/experiments/<exp>/runs/<run>/artifacts`` (``<exp>``: what the
-plugin read from ``azureml://experiments/<exp>/runs/<run>/artifacts``: an experiment id here, or
-a name; ``<run>`` a run id or an MLflow 3 logged-model id, see artifact_views.py):
+plugin read from ``azureml://experiments/<exp>/runs/<run>/artifacts``: the experiment's name (its
+last segment), or its GUID; ``<run>`` a run id or an MLflow 3 logged-model id, see artifact_views.py):
 
 * ``POST .../batch/metadata`` ``{"paths": [{"path"}]}`` -> per path an artifact and a write SAS URL
   (``artifactContentInformation``), or a per-path error (``errors``) for a path that escapes;
@@ -20,12 +20,12 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import unquote, urlencode, urlparse
 
 from flask import Flask, jsonify, request
 from mlflow.exceptions import MlflowException
 
-from emulator.services.azureml import hosts
+from emulator.services.azureml import artifact_views, experiment_guids, hosts
 from emulator.services.azureml.azure_errors import arm_error
 from emulator.services.azureml.scope import scope_problem
 from emulator.services.blob import sas as blob_sas
@@ -62,8 +62,9 @@ def owner_location(run_id: str) -> tuple[str, str]:
         raise HistoryError("NotFound", f"Run {run_id} was not found.", 404) from None
 
 
-def _experiment_matches(experiment_id: str, given: str, by_id: bool) -> bool:
-    if given == experiment_id:
+def _experiment_matches(experiment_id: str, given: str, by_id: bool, workspace_key: str) -> bool:
+    # fidelity: Azure ML experiment ids -- the GUID, never the store's integer
+    if given.lower() == experiment_guids.from_store(workspace_key, _store()).external(experiment_id):
         return True
     if by_id:
         return False
@@ -71,8 +72,10 @@ def _experiment_matches(experiment_id: str, given: str, by_id: bool) -> bool:
         name = _store().get_experiment(experiment_id).name
     except MlflowException:
         return False
-    # The plugin names ADB-style experiments by their last segment (get_aml_experiment_name).
-    return given in (name, name.rstrip("/").rsplit("/", 1)[-1])
+    # The plugin names ADB-style experiments by their last segment (get_aml_experiment_name), as
+    # artifact_views writes it (quoted) or decoded.
+    return given in (name, name.rstrip("/").rsplit("/", 1)[-1], artifact_views.uri_name(name),
+                     unquote(artifact_views.uri_name(name)))
 
 
 def relative_root(artifact_uri: str) -> str:
@@ -163,7 +166,7 @@ def install(app: Flask, config: ServerConfig) -> None:
         if kind not in ("experiments", "experimentids"):
             raise HistoryError("NotFound", f"No API found for '{request.method} {request.path}'", 404)
         experiment_id, artifact_uri = owner_location(run_id)
-        if not _experiment_matches(experiment_id, exp, kind == "experimentids"):
+        if not _experiment_matches(experiment_id, exp, kind == "experimentids", config.scope):
             raise HistoryError("NotFound", f"Run {run_id} was not found in experiment {exp}.", 404)
         return relative_root(artifact_uri)
 
