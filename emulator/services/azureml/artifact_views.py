@@ -20,6 +20,8 @@ import io
 import re
 from urllib.parse import quote
 
+from emulator.pipeline.buffered_answer import buffered
+
 PLUGIN_AGENT = "azureml-mlflow/"
 MAX_BODY = 64 * 1024**2
 
@@ -87,24 +89,8 @@ class ArtifactViewMiddleware:
             environ["wsgi.input"] = io.BytesIO(raw)
             environ["CONTENT_LENGTH"] = str(len(raw))
 
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"], captured["exc_info"] = status, headers, exc_info
-            return lambda data: captured.setdefault("written", []).append(data)
-
-        result = self.wsgi_app(environ, capture)
-        try:
-            chunks = captured.pop("written", []) + list(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        headers = captured["headers"]
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        body = b"".join(chunks)
-        if "json" in content_type:
-            body = to_azure(body.decode("utf-8", "surrogateescape"), owners).encode("utf-8", "surrogateescape")
-            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-            headers.append(("Content-Length", str(len(body))))
-        start_response(captured["status"], headers, captured["exc_info"])
-        return [body]
+        answer = buffered(self.wsgi_app, environ)
+        if "json" in answer.content_type:
+            answer.replace_body(to_azure(answer.body.decode("utf-8", "surrogateescape"), owners)
+                                .encode("utf-8", "surrogateescape"))
+        return answer.send(start_response)

@@ -17,6 +17,7 @@ import json
 import re
 from urllib.parse import parse_qsl, urlencode
 
+from emulator.pipeline.buffered_answer import buffered
 from emulator.services.azureml.experiment_guids import ExperimentGuids
 
 UNKNOWN = "emulator.services.azureml.unknown_experiment"
@@ -184,31 +185,14 @@ class ExperimentIdView:
         environ["CONTENT_LENGTH"] = str(len(raw))
 
     def _answer(self, environ, start_response, req: _Request):
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured.update(status=status, headers=headers, exc_info=exc_info)
-            return lambda data: captured.setdefault("written", []).append(data)
-
-        result = self.wsgi_app(environ, capture)
-        try:
-            chunks = captured.pop("written", []) + list(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        headers = captured["headers"]
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        body = b"".join(chunks)
-        if "json" in content_type and body:
+        answer = buffered(self.wsgi_app, environ)
+        if "json" in answer.content_type and answer.body:
             try:
-                answer = json.loads(body)
+                parsed = json.loads(answer.body)
                 # fidelity: Azure ML experiment ids -- answers name experiments by GUID
-                mapped = _walk(answer, req.outward, req.uri_out) if isinstance(answer, (dict, list)) else answer
+                mapped = _walk(parsed, req.outward, req.uri_out) if isinstance(parsed, (dict, list)) else parsed
             except (ValueError, RecursionError):
-                answer = mapped = None
-            if mapped != answer:
-                body = json.dumps(mapped).encode()
-                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-                headers.append(("Content-Length", str(len(body))))
-        start_response(captured["status"], headers, captured["exc_info"])
-        return [body]
+                parsed = mapped = None
+            if mapped != parsed:
+                answer.replace_body(json.dumps(mapped).encode())
+        return answer.send(start_response)
