@@ -23,10 +23,11 @@ from harness import report
 from harness.checks.result import CheckResult
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
-# The check's own session: one idle Python worker kept, so the UDF checks' jobs (one partition each)
-# reuse the same worker, and with it the Spark ML model's worker-side JVM (harness.spark_ml_steps).
-# Unbounded, the pool hands out its least recently used worker: a second one, without that JVM.
-CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": "1"}
+# The check's own session keeps two idle Python workers (the UDF checks' jobs have two partitions;
+# the seed's createDataFrame one per core would leave more): the Spark ML UDF checks then find the
+# same two workers, and the model-loading JVM each started (harness.spark_ml_steps), whichever the
+# pool hands out first.
+CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": "2"}
 SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
 
 
