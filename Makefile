@@ -26,6 +26,7 @@ run: setup
 	$(VENV)/bin/emulator link --state-dir $(STATE_DIR) > /dev/null
 	rc=0; $(VENV)/bin/harness check --state-dir $(STATE_DIR) \
 		--json $(STATE_DIR)/harness-report.json --junit-xml $(STATE_DIR)/harness-report.xml || rc=$$?; \
+	$(PY) -m bench.records make-run $(STATE_DIR)/harness-report.json || true; \
 	echo; echo "Where to look (the two MLflow UIs; reports in $(STATE_DIR)/harness-report.*):"; \
 	$(VENV)/bin/emulator status --state-dir $(STATE_DIR); \
 	exit $$rc

@@ -23,6 +23,11 @@ from harness import report
 from harness.checks.result import CheckResult
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
+# The check's own session keeps two idle Python workers (the UDF checks' jobs have two partitions;
+# the seed's createDataFrame one per core would leave more): the Spark ML UDF checks then find the
+# same two workers, and the model-loading JVM each started (harness.spark_ml_steps), whichever the
+# pool hands out first.
+CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": "2"}
 SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
 
 
@@ -163,6 +168,7 @@ def check(state_dir, start, keep_running, link_first, json_path, junit_path, spa
             click.secho(f"error: could not link the workspaces: {exc}", fg="red", err=True)
             sys.exit(EXIT_NO_EMULATOR)
     log = io.StringIO()
+    started_at, load_at_start = time.perf_counter(), os.getloadavg()
     try:
         results, info = _run_all(state, log, spark, spark_master, registrations, concurrency, rows,
                                  mirror_timeout, model_name, registry_uri)
@@ -177,7 +183,11 @@ def check(state_dir, start, keep_running, link_first, json_path, junit_path, spa
             log_path.write_text(log.getvalue())
     click.echo("")
     click.echo(report.table(results))
-    extra = {"linked": info["linked"], "state_dir": info["state_dir"],
+    # The wall time and the machine's load: `make run` records them for the bench (bench/records.py).
+    extra = {"wall_s": round(time.perf_counter() - started_at, 1), "spark": spark,
+             "load_average": {"start": [round(x, 2) for x in load_at_start],
+                              "end": [round(x, 2) for x in os.getloadavg()]},
+             "linked": info["linked"], "state_dir": info["state_dir"],
              "workspaces": {r: {"url": info[r]["url"], "ui": info[r]["url"] + "/"} for r in settings.ROLES}}
     if json_path:
         report.write_json(json_path, results, extra)
@@ -235,7 +245,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
 
                 # The JVM inherits fd 2 when it starts: send its log4j chatter to a file, not the report.
                 with _stderr_to(state.root / "spark.log"):
-                    session = get_spark(spark_master)
+                    session = get_spark(spark_master, **CHECK_SPARK_CONF)
                 out["verdict"] = session.sparkContext.master
             except Exception as exc:
                 out["verdict"] = f"failed: {exc}"

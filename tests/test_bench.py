@@ -24,9 +24,9 @@ def test_quick_bench_reports_every_target_beside_stock(tmp_path):
     rows = {r["figure"].split(" (")[0].split(",")[0]: r for r in result["targets"]}
     assert set(rows) == {"start-up to first authenticated API answer", "reset", "log_batch unlinked",
                          "log_batch linked", "log_metric unlinked", "log_metric linked", "slow clients",
-                         "fresh_workspaces set-up+tear-down", "set-up of a fresh machine", "the suite"}
+                         "fresh_workspaces set-up+tear-down", "set-up of a fresh machine", "the suite", "make run"}
     for name, row in rows.items():
-        if name in ("set-up of a fresh machine", "the suite"):  # records of `make test`, if any
+        if name in ("set-up of a fresh machine", "the suite", "make run"):  # records of `make test`/`make run`
             assert row["emulator"] is None or row["emulator"] >= 0, name
             assert row["stock"] is None and row["ratio"] is None
             continue
@@ -79,7 +79,8 @@ def test_setup_and_suite_rows_come_from_make_tests_records(tmp_path):
     missing = rows(tmp_path)
     assert missing["set-up of a fresh machine"]["emulator"] is None
     assert missing["the suite"]["emulator"] is None and missing["the suite"]["pass"] is None
-    assert report.table(list(missing.values())).count("not measured") == 2
+    assert missing["make run, warm"]["emulator"] is None and missing["make run, warm"]["pass"] is None
+    assert report.table(list(missing.values())).count("not measured") == 3
 
     (tmp_path / "setup-times.txt").write_text("python venv 6\njava 0\nimages 66\nclient venvs 48\n")
     (tmp_path / "suite-time.json").write_text(json.dumps({"seconds": 2700.0, "passed": 900, "failed": 0}))
@@ -87,7 +88,20 @@ def test_setup_and_suite_rows_come_from_make_tests_records(tmp_path):
     assert found["set-up of a fresh machine"]["emulator"] == 2.0  # 120 s
     assert found["set-up of a fresh machine"]["pass"] is True  # <= 15 min
     assert found["the suite"]["emulator"] == 45.0 and found["the suite"]["pass"] is False  # over 30 min
+    assert "not measured" in report.table(list(found.values()))  # no `make run` yet
+
+    # `make run` keeps the wall time and load of its harness check's JSON report.
+    harness_report = tmp_path / "harness-report.json"
+    harness_report.write_text(json.dumps({"passed": True, "checks": [{"name": "a"}, {"name": "b"}], "wall_s": 57.5,
+                                          "spark": True, "load_average": {"start": [1.5, 1.0, 0.5]}}))
+    assert records.record_make_run(harness_report, tmp_path)["seconds"] == 57.5
+    found = rows(tmp_path)
+    assert found["make run, warm"]["emulator"] == 57.5 and found["make run, warm"]["pass"] is True  # <= 60 s, all passed
+    assert "2 checks, all passed, load 1.5" in found["make run, warm"]["figure"]
     assert "not measured" not in report.table(list(found.values()))
+    harness_report.write_text(json.dumps({"passed": False, "checks": [], "wall_s": 50.0}))
+    records.record_make_run(harness_report, tmp_path)
+    assert rows(tmp_path)["make run, warm"]["pass"] is False  # fast, but a check failed
 
 
 def test_online_deployment_row_is_measured_with_azure_ai_ml():
