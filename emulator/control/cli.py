@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -50,13 +51,20 @@ def main():
 @click.option("--store", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True,
               help="[--docker] Where the MLflow stores live: SQLite in each workspace's volume, or the "
                    "Compose `postgres` service (a database per workspace).")
-def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spark_workers, store):
+@click.option("--notebook-jobs", is_flag=True,
+              help="[--docker] Run the Databricks workspace on the notebook-jobs image (Java and PySpark for "
+                   "its jobs' notebook tasks; build it with `emulator images build --offline --notebook-jobs`).")
+def up(state_dir, host, timeout, docker, compose_file, project_name, spark, spark_workers, store, notebook_jobs):
     """Start both workspaces and wait until they answer /health."""
     state = StateDir(state_dir)
     if spark and not docker:
         _fail("--spark runs the cluster under Compose: use it with --docker")
+    if notebook_jobs and not docker:
+        _fail("--notebook-jobs picks the Databricks service's image under Compose: use it with --docker "
+              "(local processes already run notebook tasks in this Python)")
     if docker:
-        _up_docker(state, compose_file, project_name, timeout or 240.0, spark_workers if spark else 0, store)
+        _up_docker(state, compose_file, project_name, timeout or 240.0, spark_workers if spark else 0, store,
+                   notebook_jobs)
         return
     if store != "sqlite":
         _fail("--store postgres needs --docker (local processes: set EMULATOR_POSTGRES_URL to a server you run)")
@@ -88,11 +96,13 @@ def _print_endpoints(state) -> None:
         click.echo(f"{role:>10}: {info[role]['url']}  (UI: {info[role]['ui']})")
 
 
-def _up_docker(state, compose_file, project_name, timeout, spark_workers=0, store="sqlite"):
+def _up_docker(state, compose_file, project_name, timeout, spark_workers=0, store="sqlite", notebook_jobs=False):
     from emulator.control.docker import compose
 
     try:
-        deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name, store=store)
+        overrides = [_notebook_jobs_override()] if notebook_jobs else []
+        deployment = compose.Deployment(compose_file or compose.default_compose_file(), project_name, store=store,
+                                        overrides=overrides)
         click.echo(f"starting Compose project {project_name} with `{' '.join(deployment.command)}`"
                    + (" (MLflow stores on PostgreSQL)" if store == "postgres" else ""))
         deployment.up(state, timeout=timeout, spark_workers=spark_workers)
@@ -103,6 +113,28 @@ def _up_docker(state, compose_file, project_name, timeout, spark_workers=0, stor
     if spark:
         click.echo(f"{'spark':>10}: {spark['master_url']}  ({spark['workers']} workers; UI: {spark['ui_url']})")
         click.echo(f"            harness check --spark-master {spark['master_url']}")
+
+
+def _notebook_jobs_override():
+    """docker/notebook-jobs/compose.yml of this checkout, once its image is built (the image needs the
+    checkout's docker/ folder too, so an installed wheel has neither)."""
+    from emulator.control.docker import compose, engine, images, jobs_image
+
+    try:
+        override = images.project_root().joinpath(*jobs_image.FOLDER, "compose.yml")
+    except images.BuildError as exc:
+        raise compose.ComposeError(f"--notebook-jobs: {exc}") from None
+    if not override.is_file():
+        raise compose.ComposeError(f"{override} is missing: --notebook-jobs runs from a source checkout")
+    image = os.environ.get(jobs_image.IMAGE_ENV) or jobs_image.IMAGE
+    try:
+        built = engine.image_id(image)
+    except engine.EngineError as exc:
+        raise compose.ComposeError(str(exc)) from None
+    if built is None:
+        raise compose.ComposeError(f"the Docker engine has no image {image}; build it: "
+                                   "`emulator images build --offline --notebook-jobs`")
+    return override
 
 
 def _down_docker(state, volumes=False) -> bool:

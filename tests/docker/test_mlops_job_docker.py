@@ -1,23 +1,24 @@
 """Issue 32's MLOps project (tests/data/mlops_project) as a Jobs API job against the Compose
-deployment: the `databricks` service on the notebook-jobs image (docker/notebook-jobs: the emulator
-on the Spark image), so its notebook tasks, child processes inside that container, have Java and
-PySpark for batch_score's spark_udf; Unity Catalog model files go to the `s3` service."""
+deployment of `emulator up --docker --notebook-jobs`: the `databricks` service on the notebook-jobs
+image (docker/notebook-jobs: the emulator on the Spark image), so its notebook tasks, child processes
+inside that container, have Java and PySpark for batch_score's spark_udf; Unity Catalog model files
+go to the `s3` service."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import secrets
-import time
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
 from mlflow import MlflowClient
 
-from emulator import settings
-from emulator.control import launcher, s3_store
-from emulator.control.docker import compose, jobs_image
+from emulator.control.docker import jobs_image
 from harness.compose_fixtures import free_published_ports
 from harness.workspaces import DatabricksWorkspace
 from tests.support.mlops_project import aliases, check_scored, sdk_job, sdk_run, upload_project
@@ -25,35 +26,38 @@ from tests.support.mlops_project import aliases, check_scored, sdk_job, sdk_run,
 pytestmark = [pytest.mark.docker, pytest.mark.spark]
 
 
+def _cli(*args, env, check=True):
+    proc = subprocess.run([sys.executable, "-m", "emulator.control.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=900, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"emulator {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 @pytest.fixture(scope="module")
 def notebook_jobs_workspace(emulator_image, tmp_path_factory):
-    """The `databricks` and `s3` services of docker-compose.yml, with docker/notebook-jobs/compose.yml
-    over it, as a project of their own on free ports; `down -v` at the end."""
+    """`emulator up --docker --notebook-jobs`, as a user starts it (the `databricks` service on the
+    notebook-jobs image through docker/notebook-jobs/compose.yml) on free ports; `down --volumes` at the end."""
     image = jobs_image.build(image=os.environ.get(jobs_image.IMAGE_ENV) or jobs_image.IMAGE,
                              emulator_image=emulator_image)["image"]
-    ports = free_published_ports()
-    token = f"dapi{secrets.token_hex(16)}"
-    env_file = tmp_path_factory.mktemp("notebook-jobs") / "compose.env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in {
-        "EMULATOR_IMAGE": emulator_image, jobs_image.IMAGE_ENV: image, **ports,
-        "EMULATOR_DATABRICKS_TOKEN": token, "EMULATOR_AZUREML_TOKEN": f"aml{secrets.token_hex(16)}",
-        "EMULATOR_PUBLIC_HOST": "127.0.0.1"}.items()))
-    base = compose.default_compose_file()
-    deployment = compose.Deployment(base.parent.joinpath(*jobs_image.FOLDER, "compose.yml"),
-                                    f"emujobs{os.getpid()}{secrets.token_hex(3)}",
-                                    command=[*compose.compose_command(), "--env-file", str(env_file), "-f", str(base)])
-    url = f"http://127.0.0.1:{ports[settings.PORT_ENV['databricks']]}"
-    s3_url = f"http://127.0.0.1:{ports[s3_store.PORT_ENV]}"
+    state = str(tmp_path_factory.mktemp("notebook-jobs") / "state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
+    env.update({**free_published_ports(), "EMULATOR_IMAGE": emulator_image, jobs_image.IMAGE_ENV: image,
+                "EMULATOR_COMPOSE_PROJECT": f"emujobs{os.getpid()}{secrets.token_hex(3)}"})
+    # Without the flag's image check: a missing image is a clear refusal, not a Compose pull error.
+    missing = _cli("up", "--docker", "--notebook-jobs", "--state-dir", state, check=False,
+                   env={**env, jobs_image.IMAGE_ENV: "mlflow-azure-emulator-notebook-jobs:absent"})
+    assert missing.returncode == 1 and "emulator images build --offline --notebook-jobs" in missing.stderr
     try:
-        deployment.compose("up", "-d", "databricks", "s3")
-        deadline = time.monotonic() + 300
-        while not (launcher.healthy(url, timeout=1.0) and s3_store.healthy(s3_url, timeout=1.0)):
-            assert time.monotonic() < deadline, deployment.logs(tail=40)
-            time.sleep(1)
-        yield DatabricksWorkspace(url, token, settings.DEFAULT_DATABRICKS_USER, s3_url)
+        _cli("up", "--docker", "--notebook-jobs", "--state-dir", state, env=env)
+        info = json.loads(_cli("status", "--json", "--state-dir", state, env=env).stdout)
+        assert json.loads((Path(state) / "deployment.json").read_text())["overrides"][0].endswith(
+            "notebook-jobs/compose.yml")
+        db = info["databricks"]
+        yield DatabricksWorkspace(db["url"], db["token"], db["user"], db["s3_url"])
     finally:
-        with contextlib.suppress(compose.ComposeError):
-            deployment.compose("down", "-v", "--remove-orphans", timeout=300)
+        # `down` reads the recorded deployment, overrides included.
+        _cli("down", "--volumes", "--state-dir", state, env=env, check=False)
 
 
 def test_the_project_runs_as_a_job_in_the_container_with_spark(notebook_jobs_workspace, monkeypatch):

@@ -100,25 +100,28 @@ class Deployment:
     """One Compose project running both workspaces."""
 
     def __init__(self, compose_file: Path, project: str, command: list[str] | None = None,
-                 store: str = "sqlite"):
+                 store: str = "sqlite", overrides: list[Path] | tuple[Path, ...] = ()):
         if store not in STORES:
             raise ValueError(f"unknown store {store!r}; expected one of {', '.join(STORES)}")
         self.compose_file = Path(compose_file)
         self.project = project
         self.command = command or compose_command()
         self.store = store
+        # Compose files applied over the main one, in order (e.g. docker/notebook-jobs/compose.yml).
+        self.overrides = [Path(p) for p in overrides]
 
     @classmethod
     def recorded(cls, state: StateDir) -> Deployment | None:
         dep = state.deployment()
         if dep.get("mode") != "docker":
             return None
-        return cls(Path(dep["compose_file"]), dep["project"], store=dep.get("store", "sqlite"))
+        return cls(Path(dep["compose_file"]), dep["project"], store=dep.get("store", "sqlite"),
+                   overrides=dep.get("overrides", ()))
 
     def compose(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
         profiles = ["--profile", "postgres"] if self.store == "postgres" else []
-        return _run([*self.command, "-f", str(self.compose_file), "-p", self.project, *profiles, *args],
-                    env=env, timeout=timeout)
+        files = [arg for path in (self.compose_file, *self.overrides) for arg in ("-f", str(path))]
+        return _run([*self.command, *files, "-p", self.project, *profiles, *args], env=env, timeout=timeout)
 
     def require_engine(self, env: dict[str, str]) -> None:
         """The engine answers, and has the PostgreSQL image if it is wanted (Compose may build the
@@ -152,6 +155,7 @@ class Deployment:
         extra = settings.azureml_extra_ports()  # the published HTTPS and CONNECT-proxy ports
         state.record_deployment("docker", urls=urls, project=self.project,
                                  compose_file=str(self.compose_file), store=self.store,
+                                 overrides=[str(p) for p in self.overrides],
                                  azureml_tls_url=f"https://{host}:{extra['tls']}",
                                  azureml_proxy_url=f"http://{host}:{extra['proxy']}",
                                  s3_url=f"http://{host}:{env[s3_store.PORT_ENV]}",
