@@ -54,7 +54,7 @@ def notebook_jobs_workspace(emulator_image, tmp_path_factory):
         assert json.loads((Path(state) / "deployment.json").read_text())["overrides"][0].endswith(
             "notebook-jobs/compose.yml")
         db = info["databricks"]
-        yield DatabricksWorkspace(db["url"], db["token"], db["user"], db["s3_url"])
+        yield DatabricksWorkspace(db["url"], db["token"], db["user"], info["s3"]["url"])
     finally:
         # `down` reads the recorded deployment, overrides included.
         _cli("down", "--volumes", "--state-dir", state, env=env, check=False)

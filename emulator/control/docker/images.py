@@ -351,16 +351,31 @@ def classic_build(image: str, key: str, context: Path, build_args: list[str], lo
                 "-t", image, str(context)], log, label=label, env=env)
 
 
+def engine_lock_file() -> Path:
+    """One file for every checkout and installed copy on this machine: they share the engine's tags."""
+    return packaged.cache_root() / "locks" / "docker-builds.lock"
+
+
 @contextlib.contextmanager
-def _lock(cache: Path):
-    """One build at a time per cache (parallel test sessions share it)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as fh:
+def _flock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _lock(cache: Path):
+    """One build at a time per cache (parallel test sessions share it), and per machine: a build's
+    prune of untagged stage images would delete the stage another checkout's build is about to
+    COPY from ("invalid from flag value build: No such image"), and both retag the same images.
+    Always the cache's lock first, then the machine's, so two builds never wait on each other."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with _flock(cache / ".lock"), _flock(engine_lock_file()):
+        yield
 
 
 def build(offline: bool = True, image: str = IMAGE, base_image: str | None = None, force: bool = False) -> dict:
