@@ -94,13 +94,22 @@ def garbage(run_id, experiment_id):
     ]
 
 
+def expected_refusal(target, path, body: bytes) -> tuple[int, str]:
+    """400 INVALID_PARAMETER_VALUE, except an experiment id Azure ML does not hold: its ids are GUIDs,
+    so an over-long integer is an unknown id there (docs/pages/fidelity.md, Azure ML experiment ids)."""
+    if target.role == "azureml" and b'"experiment_id": "9999' in body:
+        return 404, "RESOURCE_DOES_NOT_EXIST"
+    return 400, "INVALID_PARAMETER_VALUE"
+
+
 def test_garbage_gets_400_and_nothing_is_lost(logged):
     target, run_id, experiment_id = logged
     for path, body in garbage(run_id, experiment_id):
         answer = target.post(path, body)
-        assert answer.status_code == 400, (path, body[:80], answer.status_code, answer.text[:300])
+        status, code = expected_refusal(target, path, body)
+        assert answer.status_code == status, (path, body[:80], answer.status_code, answer.text[:300])
         error = answer.json()
-        assert error["error_code"] == "INVALID_PARAMETER_VALUE", (path, error)
+        assert error["error_code"] == code, (path, error)
         assert error["message"]
     assert_intact(run_id)
     # And it still takes good writes.
@@ -128,7 +137,8 @@ def test_bad_query_and_unknown_paths(logged):
     headers = {"Authorization": f"Bearer {target.token}"}
     too_big = requests.get(f"{target.base}/api/2.0/mlflow/experiments/get", headers=headers,
                            params={"experiment_id": "9" * 40}, timeout=60)
-    assert too_big.status_code == 400 and too_big.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    status, code = expected_refusal(target, "experiments/get", b'{"experiment_id": "' + b"9" * 40 + b'"}')
+    assert (too_big.status_code, too_big.json()["error_code"]) == (status, code)
     unknown = requests.get(f"{target.base}/api/2.0/mlflow/no-such-api", headers=headers, timeout=60)
     # Databricks answers unknown APIs 501 (its clients retry 404s as "missing"; docs/pages/databricks.md).
     assert (unknown.status_code, unknown.json()["error_code"]) in ((404, "ENDPOINT_NOT_FOUND"),
