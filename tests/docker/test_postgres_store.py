@@ -248,11 +248,15 @@ def test_reset_makes_the_postgres_store_new_again(pg, restore_env):
     run_id = client.create_run(first_id).info.run_id
     client.log_metric(run_id, "m", 1.0)
     client.create_registered_model("reset-me")
+    store_id = "SELECT experiment_id FROM experiments WHERE name = '{}'"
+    first_store_id = pg.sql("azureml", store_id.format("before-reset"))
     took = pg.reset(aml)["seconds"]
     assert [e.name for e in client.search_experiments()] == ["Default"]
     assert client.search_registered_models() == []
-    # The same ids a new store hands out (sequences went back with the rows).
-    assert client.create_experiment("after-reset") == first_id
+    # The same store ids a new store hands out (sequences went back with the rows); the GUID the
+    # client sees is a new one (Azure ML experiment ids: a GUID from before a reset names nothing).
+    assert client.create_experiment("after-reset") != first_id
+    assert pg.sql("azureml", store_id.format("after-reset")) == first_store_id
     assert pg.sql("azureml", "SELECT count(*) FROM runs") == "0"
     assert took < 30
     pg.reset(pg.databricks)  # the Databricks store class's template too
