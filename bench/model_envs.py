@@ -16,6 +16,7 @@ from unittest import mock
 import mlflow
 
 from emulator.settings import MODEL_ENVS_ENV
+from harness import mlflow_uris
 from harness.online_endpoints import OnlineEndpointsClient
 from harness.workspaces import Emulator
 
@@ -39,16 +40,11 @@ def _register(ws, work: Path, name: str, extra: list[str], load: str) -> None:
     code = work / f"{name}.py"
     code.write_text(textwrap.dedent(MODEL).replace("{load}", load))
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": ws.token}):
-        mlflow.set_tracking_uri(ws.tracking_uri)
-        mlflow.set_registry_uri(ws.tracking_uri)
-        mlflow.set_experiment("bench-model-envs")
-        try:
+        with mlflow_uris.using(ws.tracking_uri, ws.tracking_uri):  # and back, active experiment included
+            mlflow.set_experiment("bench-model-envs")
             with mlflow.start_run():
                 mlflow.pyfunc.log_model(name="model", python_model=str(code), extra_pip_requirements=extra,
                                         registered_model_name=name)
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
 
 
 def _deploy(ml: OnlineEndpointsClient, endpoint: str, model: str) -> float:

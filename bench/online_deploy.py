@@ -24,7 +24,7 @@ from unittest import mock
 import mlflow
 
 from emulator.control.state import StateDir
-from harness import client_venvs
+from harness import client_venvs, mlflow_uris
 from harness.workspaces import Emulator
 
 SEED_IDENTITY = {"subscription_id": "subscription_id", "resource_group": "resource_group_name",
@@ -72,15 +72,10 @@ def _register(aml, work: Path) -> str:
     X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 3.0], [3.0, 1.0]])
     model = LinearRegression().fit(X, X @ np.array([2.0, -1.0]) + 0.5)
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
-        mlflow.set_tracking_uri(aml.tracking_uri)
-        mlflow.set_registry_uri(aml.tracking_uri)
-        mlflow.set_experiment("bench-online-deploy")
-        try:
+        with mlflow_uris.using(aml.tracking_uri, aml.tracking_uri):  # and back, active experiment included
+            mlflow.set_experiment("bench-online-deploy")
             with mlflow.start_run():
                 info = mlflow.sklearn.log_model(model, name="model", registered_model_name=MODEL_NAME)
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
     return f"azureml:{MODEL_NAME}:{info.registered_model_version}"
 
 

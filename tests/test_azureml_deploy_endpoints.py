@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LinearRegression
 
 from emulator.pipeline import body_limits
+from harness import mlflow_uris
 from harness.online_endpoints import EndpointError, OnlineEndpointsClient
 from harness.workspaces import Emulator
 
@@ -47,14 +48,9 @@ def ml(emu):
 def aml_mlflow(emu):
     aml = emu.azureml
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
-        mlflow.set_tracking_uri(aml.tracking_uri)
-        mlflow.set_registry_uri(aml.tracking_uri)
-        mlflow.set_experiment("deploy-endpoints")
-        try:
+        with mlflow_uris.using(aml.tracking_uri, aml.tracking_uri):  # and back, active experiment included
+            mlflow.set_experiment("deploy-endpoints")
             yield MlflowClient(aml.tracking_uri, aml.tracking_uri)
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
 
 
 def _register_sklearn(name: str, coef: float) -> LinearRegression:

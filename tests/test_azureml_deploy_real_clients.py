@@ -16,6 +16,7 @@ import mlflow
 import pytest
 import requests
 
+from harness import mlflow_uris
 from harness.online_endpoints import OnlineEndpointsClient
 from tests.test_azureml_real_clients import (  # noqa: F401
     SEED_IDENTITY,
@@ -238,16 +239,11 @@ def test_operation_status_says_when_to_poll_again(deploy_emulator, tmp_path):
     aml = deploy_emulator.azureml
     (tmp_path / "slow.py").write_text(textwrap.dedent(SLOW_LOADING_MODEL))
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
-        mlflow.set_tracking_uri(aml.tracking_uri)
-        mlflow.set_registry_uri(aml.tracking_uri)
-        mlflow.set_experiment("slow-to-load")
-        try:
+        with mlflow_uris.using(aml.tracking_uri, aml.tracking_uri):  # and back, active experiment included
+            mlflow.set_experiment("slow-to-load")
             with mlflow.start_run():
                 mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "slow.py"),
                                         registered_model_name="slow-to-load")
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
     ml = OnlineEndpointsClient.for_workspace(aml)
     ml.create_endpoint("ep-slow")
     resp = ml.call("PUT", "/onlineEndpoints/ep-slow/deployments/slow",

@@ -18,6 +18,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from emulator.control import launcher
+from harness import mlflow_uris
 from harness.online_endpoints import OnlineEndpointsClient
 from harness.workspaces import Emulator
 
@@ -36,16 +37,11 @@ def emu(tmp_path_factory):
 def ml(emu):
     aml = emu.azureml
     with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": aml.token}):
-        mlflow.set_tracking_uri(aml.tracking_uri)
-        mlflow.set_registry_uri(aml.tracking_uri)
-        mlflow.set_experiment("deploy-zygote")
-        try:
+        with mlflow_uris.using(aml.tracking_uri, aml.tracking_uri):  # and back, active experiment included
+            mlflow.set_experiment("deploy-zygote")
             with mlflow.start_run():
                 mlflow.sklearn.log_model(LinearRegression().fit(X, X @ [2.0, -1.0]), name="model",
                                          registered_model_name="zygote-model")
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
     return OnlineEndpointsClient.for_workspace(aml)
 
 
