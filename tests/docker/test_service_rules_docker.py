@@ -14,7 +14,12 @@ import uuid
 import pytest
 
 from harness import faults
-from harness.fault_scenarios import REGISTRY_CREATE, SCENARIOS, SOURCE_MISSING, run_scenario
+from harness.fault_scenarios import (
+    REGISTRY_CREATE,
+    SCENARIOS,
+    SOURCE_MISSING,
+    run_scenario,
+)
 
 pytestmark = pytest.mark.docker
 
