@@ -123,3 +123,25 @@ def test_a_fault_overrides_the_failed_registration_of_a_missing_source(docker_wo
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     assert [(v.version, v.status, v.status_message) for v in versions] == [
         ("1", "FAILED_REGISTRATION", message), ("2", "FAILED_REGISTRATION", SOURCE_MISSING)]
+
+
+def test_unity_catalog_version_is_pending_until_finalized_in_docker(docker_workspaces):
+    """Unity Catalog's own lifecycle, no fault rule: a version is PENDING_REGISTRATION from create
+    until the client finalizes it (after uploading its files), then READY."""
+    import requests
+
+    ws = docker_workspaces.databricks
+    uc = f"{ws.url}/api/2.0/mlflow/unity-catalog"
+    headers = {"Authorization": f"Bearer {ws.token}"}
+    name = f"main.default.pending_{uuid.uuid4().hex[:8]}"
+    assert requests.post(f"{uc}/registered-models/create", json={"name": name}, headers=headers,
+                         timeout=60).status_code == 200
+    created = requests.post(f"{uc}/model-versions/create", json={"name": name, "source": "x"}, headers=headers,
+                            timeout=60)
+    assert created.status_code == 200, created.text
+    assert created.json()["model_version"]["status"] == "PENDING_REGISTRATION"
+    got = requests.get(f"{uc}/model-versions/get", params={"name": name, "version": "1"}, headers=headers, timeout=60)
+    assert got.json()["model_version"]["status"] == "PENDING_REGISTRATION"
+    finalized = requests.post(f"{uc}/model-versions/finalize", json={"name": name, "version": "1"}, headers=headers,
+                              timeout=60)
+    assert finalized.status_code == 200 and finalized.json()["model_version"]["status"] == "READY"
