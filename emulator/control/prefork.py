@@ -127,7 +127,9 @@ def _record_failure(state: StateDir, workspaces: list[dict]) -> None:
             log.write(text)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], after_preload=None) -> int:
+    """``after_preload()``: run once the environment is set and MLflow imported, before the wait
+    for the runfiles (emulator.control.prefork_zygote checks there that its warm imports fit)."""
     plan = json.loads(argv[0])
     state = StateDir(plan["state_dir"])
     workspaces = plan["workspaces"]
@@ -138,6 +140,8 @@ def main(argv: list[str]) -> int:
         # rescans them (~15 % of the import's time). The children collect, the frozen objects aside.
         gc.disable()
         scrubbed = server.preload(_config(state, workspaces[0]))
+        if after_preload is not None:
+            after_preload()
         sys.stdin.buffer.read()  # the launcher has written the runfiles (normally long before)
         _fork(state, workspaces, scrubbed)
     except Exception:  # noqa: BLE001 - reported in the logs; the runfiles name a dead process
