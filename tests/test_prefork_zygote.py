@@ -169,3 +169,41 @@ def test_the_zygote_socket_is_private_and_it_stops_when_its_socket_goes(tmp_path
         zygote.proc.wait(30)  # noticed within its poll period
     finally:
         zygote.stop()
+
+
+SESSION_TEST = '''
+import json, os, sys
+from harness import pytest_plugin
+
+def test_session(request):
+    zygote, _ = request.config.stash.get(pytest_plugin._ZYGOTE, (None, None))
+    print("ZYGOTE " + json.dumps({"env": os.environ.get("EMULATOR_PREFORK_ZYGOTE"),
+                                  "pid": zygote.pid if zygote else None,
+                                  "folder": zygote.folder if zygote else None}))
+'''
+
+
+def run_session(tmp_path: Path, setting: str | None) -> dict:
+    (tmp_path / "test_session.py").write_text(SESSION_TEST)
+    env = {k: v for k, v in os.environ.items() if k != prefork_zygote.ENV}
+    if setting is not None:
+        env[prefork_zygote.ENV] = setting
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_session.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(li for li in done.stdout.splitlines() if li.startswith("ZYGOTE "))
+    import json
+
+    return json.loads(line[len("ZYGOTE "):])
+
+
+def test_the_plugin_runs_one_zygote_per_session_and_leaves_none_behind(tmp_path):
+    seen = run_session(tmp_path, None)
+    assert seen["pid"] and seen["env"] == os.path.join(seen["folder"], "prefork.sock")
+    assert launcher.wait_exited(seen["pid"], 30), "the session's zygote outlived it"
+    assert not Path(seen["folder"]).exists()
+
+
+def test_the_plugin_starts_no_zygote_when_it_is_off(tmp_path):
+    seen = run_session(tmp_path, "off")
+    assert seen == {"env": "off", "pid": None, "folder": None}
