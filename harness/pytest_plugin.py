@@ -105,7 +105,7 @@ _ZYGOTE = pytest.StashKey[tuple]()
 def _zygote_wanted(config) -> bool:
     import os
 
-    from emulator.control import prefork_zygote
+    from emulator.control import prefork_zygote_client as prefork_zygote
 
     value = os.environ.get(prefork_zygote.ENV, "").strip().lower()
     if value and value not in prefork_zygote.ON:
@@ -118,7 +118,7 @@ def pytest_sessionstart(session):
     import atexit
     import os
 
-    from emulator.control import prefork_zygote
+    from emulator.control import prefork_zygote_client as prefork_zygote
 
     config = session.config
     if _ZYGOTE in config.stash or not _zygote_wanted(config):
@@ -137,7 +137,7 @@ def pytest_unconfigure(config):
     """Stop the session's zygote by its PID (the workspaces it forked live on until their own down)."""
     import os
 
-    from emulator.control import prefork_zygote
+    from emulator.control import prefork_zygote_client as prefork_zygote
 
     zygote, previous = config.stash.get(_ZYGOTE, (None, None))
     if zygote is None:

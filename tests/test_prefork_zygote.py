@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from emulator import settings
-from emulator.control import launcher, prefork_zygote
+from emulator.control import launcher
+from emulator.control import prefork_zygote_client as prefork_zygote
 from emulator.control.state import StateDir
 from harness.workspaces import Emulator
 
@@ -40,7 +41,7 @@ def cli_env(zygote_socket: str | None, **extra) -> dict:
 
 
 def cli(*args, env) -> subprocess.CompletedProcess:
-    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    done = subprocess.run([*CLI, *args], check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
@@ -189,7 +190,7 @@ def run_session(tmp_path: Path, setting: str | None) -> dict:
     if setting is not None:
         env[prefork_zygote.ENV] = setting
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_session.py"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+                          check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(li for li in done.stdout.splitlines() if li.startswith("ZYGOTE "))
     import json

@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from emulator import settings
-from emulator.control import prefork_zygote, s3_store
+from emulator.control import prefork_zygote_client, s3_store
 from emulator.control.processes import (  # the launcher's own vocabulary, re-exported for its callers
     LaunchError,
     free_port,
@@ -262,7 +262,7 @@ def _spawn(state: StateDir, procs: list[Running]) -> None:
     env = {store_templates.ENV: str(store_templates_dir()), settings.MODEL_ENVS_ENV: str(model_envs_dir()),
            settings.SPARK_CATALOG_CACHE_ENV: str(spark_catalog_cache()), **os.environ}
     with open(logs[0], "ab") as out:  # until the fork; each child then writes to its own log
-        forked = prefork_zygote.request(spec, env, out.fileno())
+        forked = prefork_zygote_client.request(spec, env, out.fileno())
         if forked is not None:
             pid, stdin_write = forked
             proc, close_stdin = None, lambda: os.close(stdin_write)
