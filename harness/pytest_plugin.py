@@ -178,6 +178,11 @@ def emulated_workspaces(request, tmp_path_factory):
         problem = taken_by_an_emulator({**emu.ports, **emu.azureml_extra_ports})
         if problem:
             pytest.fail(problem, pytrace=False)
+        zygote, _ = request.config.stash.get(_ZYGOTE, (None, None))
+        if zygote is not None:
+            # Its import is under way since the session started: a cold start now would import
+            # MLflow a second time beside it, on the same cores. Not ready in time: cold anyway.
+            zygote.ready(timeout=60)
         emu.up()
     _ACTIVE["workspaces"] = emu
     if state_dir:

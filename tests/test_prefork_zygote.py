@@ -176,11 +176,14 @@ SESSION_TEST = '''
 import json, os, sys
 from harness import pytest_plugin
 
-def test_session(request):
+def test_session(request, emulated_workspaces):
     zygote, _ = request.config.stash.get(pytest_plugin._ZYGOTE, (None, None))
+    from emulator.control import launcher
+    pid = launcher.running_record(emulated_workspaces.state, "databricks")["pid"]
     print("ZYGOTE " + json.dumps({"env": os.environ.get("EMULATOR_PREFORK_ZYGOTE"),
                                   "pid": zygote.pid if zygote else None,
-                                  "folder": zygote.folder if zygote else None}))
+                                  "folder": zygote.folder if zygote else None,
+                                  "workspace": open(f"/proc/{pid}/cmdline").read().split(chr(0))[1:3]}))
 '''
 
 
@@ -201,10 +204,12 @@ def run_session(tmp_path: Path, setting: str | None) -> dict:
 def test_the_plugin_runs_one_zygote_per_session_and_leaves_none_behind(tmp_path):
     seen = run_session(tmp_path, None)
     assert seen["pid"] and seen["env"] == os.path.join(seen["folder"], "prefork.sock")
+    # The session's workspaces waited for it: forked from it, not from a cold import.
+    assert seen["workspace"] == ["-m", "emulator.control.prefork_zygote"]
     assert launcher.wait_exited(seen["pid"], 30), "the session's zygote outlived it"
     assert not Path(seen["folder"]).exists()
 
 
 def test_the_plugin_starts_no_zygote_when_it_is_off(tmp_path):
     seen = run_session(tmp_path, "off")
-    assert seen == {"env": "off", "pid": None, "folder": None}
+    assert seen == {"env": "off", "pid": None, "folder": None, "workspace": ["-m", "emulator.control.prefork"]}
