@@ -62,6 +62,7 @@ class _Warm:
     """What the zygote's import depended on."""
     interpreter: dict
     import_reads: dict  # name -> value when the import first read it (None: unset)
+    cwd: str  # where its interpreter started (relative PYTHONPATH entries were resolved there)
 
 
 def _recorded_import():
@@ -110,7 +111,7 @@ def _preload(private: Path) -> _Warm:
     reads = _recorded_import()
     gc.freeze()
     gc.enable()
-    return _Warm(interpreter, reads)
+    return _Warm(interpreter, reads, os.getcwd())
 
 
 def _differences(warm: _Warm, requested: dict) -> list[str]:
@@ -128,6 +129,9 @@ def _differences(warm: _Warm, requested: dict) -> list[str]:
             found.append(name)
     if _interpreter_env(requested) != warm.interpreter:
         found.append("PYTHON*/locale")
+    relative = [p for p in requested.get("PYTHONPATH", "").split(os.pathsep) if p and not os.path.isabs(p)]
+    if relative and os.getcwd() != warm.cwd:
+        found.append("PYTHONPATH (relative to another folder)")
     return found
 
 
@@ -301,11 +305,15 @@ def _answer(conn: socket.socket, listener: socket.socket, warm: _Warm) -> None:
             conn.close()
             listener.close()
             _child(request, fds, warm)
+    except OSError as exc:  # no answer: the requester starts the process itself
+        _logger.warning("cannot fork: %s", exc)
     finally:
         if pid != 0:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
     for fd in fds:
         os.close(fd)
+    if pid <= 0:
+        return
     try:
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
     except OSError:
