@@ -14,6 +14,10 @@ the fork. Stopping a workspace while this parent still imports removes its runfi
 is signalled only when no other workspace waits for it): a workspace without one is not forked,
 or its child is killed before it serves. A child binds its ports only after the parent has
 decided, and only if the runfile still names it.
+
+In a pytest session this process is usually not started but forked, already past the import, from
+the session's warm zygote (emulator.control.prefork_zygote, ``EMULATOR_PREFORK_ZYGOTE``); it then
+runs ``main`` exactly as here, in the requester's environment, cwd, umask and descriptors.
 """
 
 from __future__ import annotations
