@@ -213,3 +213,21 @@ def test_the_plugin_runs_one_zygote_per_session_and_leaves_none_behind(tmp_path)
 def test_the_plugin_starts_no_zygote_when_it_is_off(tmp_path):
     seen = run_session(tmp_path, "off")
     assert seen == {"env": "off", "pid": None, "folder": None, "workspace": ["-m", "emulator.control.prefork"]}
+
+
+def test_a_zygote_whose_session_was_killed_exits_and_tidies_its_folder(tmp_path):
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import time\n"
+        "from emulator.control import prefork_zygote_client as z\n"
+        "zygote = z.start(); assert zygote.ready()\n"
+        "print(zygote.pid, zygote.folder, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, folder = starter.stdout.readline().split()
+        starter.kill()  # no atexit, no session finish
+        starter.wait(30)
+        assert launcher.wait_exited(int(pid), 60), "the zygote outlived its session"
+        assert not Path(folder).exists()
+    finally:
+        if starter.poll() is None:
+            starter.kill()

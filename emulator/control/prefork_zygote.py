@@ -27,6 +27,7 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -272,6 +273,8 @@ def serve(path: str, parent: int | None = None) -> int:
             except FileNotFoundError:
                 return 0  # the socket is gone: so are its requesters
             if parent is not None and os.getppid() != parent:
+                # Its session ended without stopping it (killed): nobody else will tidy its folder.
+                shutil.rmtree(private, ignore_errors=True)
                 return 0
             try:
                 conn, _ = listener.accept()
