@@ -113,8 +113,14 @@ def _zygote_wanted(config) -> bool:
     return not setting(config, "emulator_docker")
 
 
-def pytest_sessionstart(session):
-    """Start the zygote (it answers once its import is done; until then starts are cold)."""
+# A session whose tests use none of these starts no zygote unless EMULATOR_PREFORK_ZYGOTE=on.
+_WORKSPACE_FIXTURES = {"emulated_workspaces", "fresh_workspaces", "databricks_workspace", "azureml_workspace",
+                       "linked_workspaces"}
+
+
+def pytest_collection_finish(session):
+    """Start the zygote before the first test (it answers once its import is done; until then
+    starts are cold), if the session's tests start workspaces."""
     import atexit
     import os
 
@@ -122,6 +128,9 @@ def pytest_sessionstart(session):
 
     config = session.config
     if _ZYGOTE in config.stash or not _zygote_wanted(config):
+        return
+    forced = os.environ.get(prefork_zygote.ENV, "").strip().lower() in prefork_zygote.ON
+    if not forced and not any(_WORKSPACE_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
         return
     previous = os.environ.get(prefork_zygote.ENV)
     try:

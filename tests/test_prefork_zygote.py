@@ -187,8 +187,8 @@ def test_session(request, emulated_workspaces):
 '''
 
 
-def run_session(tmp_path: Path, setting: str | None) -> dict:
-    (tmp_path / "test_session.py").write_text(SESSION_TEST)
+def run_session(tmp_path: Path, setting: str | None, test: str = SESSION_TEST) -> dict:
+    (tmp_path / "test_session.py").write_text(test)
     env = {k: v for k, v in os.environ.items() if k != prefork_zygote.ENV}
     if setting is not None:
         env[prefork_zygote.ENV] = setting
@@ -231,3 +231,12 @@ def test_a_zygote_whose_session_was_killed_exits_and_tidies_its_folder(tmp_path)
     finally:
         if starter.poll() is None:
             starter.kill()
+
+
+def test_a_session_whose_tests_start_no_workspace_starts_no_zygote(tmp_path):
+    """The plugin comes with the package: a project's unrelated tests pay nothing for it."""
+    test = SESSION_TEST.replace("def test_session(request, emulated_workspaces):", "def test_session(request):")
+    test = test.replace('pid = launcher.running_record(emulated_workspaces.state, "databricks")["pid"]', "pid = None")
+    test = test.replace('open(f"/proc/{pid}/cmdline").read().split(chr(0))[1:3]', "None")
+    assert run_session(tmp_path, None, test) == {"env": None, "pid": None, "folder": None, "workspace": None}
+    assert run_session(tmp_path, "on", test)["pid"]  # unless asked for
