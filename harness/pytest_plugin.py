@@ -97,6 +97,68 @@ def pytest_configure(config):
         config.pluginmanager.import_plugin("harness.compose_fixtures")
 
 
+# The session's warm pre-forking parent (emulator.control.prefork_zygote): every local start after
+# it is ready (in-process or `emulator up` run by a test) forks from it instead of importing MLflow.
+_ZYGOTE = pytest.StashKey[tuple]()
+
+
+def _zygote_wanted(config) -> bool:
+    import os
+
+    from emulator.control import prefork_zygote_client as prefork_zygote
+
+    value = os.environ.get(prefork_zygote.ENV, "").strip().lower()
+    if value and value not in prefork_zygote.ON:
+        return False  # off, or a socket someone else runs (a nested session's outer one)
+    return not setting(config, "emulator_docker")
+
+
+# A session whose tests use none of these starts no zygote unless EMULATOR_PREFORK_ZYGOTE=on.
+_WORKSPACE_FIXTURES = {"emulated_workspaces", "fresh_workspaces", "databricks_workspace", "azureml_workspace",
+                       "linked_workspaces"}
+
+
+def pytest_collection_finish(session):
+    """Start the zygote before the first test (it answers once its import is done; until then
+    starts are cold), if the session's tests start workspaces."""
+    import atexit
+    import os
+
+    from emulator.control import prefork_zygote_client as prefork_zygote
+
+    config = session.config
+    if _ZYGOTE in config.stash or not _zygote_wanted(config):
+        return
+    forced = os.environ.get(prefork_zygote.ENV, "").strip().lower() in prefork_zygote.ON
+    if not forced and not any(_WORKSPACE_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+        return
+    previous = os.environ.get(prefork_zygote.ENV)
+    try:
+        zygote = prefork_zygote.start()
+    except OSError:
+        return  # the cold path, as without it
+    atexit.register(zygote.stop)  # whatever ends the session: no zygote is left behind
+    os.environ[prefork_zygote.ENV] = zygote.socket
+    config.stash[_ZYGOTE] = (zygote, previous)
+
+
+def pytest_unconfigure(config):
+    """Stop the session's zygote by its PID (the workspaces it forked live on until their own down)."""
+    import os
+
+    from emulator.control import prefork_zygote_client as prefork_zygote
+
+    zygote, previous = config.stash.get(_ZYGOTE, (None, None))
+    if zygote is None:
+        return
+    del config.stash[_ZYGOTE]
+    if previous is None:
+        os.environ.pop(prefork_zygote.ENV, None)
+    else:
+        os.environ[prefork_zygote.ENV] = previous
+    zygote.stop()
+
+
 @pytest.fixture(scope="session")
 def emulated_workspaces(request, tmp_path_factory):
     """Both workspaces for the session: local server processes on free loopback ports (or the
@@ -125,6 +187,11 @@ def emulated_workspaces(request, tmp_path_factory):
         problem = taken_by_an_emulator({**emu.ports, **emu.azureml_extra_ports})
         if problem:
             pytest.fail(problem, pytrace=False)
+        zygote, _ = request.config.stash.get(_ZYGOTE, (None, None))
+        if zygote is not None:
+            # Its import is under way since the session started: a cold start now would import
+            # MLflow a second time beside it, on the same cores. Not ready in time: cold anyway.
+            zygote.ready(timeout=60)
         emu.up()
     _ACTIVE["workspaces"] = emu
     if state_dir:

@@ -12,6 +12,10 @@ from harness.workspaces import Emulator
 # A failed browser test leaves a screenshot under reports/screenshots/ and names it (a hook).
 from tests.support.browser import pytest_runtest_makereport  # noqa: F401
 
+# Most modules start workspaces through the `emulator` fixture below, not the plugin's: the session's
+# prefork zygote (harness.pytest_plugin, emulator.control.prefork_zygote) is wanted all the same.
+os.environ.setdefault("EMULATOR_PREFORK_ZYGOTE", "on")
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _isolate_mlflow_uris_per_module():

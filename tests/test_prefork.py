@@ -13,6 +13,13 @@ from emulator.control.state import StateDir
 ROLES = settings.ROLES
 
 
+@pytest.fixture(autouse=True)
+def cold_path(monkeypatch):
+    """These pin the cold path (its import runs after the launch); a session's warm parent
+    (emulator.control.prefork_zygote) is tested in test_prefork_zygote.py."""
+    monkeypatch.setenv("EMULATOR_PREFORK_ZYGOTE", "off")
+
+
 @pytest.fixture
 def state(tmp_path):
     state = StateDir(tmp_path / "state")

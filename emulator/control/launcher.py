@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from emulator import settings
-from emulator.control import s3_store
+from emulator.control import prefork_zygote_client, s3_store
 from emulator.control.processes import (  # the launcher's own vocabulary, re-exported for its callers
     LaunchError,
     free_port,
@@ -250,32 +250,43 @@ def prefork_spec(state: StateDir, procs: list[Running]) -> str:
 
 def _spawn(state: StateDir, procs: list[Running]) -> None:
     """One emulator.control.prefork process for ``procs``; each runfile names it until it names the
-    workspace's own process (the pre-forking parent hands it over)."""
+    workspace's own process (the pre-forking parent hands it over). With EMULATOR_PREFORK_ZYGOTE, a
+    warm zygote forks that process (emulator.control.prefork_zygote); without, or on any trouble with
+    it, this process starts it."""
     logs = [log_path(state, p.role) for p in procs]
     for log in logs:
         log.touch(mode=0o600)
         os.chmod(log, 0o600)
+    spec = prefork_spec(state, procs)
+    # The store template folder is chosen here, on the user's side: the server scrubs HOME.
+    env = {store_templates.ENV: str(store_templates_dir()), settings.MODEL_ENVS_ENV: str(model_envs_dir()),
+           settings.SPARK_CATALOG_CACHE_ENV: str(spark_catalog_cache()), **os.environ}
     with open(logs[0], "ab") as out:  # until the fork; each child then writes to its own log
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.control.prefork", prefork_spec(state, procs)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.PIPE,  # its end of file: the runfiles are written (or this process died)
-            # The store template folder is chosen here, on the user's side: the server scrubs HOME.
-            env={store_templates.ENV: str(store_templates_dir()),
-                 settings.MODEL_ENVS_ENV: str(model_envs_dir()),
-                 settings.SPARK_CATALOG_CACHE_ENV: str(spark_catalog_cache()), **os.environ},
-            start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
-        )
+        forked = prefork_zygote_client.request(spec, env, out.fileno())
+        if forked is not None:
+            pid, stdin_write = forked
+            proc, close_stdin = None, lambda: os.close(stdin_write)
+        else:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "emulator.control.prefork", spec],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE,  # its end of file: the runfiles are written (or this process died)
+                env=env,
+                start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
+            )
+            pid, close_stdin = proc.pid, proc.stdin.close
     try:
         for p in procs:
-            p.pid = proc.pid
+            p.pid = pid
             write_runfile(state, p.role, p.record())
             _ports_file(state, p.role).write_text(json.dumps({"port": p.port, "extra_ports": p.extra_ports}))
     finally:
-        proc.stdin.close()
-    # Reaped as soon as it has forked (it exits then), whether or not anyone waits for health.
-    threading.Thread(target=proc.wait, name="emulator-prefork-reaper", daemon=True).start()
+        close_stdin()
+    if proc is not None:
+        # Reaped as soon as it has forked (it exits then), whether or not anyone waits for health.
+        # (A zygote reaps the processes it forks.)
+        threading.Thread(target=proc.wait, name="emulator-prefork-reaper", daemon=True).start()
 
 
 def wait_healthy(state: StateDir, procs: list[Running], timeout: float = 90.0, alongside=None) -> None:

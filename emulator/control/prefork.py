@@ -14,6 +14,10 @@ the fork. Stopping a workspace while this parent still imports removes its runfi
 is signalled only when no other workspace waits for it): a workspace without one is not forked,
 or its child is killed before it serves. A child binds its ports only after the parent has
 decided, and only if the runfile still names it.
+
+In a pytest session this process is usually not started but forked, already past the import, from
+the session's warm zygote (emulator.control.prefork_zygote, ``EMULATOR_PREFORK_ZYGOTE``); it then
+runs ``main`` exactly as here, in the requester's environment, cwd, umask and descriptors.
 """
 
 from __future__ import annotations
@@ -127,7 +131,9 @@ def _record_failure(state: StateDir, workspaces: list[dict]) -> None:
             log.write(text)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], after_preload=None) -> int:
+    """``after_preload()``: run once the environment is set and MLflow imported, before the wait
+    for the runfiles (emulator.control.prefork_zygote checks there that its warm imports fit)."""
     plan = json.loads(argv[0])
     state = StateDir(plan["state_dir"])
     workspaces = plan["workspaces"]
@@ -138,6 +144,8 @@ def main(argv: list[str]) -> int:
         # rescans them (~15 % of the import's time). The children collect, the frozen objects aside.
         gc.disable()
         scrubbed = server.preload(_config(state, workspaces[0]))
+        if after_preload is not None:
+            after_preload()
         sys.stdin.buffer.read()  # the launcher has written the runfiles (normally long before)
         _fork(state, workspaces, scrubbed)
     except Exception:  # noqa: BLE001 - reported in the logs; the runfiles name a dead process

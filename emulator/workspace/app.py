@@ -69,11 +69,25 @@ def preload(config: ServerConfig) -> list[str]:
     for ``config`` (MLflow reads some of it at import), without opening any store or starting a
     thread: a pre-forking parent (emulator.control.prefork) calls this once for all its workspaces, and
     each forked child then runs ``serve`` for its own. Returns the credentials scrubbed."""
+    scrubbed = prepare_environment(config)
+    import_server()
+    return scrubbed
+
+
+def prepare_environment(config: ServerConfig) -> list[str]:
+    """The first half of ``preload``: the umask and the environment MLflow is imported in (the
+    user's credentials scrubbed). Returns the credentials scrubbed."""
     from emulator.workspace import server_env
 
     os.umask(0o077)
     scrubbed = sorted(name for name in os.environ if server_env.is_credential(name))
     _configure_mlflow_env(config, scrubbed)  # scrubs them, before MLflow is imported
+    return scrubbed
+
+
+def import_server() -> None:
+    """The second half of ``preload``: the imports (a warm pre-forking parent,
+    emulator.control.prefork_zygote, notes which environment variables they read)."""
     import cryptography.x509  # noqa: F401  (Azure ML's HTTPS listener)
     from mlflow.server import app  # noqa: F401
 
@@ -83,8 +97,6 @@ def preload(config: ServerConfig) -> list[str]:
     from emulator.pipeline import body_limits, common_routes, reset  # noqa: F401
     from emulator.stores import artifact_repositories, postgres  # noqa: F401
     from emulator.workspace import startup  # noqa: F401
-
-    return scrubbed
 
 
 def build_app(config: ServerConfig, scrubbed: list[str] | None = None):
