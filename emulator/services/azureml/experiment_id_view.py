@@ -43,10 +43,12 @@ _STORE_URI = re.compile(r"^mlflow-artifacts:/(\d+)(?=/|$)")
 _GUID_SHAPE = re.compile(r"[0-9a-fA-F-]{36}")
 _GUID_URI = re.compile(r"^mlflow-artifacts:/([0-9a-fA-F-]{36})(?=/|$)")
 
+# Not mlflow.rootRunId: a Databricks tag (run_lineage.py) that only mirrored runs carry here, naming
+# a Databricks run; the mirror keeps Databricks' tags byte for byte.
 _RUN_KEYS = {"run_id", "run_uuid", "runId", "runUuid", "source_run_id", "sourceRunId",
-             "mlflow.parentRunId", "mlflow.rootRunId", "mlflow.sourceRun"}
+             "mlflow.parentRunId", "mlflow.sourceRun"}
 _RUN_LIST_KEYS = {"run_ids", "runIds"}
-_RUN_TAGS = {"mlflow.parentRunId", "mlflow.rootRunId", "mlflow.sourceRun"}  # {"key", "value"} pairs
+_RUN_TAGS = {"mlflow.parentRunId", "mlflow.sourceRun"}  # {"key", "value"} pairs
 _FILTER_KEYS = {"filter"}
 _RUN_URI_IN = re.compile(r"^(?:mlflow-artifacts:/[^/]+/|runs:/)(" + run_guids.GUID_TEXT + r")(?=/|$)")
 _RUN_URI_OUT = re.compile(r"^(?:mlflow-artifacts:/[^/]+/|runs:/)([0-9a-f]{32})(?=/|$)")
@@ -70,7 +72,7 @@ class _Request:
 
     @staticmethod
     def run_out(value):
-        # fidelity: Azure ML run ids -- answers name runs by hyphenated GUID
+        # fidelity: Azure ML experiment ids -- run ids: answers name runs by hyphenated GUID
         return run_guids.external(value)
 
     def filter_in(self, value):
@@ -218,7 +220,7 @@ class ExperimentIdView:
             elif k in keys and v:
                 v = req.inward(v)
             elif k in _RUN_QUERY and not artifact:
-                # fidelity: Azure ML run ids -- a GUID (or the store's 32 hex) names the run
+                # fidelity: Azure ML experiment ids -- run ids: a GUID (or the store's 32 hex) names the run
                 v = req.run_in(v)
             elif k in _FILTER_KEYS and not artifact:
                 v = req.filter_in(v)

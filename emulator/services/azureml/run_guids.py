@@ -33,8 +33,8 @@ def internal(run_id):
 # search filters: the run-id comparisons (``attributes.run_id = '...'``, ``run_id IN (...)``,
 # ``tags.mlflow.parentRunId = '...'``); other quoted GUIDs (a user's tag value) are left alone.
 _FILTER_CLAUSE = re.compile(
-    r"(?P<key>(?:(?:attributes?|attr|run|tags?|tag|metadata|request_metadata)\.)?[`\"]?"
-    r"(?:run_id|run_uuid|mlflow\.parentRunId|mlflow\.rootRunId|mlflow\.sourceRun)[`\"]?)"
+    r"(?<![\w.`\"])(?P<key>(?:(?:attributes?|attr|run|tags?|tag|metadata|request_metadata)\.)?[`\"]?"
+    r"(?:run_id|run_uuid|mlflow\.parentRunId|mlflow\.sourceRun)[`\"]?)"
     r"(?P<op>\s*(?:!?=|(?:NOT\s+)?I?LIKE|(?:NOT\s+)?IN)\s*)"
     r"(?P<value>\([^)]*\)|'[^']*'|\"[^\"]*\")",
     re.IGNORECASE,

@@ -56,7 +56,7 @@ def owner_location(run_id: str) -> tuple[str, str]:
         if run_id.startswith("m-"):
             model = _store().get_logged_model(run_id)
             return model.experiment_id, model.artifact_location
-        # fidelity: Azure ML run ids -- the plugin's URIs name the run by its GUID
+        # fidelity: Azure ML experiment ids -- run ids: the plugin's URIs name the run by its GUID
         run = _store().get_run(run_guids.internal(run_id))
         return run.info.experiment_id, run.info.artifact_uri
     except MlflowException:
