@@ -34,7 +34,7 @@ def internal(run_id):
 # ``tags.mlflow.parentRunId = '...'``); other quoted GUIDs (a user's tag value) are left alone.
 _FILTER_CLAUSE = re.compile(
     r"(?<![\w.`\"])(?P<key>(?:(?:attributes?|attr|run|tags?|tag|metadata|request_metadata)\.)?[`\"]?"
-    r"(?:run_id|run_uuid|mlflow\.parentRunId|mlflow\.sourceRun)[`\"]?)"
+    r"(?:run_id|run_uuid|source_run_id|mlflow\.parentRunId|mlflow\.sourceRun)[`\"]?)"
     r"(?P<op>\s*(?:!?=|(?:NOT\s+)?I?LIKE|(?:NOT\s+)?IN)\s*)"
     r"(?P<value>\([^)]*\)|'[^']*'|\"[^\"]*\")",
     re.IGNORECASE,
