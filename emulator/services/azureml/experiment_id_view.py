@@ -102,9 +102,7 @@ class _Request:
         return uri[: r.start(1)] + self.run_in(r[1]) + uri[r.end(1):] if r else uri
 
     def uri_out(self, uri):
-        uri = external_uri(uri, self.guids)
-        r = _RUN_URI_OUT.match(uri) if isinstance(uri, str) else None
-        return uri[: r.start(1)] + self.run_out(r[1]) + uri[r.end(1):] if r else uri
+        return external_run_uri(external_uri(uri, self.guids))
 
     def message_out(self, message):
         """An error message names a run as the client sent it (e.g. ``Run with id=<GUID> not found``)."""
@@ -119,6 +117,13 @@ def external_uri(uri: str, guids: ExperimentGuids) -> str:
     m = _STORE_URI.match(uri) if isinstance(uri, str) else None
     found = guids.external(m[1]) if m else None
     return uri[: m.start(1)] + found + uri[m.end(1):] if found else uri
+
+
+def external_run_uri(uri: str) -> str:
+    """A store URI's run segment (``runs:/<hex>/...``, ``mlflow-artifacts:/<exp>/<hex>/...``) as
+    clients see it, for answers built outside the MLflow API (ARM model assets)."""
+    r = _RUN_URI_OUT.match(uri) if isinstance(uri, str) else None
+    return uri[: r.start(1)] + run_guids.external(r[1]) + uri[r.end(1):] if r else uri
 
 
 def _walk(value, ids, uris, runs, filters=None):
