@@ -22,7 +22,6 @@ from tests.test_azureml_real_clients import (  # noqa: F401
     seed_identity_emulator,
 )
 
-
 RUN_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -120,13 +119,12 @@ def test_run_ids_are_hyphenated_guids(aml, tmp_path):
     every call of the run's life takes that form back."""
     with mlflow_uris.using(aml.tracking_uri, aml.tracking_uri):
         mlflow.set_experiment("identity-run-guids")
-        with mlflow.start_run() as parent:
-            with mlflow.start_run(nested=True) as child:
-                mlflow.log_metric("loss", 0.5)
-                mlflow.log_param("p", "1")
-                (tmp_path / "b.txt").write_text("run guid bytes")
-                mlflow.log_artifact(str(tmp_path / "b.txt"), "files")
-                mlflow.pyfunc.log_model(name="model", python_model=_Echo())
+        with mlflow.start_run() as parent, mlflow.start_run(nested=True) as child:
+            mlflow.log_metric("loss", 0.5)
+            mlflow.log_param("p", "1")
+            (tmp_path / "b.txt").write_text("run guid bytes")
+            mlflow.log_artifact(str(tmp_path / "b.txt"), "files")
+            mlflow.pyfunc.log_model(name="model", python_model=_Echo())
         run_id = child.info.run_id
         assert RUN_GUID.match(run_id) and RUN_GUID.match(parent.info.run_id), (run_id, parent.info.run_id)
         exp_id = child.info.experiment_id

@@ -15,7 +15,12 @@ import logging
 import yaml
 from flask import Flask, jsonify, request
 
-from emulator.services.azureml import arm_paging, datastores, model_registration, run_guids
+from emulator.services.azureml import (
+    arm_paging,
+    datastores,
+    model_registration,
+    run_guids,
+)
 from emulator.services.azureml.arm_resources import (
     PROVIDER,
     ArmError,
@@ -122,7 +127,10 @@ def _client_source(config: ServerConfig, source: str | None) -> str | None:
     from mlflow.server.handlers import _get_tracking_store
 
     from emulator.services.azureml.experiment_guids import from_store
-    from emulator.services.azureml.experiment_id_view import external_run_uri, external_uri
+    from emulator.services.azureml.experiment_id_view import (
+        external_run_uri,
+        external_uri,
+    )
 
     # fidelity: Azure ML experiment ids -- the source names the experiment's and the run's GUIDs
     return external_run_uri(external_uri(source, from_store(config.scope, _get_tracking_store()))) if source else source
