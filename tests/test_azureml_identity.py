@@ -1,9 +1,10 @@
-"""Azure ML experiment identity (issue 30 item 6): experiment ids are GUIDs, a stale integer id
+"""Azure ML experiment identity (issue 30 item 6): experiment and run ids are GUIDs, a stale integer id
 from a local store fails loudly, the plugin's artifact URIs name the experiment. Real clients: MLflow 3.17.2 here,
 azureml-mlflow (+ MLflow 3.15) in its own venv."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 import uuid
 from pathlib import Path
@@ -14,11 +15,14 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from harness import mlflow_uris
 from tests.test_azureml_real_clients import (  # noqa: F401
     client_python,
     run_client,
     seed_identity_emulator,
 )
+
+RUN_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def _is_guid(value: str) -> bool:
@@ -103,8 +107,65 @@ def test_databricks_keeps_integer_ids(emulator, monkeypatch):
     ws = emulator.databricks
     for key, value in ws.env.items():
         monkeypatch.setenv(key, value)
-    exp_id = MlflowClient("databricks").create_experiment("/Users/someone@example.com/identity-ints")
+    client = MlflowClient("databricks")
+    exp_id = client.create_experiment("/Users/someone@example.com/identity-ints")
     assert exp_id.isdigit()
+    run_id = client.create_run(exp_id).info.run_id
+    assert re.fullmatch(r"[0-9a-f]{32}", run_id), run_id  # real Databricks: MLflow's 32 hex digits
+
+
+def test_run_ids_are_hyphenated_guids(aml, tmp_path):
+    """Azure ML names interactive MLflow runs by hyphenated GUIDs (``Run with id=2bf891a5-...``):
+    every call of the run's life takes that form back."""
+    with mlflow_uris.using(aml.tracking_uri, aml.tracking_uri):
+        mlflow.set_experiment("identity-run-guids")
+        with mlflow.start_run() as parent, mlflow.start_run(nested=True) as child:
+            mlflow.log_metric("loss", 0.5)
+            mlflow.log_param("p", "1")
+            (tmp_path / "b.txt").write_text("run guid bytes")
+            mlflow.log_artifact(str(tmp_path / "b.txt"), "files")
+            mlflow.pyfunc.log_model(name="model", python_model=_Echo())
+        run_id = child.info.run_id
+        assert RUN_GUID.match(run_id) and RUN_GUID.match(parent.info.run_id), (run_id, parent.info.run_id)
+        exp_id = child.info.experiment_id
+        assert child.info.artifact_uri == f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts"
+
+        client = MlflowClient()
+        got = client.get_run(run_id)
+        assert got.info.run_id == run_id and got.data.metrics == {"loss": 0.5} and got.data.params == {"p": "1"}
+        assert got.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.5]
+        for flt in (f"attributes.run_id = '{run_id}'", f"run_id IN ('{run_id}', '{parent.info.run_id}')",
+                    f"tags.mlflow.parentRunId = '{parent.info.run_id}'"):
+            found = {r.info.run_id for r in client.search_runs([exp_id], filter_string=flt)}
+            assert run_id in found and found <= {run_id, parent.info.run_id}, (flt, found)
+        # the store's own 32-hex form is still taken (ids kept from before)
+        assert client.get_run(uuid.UUID(run_id).hex).info.run_id == run_id
+
+        assert [f.path for f in client.list_artifacts(run_id, "files")] == ["files/b.txt"]
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="files/b.txt",
+                                                    dst_path=str(tmp_path / "dl"))
+        assert Path(local).read_text() == "run guid bytes"
+
+        version = mlflow.register_model(f"runs:/{run_id}/model", "identity-run-guid-model")
+        assert version.run_id == run_id
+        assert client.get_model_version("identity-run-guid-model", version.version).run_id == run_id
+        found = client.search_model_versions(f"run_id = '{run_id}'")
+        assert [(v.name, v.run_id) for v in found] == [("identity-run-guid-model", run_id)]
+        loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        assert list(loaded.predict(["x"])) == ["x"]
+
+        # an unknown run is named as it was sent, as the service does (zenml-io/zenml#4207)
+        missing = str(uuid.uuid4())
+        with pytest.raises(MlflowException) as refused:
+            client.get_run(missing)
+        assert refused.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+        assert missing in refused.value.message
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        return list(model_input)
 
 
 PLUGIN_SCRIPT = textwrap.dedent('''
@@ -148,6 +209,7 @@ def test_plugin_sees_guids_and_its_artifact_uris_round_trip(seed_emulator, clien
     result = run_client(client_python, PLUGIN_SCRIPT, info["client_env"], tmp_path)
     exp_id = result["experiment_id"]
     assert _is_guid(exp_id) and result["run_experiment_id"] == exp_id
+    assert RUN_GUID.match(result["run_id"]) and RUN_GUID.match(result["run_id2"]), result
     # the service's form names the experiment (mlflow/mlflow#7806); a path-style name by its last segment
     assert result["artifact_uri"] == f"azureml://experiments/identity-plugin/runs/{result['run_id']}/artifacts"
     assert result["artifact_uri2"] == f"azureml://experiments/identity%20plugin%202/runs/{result['run_id2']}/artifacts"

@@ -15,7 +15,12 @@ import logging
 import yaml
 from flask import Flask, jsonify, request
 
-from emulator.services.azureml import arm_paging, datastores, model_registration
+from emulator.services.azureml import (
+    arm_paging,
+    datastores,
+    model_registration,
+    run_guids,
+)
 from emulator.services.azureml.arm_resources import (
     PROVIDER,
     ArmError,
@@ -122,10 +127,13 @@ def _client_source(config: ServerConfig, source: str | None) -> str | None:
     from mlflow.server.handlers import _get_tracking_store
 
     from emulator.services.azureml.experiment_guids import from_store
-    from emulator.services.azureml.experiment_id_view import external_uri
+    from emulator.services.azureml.experiment_id_view import (
+        external_run_uri,
+        external_uri,
+    )
 
-    # fidelity: Azure ML experiment ids -- the source names the experiment's GUID
-    return external_uri(source, from_store(config.scope, _get_tracking_store())) if source else source
+    # fidelity: Azure ML experiment ids -- the source names the experiment's and the run's GUIDs
+    return external_run_uri(external_uri(source, from_store(config.scope, _get_tracking_store()))) if source else source
 
 
 def version_resource(config: ServerConfig, mv, with_flavors: bool = True) -> dict:
@@ -143,13 +151,14 @@ def version_resource(config: ServerConfig, mv, with_flavors: bool = True) -> dic
             "description": mv.description or None,
             "tags": tags,
             "properties": {**properties, **{k: v for k, v in (("mlflow.source", _client_source(config, mv.source)),
-                                                              ("mlflow.runId", mv.run_id)) if v}},
+                                                              ("mlflow.runId", run_guids.external(mv.run_id))) if v}},
             "isArchived": False,
             "isAnonymous": anonymous,
             "flavors": _flavors(mv) if with_flavors else {},
             "modelType": model_type or MODEL_TYPE,
             "modelUri": model_uri,
-            "jobName": mv.run_id or None,
+            # fidelity: Azure ML experiment ids -- run ids: an interactive run's job name is its GUID
+            "jobName": run_guids.external(mv.run_id) or None,
             "stage": mv.current_stage or None,
             "provisioningState": state,
         },

@@ -26,8 +26,10 @@ PLUGIN_AGENT = "azureml-mlflow/"
 MAX_BODY = 64 * 1024**2
 
 _GUID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # experiment_id_view's GUIDs
-_OWNER = r"(?:(m-[0-9a-f]+)|([0-9a-f]{32}))"
-_TO_AZURE = re.compile(r"mlflow-artifacts:/" + _GUID + r"/(?:models/(m-[0-9a-f]+)|([0-9a-f]{32}))/artifacts(?=[/\"?]|$)")
+# a run: its GUID (run_guids.py, as answers name it) or the store's 32 hex (still taken inward)
+_RUN = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})"
+_OWNER = r"(?:(m-[0-9a-f]+)|" + _RUN + ")"
+_TO_AZURE = re.compile(r"mlflow-artifacts:/" + _GUID + r"/(?:models/(m-[0-9a-f]+)|" + _RUN + r")/artifacts(?=[/\"?]|$)")
 # <exp>: the experiment's name as the service writes it; a GUID (or anything else) is read the same
 _TO_STORE = re.compile(r"azureml://experiments/([^/\"?#\\]+)/runs/" + _OWNER + r"/artifacts(?=[/\"?]|$)")
 # Models registered from a local folder (local_uploads.py): the container's files, same bytes.

@@ -19,6 +19,8 @@ import re
 import uuid
 from collections.abc import Callable
 
+from emulator.services.azureml import run_guids
+
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
 _MAX_ID = 2**31  # SQL integer ids; a made-up GUID unmasks to far more
 
@@ -100,6 +102,6 @@ class Owners:
         try:
             if owner_id.startswith("m-"):
                 return self.guids.external(self.store.get_logged_model(owner_id).experiment_id)
-            return self.guids.external(self.store.get_run(owner_id).info.experiment_id)
+            return self.guids.external(self.store.get_run(run_guids.internal(owner_id)).info.experiment_id)
         except MlflowException:
             return None

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlencode, urlparse
 from flask import Flask, jsonify, request
 from mlflow.exceptions import MlflowException
 
-from emulator.services.azureml import artifact_views, experiment_guids, hosts
+from emulator.services.azureml import artifact_views, experiment_guids, hosts, run_guids
 from emulator.services.azureml.azure_errors import arm_error
 from emulator.services.azureml.scope import scope_problem
 from emulator.services.blob import sas as blob_sas
@@ -56,7 +56,8 @@ def owner_location(run_id: str) -> tuple[str, str]:
         if run_id.startswith("m-"):
             model = _store().get_logged_model(run_id)
             return model.experiment_id, model.artifact_location
-        run = _store().get_run(run_id)
+        # fidelity: Azure ML experiment ids -- run ids: the plugin's URIs name the run by its GUID
+        run = _store().get_run(run_guids.internal(run_id))
         return run.info.experiment_id, run.info.artifact_uri
     except MlflowException:
         raise HistoryError("NotFound", f"Run {run_id} was not found.", 404) from None
