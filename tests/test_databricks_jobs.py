@@ -271,7 +271,11 @@ def test_a_restart_ends_an_unfinished_run_and_its_task_process(emulator, sdk, fo
     while _tasks(sdk.jobs.get_run(run_id))["sleep"].state.life_cycle_state != jobs.RunLifeCycleState.RUNNING:
         assert time.monotonic() < deadline
         time.sleep(0.5)
-    assert _sleeping_notebooks(emulator.state.root)  # the check below sees this session's task process
+    # RUNNING is set just before the task's process starts: on a busy machine its exec can lag
+    deadline = time.monotonic() + 120
+    while not _sleeping_notebooks(emulator.state.root):  # the check below sees this session's task process
+        assert time.monotonic() < deadline, "the task's process never appeared"
+        time.sleep(0.2)
     emulator.stop("databricks")
     emulator.start("databricks")
     run = sdk.jobs.get_run(run_id)
