@@ -25,9 +25,10 @@ from emulator.pipeline.buffered_answer import buffered
 PLUGIN_AGENT = "azureml-mlflow/"
 MAX_BODY = 64 * 1024**2
 
-_GUID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # experiment_id_view's GUIDs
+_GUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_GUID = "(" + _GUID_TEXT + ")"  # experiment_id_view's GUIDs
 # a run: its GUID (run_guids.py, as answers name it) or the store's 32 hex (still taken inward)
-_RUN = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})"
+_RUN = "(" + _GUID_TEXT + r"|[0-9a-f]{32})"
 _OWNER = r"(?:(m-[0-9a-f]+)|" + _RUN + ")"
 _TO_AZURE = re.compile(r"mlflow-artifacts:/" + _GUID + r"/(?:models/(m-[0-9a-f]+)|" + _RUN + r")/artifacts(?=[/\"?]|$)")
 # <exp>: the experiment's name as the service writes it; a GUID (or anything else) is read the same
