@@ -10,6 +10,11 @@ TIMES := .emulator-cache/setup-times.txt
 # $(call timed,NAME,COMMAND): run COMMAND, note how long it took under NAME.
 timed = s=$$(date +%s); $(2); rc=$$?; mkdir -p $(dir $(TIMES)); echo "$(1) $$(( $$(date +%s) - s ))" >> $(TIMES); exit $$rc
 
+# The suite's workers (pytest-xdist): most tests wait on servers, Spark and Docker, so two share the
+# two cores well; a module stays on one worker (tests/support/parallel.py). TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
+PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+
 .PHONY: run test setup images client-venvs azureml-clients down bench docs clean mlflow-registry-suite
 
 $(STAMP): pyproject.toml
@@ -47,7 +52,7 @@ test:
 	@mkdir -p $(dir $(TIMES)); : > $(TIMES)
 	$(MAKE) --no-print-directory -j2 images client-venvs
 	$(call timed,browser,bash .ci/system-deps.sh browser)
-	EMULATOR_SETUP_TIMES=$(TIMES) EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest
+	EMULATOR_SETUP_TIMES=$(TIMES) EMULATOR_REQUIRE_DOCKER=1 $(PY) -m pytest $(PARALLEL)
 
 ## MLflow's own registry tests (tests/tracking/test_model_registry.py at the installed MLflow's tag,
 ## fetched once into .emulator-cache/, or MLFLOW_REGISTRY_SUITE_FILE=<path>) against a stock server

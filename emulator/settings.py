@@ -90,6 +90,26 @@ def azureml_extra_ports() -> dict[str, int]:
             "proxy": _port_from_env(AZUREML_PROXY_PORT_ENV, DEFAULT_AZUREML_PROXY_PORT)}
 
 
+# Where free ports are picked (`lo-hi`, both included): unset, the kernel's ephemeral picks (bind to 0).
+# Processes that start workspaces side by side on one host (parallel CI jobs, pytest-xdist workers)
+# give each a range of its own: two processes' bind(0) picks can hand both the same port.
+PORT_RANGE_ENV = "EMULATOR_PORT_RANGE"
+
+
+def port_range() -> tuple[int, int] | None:
+    value = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if not value:
+        return None
+    lo, sep, hi = value.partition("-")
+    try:
+        low, high = int(lo), int(hi)
+    except ValueError:
+        raise ValueError(f"{PORT_RANGE_ENV} must be two port numbers as lo-hi, got {value!r}") from None
+    if not (sep and 1024 <= low < high < 65536):
+        raise ValueError(f"{PORT_RANGE_ENV} must be lo-hi with 1024 <= lo < hi <= 65535, got {value!r}")
+    return low, high
+
+
 def azureml_scope(identity: dict[str, str]) -> str:
     """The ARM resource path that scopes every Azure ML MLflow call."""
     return (

@@ -86,7 +86,27 @@ def _ports(config) -> dict[str, int] | None:
     return {name: int(port) + offset for name, port in wanted.items() if port and int(port)}
 
 
+def _own_port_range_per_worker(config) -> None:
+    """Under pytest-xdist, each worker picks free ports in a slice of its own of EMULATOR_PORT_RANGE
+    (default 20000-32767, below Linux's ephemeral ports): two processes' bind(0) picks can be the
+    same port, and then one worker's workspace cannot start."""
+    import os
+
+    from emulator import settings
+
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput:
+        return
+    worker, count = str(workerinput.get("workerid", "gw0")), max(int(workerinput.get("workercount", 1)), 1)
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    low, high = settings.port_range() or (20_000, 32_767)
+    width = (high - low + 1) // count
+    if width >= 1:
+        os.environ[settings.PORT_RANGE_ENV] = f"{low + index * width}-{low + (index + 1) * width - 1}"
+
+
 def pytest_configure(config):
+    _own_port_range_per_worker(config)
     if setting(config, "emulator_docker") and not config.pluginmanager.has_plugin("harness.compose_fixtures"):
         try:
             import pytest_docker  # noqa: F401  (checked first: pytest wraps a plugin's ImportError)

@@ -11,6 +11,8 @@ from harness.workspaces import Emulator
 
 # A failed browser test leaves a screenshot under reports/screenshots/ and names it (a hook).
 from tests.support.browser import pytest_runtest_makereport  # noqa: F401
+# `make test` runs the suite on pytest-xdist workers: groups and their order (a hook).
+from tests.support.parallel import group_durations, pytest_collection_modifyitems  # noqa: F401
 
 # Most modules start workspaces through the `emulator` fixture below, not the plugin's: the session's
 # prefork zygote (harness.pytest_plugin, emulator.control.prefork_zygote) is wanted all the same.
@@ -99,6 +101,8 @@ CI_BUDGET_SECONDS = 90 * 60  # CI's hard limit for .ci/run; the suite should sta
 def pytest_terminal_summary(terminalreporter):
     """The suite's own wall time against CI's budget, so growth is seen before it fails CI; under
     `make test`, also what its set-up steps took before the first test (EMULATOR_SETUP_TIMES)."""
+    if hasattr(terminalreporter.config, "workerinput"):  # an xdist worker: the controller reports
+        return
     took = time.monotonic() - _SUITE_STARTED
     times = os.environ.get("EMULATOR_SETUP_TIMES")
     if times and os.path.isfile(times):
@@ -113,5 +117,7 @@ def pytest_terminal_summary(terminalreporter):
         from pathlib import Path
 
         counts = {key: len(terminalreporter.stats.get(key, [])) for key in ("passed", "failed", "error", "skipped")}
+        # The groups' durations, for tests/module_durations.json (tests/support/parallel.py).
+        Path(times).with_name("suite-groups.json").write_text(json.dumps(group_durations(terminalreporter.stats), indent=1))
         Path(times).with_name("suite-time.json").write_text(json.dumps(
             {"seconds": round(took, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **counts}))

@@ -71,6 +71,26 @@ def test_port_already_taken_is_a_clear_error(tmp_path):
     run_cli("down", "--state-dir", str(tmp_path / "s"), env=env)
 
 
+def test_port_range_keeps_every_picked_port_inside_it(tmp_path):
+    """EMULATOR_PORT_RANGE: side-by-side processes (the suite's xdist workers, parallel CI jobs) each
+    pick free ports in their own range, where two bind(0) picks could be the same port."""
+    low, high = map(int, os.environ.get("EMULATOR_PORT_RANGE", "21000-21999").split("-"))
+    env = dict(cli_env(databricks=0, azureml=0), EMULATOR_PORT_RANGE=f"{low}-{high}",
+               EMULATOR_AZUREML_TLS_PORT="0", EMULATOR_AZUREML_PROXY_PORT="0")
+    state = tmp_path / "state"
+    run_cli("up", "--state-dir", str(state), env=env)
+    try:
+        info = json.loads(run_cli("status", "--json", "--state-dir", str(state), env=env).stdout)
+        ports = [int(info[role]["url"].rsplit(":", 1)[1]) for role in ("databricks", "azureml")]
+        assert all(low <= port <= high for port in ports), (ports, low, high)
+        assert info["databricks"]["healthy"] and info["azureml"]["healthy"]
+    finally:
+        run_cli("down", "--state-dir", str(state), env=env)
+    proc = run_cli("up", "--state-dir", str(tmp_path / "bad"), env=dict(env, EMULATOR_PORT_RANGE="9000"), check=False)
+    assert proc.returncode != 0 and "EMULATOR_PORT_RANGE must be" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_state_dir_is_private(emulator):
     root = emulator.state.root
     for path in [root, root / "databricks", root / "azureml", root / "config.json"]:

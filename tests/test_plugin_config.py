@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,34 @@ def test_ports_from_the_environment_and_fresh_workspaces_per_test(pytester, monk
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=3)
+
+
+def test_xdist_workers_pick_ports_in_ranges_of_their_own(pytester, tmp_path, monkeypatch):
+    """Under pytest-xdist each worker's workspaces take ports from its own slice of
+    EMULATOR_PORT_RANGE: two workers' bind(0) picks could be the same port."""
+    monkeypatch.setenv("EMULATOR_PORT_RANGE", "22000-22999")
+    for name in ("DATABRICKS", "AZUREML", "AZUREML_TLS", "AZUREML_PROXY", "S3"):
+        monkeypatch.delenv(f"EMULATOR_{name}_PORT", raising=False)
+    out = tmp_path / "seen"
+    out.mkdir()
+    pytester.makepyfile(f"""
+        import json, os
+        from urllib.parse import urlparse
+
+        def test_ports(emulated_workspaces):
+            ports = [urlparse(ws.url).port for ws in (emulated_workspaces.databricks, emulated_workspaces.azureml)]
+            seen = {{"range": os.environ["EMULATOR_PORT_RANGE"], "ports": ports}}
+            with open(os.path.join({str(out)!r}, os.environ["PYTEST_XDIST_WORKER"]), "w") as f:
+                json.dump(seen, f)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "each")
+    result.assert_outcomes(passed=2)
+    seen = {path.name: json.loads(path.read_text()) for path in out.iterdir()}
+    assert sorted(seen) == ["gw0", "gw1"]
+    assert [seen[w]["range"] for w in ("gw0", "gw1")] == ["22000-22499", "22500-22999"]
+    for worker in seen.values():
+        low, high = map(int, worker["range"].split("-"))
+        assert all(low <= port <= high for port in worker["ports"]), worker
 
 
 @pytest.fixture(scope="module")

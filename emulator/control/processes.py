@@ -7,6 +7,7 @@ supervisor (neither imports the other for it).
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -74,15 +75,25 @@ _HANDED_OUT_LOCK = threading.Lock()
 
 
 def free_port(host: str = settings.DEFAULT_HOST) -> int:
-    """A port free now on ``host`` and not handed out by this process lately."""
+    """A port free now on ``host`` and not handed out by this process lately; inside
+    ``EMULATOR_PORT_RANGE`` when it is set (settings.port_range)."""
+    span = settings.port_range()
     with _HANDED_OUT_LOCK:
-        while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((host, 0))
-                port = sock.getsockname()[1]
-            if port not in _HANDED_OUT:
+        for _ in range(10_000):
+            port = _pick(host, span)
+            if port is not None and port not in _HANDED_OUT:
                 _HANDED_OUT.append(port)
                 return port
+    raise LaunchError(f"no free port on {host}" + (f" in {settings.PORT_RANGE_ENV}={span[0]}-{span[1]}" if span else ""))
+
+
+def _pick(host: str, span: tuple[int, int] | None) -> int | None:
+    if span is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            return sock.getsockname()[1]
+    port = random.randint(*span)
+    return None if port_in_use(host, port) else port
 
 
 def healthy(url: str, timeout: float = 2.0, path: str = "/health") -> bool:
