@@ -13,7 +13,7 @@ timed = s=$$(date +%s); $(2); rc=$$?; mkdir -p $(dir $(TIMES)); echo "$(1) $$(( 
 # The suite's workers (pytest-xdist): most tests wait on servers, Spark and Docker, so two share the
 # two cores well; a module stays on one worker (tests/support/parallel.py). TEST_WORKERS=0 runs it in one.
 TEST_WORKERS ?= 2
-PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 
 .PHONY: run test setup images client-venvs azureml-clients down bench docs clean mlflow-registry-suite
 

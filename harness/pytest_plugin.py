@@ -81,7 +81,9 @@ def _ports(config) -> dict[str, int] | None:
     wanted = {name: setting(config, f"emulator_{name}_port") for name in Emulator.PORT_NAMES}
     if not any(wanted.values()):
         return None
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    # The worker's own id, not PYTEST_XDIST_WORKER: a pytest session that a worker's test runs in a
+    # subprocess inherits that variable, and is no worker.
+    worker = str(getattr(config, "workerinput", {}).get("workerid", "gw0"))
     offset = 10 * int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
     return {name: int(port) + offset for name, port in wanted.items() if port and int(port)}
 
@@ -105,8 +107,24 @@ def _own_port_range_per_worker(config) -> None:
         os.environ[settings.PORT_RANGE_ENV] = f"{low + index * width}-{low + (index + 1) * width - 1}"
 
 
+def _main_module_for_pyspark(config) -> None:
+    """An xdist worker's ``__main__`` (execnet's) has neither ``__spec__`` nor ``__file__``, which
+    pyspark.sql.connect.utils takes for a doctest run: it then exits the worker's test with
+    SystemExit(0) ("Skipping doctests") when Spark Connect's extras are missing, e.g. in spark_udf.
+    A spec named ``__main__`` (not a ``__file__``: multiprocessing's spawn would run that path in its
+    children) tells it otherwise, and spawn leaves such a main alone."""
+    import importlib.machinery
+    import sys
+
+    main = sys.modules.get("__main__")
+    if getattr(config, "workerinput", None) and main is not None and getattr(main, "__spec__", None) is None \
+            and not hasattr(main, "__file__"):
+        main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+
+
 def pytest_configure(config):
     _own_port_range_per_worker(config)
+    _main_module_for_pyspark(config)
     if setting(config, "emulator_docker") and not config.pluginmanager.has_plugin("harness.compose_fixtures"):
         try:
             import pytest_docker  # noqa: F401  (checked first: pytest wraps a plugin's ImportError)

@@ -12,7 +12,7 @@ from harness.workspaces import Emulator
 # A failed browser test leaves a screenshot under reports/screenshots/ and names it (a hook).
 from tests.support.browser import pytest_runtest_makereport  # noqa: F401
 # `make test` runs the suite on pytest-xdist workers: groups and their order (a hook).
-from tests.support.parallel import group_durations, pytest_collection_modifyitems  # noqa: F401
+from tests.support.parallel import group_durations, pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401
 
 # Most modules start workspaces through the `emulator` fixture below, not the plugin's: the session's
 # prefork zygote (harness.pytest_plugin, emulator.control.prefork_zygote) is wanted all the same.

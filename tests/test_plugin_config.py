@@ -76,6 +76,19 @@ def test_xdist_workers_pick_ports_in_ranges_of_their_own(pytester, tmp_path, mon
         assert all(low <= port <= high for port in worker["ports"]), worker
 
 
+def test_pyspark_connect_imports_on_an_xdist_worker_as_anywhere(pytester):
+    """An xdist worker's __main__ has no spec or file, which pyspark.sql.connect takes for a doctest
+    run and exits with SystemExit(0) (mlflow's spark_udf imports it): the plugin gives it a spec."""
+    pytester.makepyfile("""
+        def test_import():
+            try:
+                import pyspark.sql.connect  # noqa: F401
+            except ImportError:
+                pass  # Spark Connect's extras (grpc) missing: what any other process gets
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1").assert_outcomes(passed=1)
+
+
 @pytest.fixture(scope="module")
 def users_emulator(tmp_path_factory):
     """The user's own `emulator up` in a state dir of theirs (free ports)."""
