@@ -3,7 +3,7 @@
 - Each worker picks free ports in a range of its own (the plugin does it: harness.pytest_plugin).
 - A module's tests stay on one worker, so its module-scoped workspaces start once; tests/docker/ is
   one unit, since its Compose deployment is a session fixture. A scheduler of our own says so:
-  xdist's ``xdist_group`` marks do nothing under pytest 9 (xdist 3.8 renames ``item._nodeid``,
+  xdist's ``xdist_group`` marks do nothing under pytest 9 (xdist 3.8 sets ``item._nodeid``,
   which pytest 9 no longer reads).
 - The longest units go first (tests/module_durations.json, from a whole run's reports: the suite's
   summary writes them under `make test`), so no worker is left alone with a long one at the end.
