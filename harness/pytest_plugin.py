@@ -81,11 +81,18 @@ def _ports(config) -> dict[str, int] | None:
     wanted = {name: setting(config, f"emulator_{name}_port") for name in Emulator.PORT_NAMES}
     if not any(wanted.values()):
         return None
-    # The worker's own id, not PYTEST_XDIST_WORKER: a pytest session that a worker's test runs in a
-    # subprocess inherits that variable, and is no worker.
-    worker = str(getattr(config, "workerinput", {}).get("workerid", "gw0"))
-    offset = 10 * int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    offset = 10 * _xdist_worker(config)[0]
     return {name: int(port) + offset for name, port in wanted.items() if port and int(port)}
+
+
+def _xdist_worker(config) -> tuple[int, int]:
+    """This session's pytest-xdist worker number and the number of workers ((0, 1) when it is none).
+    From the worker's own input, not PYTEST_XDIST_WORKER: a pytest session that a worker's test runs
+    in a subprocess inherits that variable, and is no worker."""
+    workerinput = getattr(config, "workerinput", None) or {}
+    worker = str(workerinput.get("workerid", "gw0"))
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return index, max(int(workerinput.get("workercount", 1)), 1)
 
 
 def _own_port_range_per_worker(config) -> None:
@@ -96,11 +103,9 @@ def _own_port_range_per_worker(config) -> None:
 
     from emulator import settings
 
-    workerinput = getattr(config, "workerinput", None)
-    if not workerinput:
+    if not getattr(config, "workerinput", None):
         return
-    worker, count = str(workerinput.get("workerid", "gw0")), max(int(workerinput.get("workercount", 1)), 1)
-    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    index, count = _xdist_worker(config)
     low, high = settings.port_range() or (20_000, 32_767)
     width = (high - low + 1) // count
     if width >= 1:

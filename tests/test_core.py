@@ -13,6 +13,7 @@ from contextlib import closing
 import requests
 from mlflow import MlflowClient
 
+from emulator import settings
 from emulator.control import launcher
 from emulator.control.state import StateDir
 from harness.workspaces import Emulator
@@ -74,7 +75,7 @@ def test_port_already_taken_is_a_clear_error(tmp_path):
 def test_port_range_keeps_every_picked_port_inside_it(tmp_path):
     """EMULATOR_PORT_RANGE: side-by-side processes (the suite's xdist workers, parallel CI jobs) each
     pick free ports in their own range, where two bind(0) picks could be the same port."""
-    low, high = map(int, os.environ.get("EMULATOR_PORT_RANGE", "21000-21999").split("-"))
+    low, high = settings.port_range() or (21000, 21999)  # the worker's own slice under xdist
     env = dict(cli_env(databricks=0, azureml=0), EMULATOR_PORT_RANGE=f"{low}-{high}",
                EMULATOR_AZUREML_TLS_PORT="0", EMULATOR_AZUREML_PROXY_PORT="0")
     state = tmp_path / "state"
