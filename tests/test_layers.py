@@ -36,3 +36,19 @@ def test_the_server_side_imports_nothing_from_the_control_plane():
                 if any(n == "emulator.control" or n.startswith("emulator.control.") for n in names):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_s3_store_process_never_imports_mlflow(tmp_path):
+    """The S3 store's process is started by every `emulator up` and waited for: importing MLflow
+    there cost ~2 s of each start (issue 33, target 4). Its app, built as `s3_serve` builds it,
+    must come up on moto and botocore alone."""
+    probe = (
+        "import sys, pathlib\n"
+        "from emulator.control import s3_serve\n"
+        "from emulator.services.s3.app import build_gate\n"
+        f"build_gate(pathlib.Path({str(tmp_path)!r}), 'dapi-probe')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'pandas', 'sqlalchemy')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

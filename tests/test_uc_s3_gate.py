@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 
 from emulator.control import launcher, s3_store
 from emulator.control.state import StateDir
-from emulator.services.databricks.uc import credentials
-from emulator.services.databricks.uc.s3_server import BUCKET
+from emulator.services.s3 import credentials
+from emulator.services.s3.app import BUCKET
 
 PREFIX = "models/m1/versions/v1"
 

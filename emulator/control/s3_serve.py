@@ -1,7 +1,7 @@
 """The S3 store's process: ``python -m emulator.control.s3_serve --state-dir <state> --port N``.
 
 The control plane's side of it: reads the state dir (the Databricks workspace's token keys the
-gate) and serves the app ``emulator.services.databricks.uc.s3_server`` builds, on waitress.
+gate) and serves the app ``emulator.services.s3.app`` builds, on waitress.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 
 from emulator.control.state import StateDir
 from emulator.settings import WAITRESS_CONNECTION_LIMITS
-from emulator.services.databricks.uc.s3_server import build_gate
+from emulator.services.s3.app import build_gate
 
 _logger = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@
 * ``registration_faults``  hold_pending_s / fail_registration rules, applied at finalize
 * ``prompts``      the prompt registry (``/api/2.0/mlflow/unity-catalog/prompts/...``)
 * ``store``        all of it in ``<state>/databricks/uc.db``
-* ``credentials``  the temporary AWS-style credentials (issued here, checked by the S3 gate)
-* ``s3_server`` / ``s3_gate`` / ``s3_auth`` / ``s3_files``  the S3 process holding the files (moto behind a gate)
-* ``s3_link``      the workspace's admin calls to it (seal a finalized version, reset)
+* ``s3_link``      the workspace's admin calls to the S3 store holding the files (seal a finalized
+                   version, reset); the store itself is ``emulator.services.s3``, its own process
 """
 
 from __future__ import annotations

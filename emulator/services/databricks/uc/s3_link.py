@@ -8,7 +8,7 @@ import threading
 import requests
 
 from emulator.errors import EmulatorError
-from emulator.services.databricks.uc.credentials import admin_token, master_key
+from emulator.services.s3.credentials import admin_token, master_key
 
 _logger = logging.getLogger(__name__)
 

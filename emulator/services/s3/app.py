@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from emulator.services.databricks.uc.credentials import master_key
-from emulator.services.databricks.uc.s3_files import ObjectFiles
+from emulator.services.s3.credentials import master_key
+from emulator.services.s3.object_files import ObjectFiles
 
 _logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def build_gate(state_root: Path, token: str):
     from moto.moto_server.werkzeug_app import create_backend_app
     from moto.s3.models import s3_backends
 
-    from emulator.services.databricks.uc.s3_gate import S3Gate
+    from emulator.services.s3.gate import S3Gate
 
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     gate = S3Gate(create_backend_app("s3"), backend, master_key(token), ObjectFiles(state_root / "s3"))

@@ -1,12 +1,12 @@
 """The S3 endpoint that holds UC model-version files: moto behind a gate that does what moto does not.
 
 * authentication: SigV4 (header or presigned URL) with the temporary credentials the workspace
-  issued, checked for expiry (``s3_auth``);
+  issued, checked for expiry (``sigv4``);
 * authorization: a credential reaches only its version's prefix, and writes only with READ_WRITE;
 * immutability: once the workspace finalizes a version (``POST /__emulator/s3/seal``), its prefix
   takes no more writes;
 * durability: moto keeps S3 in memory, so each successful write is also written to disk and
-  restored into moto at start (``s3_files``).
+  restored into moto at start (``object_files``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from emulator.services.databricks.uc import s3_auth
-from emulator.services.databricks.uc.credentials import (
+from emulator.services.s3 import sigv4
+from emulator.services.s3.credentials import (
     CredentialError,
     Scope,
     admin_token,
 )
-from emulator.services.databricks.uc.s3_files import ObjectFiles
+from emulator.services.s3.object_files import ObjectFiles
 
 _logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class S3Gate:
         if path in (SEAL_PATH, RESET_PATH):
             return self._admin(environ, start_response)
         try:
-            scope = s3_auth.authenticate(environ, self.master)
+            scope = sigv4.authenticate(environ, self.master)
         except CredentialError as exc:
             return _xml_error(start_response, exc.code, exc.message, exc.status)
         # PATH_INFO is already percent-decoded: the object key as S3 sees it, in WSGI's latin-1

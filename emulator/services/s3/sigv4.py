@@ -16,7 +16,7 @@ from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from emulator.services.databricks.uc.credentials import (
+from emulator.services.s3.credentials import (
     CredentialError,
     Scope,
     check_session,
