@@ -127,8 +127,21 @@ def _main_module_for_pyspark(config) -> None:
         main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
+def _test_deployments_do_not_restart() -> None:
+    """Compose deployments started in this session (fixtures, `emulator up --docker` run by a test)
+    get restart policy "no" unless EMULATOR_RESTART_POLICY says otherwise: one whose session is
+    killed before its `down` then stays stopped, instead of coming back with every Docker engine
+    start and loading the machine (Spark clusters included) for whoever runs next."""
+    import os
+
+    from emulator.control.docker.compose import RESTART_POLICY_ENV
+
+    os.environ.setdefault(RESTART_POLICY_ENV, "no")
+
+
 def pytest_configure(config):
     _own_port_range_per_worker(config)
+    _test_deployments_do_not_restart()
     _main_module_for_pyspark(config)
     if setting(config, "emulator_docker") and not config.pluginmanager.has_plugin("harness.compose_fixtures"):
         try:

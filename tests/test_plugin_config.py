@@ -89,6 +89,24 @@ def test_pyspark_connect_imports_on_an_xdist_worker_as_anywhere(pytester):
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1").assert_outcomes(passed=1)
 
 
+def test_a_sessions_compose_deployments_get_restart_policy_no_unless_set(pytester, monkeypatch):
+    """What the session's Compose commands read (docker-compose.yml's ``restart:``): "no", so a test
+    deployment whose session is killed does not come back with every Docker engine start; a value
+    the user set is kept. The containers' own policy: tests/docker/test_compose.py."""
+    pytester.makepyfile("""
+        import os
+
+        def test_policy():
+            assert os.environ["EMULATOR_RESTART_POLICY"] == os.environ["EXPECTED"]
+    """)
+    monkeypatch.delenv("EMULATOR_RESTART_POLICY", raising=False)
+    monkeypatch.setenv("EXPECTED", "no")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    monkeypatch.setenv("EMULATOR_RESTART_POLICY", "always")
+    monkeypatch.setenv("EXPECTED", "always")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 @pytest.fixture(scope="module")
 def users_emulator(tmp_path_factory):
     """The user's own `emulator up` in a state dir of theirs (free ports)."""

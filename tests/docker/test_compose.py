@@ -37,6 +37,35 @@ def databricks_client(docker_workspaces, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
+def test_a_test_sessions_deployment_does_not_come_back_with_the_engine(docker_workspaces):
+    """Restart policy "no" for every container a pytest session deploys (the plugin sets
+    EMULATOR_RESTART_POLICY): before, each killed session left a deployment that every later
+    `dockerd` start brought back, Spark clusters included, loading the machine."""
+    from emulator.control.docker import engine
+
+    policies = engine.restart_policies(docker_workspaces.project)
+    assert len(policies) == 3 and set(policies.values()) == {"no"}, policies
+
+
+def test_a_users_deployment_restarts_unless_stopped(tmp_path):
+    """Without the variable (`emulator up --docker`, `docker compose up`) every service keeps
+    unless-stopped: a deployment that outlives an engine restart, as before."""
+    import os
+    import subprocess
+
+    import yaml
+
+    from emulator.control.docker import compose
+
+    env = {k: v for k, v in os.environ.items() if k != compose.RESTART_POLICY_ENV}
+    out = subprocess.run([*compose.compose_command(), "-f", str(compose.default_compose_file()),
+                          "--profile", "spark", "--profile", "postgres", "config"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True).stdout
+    services = yaml.safe_load(out)["services"]
+    assert {"databricks", "azureml", "s3", "spark-master", "spark-worker", "postgres"} <= set(services)
+    assert {name: svc.get("restart") for name, svc in services.items()} == dict.fromkeys(services, "unless-stopped")
+
+
 def test_health_is_public_and_every_api_call_needs_the_token(docker_workspaces):
     for ws in (docker_workspaces.databricks, docker_workspaces.azureml):
         assert requests.get(f"{ws.url}/health", timeout=60).status_code == 200

@@ -31,6 +31,10 @@ PUBLISHED_PORT_ENVS = (settings.PORT_ENV["databricks"], settings.PORT_ENV["azure
                        settings.AZUREML_PROXY_PORT_ENV, s3_store.PORT_ENV)
 STORES = ("sqlite", "postgres")
 POSTGRES_IMAGE_ENV = "EMULATOR_POSTGRES_IMAGE"
+# Every service's restart policy (docker-compose.yml; default unless-stopped, a deployment that
+# outlives reboots). The pytest plugin sets "no" for its session, so a test deployment whose session
+# is killed stays stopped instead of coming back, with its load, on every engine start.
+RESTART_POLICY_ENV = "EMULATOR_RESTART_POLICY"
 
 
 class ComposeError(RuntimeError):

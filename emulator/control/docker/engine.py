@@ -101,6 +101,12 @@ def health(project: str, service: str) -> str:
     return (state.get("Health") or {}).get("Status", "no healthcheck")
 
 
+def restart_policies(project: str) -> dict[str, str]:
+    """Each container's restart policy ("no", "unless-stopped", ...), by container name."""
+    return {c.name: ((c.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+            for c in containers(project)}
+
+
 def logs(project: str, service: str | None = None, tail: int = 50) -> str:
     """The last ``tail`` lines of each container's output, prefixed by its service as Compose does."""
     out = []
