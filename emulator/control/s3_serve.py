@@ -11,8 +11,8 @@ import logging
 import os
 
 from emulator.control.state import StateDir
-from emulator.settings import WAITRESS_CONNECTION_LIMITS
 from emulator.services.s3.app import build_gate
+from emulator.settings import WAITRESS_CONNECTION_LIMITS
 
 _logger = logging.getLogger(__name__)
 

@@ -11,10 +11,8 @@ from flask import Flask
 from emulator.errors import EmulatorError
 from emulator.services.databricks.registration_lifecycle import HELD_MESSAGE
 from emulator.services.databricks.uc import lineage
-from emulator.services.s3 import credentials
 from emulator.services.databricks.uc.registration_faults import RegistrationFaults
 from emulator.services.databricks.uc.s3_link import S3Link
-from emulator.services.s3.app import BUCKET
 from emulator.services.databricks.uc.store import (
     UcStore,
     full_model_name,
@@ -32,6 +30,8 @@ from emulator.services.databricks.uc.views import (
     tag_list,
     version_json,
 )
+from emulator.services.s3 import credentials
+from emulator.services.s3.app import BUCKET
 
 PENDING = "PENDING_REGISTRATION"
 _FILTER = re.compile(r"^\s*(name|run_id)\s*=\s*'([^']*)'\s*$")
