@@ -19,8 +19,10 @@ def docker_startup(workdir: Path) -> dict:
         return {"skipped": "no Docker engine running"}
     if images.docker_image_id("mlflow-azure-emulator:latest") is None:
         return {"skipped": "image not built (`emulator images build --offline`)"}
-    env = {**os.environ, "EMULATOR_DATABRICKS_PORT": str(launcher.free_port()),
-           "EMULATOR_AZUREML_PORT": str(launcher.free_port())}
+    from emulator.control.docker import compose
+
+    # Every published port a free one: the defaults (5001-5005) may be a running `make run`'s.
+    env = {**os.environ, **{name: str(launcher.free_port()) for name in compose.PUBLISHED_PORT_ENVS}}
     cli = [sys.executable, "-m", "emulator.control.cli"]
     state = ["--state-dir", str(workdir / "docker-state")]
     project = ["--project-name", f"emubench{secrets.token_hex(3)}"]

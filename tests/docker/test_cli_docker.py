@@ -64,3 +64,26 @@ def test_up_docker_status_down(emulator_image, compose_project, tmp_path, monkey
     after = run_cli("status", "--json", "--state-dir", state, env=env, check=False)
     assert after.returncode == 3
     assert json.loads(after.stdout)["azureml"]["healthy"] is False
+
+
+def test_up_docker_on_a_port_in_use_names_it_and_creates_nothing(compose_project, tmp_path):
+    """A published port already held (e.g. by `make run`'s local S3 store on 5005): before, Compose
+    created some containers, failed to start the others ("address already in use"), the CLI added
+    "No registry here? Build the images first", and the half-started containers stayed behind
+    (nothing recorded, so `emulator down` could not remove them)."""
+    import socket
+
+    from emulator.control.docker import engine
+
+    ports = free_published_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
+    env.update({**ports, "EMULATOR_COMPOSE_PROJECT": compose_project})
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", int(ports["EMULATOR_S3_PORT"])))
+        holder.listen()
+        up = run_cli("up", "--docker", "--state-dir", str(tmp_path / "state"), env=env, check=False)
+    assert up.returncode != 0
+    said = up.stdout + up.stderr
+    assert f"127.0.0.1:{ports['EMULATOR_S3_PORT']} (EMULATOR_S3_PORT) is already in use" in said, said
+    assert "No registry here" not in said
+    assert engine.containers(compose_project) == []

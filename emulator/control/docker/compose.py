@@ -29,6 +29,11 @@ INTERNAL_PORTS = {"databricks": 5001, "azureml": 5002, "s3": 5005}  # inside the
 # The host ports docker-compose.yml publishes, by the variable that sets each.
 PUBLISHED_PORT_ENVS = (settings.PORT_ENV["databricks"], settings.PORT_ENV["azureml"], settings.AZUREML_TLS_PORT_ENV,
                        settings.AZUREML_PROXY_PORT_ENV, s3_store.PORT_ENV)
+# docker-compose.yml's defaults for them, and the address it publishes on.
+PUBLISHED_PORT_DEFAULTS = dict(zip(PUBLISHED_PORT_ENVS, (5001, 5002, 5003, 5004, 5005)))
+BIND_ADDRESS_ENV = "EMULATOR_BIND_ADDRESS"
+# Words of an engine's answer when an image is missing and would have to come from a registry.
+_IMAGE_TROUBLE = ("pull access denied", "no such image", "manifest", "registry", "repository does not exist")
 STORES = ("sqlite", "postgres")
 POSTGRES_IMAGE_ENV = "EMULATOR_POSTGRES_IMAGE"
 # Every service's restart policy (docker-compose.yml; default unless-stopped, a deployment that
@@ -139,6 +144,23 @@ class Deployment:
         except engine.EngineError as exc:
             raise ComposeError(str(exc)) from None
 
+    def require_free_ports(self, env: dict[str, str]) -> None:
+        """Every port the deployment publishes is free, unless this project already runs (an `up` of a
+        running deployment is a no-op for Compose). Else Compose would create some containers, fail
+        to start the others with the engine's "address already in use", and leave them behind."""
+        try:
+            if any(c.status == "running" for c in engine.containers(self.project)):
+                return
+        except engine.EngineError as exc:
+            raise ComposeError(str(exc)) from None
+        host = env.get(BIND_ADDRESS_ENV) or settings.DEFAULT_HOST
+        for name, default in PUBLISHED_PORT_DEFAULTS.items():
+            port = int(env.get(name) or default)
+            if launcher.port_in_use(host, port):
+                raise ComposeError(f"cannot start the Docker deployment: {host}:{port} ({name}) is already in use "
+                                   f"(`emulator status` shows an emulator's ports). Stop what holds it, or pick "
+                                   f"another port with {name}=<port>.")
+
     def up(self, state: StateDir, timeout: float = 180.0, spark_workers: int = 0) -> dict[str, str]:
         """Start both workspaces; with spark_workers > 0 also the Spark master and that many workers."""
         env = compose_env(state, self.store)
@@ -147,11 +169,14 @@ class Deployment:
             if launcher.running(state, role):
                 raise ComposeError(f"the {role} workspace already runs as a local process for this state "
                                    "dir; `emulator down` it first")
+        self.require_free_ports(env)
         spark_args = (["--profile", spark_cluster.PROFILE], ["--scale", f"spark-worker={spark_workers}"]) \
             if spark_workers else ([], [])
         try:
             self.compose(*spark_args[0], "up", "-d", *spark_args[1], env=env)
         except ComposeError as exc:
+            if not any(word in str(exc).lower() for word in _IMAGE_TROUBLE):
+                raise
             images = "`emulator images build --offline" + (" --spark`" if spark_workers else "`")
             raise ComposeError(f"{exc}\nNo registry here? Build the images first: {images}.") from None
         urls = public_urls(env)
