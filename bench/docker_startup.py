@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-from emulator.control import launcher
 
 
 def docker_startup(workdir: Path) -> dict:
@@ -22,7 +21,7 @@ def docker_startup(workdir: Path) -> dict:
     from emulator.control.docker import compose
 
     # Every published port a free one: the defaults (5001-5005) may be a running `make run`'s.
-    env = {**os.environ, **{name: str(launcher.free_port()) for name in compose.PUBLISHED_PORT_ENVS}}
+    env = {**os.environ, **compose.free_published_ports()}
     cli = [sys.executable, "-m", "emulator.control.cli"]
     state = ["--state-dir", str(workdir / "docker-state")]
     project = ["--project-name", f"emubench{secrets.token_hex(3)}"]

@@ -65,10 +65,7 @@ def compose_project():
             "down", "-v", "--remove-orphans", timeout=300)
 
 
-def free_published_ports() -> dict[str, str]:
-    """A free host port for every port docker-compose.yml publishes, by its variable: never the
-    defaults (5001-5005), which another deployment on this engine or a local emulator may hold."""
-    return {name: str(launcher.free_port()) for name in compose.PUBLISHED_PORT_ENVS}
+free_published_ports = compose.free_published_ports  # the tests' and users' fixtures import it from here
 
 
 @pytest.fixture(scope="session")

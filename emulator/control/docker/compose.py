@@ -26,11 +26,16 @@ PROJECT_ENV = "EMULATOR_COMPOSE_PROJECT"
 COMPOSE_FILE_ENV = "EMULATOR_COMPOSE_FILE"
 PUBLIC_HOST_ENV = "EMULATOR_PUBLIC_HOST"
 INTERNAL_PORTS = {"databricks": 5001, "azureml": 5002, "s3": 5005}  # inside the containers (docker-compose.yml)
-# The host ports docker-compose.yml publishes, by the variable that sets each.
-PUBLISHED_PORT_ENVS = (settings.PORT_ENV["databricks"], settings.PORT_ENV["azureml"], settings.AZUREML_TLS_PORT_ENV,
-                       settings.AZUREML_PROXY_PORT_ENV, s3_store.PORT_ENV)
-# docker-compose.yml's defaults for them, and the address it publishes on.
-PUBLISHED_PORT_DEFAULTS = dict(zip(PUBLISHED_PORT_ENVS, (5001, 5002, 5003, 5004, 5005)))
+# The host ports docker-compose.yml publishes, by the variable that sets each, with its default
+# there (the local mode's); and the address it publishes on.
+PUBLISHED_PORT_DEFAULTS = {
+    settings.PORT_ENV["databricks"]: settings.DEFAULT_PORTS["databricks"],
+    settings.PORT_ENV["azureml"]: settings.DEFAULT_PORTS["azureml"],
+    settings.AZUREML_TLS_PORT_ENV: settings.DEFAULT_AZUREML_TLS_PORT,
+    settings.AZUREML_PROXY_PORT_ENV: settings.DEFAULT_AZUREML_PROXY_PORT,
+    s3_store.PORT_ENV: s3_store.DEFAULT_PORT,
+}
+PUBLISHED_PORT_ENVS = tuple(PUBLISHED_PORT_DEFAULTS)
 BIND_ADDRESS_ENV = "EMULATOR_BIND_ADDRESS"
 # Words of an engine's answer when an image is missing and would have to come from a registry.
 _IMAGE_TROUBLE = ("pull access denied", "no such image", "manifest", "registry", "repository does not exist")
@@ -69,6 +74,12 @@ def default_compose_file() -> Path:
         return packaged.shipped_file("docker-compose.yml")  # fidelity: Emulator-only controls
     except packaged.PackagingError as exc:
         raise ComposeError(f"{exc}; or set {COMPOSE_FILE_ENV}") from None
+
+
+def free_published_ports() -> dict[str, str]:
+    """A free host port for every port docker-compose.yml publishes, by its variable: never the
+    defaults (5001-5005), which another deployment on this engine or a local emulator may hold."""
+    return {name: str(launcher.free_port()) for name in PUBLISHED_PORT_ENVS}
 
 
 def compose_env(state: StateDir, store: str = "sqlite") -> dict[str, str]:
