@@ -241,6 +241,72 @@ def test_a_write_azureml_refuses_is_set_aside_not_blocking(linked):
         assert mirror_state(linked)["last_error"] is None
 
 
+def test_a_mapping_to_an_experiment_azureml_does_not_hold_is_found_again_by_name(linked):
+    """A state dir written before Azure ML's experiment ids were GUIDs maps experiments to '1', '2'...;
+    Azure ML answers RESOURCE_DOES_NOT_EXIST to every write that uses them (runs/search does not name
+    the id, so it looked like a passing fault). The backlog stalled for good; now the mapping is
+    forgotten, the experiment found again by name and the runs by their source tag."""
+    import sqlite3
+
+    with clients(linked) as (db, aml):
+        name = exp_name(linked, "stale-experiment")
+        exp_id = db.create_experiment(name)
+        first = db.create_run(exp_id).info.run_id
+        db.log_param(first, "p", "1")
+        wait_drained(linked)
+        failed_before = mirror_state(linked)["failed"]
+        aml_exp = aml.get_experiment_by_name(name).experiment_id
+        with sqlite3.connect(linked.state.root / "databricks" / "outbox.db") as box:  # as the old emulator left it
+            box.execute("UPDATE experiment_map SET aml_experiment_id='1' WHERE aml_experiment_id=?", (aml_exp,))
+            box.execute("UPDATE run_map SET aml_experiment_id='1' WHERE aml_experiment_id=?", (aml_exp,))
+        second = db.create_run(exp_id).info.run_id
+        db.log_metric(second, "m", 2.0)
+        db.log_param(first, "q", "2")
+        wait_drained(linked)
+        assert mirror_state(linked)["failed"] == failed_before
+        mirrors = {r.data.tags["emulator.source_run_id"]: r for r in aml.search_runs([aml_exp])}
+        assert set(mirrors) == {first, second}
+        assert mirrors[first].data.params == {"p": "1", "q": "2"}
+        assert mirrors[second].data.metrics == {"m": 2.0}
+        assert mirror_of(linked, first)["azureml_experiment_id"] == aml_exp
+
+
+def test_a_run_azureml_lost_is_created_again_with_all_it_holds(tmp_path_factory, tmp_path):
+    """The Azure ML workspace was reset alone: the mirrored run, its experiment and its data are gone
+    there. The next write to the run must not be a dead letter: the run is created again and gets
+    everything Databricks holds for it, params, metric history, status and files."""
+    from emulator.control.live_reset import request_reset
+
+    emu = linked_emulator(tmp_path_factory)
+    try:
+        with clients(emu) as (db, aml):
+            exp_id = db.create_experiment(exp_name(emu, "lost-run"))
+            run_id = db.create_run(exp_id).info.run_id
+            db.log_param(run_id, "p", "1")
+            db.log_metric(run_id, "m", 1.0, step=0)
+            (tmp_path / "notes.txt").write_text("kept")
+            db.log_artifact(run_id, str(tmp_path / "notes.txt"))
+            wait_drained(emu)
+            lost = mirror_of(emu, run_id)["azureml_run_id"]
+            request_reset(emu.azureml.url, emu.azureml.token)
+            db.log_metric(run_id, "m", 2.0, step=1)
+            db.set_terminated(run_id)
+            wait_drained(emu)
+            state = mirror_state(emu)
+            assert state["failed"] == 0, state
+            again = mirror_of(emu, run_id)["azureml_run_id"]
+            mirror = aml.get_run(again)
+            assert mirror.data.params == {"p": "1"}
+            assert history(aml, again, "m") == history(db, run_id, "m") and len(history(db, run_id, "m")) == 2
+            assert mirror.info.status == "FINISHED"
+            assert all_files(aml, again) == ["notes.txt"]
+            assert read_artifact(aml, again, "notes.txt", tmp_path / "down") == b"kept"
+            if again == lost:  # the store may number the new run as the old: then it must be the only one
+                assert len(aml.search_runs([mirror.info.experiment_id])) == 1
+    finally:
+        emu.down()
+
+
 def test_mirror_lag_is_small(linked):
     """One metric point logged in Databricks is readable in Azure ML shortly after."""
     with tracking(linked, "databricks"):

@@ -246,6 +246,22 @@ class Outbox:
             db.execute("INSERT OR REPLACE INTO experiment_map VALUES (?, ?, ?)",
                        (db_exp_id, target, aml_exp_id))
 
+    # Mappings that name what the target no longer holds (stale_ids).
+    def forget_run_map(self, db_run_id: str, target: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM run_map WHERE db_run_id=? AND target=?", (db_run_id, target))
+
+    def forget_experiment_map(self, aml_exp_id: str, target: str) -> None:
+        """The experiment's mapping and its runs' (and logged models'): each is found again by its tag."""
+        with self._tx() as db:
+            db.execute("DELETE FROM experiment_map WHERE aml_experiment_id=? AND target=?", (aml_exp_id, target))
+            db.execute("DELETE FROM run_map WHERE aml_experiment_id=? AND target=?", (aml_exp_id, target))
+
+    def experiment_of(self, db_run_id: str) -> str | None:
+        """The Databricks experiment of a run (or logged model) created while linked."""
+        rows = self._query("SELECT db_experiment_id FROM runs WHERE db_run_id=?", (db_run_id,))
+        return rows[0][0] if rows else None
+
     def is_mirrored_run(self, db_run_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM runs WHERE db_run_id=?", (db_run_id,)))
 

@@ -17,7 +17,8 @@ proxy's page) or a malformed 200: retried with exponential backoff, shown as the
 run, key, ...): that event is set aside as a dead letter (counted in the status) so the rest of
 the backlog is not blocked behind it. A refused
 ``log-batch`` is split until the refused items are found: the valid points are delivered and the
-dead letter names only the refused ones.
+dead letter names only the refused ones. Azure ML answering RESOURCE_DOES_NOT_EXIST can mean an id
+mapping names what it no longer holds: ``stale_ids`` checks and forgets it, and the write is tried again.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 import threading
 from pathlib import Path
 
-from emulator.services.mirror import traces
+from emulator.services.mirror import stale_ids, traces
 from emulator.services.mirror.aml_client import AzureMLClient, AzureMLError
 from emulator.services.mirror.logged_models import ModelMirror
 from emulator.services.mirror.outbox import Outbox, Skip
@@ -114,7 +115,7 @@ class Relay(threading.Thread):
             self._deliver_group(ctx, group)
             i += len(group)
 
-    def _deliver_group(self, ctx: _Context, group: list[dict]) -> None:
+    def _deliver_group(self, ctx: _Context, group: list[dict], retried: bool = False) -> None:
         try:
             if group[0]["kind"] == "data":
                 ctx.log_batch(group)
@@ -123,6 +124,11 @@ class Relay(threading.Thread):
         except Skip as why:
             _logger.info("mirror: nothing to deliver for event %s: %s", group[0]["seq"], why)
         except AzureMLError as exc:
+            # A mapping may name what Azure ML no longer holds: forgotten, the write is tried again once.
+            # fidelity: Mirror: ids Azure ML no longer holds
+            if not retried and stale_ids.is_not_found(exc) and stale_ids.forget(ctx, group[0]):
+                self._deliver_group(ctx, group, retried=True)
+                return
             if exc.transient:
                 raise
             self._set_aside(ctx, group, str(exc))
