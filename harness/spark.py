@@ -12,6 +12,8 @@ import sys
 import time
 import urllib.request
 
+from harness import spark_jvm
+
 MASTER_ENV = "SPARK_MASTER"
 EMULATOR_MASTER_ENV = "EMULATOR_SPARK_MASTER"
 # The executors' interpreter on a cluster (the Spark image's venv); the driver's on local[*].
@@ -44,6 +46,8 @@ def get_spark(master: str | None = None, app_name: str = "mlflow-harness", **con
     cluster = is_cluster(master)
     executor_python = (os.environ.get(EXECUTOR_PYTHON_ENV) or IMAGE_PYTHON) if cluster else sys.executable
     spark_env(executor_python)
+    # Before the first JVM: this session's driver and MLflow's own Spark sessions start faster.
+    spark_jvm.prepare(conf, progress=lambda line: print(f"spark: {line}", file=sys.stderr, flush=True))
     from pyspark.sql import SparkSession
 
     local_ip = os.environ["SPARK_LOCAL_IP"]
