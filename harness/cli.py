@@ -28,6 +28,13 @@ EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
 # same two workers, and the model-loading JVM each started (harness.spark_ml_steps), whichever the
 # pool hands out first.
 CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": "2"}
+def _local_daemon(master: str | None) -> dict:
+    """On a local master the workers fork from a daemon that has MLflow imported (harness.spark_daemon)."""
+    from harness.spark import is_cluster, resolve_master
+
+    return {} if is_cluster(resolve_master(master)) else {"spark.python.daemon.module": "harness.spark_daemon"}
+
+
 SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
 
 
@@ -245,7 +252,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
 
                 # The JVM inherits fd 2 when it starts: send its log4j chatter to a file, not the report.
                 with _stderr_to(state.root / "spark.log"):
-                    session = get_spark(spark_master, **CHECK_SPARK_CONF)
+                    session = get_spark(spark_master, **CHECK_SPARK_CONF, **_local_daemon(spark_master))
                 out["verdict"] = session.sparkContext.master
             except Exception as exc:
                 out["verdict"] = f"failed: {exc}"

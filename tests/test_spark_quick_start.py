@@ -75,10 +75,12 @@ def test_a_truncated_archive_is_never_handed_to_a_jvm(probe, tmp_path):
     its result before putting it in place."""
     archive = spark_jvm.archive_path()
     assert spark_jvm._usable(archive)
+    crash_reports = set(Path.cwd().glob("hs_err_pid*.log"))
     cut = tmp_path / "cut.jsa"
     with open(archive, "rb") as whole:
         cut.write_bytes(whole.read(1_000_000))
     assert not spark_jvm._usable(cut)
+    assert set(Path.cwd().glob("hs_err_pid*.log")) == crash_reports  # the JVM's crash report is not left here
 
 
 @pytest.mark.parametrize("setting", ["submit_args", "opt_out", "own_java_options"])
@@ -113,3 +115,36 @@ def test_a_failed_build_is_noted_and_not_tried_again(tmp_path, monkeypatch):
     started = Path(archive.with_suffix(".failed")).stat().st_mtime_ns
     assert not spark_jvm.build(archive)  # not tried again: the note is unchanged
     assert archive.with_suffix(".failed").stat().st_mtime_ns == started
+
+
+WORKER_PROBE = r"""
+import json, sys
+from harness.cli import CHECK_SPARK_CONF, _local_daemon
+from harness.spark import get_spark
+
+spark = get_spark("local[1]", **CHECK_SPARK_CONF, **_local_daemon("local[1]"))
+
+def preloaded(batches):
+    import sys
+    import pandas as pd
+    for _ in batches:
+        yield pd.DataFrame({"mlflow_pyfunc": [int("mlflow.pyfunc" in sys.modules)]})
+
+print(json.dumps(spark.range(1).mapInPandas(preloaded, "mlflow_pyfunc int").collect()[0][0]))
+"""
+
+
+def test_the_checks_python_workers_start_with_mlflow_imported():
+    """harness check's workers fork from harness.spark_daemon, which imported MLflow's scoring
+    modules: a UDF that never imports mlflow finds it loaded (PySpark's own daemon: not)."""
+    proc = subprocess.run([sys.executable, "-c", WORKER_PROBE], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == 1
+
+
+def test_a_cluster_keeps_pysparks_own_worker_daemon():
+    """The executors' Python on a cluster (the Spark image's venv) has no harness to import."""
+    from harness.cli import _local_daemon
+
+    assert _local_daemon("spark://127.0.0.1:7077") == {}
+    assert _local_daemon("local[2]") == {"spark.python.daemon.module": "harness.spark_daemon"}
