@@ -148,21 +148,27 @@ def _usable(archive: Path) -> bool:
 
 
 def exercise() -> None:
-    """The archive's workload: what the harness's Spark ML checks load (a session, Arrow, a pandas
-    Python workers, Pipeline fit, save, load and transform)."""
+    """The archive's workload: what the harness's Spark ML checks load (a session, Arrow, Python
+    workers, Pipeline fit, save, load and transform). Its own session: harness.spark imports this."""
     import pandas as pd
-    from pyspark.ml import PipelineModel
+    from pyspark.ml import Pipeline, PipelineModel
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+    from pyspark.sql import SparkSession
 
-    from harness.scenarios import train_spark_pipeline
-    from harness.spark import get_spark
-
-    spark = get_spark("local[2]", app_name="class-data-archive")
-    model = train_spark_pipeline(spark, rows=50)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    spark = (SparkSession.builder.master("local[2]").appName("class-data-archive")
+             .config("spark.driver.host", "127.0.0.1").config("spark.ui.enabled", "false")
+             .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
+    frame = spark.createDataFrame(pd.DataFrame({"a": [float(i) for i in range(50)],
+                                                "b": [float(i % 7) for i in range(50)],
+                                                "target": [2.0 * i + 1 for i in range(50)]}))
+    model = Pipeline(stages=[VectorAssembler(inputCols=["a", "b"], outputCol="features"),
+                             LinearRegression(labelCol="target", maxIter=5)]).fit(frame)
     with tempfile.TemporaryDirectory() as folder:
         model.write().overwrite().save(f"{folder}/model")
-        loaded = PipelineModel.load(f"{folder}/model")
-        frame = spark.createDataFrame(pd.DataFrame({"Input_column1": [1.0, 2.0], "Input_column2": [3.0, 4.0]}))
-        loaded.transform(frame).select("prediction").toPandas()
+        PipelineModel.load(f"{folder}/model").transform(frame).select("prediction").toPandas()
     spark.range(8).mapInPandas(lambda batches: (b * 2 for b in batches), "id long").collect()
     jvm = spark.sparkContext._gateway.proc
     spark.stop()
