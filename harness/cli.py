@@ -21,6 +21,7 @@ from emulator.control import launcher, status
 from emulator.control.state import StateDir
 from harness import report
 from harness.checks.result import CheckResult
+from harness.spark import is_cluster, resolve_master
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
 # The check's own session keeps two idle Python workers (the UDF checks' jobs have two partitions;
@@ -30,8 +31,6 @@ EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
 CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": "2"}
 def _local_daemon(master: str | None) -> dict:
     """On a local master the workers fork from a daemon that has MLflow imported (harness.spark_daemon)."""
-    from harness.spark import is_cluster, resolve_master
-
     return {} if is_cluster(resolve_master(master)) else {"spark.python.daemon.module": "harness.spark_daemon"}
 
 
@@ -258,6 +257,14 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 out["verdict"] = f"failed: {exc}"
                 results.append(CheckResult("spark_session", error=f"{type(exc).__name__}: {exc}"))
 
+    # The Spark ML scenario runs beside the steps below (harness.spark_ml_steps.BackgroundScenario);
+    # on a cluster it waits its turn (a second application would wait for the first one's cores).
+    background = None
+    if session is not None and not is_cluster(session.sparkContext.master):
+        from harness.spark_ml_steps import BackgroundScenario
+
+        background = BackgroundScenario(db["url"], db["token"], db["user"], state.root / "harness-spark-ml.log")
+
     seed_result = CheckResult("seed_scenario", subject=f"seed notebook flow on databricks ({db['url']})")
     seed = None
     with progress.step("seed scenario (databricks)", log) as out:
@@ -355,30 +362,34 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
         # when the sklearn flavour was checked against Unity Catalog (--registry databricks-uc).
         workspace_registry = databricks if not uc else MlflowClient("databricks", "databricks")
         results.extend(_run_spark_ml(progress, log, session, workspace_registry, azureml, aml, db, info, stamp,
-                                     rows, registrations, mirror_timeout))
+                                     rows, registrations, mirror_timeout, background))
     return results, status.collect(state)
 
 
 def _run_spark_ml(progress, log, session, databricks, azureml, aml, db, info, stamp, rows, registrations,
-                  mirror_timeout):
+                  mirror_timeout, background=None):
     """The seed's Spark ML flavour (harness.spark_ml_steps), one progress line per step."""
     from harness.spark_ml_steps import spark_ml_steps
 
     results = []
     steps = spark_ml_steps(session, databricks, azureml, aml["tracking_uri"], db["user"], db["url"], db["token"],
                            info["linked"], stamp, rows=rows, registrations=registrations,
-                           mirror_timeout=mirror_timeout)
-    for label, step in steps:
-        with progress.step(label, log) as out:
-            if session is None:
-                res = _skipped(label, "no Spark session")
-            else:
-                try:
-                    res = step()
-                except Exception as exc:
-                    res = CheckResult(label, error=f"{type(exc).__name__}: {exc}")
-            out["verdict"] = _verdict(res)
-        results.append(res)
+                           mirror_timeout=mirror_timeout, background=background)
+    try:
+        for label, step in steps:
+            with progress.step(label, log) as out:
+                if session is None:
+                    res = _skipped(label, "no Spark session")
+                else:
+                    try:
+                        res = step()
+                    except Exception as exc:
+                        res = CheckResult(label, error=f"{type(exc).__name__}: {exc}")
+                out["verdict"] = _verdict(res)
+            results.append(res)
+    finally:
+        if background is not None:
+            background.stop()
     return results
 
 

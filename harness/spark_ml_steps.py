@@ -7,8 +7,14 @@ step whose input failed is reported as not run rather than raising."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +24,78 @@ from harness.checks.result import CheckResult
 # The explanation the seed's positional line must get on a Spark ML model logged without a signature.
 NO_SIGNATURE_MARK = "logged without a signature"
 SPARK_ML_UDF_PARTITIONS = 2
+MODEL_NAME = "seed-model-spark"
+SCENARIO_TIMEOUT_S = 1800  # a busy machine; about 20 s on a quiet one
+
+
+class BackgroundScenario:
+    """The scenario (fit, two ``log_model``) in a process of its own, started with the check so that
+    it runs while the scikit-learn and Azure ML steps do: on 2 cores the two halves overlap (most of
+    the scenario is JVMs MLflow starts). Not a thread: MLflow's tracking URI and active experiment
+    are process-wide and the Azure ML steps set them. The process gets its own local Spark session;
+    its output goes to ``log_path``; it ends with this process (PR_SET_PDEATHSIG) if not before."""
+
+    def __init__(self, url: str, token: str, user: str, log_path: Path, model_name: str = MODEL_NAME):
+        fd, out = tempfile.mkstemp(prefix="harness-spark-ml-", suffix=".json")
+        os.close(fd)
+        self.out = Path(out)
+        self._log = open(log_path, "w")
+        # The token through the environment, as the seed's notebook has it: not on a command line.
+        env = {**os.environ, "DATABRICKS_HOST": url, "DATABRICKS_TOKEN": token}
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.spark_ml_steps", "scenario", user, model_name,
+                                      str(self.out)], env=env, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, preexec_fn=_end_with_parent)
+
+    def result(self) -> scenarios.SparkMLRuns:
+        try:
+            self.proc.wait(timeout=SCENARIO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise TimeoutError(f"the Spark ML scenario did not end in {SCENARIO_TIMEOUT_S} s") from None
+        answer = json.loads(self.out.read_text() or "{}")
+        if "runs" not in answer:
+            raise RuntimeError(answer.get("error") or f"the Spark ML scenario's process exited {self.proc.returncode} "
+                                                      f"with no result (its output: {self._log.name})")
+        runs = answer["runs"]
+        return scenarios.SparkMLRuns(**{**runs, "plain": scenarios.SeedRun(**runs["plain"]),
+                                        "signed": scenarios.SeedRun(**runs["signed"])})
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self.out.unlink(missing_ok=True)
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the check's process dies (Linux), so a killed check
+    leaves no scenario behind."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _scenario_process(user: str, model_name: str, out: str) -> None:
+    """``python -m harness.spark_ml_steps scenario USER MODEL OUT``: BackgroundScenario's child."""
+    from harness.spark import get_spark
+
+    try:
+        session = get_spark("local[*]", app_name="mlflow-harness-spark-ml")
+        runs = scenarios.run_spark_ml_scenario(os.environ["DATABRICKS_HOST"], os.environ["DATABRICKS_TOKEN"], user,
+                                               session, model_name=model_name)
+        answer = {"runs": dataclasses.asdict(runs)}
+    except Exception as exc:
+        answer = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    Path(out).write_text(json.dumps(answer))
 
 
 def _not_run(name: str, why: str) -> CheckResult:
@@ -65,8 +143,10 @@ def mirrored_model_predicts(databricks, azureml, aml_tracking_uri: str, run_id: 
 
 def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: str, url: str, token: str,
                    linked: bool, stamp: str, rows: int = 200, registrations: int = 3,
-                   mirror_timeout: float = 30.0, model_name: str = "seed-model-spark") -> list:
-    """The steps, in order. `databricks` / `azureml` are MlflowClients for each workspace."""
+                   mirror_timeout: float = 30.0, model_name: str = MODEL_NAME,
+                   background: BackgroundScenario | None = None) -> list:
+    """The steps, in order. `databricks` / `azureml` are MlflowClients for each workspace. With
+    `background`, the scenario step takes that process's runs instead of running it here."""
     from pyspark.sql.types import ArrayType, FloatType
 
     from harness.checks import (
@@ -84,7 +164,11 @@ def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: st
         res = CheckResult("seed_scenario[spark ML]", subject="mlflow.spark.log_model(..., registered_model_name=...)")
         t = time.perf_counter()
         try:
-            runs = scenarios.run_spark_ml_scenario(url, token, user, session, model_name=model_name)
+            if background is not None:
+                runs = background.result()
+                res.notes.append("ran in a process of its own, beside the steps before it")
+            else:
+                runs = scenarios.run_spark_ml_scenario(url, token, user, session, model_name=model_name)
             state["runs"] = runs
             res.compared.update(runs=2, versions=runs.versions)
             res.details.update(plain_run=runs.plain.run_id, signed_run=runs.signed.run_id, model=model_name)
@@ -186,3 +270,7 @@ def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: st
         ("UDF: result_type=ArrayType(FloatType()), multi-output model", multi_output),
         ("UDF: the seed's positional line, Spark ML without signature", seed_line_without_signature),
     ]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["scenario"] and len(sys.argv) == 5:
+    _scenario_process(*sys.argv[2:])
