@@ -29,13 +29,15 @@ SCENARIO_TIMEOUT_S = 1800  # a busy machine; about 20 s on a quiet one
 
 
 class BackgroundScenario:
-    """The scenario (fit, two ``log_model``) in a process of its own, started with the check so that
-    it runs while the scikit-learn and Azure ML steps do: on 2 cores the two halves overlap (most of
-    the scenario is JVMs MLflow starts). Not a thread: MLflow's tracking URI and active experiment
-    are process-wide and the Azure ML steps set them. The process gets its own local Spark session;
-    its output goes to ``log_path``; it ends with this process (PR_SET_PDEATHSIG) if not before."""
+    """The scenario (fit, two ``log_model``; then the multi-output model) in a process of its own,
+    started with the check so that it runs while the scikit-learn and Azure ML steps do: on 2 cores
+    the two halves overlap (most of the scenario is JVMs MLflow starts). Not a thread: MLflow's
+    tracking URI and active experiment are process-wide and the Azure ML steps set them. The process
+    gets its own local Spark session; its output goes to ``log_path``; it ends with this process
+    (PR_SET_PDEATHSIG, set by the thread that starts it, here the check's main thread) if not before."""
 
     def __init__(self, url: str, token: str, user: str, log_path: Path, model_name: str = MODEL_NAME):
+        self._done: dict | None = None
         fd, out = tempfile.mkstemp(prefix="harness-spark-ml-", suffix=".json")
         os.close(fd)
         self.out = Path(out)
@@ -46,13 +48,25 @@ class BackgroundScenario:
                                       str(self.out)], env=env, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, preexec_fn=_end_with_parent)
 
+    def _answer(self) -> dict:
+        if self._done is None:
+            try:
+                self.proc.wait(timeout=SCENARIO_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise TimeoutError(f"the Spark ML scenario did not end in {SCENARIO_TIMEOUT_S} s") from None
+            self._done = json.loads(self.out.read_text() or "{}")
+        return self._done
+
+    def multi_output_model(self) -> str:
+        """The runs:/ URI of the two-output model the process logged after the scenario."""
+        answer = self._answer()
+        if "multi_output_model" not in answer:
+            raise RuntimeError(answer.get("multi_output_error") or answer.get("error") or "no multi-output model")
+        return answer["multi_output_model"]
+
     def result(self) -> scenarios.SparkMLRuns:
-        try:
-            self.proc.wait(timeout=SCENARIO_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise TimeoutError(f"the Spark ML scenario did not end in {SCENARIO_TIMEOUT_S} s") from None
-        answer = json.loads(self.out.read_text() or "{}")
+        answer = self._answer()
         if "runs" not in answer:
             raise RuntimeError(answer.get("error") or f"the Spark ML scenario's process exited {self.proc.returncode} "
                                                       f"with no result (its output: {self._log.name})")
@@ -93,9 +107,18 @@ def _scenario_process(user: str, model_name: str, out: str) -> None:
         runs = scenarios.run_spark_ml_scenario(os.environ["DATABRICKS_HOST"], os.environ["DATABRICKS_TOKEN"], user,
                                                session, model_name=model_name)
         answer = {"runs": dataclasses.asdict(runs)}
+        # The multi-output model's check needs one too: logged here, in the scenario's experiment.
+        try:
+            answer["multi_output_model"] = scenarios.log_multi_output_model()
+        except Exception as exc:
+            answer["multi_output_error"] = _error(exc)
     except Exception as exc:
-        answer = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        answer = {"error": _error(exc)}
     Path(out).write_text(json.dumps(answer))
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _not_run(name: str, why: str) -> CheckResult:
@@ -246,7 +269,8 @@ def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: st
 
     def multi_output():
         try:
-            state["multi"] = state.get("multi") or scenarios.log_multi_output_model()
+            state["multi"] = state.get("multi") or (background.multi_output_model() if background is not None
+                                                     else scenarios.log_multi_output_model())
         except Exception as exc:
             return CheckResult("udf_scoring[multi-output, ArrayType(FloatType())]",
                                error=f"{type(exc).__name__}: {exc}")
