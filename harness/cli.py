@@ -29,12 +29,12 @@ EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
 # same two workers, and the model-loading JVM each started (harness.spark_ml_steps), whichever the
 # pool hands out first.
 CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": "2"}
+SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
+
+
 def _local_daemon(master: str | None) -> dict:
     """On a local master the workers fork from a daemon that has MLflow imported (harness.spark_daemon)."""
     return {} if is_cluster(resolve_master(master)) else {"spark.python.daemon.module": "harness.spark_daemon"}
-
-
-SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
 
 
 class Progress:
