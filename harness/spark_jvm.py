@@ -106,6 +106,8 @@ def build(archive: Path, progress=None) -> bool:
             return True
         if failed.exists():
             return False
+        for stale in archive.parent.glob("*.jsa.tmp"):  # a build killed half-way (the lock is ours)
+            stale.unlink(missing_ok=True)
         if progress:
             progress("building the Spark JVMs' class-data archive (once per Java and PySpark)")
         started = time.monotonic()
@@ -128,7 +130,8 @@ def build(archive: Path, progress=None) -> bool:
         Path(tmp).unlink(missing_ok=True)
         failed.write_text(why)
         if progress:
-            progress(f"no class-data archive (Spark starts as before): {why.strip().splitlines()[-1:] or why}")
+            progress(f"no class-data archive, Spark starts as before ({failed} says why; delete it to try "
+                     f"again): {(why.strip().splitlines() or [why])[-1]}")
         return False
 
 
