@@ -286,6 +286,7 @@ def test_a_run_azureml_lost_is_created_again_with_all_it_holds(tmp_path_factory,
             db.log_metric(run_id, "m", 1.0, step=0)
             (tmp_path / "notes.txt").write_text("kept")
             db.log_artifact(run_id, str(tmp_path / "notes.txt"))
+            db.log_artifact(run_id, str(tmp_path / "notes.txt"), artifact_path="nested")
             wait_drained(emu)
             lost = mirror_of(emu, run_id)["azureml_run_id"]
             request_reset(emu.azureml.url, emu.azureml.token)
@@ -299,7 +300,7 @@ def test_a_run_azureml_lost_is_created_again_with_all_it_holds(tmp_path_factory,
             assert mirror.data.params == {"p": "1"}
             assert history(aml, again, "m") == history(db, run_id, "m") and len(history(db, run_id, "m")) == 2
             assert mirror.info.status == "FINISHED"
-            assert all_files(aml, again) == ["notes.txt"]
+            assert all_files(aml, again) == ["nested/notes.txt", "notes.txt"]
             assert read_artifact(aml, again, "notes.txt", tmp_path / "down") == b"kept"
             if again == lost:  # the store may number the new run as the old: then it must be the only one
                 assert len(aml.search_runs([mirror.info.experiment_id])) == 1

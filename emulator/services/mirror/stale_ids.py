@@ -88,8 +88,16 @@ def _artifact_files(ctx, exp: str | None, run_id: str) -> list[str]:
     if exp is None:
         return []
     root = Storage(ctx.relay.artifacts_root).resolve([exp, run_id, "artifacts"], run_id)
-    if not root.is_dir():
-        return []
-    # An in-flight upload (``.upload-*``) is recorded when it lands.
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and not p.is_symlink() and not p.name.startswith(".upload-"))
+    return list(_files(root, "")) if root.is_dir() else []
+
+
+def _files(folder, prefix: str):
+    """Relative paths of the files below ``folder``, as the Files API lists them (Storage.list_dir:
+    no symbolic links, no in-flight ``.upload-*`` files, which are recorded when they land)."""
+    from emulator.stores.safe_paths import Storage
+
+    for entry in Storage.list_dir(folder):
+        if entry.is_dir:
+            yield from _files(folder / entry.name, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}"
