@@ -46,26 +46,25 @@ def _java() -> Path | None:
     return Path(found).resolve() if found and Path(found).exists() else None
 
 
-def _jars_dir() -> Path:
+def pyspark_jars() -> tuple[str, Path]:
+    """PySpark's version and its jars folder: every local Spark JVM's classpath."""
     import pyspark
 
-    return Path(pyspark.__file__).parent / "jars"
+    return pyspark.__version__, Path(pyspark.__file__).parent / "jars"
 
 
 def archive_path() -> Path | None:
     """Where this Java and PySpark's archive lives (None without a java)."""
-    import pyspark
-
     from emulator.control.user_cache import cache_root
 
     java = _java()
     if java is None:
         return None
-    jars = _jars_dir()
+    version, jars = pyspark_jars()
     listing = sorted(f"{p.name}:{p.stat().st_size}" for p in jars.glob("*.jar")) if jars.is_dir() else []
-    key = hashlib.sha256("\n".join([str(java), str(java.stat().st_mtime_ns), pyspark.__version__,
+    key = hashlib.sha256("\n".join([str(java), str(java.stat().st_mtime_ns), version,
                                     str(jars), *listing]).encode()).hexdigest()[:16]
-    return cache_root() / "spark-cds" / f"spark-{pyspark.__version__}-{key}.jsa"
+    return cache_root() / "spark-cds" / f"spark-{version}-{key}.jsa"
 
 
 def enabled(conf: dict | None = None) -> bool:
@@ -139,7 +138,7 @@ def _usable(archive: Path) -> bool:
     """A truncated archive aborts every JVM handed it (one that does not match the classpath is only
     ignored): start one JVM with it first."""
     java = _java()
-    cp = f"{_jars_dir()}/*"
+    cp = f"{pyspark_jars()[1]}/*"
     # It crashes (SIGBUS) on a cut-off archive: its crash report goes to a folder dropped after.
     with tempfile.TemporaryDirectory() as scratch:
         try:

@@ -22,6 +22,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from harness.spark_jvm import pyspark_jars
+
 # The catalogs every workspace answers to; Unity Catalog's own are added by the caller.
 DEFAULT_CATALOGS = ("main", "hive_metastore", "workspace")
 PLUGIN_CLASS = "emulator.WorkspaceCatalogAlias"
@@ -104,15 +106,9 @@ class TablesUnavailable(RuntimeError):
     """The catalog plugin cannot be built here (no javac): two-level names still work."""
 
 
-def _pyspark_jars() -> tuple[str, Path]:
-    import pyspark
-
-    return pyspark.__version__, Path(pyspark.__file__).parent / "jars"
-
-
 def catalog_jar(cache_dir: str | os.PathLike) -> Path:
     """The compiled plugin for this pyspark, built on first use (``javac``) and kept in ``cache_dir``."""
-    version, jars = _pyspark_jars()
+    version, jars = pyspark_jars()
     key = hashlib.sha256("".join(SOURCES.values()).encode()).hexdigest()[:12]
     target = Path(cache_dir) / f"spark-{version}-{key}" / "workspace-catalog.jar"
     if target.is_file():
