@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 
-
 def docker_startup(workdir: Path) -> dict:
     from emulator.control.docker import images
 
