@@ -20,7 +20,7 @@ from emulator import settings
 from emulator.control import launcher, status
 from emulator.control.state import StateDir
 from harness import report
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, first_line_error
 from harness.spark import is_cluster, resolve_master
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
@@ -277,7 +277,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                                        model=f"{seed.model_name} v{seed.model_version}", model_uri=seed.model_uri)
             seed_result.timings.update(seed.timings)
         except Exception as exc:
-            seed_result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            seed_result.error = first_line_error(exc)
         seed_result.timings["total"] = time.perf_counter() - t
         out["verdict"] = _verdict(seed_result)
     results.append(seed_result)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import scenarios
-from harness.checks.result import CheckResult
+from harness.checks.result import CheckResult, first_line_error
 
 # The explanation the seed's positional line must get on a Spark ML model logged without a signature.
 NO_SIGNATURE_MARK = "logged without a signature"
@@ -111,14 +111,11 @@ def _scenario_process(user: str, model_name: str, out: str) -> None:
         try:
             answer["multi_output_model"] = scenarios.log_multi_output_model()
         except Exception as exc:
-            answer["multi_output_error"] = _error(exc)
+            answer["multi_output_error"] = first_line_error(exc)
     except Exception as exc:
-        answer = {"error": _error(exc)}
+        answer = {"error": first_line_error(exc)}
     Path(out).write_text(json.dumps(answer))
 
-
-def _error(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _not_run(name: str, why: str) -> CheckResult:
@@ -204,7 +201,7 @@ def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: st
                 res.differ("registered versions", f"two log_model calls registered {runs.versions}, expected "
                                                   "consecutive versions (1, 2 for a new name)")
         except Exception as exc:
-            res.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            res.error = first_line_error(exc)
         res.timings["total"] = time.perf_counter() - t
         return res
 

@@ -60,3 +60,8 @@ class CheckResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def first_line_error(exc: Exception) -> str:
+    """An exception as a check's error: its type and first line."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
