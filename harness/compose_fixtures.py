@@ -68,6 +68,17 @@ def compose_project():
 free_published_ports = compose.free_published_ports  # the tests' and users' fixtures import it from here
 
 
+def deployment_env(*strip: str) -> dict[str, str]:
+    """The environment for an `emulator up --docker` that a test runs as a user would: this process's
+    environment without its EMULATOR_* settings (nor variables starting with `strip`), free published
+    ports, and the session's restart policy kept (this plugin sets "no"), so that a killed session's
+    deployment does not come back with the engine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMULATOR_", *strip))}
+    env.update(free_published_ports())
+    env[compose.RESTART_POLICY_ENV] = os.environ.get(compose.RESTART_POLICY_ENV, "no")
+    return env
+
+
 @pytest.fixture(scope="session")
 def compose_env_file(tmp_path_factory, emulator_image):
     """Everything docker-compose.yml interpolates, for this session's project only."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,8 @@ import requests
 from mlflow import MlflowClient
 
 from emulator import settings
-from harness.compose_fixtures import free_published_ports
+from emulator.control.docker import engine
+from harness.compose_fixtures import deployment_env
 
 pytestmark = pytest.mark.docker
 
@@ -27,15 +27,18 @@ def run_cli(*args, env, check=True):
 
 def test_up_docker_status_down(emulator_image, compose_project, tmp_path, monkeypatch):
     state = str(tmp_path / "state")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
+    env = deployment_env()
     env.update({
-        **free_published_ports(),
         "EMULATOR_COMPOSE_PROJECT": compose_project,
         "EMULATOR_IMAGE": emulator_image,
     })
     up = run_cli("up", "--docker", "--state-dir", state, env=env)
     try:
         assert "docker" in up.stdout
+        # The session's restart policy reached this deployment too: before, the environment the
+        # test handed `emulator up` dropped it, and a killed session's containers came back.
+        policies = engine.restart_policies(compose_project)
+        assert len(policies) == 3 and set(policies.values()) == {"no"}, policies
         info = json.loads(run_cli("status", "--json", "--state-dir", state, env=env).stdout)
         assert info["mode"] == "docker"
         assert set(info) >= {"state_dir", "linked", "databricks", "azureml"}
@@ -73,17 +76,14 @@ def test_up_docker_on_a_port_in_use_names_it_and_creates_nothing(compose_project
     (nothing recorded, so `emulator down` could not remove them)."""
     import socket
 
-    from emulator.control.docker import engine
-
-    ports = free_published_ports()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
-    env.update({**ports, "EMULATOR_COMPOSE_PROJECT": compose_project})
+    env = deployment_env()
+    env["EMULATOR_COMPOSE_PROJECT"] = compose_project
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", int(ports["EMULATOR_S3_PORT"])))
+        holder.bind(("127.0.0.1", int(env["EMULATOR_S3_PORT"])))
         holder.listen()
         up = run_cli("up", "--docker", "--state-dir", str(tmp_path / "state"), env=env, check=False)
     assert up.returncode != 0
     said = up.stdout + up.stderr
-    assert f"127.0.0.1:{ports['EMULATOR_S3_PORT']} (EMULATOR_S3_PORT) is already in use" in said, said
+    assert f"127.0.0.1:{env['EMULATOR_S3_PORT']} (EMULATOR_S3_PORT) is already in use" in said, said
     assert "No registry here" not in said
     assert engine.containers(compose_project) == []

@@ -28,7 +28,7 @@ from emulator.control.docker import compose
 from emulator.control.state import StateDir
 from emulator.services.azureml import client_env
 from emulator.services.databricks.uc.store import BAD_NAME
-from harness.compose_fixtures import free_published_ports
+from harness.compose_fixtures import deployment_env
 from tests.test_azureml_real_clients import (  # noqa: F401 (client_python is a fixture)
     BIG_BYTES,
     MLCLIENT_SCRIPT,
@@ -73,14 +73,24 @@ def deployed(emulator_image, tmp_path_factory):
     state = tmp_path_factory.mktemp("compose-clients") / "state"
     StateDir(state).save_config(dict(SEED_IDENTITY))
     project = f"emuclients{os.getpid()}{secrets.token_hex(3)}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMULATOR_", "MLFLOW_", "DATABRICKS_"))}
-    env.update({**free_published_ports(), compose.PROJECT_ENV: project, "EMULATOR_IMAGE": emulator_image})
+    env = deployment_env("MLFLOW_", "DATABRICKS_")
+    env.update({compose.PROJECT_ENV: project, "EMULATOR_IMAGE": emulator_image})
     dep = CliDeployment(state, env, project)
     try:
         dep.cli("up", "--docker")
         yield dep
     finally:
         dep.cli("down", "--volumes", check=False)
+
+
+def test_the_deployment_does_not_come_back_with_the_engine(deployed):
+    """The session's restart policy "no" reaches `emulator up --docker` run as a user would: before,
+    this fixture's environment dropped it (with the session's other EMULATOR_* settings), so a
+    killed session left three containers that every later `dockerd` start brought back."""
+    from emulator.control.docker import engine
+
+    policies = engine.restart_policies(deployed.project)
+    assert len(policies) == 3 and set(policies.values()) == {"no"}, policies
 
 
 def test_seed_with_real_azure_clients_through_the_published_tls_port(deployed, client_python, tmp_path):

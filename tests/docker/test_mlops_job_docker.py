@@ -19,7 +19,7 @@ from databricks.sdk.config import Config
 from mlflow import MlflowClient
 
 from emulator.control.docker import jobs_image
-from harness.compose_fixtures import free_published_ports
+from harness.compose_fixtures import deployment_env
 from harness.workspaces import DatabricksWorkspace
 from tests.support.mlops_project import aliases, check_scored, sdk_job, sdk_run, upload_project
 
@@ -41,8 +41,8 @@ def notebook_jobs_workspace(emulator_image, tmp_path_factory):
     image = jobs_image.build(image=os.environ.get(jobs_image.IMAGE_ENV) or jobs_image.IMAGE,
                              emulator_image=emulator_image)["image"]
     state = str(tmp_path_factory.mktemp("notebook-jobs") / "state")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
-    env.update({**free_published_ports(), "EMULATOR_IMAGE": emulator_image, jobs_image.IMAGE_ENV: image,
+    env = deployment_env()
+    env.update({"EMULATOR_IMAGE": emulator_image, jobs_image.IMAGE_ENV: image,
                 "EMULATOR_COMPOSE_PROJECT": f"emujobs{os.getpid()}{secrets.token_hex(3)}"})
     # Without the flag's image check: a missing image is a clear refusal, not a Compose pull error.
     missing = _cli("up", "--docker", "--notebook-jobs", "--state-dir", state, check=False,
