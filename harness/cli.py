@@ -244,6 +244,16 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
     results: list[CheckResult] = []
     session = None
 
+    # On a local master the Spark ML scenario runs in a process of its own beside the steps below
+    # (harness.spark_ml_steps.BackgroundScenario), started first so that its Python and JVM start
+    # while this process's do; on a cluster it waits its turn (a second application would wait for
+    # the first one's cores).
+    background = None
+    if use_spark and not is_cluster(resolve_master(spark_master)):
+        from harness.spark_ml_steps import BackgroundScenario
+
+        background = BackgroundScenario(db["url"], db["token"], db["user"], state.root / "harness-spark-ml.log")
+
     if use_spark:
         with progress.step("start Spark", log) as out:
             try:
@@ -257,13 +267,14 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
                 out["verdict"] = f"failed: {exc}"
                 results.append(CheckResult("spark_session", error=f"{type(exc).__name__}: {exc}"))
 
-    # The Spark ML scenario runs beside the steps below (harness.spark_ml_steps.BackgroundScenario);
-    # on a cluster it waits its turn (a second application would wait for the first one's cores).
-    background = None
-    if session is not None and not is_cluster(session.sparkContext.master):
-        from harness.spark_ml_steps import BackgroundScenario
+    if background is not None and (session is None or is_cluster(session.sparkContext.master)):
+        background.stop()  # no session for its steps, or an active cluster session getOrCreate reused
+        background = None
+    if background is not None:
+        from harness.spark import start_python_workers
 
-        background = BackgroundScenario(db["url"], db["token"], db["user"], state.root / "harness-spark-ml.log")
+        # While the seed trains: its first spark_udf job then finds its Python workers forked and waiting.
+        start_python_workers(session, int(CHECK_SPARK_CONF["spark.python.factory.idleWorkerMaxPoolSize"]))
 
     seed_result = CheckResult("seed_scenario", subject=f"seed notebook flow on databricks ({db['url']})")
     seed = None

@@ -6,9 +6,11 @@ Compose services spark-master/spark-worker: docs/pages/docker.md) with their own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import urllib.request
 
@@ -80,6 +82,24 @@ def get_spark(master: str | None = None, app_name: str = "mlflow-harness", **con
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def start_python_workers(session, workers: int) -> threading.Thread:
+    """Start the Python worker daemon and `workers` idle workers now, in a thread, with a tiny Arrow
+    UDF job on `workers` partitions: the first ``spark_udf`` job then finds them forked and waiting
+    (the daemon's imports done, the JVM's Arrow path run once) instead of starting them itself.
+    Best effort: whatever fails here fails again, and is reported, in the job that matters."""
+
+    def same(batches):
+        yield from batches
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            session.range(0, workers, numPartitions=workers).mapInPandas(same, "id long").collect()
+
+    thread = threading.Thread(target=run, name="spark-python-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_for_executors(spark, count: int, timeout: float = 180.0) -> int:

@@ -14,6 +14,7 @@ with contextlib.suppress(ImportError):  # a flavour that is not installed is sim
     import pyarrow  # noqa: F401
 with contextlib.suppress(ImportError):
     import mlflow.sklearn  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
 with contextlib.suppress(ImportError):
     import mlflow.spark  # noqa: F401
 

@@ -48,25 +48,43 @@ class BackgroundScenario:
                                       str(self.out)], env=env, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, preexec_fn=_end_with_parent)
 
-    def _answer(self) -> dict:
-        if self._done is None:
-            try:
-                self.proc.wait(timeout=SCENARIO_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
+    def _answer(self, *wanted: str) -> dict:
+        """What the process has written, once one of `wanted` (or its error) is among it or the
+        process has ended: the runs come as soon as the scenario has them, before the multi-output
+        model, which the check needs only steps later."""
+        if self._done is not None:
+            return self._done
+        deadline = time.monotonic() + SCENARIO_TIMEOUT_S
+        while True:
+            ended = self.proc.poll() is not None  # before reading: an ended process has written all
+            answer = self._written()
+            if ended:
+                self._done = answer
+            if ended or "error" in answer or any(key in answer for key in wanted):
+                return answer
+            if time.monotonic() >= deadline:
                 self.stop()
-                raise TimeoutError(f"the Spark ML scenario did not end in {SCENARIO_TIMEOUT_S} s") from None
-            self._done = json.loads(self.out.read_text() or "{}")
-        return self._done
+                raise TimeoutError(f"the Spark ML scenario did not end in {SCENARIO_TIMEOUT_S} s")
+            time.sleep(0.05)  # a condition-based wait; the deadline is the patience
+
+    def _written(self) -> dict:
+        answer: dict = {}
+        for line in self.out.read_text().splitlines():
+            try:
+                answer.update(json.loads(line))
+            except json.JSONDecodeError:  # the line being written
+                break
+        return answer
 
     def multi_output_model(self) -> str:
         """The runs:/ URI of the two-output model the process logged after the scenario."""
-        answer = self._answer()
+        answer = self._answer("multi_output_model", "multi_output_error")
         if "multi_output_model" not in answer:
             raise RuntimeError(answer.get("multi_output_error") or answer.get("error") or "no multi-output model")
         return answer["multi_output_model"]
 
     def result(self) -> scenarios.SparkMLRuns:
-        answer = self._answer()
+        answer = self._answer("runs")
         if "runs" not in answer:
             raise RuntimeError(answer.get("error") or f"the Spark ML scenario's process exited {self.proc.returncode} "
                                                       f"with no result (its output: {self._log.name})")
@@ -99,23 +117,28 @@ def _end_with_parent() -> None:
 
 
 def _scenario_process(user: str, model_name: str, out: str) -> None:
-    """``python -m harness.spark_ml_steps scenario USER MODEL OUT``: BackgroundScenario's child."""
+    """``python -m harness.spark_ml_steps scenario USER MODEL OUT``: BackgroundScenario's child. It
+    writes a JSON line as each answer is ready: the runs (or the error), then the multi-output model."""
     from harness.spark import get_spark
 
-    try:
-        session = get_spark("local[*]", app_name="mlflow-harness-spark-ml")
-        runs = scenarios.run_spark_ml_scenario(os.environ["DATABRICKS_HOST"], os.environ["DATABRICKS_TOKEN"], user,
-                                               session, model_name=model_name)
-        answer = {"runs": dataclasses.asdict(runs)}
+    with open(out, "a") as sink:
+        def say(**answer) -> None:
+            sink.write(json.dumps(answer) + "\n")
+            sink.flush()
+
+        try:
+            session = get_spark("local[*]", app_name="mlflow-harness-spark-ml")
+            runs = scenarios.run_spark_ml_scenario(os.environ["DATABRICKS_HOST"], os.environ["DATABRICKS_TOKEN"],
+                                                   user, session, model_name=model_name)
+        except Exception as exc:
+            say(error=first_line_error(exc))
+            return
+        say(runs=dataclasses.asdict(runs))
         # The multi-output model's check needs one too: logged here, in the scenario's experiment.
         try:
-            answer["multi_output_model"] = scenarios.log_multi_output_model()
+            say(multi_output_model=scenarios.log_multi_output_model())
         except Exception as exc:
-            answer["multi_output_error"] = first_line_error(exc)
-    except Exception as exc:
-        answer = {"error": first_line_error(exc)}
-    Path(out).write_text(json.dumps(answer))
-
+            say(multi_output_error=first_line_error(exc))
 
 
 def _not_run(name: str, why: str) -> CheckResult:
@@ -231,7 +254,7 @@ def spark_ml_steps(session, databricks, azureml, aml_tracking_uri: str, user: st
             res = check_dual_logging(databricks, azureml, run_id=runs.signed.run_id)
             if res.passed or time.monotonic() >= deadline:
                 break
-            time.sleep(1.0)
+            time.sleep(0.2)  # brisk: the deadline is the patience, each poll period only adds wait
         res.name = "dual_logging[spark ML]"
         if not linked:
             res.notes.append("the workspaces are not linked (`emulator link`): nothing is mirrored")

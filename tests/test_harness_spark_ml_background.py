@@ -61,3 +61,24 @@ def test_the_scenario_ends_with_the_checks_process(emulated_workspaces, tmp_path
         time.sleep(0.2)
     assert Path(out).read_text() == "", "the scenario ran to its end: it was not ended with its parent"
     Path(out).unlink()
+
+
+def test_the_runs_come_before_the_multi_output_model(emulated_workspaces, tmp_path):
+    """The check takes the Spark ML runs as soon as the scenario has them (its step 10), while the
+    process goes on to log the multi-output model that only a later step needs: before, result()
+    waited for the whole process, and that model's log_model was the check's wait."""
+    db = emulated_workspaces.databricks
+    background = BackgroundScenario(db.url, db.token, db.user, tmp_path / "scenario.log",
+                                    model_name="background-runs-first")
+    try:
+        runs = background.result()
+        # The multi-output model's log_model (its requirement inference a Python process of its own)
+        # takes seconds: a process still running here is one whose runs came first.
+        assert background.proc.poll() is None, "result() waited for the multi-output model too"
+        assert runs.versions == [1, 2] and runs.model_name == "background-runs-first"
+        multi = background.multi_output_model()
+        assert multi.startswith("runs:/") and multi.endswith("/model")
+        assert background.proc.wait(timeout=600) == 0
+    finally:
+        background.stop()
+    assert not background.out.exists()

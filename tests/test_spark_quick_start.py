@@ -118,28 +118,62 @@ def test_a_failed_build_is_noted_and_not_tried_again(tmp_path, monkeypatch):
 
 
 WORKER_PROBE = r"""
-import json, sys
+import json, os, sys
 from harness.cli import CHECK_SPARK_CONF, _local_daemon
-from harness.spark import get_spark
+from harness.spark import get_spark, start_python_workers
 
-spark = get_spark("local[1]", **CHECK_SPARK_CONF, **_local_daemon("local[1]"))
+spark = get_spark("local[2]", **CHECK_SPARK_CONF, **_local_daemon("local[2]"))
 
-def preloaded(batches):
-    import sys
+def idle_workers():
+    # This process's Python workers: forked by its JVM's harness.spark_daemon (same command line).
+    procs = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+            procs[int(pid)] = (ppid, open(f"/proc/{pid}/cmdline").read())
+        except OSError:
+            continue
+    daemons = {pid for pid, (ppid, cmd) in procs.items()
+               if "harness.spark_daemon" in cmd and procs.get(ppid, (0, ""))[0] == os.getpid()}
+    return sorted(pid for pid, (ppid, _) in procs.items() if ppid in daemons)
+
+if sys.argv[1] == "warm":
+    start_python_workers(spark, 2).join(timeout=900)
+idle = idle_workers()
+
+def facts(batches):
+    import os, sys
     import pandas as pd
     for _ in batches:
-        yield pd.DataFrame({"mlflow_pyfunc": [int("mlflow.pyfunc" in sys.modules)]})
+        yield pd.DataFrame({"pid": [os.getpid()], "mlflow_pyfunc": [int("mlflow.pyfunc" in sys.modules)],
+                            "sklearn": [int("sklearn" in sys.modules)]})
 
-print(json.dumps(spark.range(1).mapInPandas(preloaded, "mlflow_pyfunc int").collect()[0][0]))
+job = [row.asDict() for row in spark.range(0, 2, numPartitions=2).mapInPandas(
+    facts, "pid long, mlflow_pyfunc int, sklearn int").collect()]
+print(json.dumps({"idle_before": idle, "job": job}))
 """
+
+
+def worker_probe(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", WORKER_PROBE, *args], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_the_checks_python_workers_start_with_mlflow_imported():
     """harness check's workers fork from harness.spark_daemon, which imported MLflow's scoring
-    modules: a UDF that never imports mlflow finds it loaded (PySpark's own daemon: not)."""
-    proc = subprocess.run([sys.executable, "-c", WORKER_PROBE], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == 1
+    modules and the seed's flavour: a UDF that never imports them finds them loaded."""
+    facts = worker_probe("cold")
+    assert facts["idle_before"] == []  # a new session: no Python worker before its first job
+    assert facts["job"] and all(row["mlflow_pyfunc"] == 1 and row["sklearn"] == 1 for row in facts["job"]), facts
+
+
+def test_the_first_udf_job_finds_its_python_workers_waiting():
+    """harness check starts the Python workers while the seed trains (start_python_workers): the
+    first job's tasks run in workers that were already forked and idle before it started."""
+    facts = worker_probe("warm")
+    assert len(facts["idle_before"]) == 2, facts
+    assert {row["pid"] for row in facts["job"]} <= set(facts["idle_before"]), facts
 
 
 def test_a_cluster_keeps_pysparks_own_worker_daemon():
