@@ -34,7 +34,9 @@ class BackgroundScenario:
     the two halves overlap (most of the scenario is JVMs MLflow starts). Not a thread: MLflow's
     tracking URI and active experiment are process-wide and the Azure ML steps set them. The process
     gets its own local Spark session; its output goes to ``log_path``; it ends with this process
-    (PR_SET_PDEATHSIG, set by the thread that starts it, here the check's main thread) if not before."""
+    (PR_SET_PDEATHSIG, set by the thread that starts it, here the check's main thread) if not before.
+    Its answers come one by one: ``result()`` as soon as the runs are logged, ``multi_output_model()``
+    when that model is."""
 
     def __init__(self, url: str, token: str, user: str, log_path: Path, model_name: str = MODEL_NAME):
         self._done: dict | None = None
@@ -64,7 +66,7 @@ class BackgroundScenario:
                 return answer
             if time.monotonic() >= deadline:
                 self.stop()
-                raise TimeoutError(f"the Spark ML scenario did not end in {SCENARIO_TIMEOUT_S} s")
+                raise TimeoutError(f"the Spark ML scenario gave no {' or '.join(wanted)} in {SCENARIO_TIMEOUT_S} s")
             time.sleep(0.05)  # a condition-based wait; the deadline is the patience
 
     def _written(self) -> dict:
