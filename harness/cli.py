@@ -28,7 +28,8 @@ EXIT_OK, EXIT_FAILED, EXIT_NO_EMULATOR = 0, 1, 2
 # the seed's createDataFrame one per core would leave more): the Spark ML UDF checks then find the
 # same two workers, and the model-loading JVM each started (harness.spark_ml_steps), whichever the
 # pool hands out first.
-CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": "2"}
+PYTHON_WORKERS = 2
+CHECK_SPARK_CONF = {"spark.python.factory.idleWorkerMaxPoolSize": str(PYTHON_WORKERS)}
 SPARK_ML_STEPS = 8  # harness.spark_ml_steps: the seed's Spark ML flavour (needs Spark)
 
 
@@ -274,7 +275,7 @@ def _run_all(state, log, use_spark, spark_master, registrations, concurrency, ro
         from harness.spark import start_python_workers
 
         # While the seed trains: its first spark_udf job then finds its Python workers forked and waiting.
-        start_python_workers(session, int(CHECK_SPARK_CONF["spark.python.factory.idleWorkerMaxPoolSize"]))
+        start_python_workers(session, PYTHON_WORKERS)
 
     seed_result = CheckResult("seed_scenario", subject=f"seed notebook flow on databricks ({db['url']})")
     seed = None
